@@ -1,0 +1,161 @@
+"""ELF access: header, section table and bounded reads from raw bytes.
+
+The header and the section header table are read with one ``struct`` call
+each: pyelftools takes ~1.5 ms per module to build its section objects
+(measured on bookworm amd64), six seconds for a 4,000-module tree, while
+kmod's depmod reads the whole tree in about one. pyelftools remains the
+structural reference: the tests check this reader against it, and its
+enumerations name machines and section types for display.
+
+Acceptance follows kmod's ``kmod_elf_new()`` (libkmod-elf.c): a file kmod
+refuses raises :class:`ElfError`; anything kmod tolerates is readable here
+and problems in individual sections become findings later.
+"""
+
+from __future__ import annotations
+
+import errno
+import struct
+from functools import lru_cache
+
+from .errors import ElfError
+from .records import ElfHeader, Section, text
+
+_EHDR = {
+    # e_type e_machine e_version e_entry e_phoff e_shoff e_flags e_ehsize
+    # e_phentsize e_phnum e_shentsize e_shnum e_shstrndx
+    64: "HHIQQQIHHHHHH",
+    32: "HHIIIIIHHHHHH",
+}
+_SHDR = {
+    # sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
+    64: "IIQQQQIIQQ",
+    32: "IIIIIIIIII",
+}
+_SHDR_SIZE = {64: 64, 32: 40}
+_EHDR_SIZE = {64: 64, 32: 52}
+EI_NIDENT = 16
+
+
+@lru_cache(maxsize=None)
+def _struct(fmt: str, little: bool) -> struct.Struct:
+    return struct.Struct(("<" if little else ">") + fmt)
+
+
+def struct_for(fmt: str, little: bool) -> struct.Struct:
+    """A cached ``struct.Struct`` in the file's byte order."""
+    return _struct(fmt, little)
+
+
+class ElfImage:
+    """Read-only view of one ELF image (the decompressed module bytes)."""
+
+    __slots__ = ("data", "header", "sections", "little", "elfclass", "_names")
+
+    def __init__(self, data: bytes):
+        self.data = data
+        size = len(data)
+        if size < 6:  # kmod_file_open() cannot even read a magic: EINVAL, not ENOEXEC
+            raise ElfError(f"file too short ({size} bytes)", "truncated")
+        if size <= EI_NIDENT or data[:4] != b"\x7fELF":
+            raise ElfError("not an ELF file (bad magic)", "not-elf", errno.ENOEXEC)
+        ei_class, ei_data = data[4], data[5]
+        if ei_class == 1:
+            elfclass = 32
+        elif ei_class == 2:
+            elfclass = 64
+        else:
+            raise ElfError(f"invalid ELF class {ei_class}", "bad-elf-header")
+        if ei_data not in (1, 2):
+            raise ElfError(f"invalid ELF data encoding {ei_data}", "bad-elf-header")
+        little = ei_data == 1
+        if size <= _EHDR_SIZE[elfclass]:  # elf_identify() refuses an image of exactly the header
+            raise ElfError(f"file too short for an ELF{elfclass} header ({size} bytes)", "truncated")
+        (e_type, e_machine, _ver, _entry, _phoff, e_shoff, e_flags, e_ehsize, _phentsize, _phnum,
+         e_shentsize, e_shnum, e_shstrndx) = _struct(_EHDR[elfclass], little).unpack_from(data, EI_NIDENT)
+        self.header = ElfHeader(elfclass, little, e_type, e_machine, e_flags, data[7], e_shoff,
+                                e_shentsize, e_shnum, e_shstrndx, e_ehsize)
+        self.little = little
+        self.elfclass = elfclass
+        shdr_size = _SHDR_SIZE[elfclass]
+        # Same order of checks as kmod_elf_new(): table fits, then entry size.
+        if e_shoff + shdr_size * e_shnum > size:
+            raise ElfError(f"section header table ({e_shnum} x {shdr_size} bytes at offset {e_shoff}) "
+                           f"runs past the end of the file ({size} bytes)", "truncated")
+        if e_shentsize != shdr_size:
+            raise ElfError(f"e_shentsize is {e_shentsize}, ELF{elfclass} needs {shdr_size}", "bad-elf-header")
+        if e_shnum == 0:
+            raise ElfError("no section headers", "bad-elf-header")
+        rows = list(_struct(_SHDR[elfclass], little).iter_unpack(
+            memoryview(data)[e_shoff:e_shoff + shdr_size * e_shnum]))
+        if e_shstrndx >= e_shnum:
+            raise ElfError(f"e_shstrndx {e_shstrndx} is not a section (e_shnum {e_shnum})", "bad-elf-header")
+        str_off, str_size = rows[e_shstrndx][4], rows[e_shstrndx][5]
+        if str_off + str_size > size:
+            raise ElfError("section name table runs past the end of the file", "truncated")
+        if str_size == 0 or data[str_off + str_size - 1] != 0:
+            raise ElfError("section name table does not end with NUL", "bad-elf-header")
+        strtab_end = str_off + str_size
+        sections = []
+        for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_align,
+                sh_entsize) in enumerate(rows):
+            if sh_name < str_size:
+                start = str_off + sh_name
+                name = text(data[start:data.index(b"\0", start, strtab_end)])
+            else:
+                name = ""  # kmod fails the lookup of such a section; it can never match a name
+            sections.append(Section(i, name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
+                                    sh_info, sh_align, sh_entsize))
+        self.sections: tuple[Section, ...] = tuple(sections)
+        self._names: dict[str, Section] | None = None
+
+    def section(self, name: str) -> Section | None:
+        """First section (index >= 1) called ``name``; flags are ignored, as in kmod."""
+        if self._names is None:
+            names: dict[str, Section] = {}
+            for s in self.sections[1:]:
+                names.setdefault(s.name, s)
+            self._names = names
+        return self._names.get(name)
+
+    def in_bounds(self, sec: Section) -> bool:
+        return sec.offset + sec.size <= len(self.data)
+
+    def section_bytes(self, sec: Section) -> bytes:
+        """The section's bytes; callers check :meth:`in_bounds` first when it matters."""
+        return self.data[sec.offset:sec.offset + sec.size]
+
+    def cstring(self, offset: int, end: int | None = None) -> bytes | None:
+        """NUL-terminated bytes at ``offset``, searching no further than ``end``; None if unterminated."""
+        data = self.data
+        stop = len(data) if end is None else min(end, len(data))
+        nul = data.find(b"\0", offset, stop)
+        if nul < 0:
+            return None
+        return data[offset:nul]
+
+
+def machine_name(machine: int) -> str:
+    """``EM_X86_64`` style name for an e_machine value, from pyelftools' table."""
+    from elftools.elf.enums import ENUM_E_MACHINE
+
+    for k, v in ENUM_E_MACHINE.items():
+        if v == machine and k != "_default_":
+            return k
+    return f"EM_{machine}"
+
+
+def section_type_name(sh_type: int) -> str:
+    from elftools.elf.enums import ENUM_SH_TYPE_BASE
+
+    for k, v in ENUM_SH_TYPE_BASE.items():
+        if v == sh_type and k != "_default_":
+            return k
+    return f"0x{sh_type:x}"
+
+
+def section_flags_text(flags: int) -> str:
+    """readelf's flag letters (W A X M S I L O G T E), enough for layout views."""
+    letters = [(0x1, "W"), (0x2, "A"), (0x4, "X"), (0x10, "M"), (0x20, "S"), (0x40, "I"), (0x80, "L"),
+               (0x100, "O"), (0x200, "G"), (0x400, "T"), (0x80000000, "E")]
+    return "".join(ch for bit, ch in letters if flags & bit)

@@ -1,0 +1,54 @@
+"""Gary Guo's variable-length ``__versions`` (Jan 2023, never merged).
+
+Proposed in "modpost: support arbitrary symbol length in modversion"
+(Message-ID 20230111161155.1349375-1-gary@garyguo.net) and turned down because
+userspace parses ``__versions`` as fixed 64-byte records. Layout:
+``u32 next | u32 crc | name NUL, zero-padded to 4``, next = 8 + ((len+1+3) & ~3),
+both integers in target byte order, plus the string literal's final NUL, so
+sh_size is odd and never a multiple of 64.
+"""
+
+from __future__ import annotations
+
+from ..elf import ElfImage, struct_for
+from ..records import MODVERSION_ENTRY_SIZE, Finding, Modversion, VarlenVersions, raw, text
+
+SECTION = "__versions"
+
+
+def parse(elf: ElfImage) -> tuple[VarlenVersions | None, list[Finding]]:
+    """Recognise the layout only where the fixed layout cannot hold (size % 64 != 0)."""
+    sec = elf.section(SECTION)
+    if sec is None or not elf.in_bounds(sec) or sec.size % MODVERSION_ENTRY_SIZE == 0:
+        return None, []
+    data = elf.section_bytes(sec)
+    st = struct_for("II", elf.little)
+    pos, size = 0, len(data)
+    entries = []
+    while pos + 8 <= size:
+        nxt, crc = st.unpack_from(data, pos)
+        if nxt == 0 and not any(data[pos:]):
+            break  # zero padding at the end
+        if nxt < 12 or nxt % 4 or pos + nxt > size:
+            return None, []
+        body = data[pos + 8:pos + nxt]
+        nul = body.find(b"\0")
+        if nul <= 0 or any(body[nul:]):
+            return None, []
+        entries.append(Modversion(crc, text(body[:nul])))
+        pos += nxt
+    if not entries or any(data[pos:]):
+        return None, []
+    return VarlenVersions(tuple(entries)), [Finding(
+        "versions-varlen", f"__versions holds {len(entries)} variable-length entries (the rejected 2023 format): "
+        "every released kmod and kernel misreads it", SECTION)]
+
+
+def encode(entries: list[tuple[int, str]], little: bool) -> bytes:
+    st = struct_for("II", little)
+    out = bytearray()
+    for crc, name in entries:
+        b = raw(name) + b"\0"
+        b += b"\0" * (-len(b) % 4)
+        out += st.pack(8 + len(b), crc) + b
+    return bytes(out) + b"\0"

@@ -1,0 +1,238 @@
+"""Parsed module records: plain, immutable, picklable.
+
+Everything downstream (consumer models, the tree, the graph, reports) works
+from these records and never from a live ELF object, so a record can be
+cached, sent between processes and compared for equality.
+
+Names read from ELF string tables are decoded as UTF-8 with
+``surrogateescape``: any byte sequence round-trips exactly when encoded back
+the same way, which is how the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+# ELF constants used across the package (values from the ELF gABI).
+SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
+SHT_NOBITS, SHT_REL = 8, 9
+SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
+SHN_UNDEF, SHN_ABS, SHN_COMMON = 0, 0xFFF1, 0xFFF2
+STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
+STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
+STT_SPARC_REGISTER = 13
+EM_PPC, EM_PPC64, EM_SPARC, EM_SPARCV9 = 20, 21, 2, 43
+
+#: Bytes of a ``struct modversion_info``: unsigned long crc + char name[64 - sizeof(long)].
+MODVERSION_ENTRY_SIZE = 64
+
+
+def text(raw: bytes) -> str:
+    """Decode an ELF string so that it round-trips byte for byte."""
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def raw(s: str) -> bytes:
+    """Inverse of :func:`text`."""
+    return s.encode("utf-8", "surrogateescape")
+
+
+class ElfHeader(NamedTuple):
+    elfclass: int  # 32 or 64
+    little_endian: bool
+    type: int  # e_type; ET_REL (1) for modules
+    machine: int  # e_machine
+    flags: int  # e_flags (ppc64 ABI version in the low 2 bits)
+    osabi: int
+    shoff: int
+    shentsize: int
+    shnum: int
+    shstrndx: int
+    ehsize: int
+
+    @property
+    def endian(self) -> str:
+        return "little" if self.little_endian else "big"
+
+
+class Section(NamedTuple):
+    index: int
+    name: str
+    type: int
+    flags: int
+    addr: int
+    offset: int
+    size: int
+    link: int
+    info: int
+    addralign: int
+    entsize: int
+
+    @property
+    def alloc(self) -> bool:
+        return bool(self.flags & SHF_ALLOC)
+
+
+class Import(NamedTuple):
+    """An undefined symbol of ``.symtab``, in symbol-table order."""
+
+    name: str
+    binding: int  # STB_*
+    type: int  # STT_*
+
+    @property
+    def weak(self) -> bool:
+        return self.binding == STB_WEAK
+
+
+class CrcSymbol(NamedTuple):
+    """A ``__crc_<name>`` symbol, resolved the way kmod_elf_get_symbols does."""
+
+    name: str  # without the __crc_ prefix
+    crc: int  # st_value for SHN_ABS/SHN_UNDEF, else the u32 it points to; 2**64-1 if out of range
+    binding: int
+
+
+class Export(NamedTuple):
+    """A symbol this module exports (one ``__ksymtab*`` entry)."""
+
+    name: str
+    crc: int | None  # None when the module was built without MODVERSIONS
+    gpl_only: bool
+    namespace: str | None
+    section: str  # the __ksymtab* section holding the entry
+
+
+class Modversion(NamedTuple):
+    """One import version: a CRC and the symbol name it versions."""
+
+    crc: int
+    name: str
+    terminated: bool = True  # False: no NUL inside the fixed name field (kmod 34 rejects)
+
+
+class Finding(NamedTuple):
+    """Something malformed or noteworthy, named by a stable code."""
+
+    code: str
+    message: str
+    section: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BasicVersions:
+    """The classic ``__versions`` section of fixed 64-byte entries."""
+
+    section_index: int
+    alloc: bool
+    size: int
+    entry_size: int  # always 64; kept for display
+    entries: tuple[Modversion, ...]  # empty when size is not a multiple of 64
+
+    @property
+    def well_formed(self) -> bool:
+        return self.size % self.entry_size == 0
+
+
+@dataclass(frozen=True, slots=True)
+class ExtVersions:
+    """``__version_ext_crcs`` (u32 array) + ``__version_ext_names`` (NUL-terminated names)."""
+
+    crcs_section_index: int | None
+    names_section_index: int | None
+    crcs_alloc: bool
+    names_alloc: bool
+    crcs_size: int
+    names_size: int
+    crc_count: int  # sh_size // 4, what the kernel counts
+    name_count: int  # complete (NUL-terminated) names in the names section, empty ones excluded
+    entries: tuple[Modversion, ...]  # pairs, as the kernel walks them (stops at the first missing name)
+
+
+@dataclass(frozen=True, slots=True)
+class VarlenVersions:
+    """Gary Guo's rejected 2023 variable-length ``__versions`` (u32 next, u32 crc, name)."""
+
+    entries: tuple[Modversion, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """The appended module signature (``~Module signature appended~``)."""
+
+    offset: int  # start of the signature data = length of the signed image
+    algo: int
+    hash: int
+    id_type: int
+    signer_len: int
+    key_id_len: int
+    sig_len: int
+    id_type_name: str  # "PGP", "X509", "PKCS#7"
+    signer: str | None  # PKCS#7: issuer commonName (else its last RDN value); legacy: the signer bytes
+    key_id: bytes
+    hash_algo: str | None  # OpenSSL's name of the digest (kmod 32+ prints it), dotted OID if unnamed
+    digest_oid: str | None  # PKCS#7 digest algorithm; None for legacy trailers
+    signature: bytes
+    kmod_accepts: bool  # passes kmod_module_signature_info()'s checks, so modinfo shows it
+    pkcs7_error: str | None = None  # PKCS#7 present but not parseable
+
+
+@dataclass(frozen=True, slots=True)
+class ModuleRecord:
+    """Everything kmodcompat knows about one module file."""
+
+    path: str
+    file_size: int
+    compression: str | None
+    compression_notes: tuple[str, ...]  # e.g. "zstd-no-content-size", "zstd-multi-frame"
+    image_size: int  # decompressed length, signature included
+    elf: ElfHeader
+    sections: tuple[Section, ...]
+    modinfo: tuple[tuple[str, str | None], ...]  # value None: the string had no '='
+    imports: tuple[Import, ...]
+    crc_symbols: tuple[CrcSymbol, ...]
+    ksymtab_strings: tuple[str, ...] | None  # None: no __ksymtab_strings section
+    ksymtab_strings_terminated: bool
+    exports: tuple[Export, ...]
+    versions: BasicVersions | None
+    ext_versions: ExtVersions | None
+    varlen_versions: VarlenVersions | None
+    signature: Signature | None
+    findings: tuple[Finding, ...] = field(default=())
+
+    # Convenience views, derived (never stored twice).
+    def section(self, name: str) -> Section | None:
+        """First section with this name, as kmod looks sections up (flags ignored)."""
+        for s in self.sections:
+            if s.name == name and s.index:
+                return s
+        return None
+
+    def modinfo_values(self, key: str) -> list[str]:
+        return [v if v is not None else "" for k, v in self.modinfo if k == key]
+
+    @property
+    def name(self) -> str:
+        """Module name as kmod derives it from the path (basename up to the first '.', '-' → '_')."""
+        base = self.path.rsplit("/", 1)[-1]
+        return base.split(".", 1)[0].replace("-", "_")
+
+    @property
+    def modversions_format(self) -> str:
+        """none | basic | basic+ext | ext-only | varlen | malformed."""
+        ext = self.ext_versions
+        has_ext = ext is not None and ext.crcs_section_index is not None and ext.names_section_index is not None
+        if self.varlen_versions is not None:
+            return "varlen"
+        if ext is not None and not has_ext:
+            return "malformed"
+        if self.versions is not None and not self.versions.well_formed:
+            return "malformed"
+        if self.versions is not None and has_ext:
+            return "basic+ext"
+        if self.versions is not None:
+            return "basic"
+        if has_ext:
+            return "ext-only"
+        return "none"
