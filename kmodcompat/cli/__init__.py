@@ -1,0 +1,43 @@
+"""Command line: ``kmodcompat COMMAND ...``, one module per command.
+
+Errors are one line naming the file and the reason, with a non-zero exit
+status; a traceback is a bug.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .. import __version__
+from . import dump_modversions, modinfo, show
+from .output import flush_held
+
+COMMANDS = (modinfo, dump_modversions, show)
+
+#: Exit status for usage errors and unreadable input, shared by every command.
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kmodcompat", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"kmodcompat {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for cmd in COMMANDS:
+        cmd.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        status = args.run(args)
+        flush_held()
+        return status
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into head: not an error
+        return 0
+    except KeyboardInterrupt:
+        return 130

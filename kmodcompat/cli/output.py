@@ -1,0 +1,40 @@
+"""Writing tool results byte for byte, as the emulated tools do."""
+
+from __future__ import annotations
+
+import sys
+
+from ..consumers.kmod import ToolResult
+
+_held: list[bytes] = []
+
+
+def emit(result: ToolResult) -> None:
+    """Write a result like a C tool: stderr at once, stdout line-buffered on a terminal, else held to exit.
+
+    With stdout on a pipe, glibc buffers it fully while stderr is unbuffered,
+    so ``kmod ... 2>&1 | cat`` shows the error lines first; we keep that order.
+    """
+    if result.stdout:
+        if sys.stdout.isatty():
+            sys.stdout.buffer.write(result.stdout)
+            sys.stdout.buffer.flush()
+        else:
+            _held.append(result.stdout)
+    if result.stderr:
+        sys.stderr.buffer.write(result.stderr)
+        sys.stderr.buffer.flush()
+
+
+def flush_held() -> None:
+    if _held:
+        sys.stdout.buffer.write(b"".join(_held))
+        _held.clear()
+    sys.stdout.flush()
+
+
+def add_as_option(p, default: str = "kmod34") -> None:
+    from ..consumers import KMOD_RELEASES
+
+    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_RELEASES), default=default,
+                   help=f"kmod release to emulate: {', '.join(sorted(KMOD_RELEASES))} (default {default})")

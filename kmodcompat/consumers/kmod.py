@@ -1,0 +1,318 @@
+"""libkmod's reading of a module, parameterised by kmod release.
+
+Each function here mirrors one libkmod entry point on a parsed record; the
+release-specific files (``kmod30.py``, ``kmod34.py``) only set the knobs in
+:class:`Kmod`. Sources are kmod-project/kmod tags v30 and v34.2, files
+libkmod/libkmod-elf.c, libkmod/libkmod-module.c, tools/modinfo.c and
+tools/modprobe.c; ../shared/FORMATS.md §3 has the comparison table.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from ..errors import ModuleReadError
+from ..module import parse_module
+from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion, raw
+
+ENOENT_TEXT = os.strerror(errno.ENOENT)  # "No such file or directory"
+ENODATA_TEXT = os.strerror(errno.ENODATA)  # "No data available"
+EINVAL_TEXT = os.strerror(errno.EINVAL)  # "Invalid argument"
+
+
+class KmodError(Exception):
+    """A libkmod call failing with an errno; ``str()`` is strerror()."""
+
+    def __init__(self, err: int):
+        self.errno = err
+        super().__init__(os.strerror(err))
+
+
+@dataclass(frozen=True)
+class Kmod:
+    """One kmod release's behaviour, as far as module files are concerned."""
+
+    id: str  # CLI identifier: "kmod30", "kmod34"
+    version: str  # "30", "34.2"
+    missing_section_errno: int  # v30 ENOENT; v31+ ENODATA (5c004af)
+    names_must_be_terminated: bool  # v34: __versions names need a NUL inside the field (libkmod-elf.c)
+    writes_weakdep: bool  # v33+: modules.weakdep
+    # Debian builds both releases without zlib (`kmod --version`: -ZLIB). kmod 30 then
+    # does not know the gzip magic and reads the file as a (non-ELF) plain file;
+    # kmod 34 knows it and fails with ENOSYS.
+    gzip_errno: int | None
+    # Suffixes modinfo accepts as a file name (path_ends_with_kmod_ext, per build).
+    module_suffixes: tuple[str, ...] = (".ko", ".ko.xz", ".ko.zst")
+    decoder_errors_logged: bool = False  # v34 logs the decoder's message before failing
+    negative_pad_width: bool = False  # v30 pads keys longer than 15 by len-15 (printf negative width)
+    #: PKCS#7 digest OID → name printed, for releases with their own table (v30;
+    #: a digest outside it drops every signature field). None: OpenSSL's names (v32+).
+    pkcs7_digest_names: dict[str, str] | None = None
+    zstd_single_sized_frame: bool = False  # v33+ decodes one frame into a buffer sized from its header
+
+    # -- opening a file (libkmod-file.c) ----------------------------------------
+
+    def open(self, path: str) -> ModuleRecord | ModuleReadError:
+        """Parse ``path`` as this kmod would open it; an error carries kmod's errno."""
+        try:
+            opened: ModuleRecord | ModuleReadError = parse_module(path)
+        except ModuleReadError as e:
+            opened = e
+        return self.as_opened(opened)
+
+    def as_opened(self, opened: ModuleRecord | ModuleReadError) -> ModuleRecord | ModuleReadError:
+        """Apply this build's limits to a file parsed once for several consumers."""
+        if self.gzip_errno is not None and opened.compression == "gzip":
+            return ModuleReadError(opened.path, f"kmod {self.version} (Debian build) cannot read gzip",
+                                   "unsupported-compression", self.gzip_errno, compression="gzip")
+        if self.zstd_single_sized_frame and isinstance(opened, ModuleRecord):
+            if "zstd-no-content-size" in opened.compression_notes:
+                return ModuleReadError(opened.path, "zstd frame has no content size", "decompress-failed",
+                                       errno.EINVAL, "zstd:Failed to determine decompression size", "zstd")
+            if "zstd-multi-frame" in opened.compression_notes:
+                return ModuleReadError(opened.path, "several zstd frames", "decompress-failed",
+                                       errno.EINVAL, "zstd:Destination buffer is too small", "zstd")
+        return opened
+
+    def _decoder_log(self, err: ModuleReadError, tool: str) -> bytes:
+        """v33+ logs the decoder's complaint (libkmod-file-{xz,zstd}.c) before the failure line."""
+        if not (self.decoder_errors_logged and err.code == "decompress-failed"):
+            return b""
+        if err.compression == "xz":
+            what = {"truncated": "Unexpected end of input", "format": "File format not recognized",
+                    "options": "Unsupported compression options"}.get(err.detail or "", "File is corrupt")
+            func = "xz_uncompress_belch"
+        elif err.compression == "zstd":
+            what = (err.detail or "").removeprefix("zstd:") if (err.detail or "").startswith("zstd:") \
+                else {"truncated": "Src size is incorrect", "trailing": "Src size is incorrect"}.get(
+                    err.detail or "", "Data corruption detected")
+            func = "kmod_file_load_zstd"
+        else:
+            return b""
+        if tool == "modinfo":
+            return _line(f"libkmod: ERROR: {func}: {err.compression}: {what}")
+        return _line(f"{tool}: ERROR: {err.compression}: {what}")
+
+    # -- libkmod-elf.c ---------------------------------------------------------
+
+    def modversions(self, rec: ModuleRecord) -> list[Modversion]:
+        """kmod_elf_get_modversions(): ``__versions`` only, leading '.' stripped.
+
+        Raises KmodError as libkmod returns it: missing section (ENOENT/ENODATA),
+        size not a multiple of 64, or (v34) a name without NUL (EINVAL).
+        """
+        sec = rec.section("__versions")
+        if sec is None:
+            raise KmodError(self.missing_section_errno)
+        if sec.offset + sec.size > rec.image_size:
+            raise KmodError(errno.EINVAL)
+        if sec.size == 0:
+            return []
+        if sec.size % MODVERSION_ENTRY_SIZE:
+            raise KmodError(errno.EINVAL)
+        entries = rec.versions.entries if rec.versions is not None else ()
+        if self.names_must_be_terminated and not all(e.terminated for e in entries):
+            raise KmodError(errno.EINVAL)
+        return [Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries]
+
+    # -- tools/modprobe.c ------------------------------------------------------
+
+    def dump_modversions(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
+        """``modprobe --dump-modversions PATH``: stdout, stderr and exit status.
+
+        ``opened`` is the file already parsed (or its read error), to share one
+        parse between several consumers.
+        """
+        if not os.path.exists(path):
+            return ToolResult(b"", _line(f"modprobe: FATAL: Module {path} not found."), 1)
+        opened = self.open(path) if opened is None else self.as_opened(opened)
+        fail = f"modprobe: FATAL: could not get modversions of {path}: "
+        if isinstance(opened, ModuleReadError):
+            log = self._decoder_log(opened, "modprobe")
+            return ToolResult(b"", log + _line(fail + os.strerror(opened.errno)), 1)
+        try:
+            entries = self.modversions(opened)
+        except KmodError as e:
+            return ToolResult(b"", _line(f"{fail}{e}"), 1)
+        out = b"".join(b"0x%08x\t%s\n" % (m.crc, raw(m.name)) for m in entries)
+        return ToolResult(out, b"", 0)
+
+    # -- libkmod-module.c kmod_module_get_info() -------------------------------
+
+    def info(self, rec: ModuleRecord) -> list[tuple[str, str]]:
+        """.modinfo pairs followed by the signature pseudo-keys, as modinfo iterates them.
+
+        Raises KmodError when the module has no ``.modinfo`` section.
+        """
+        if rec.section(".modinfo") is None:
+            raise KmodError(self.missing_section_errno)
+        items = [(k, v if v is not None else "") for k, v in rec.modinfo]
+        sig = rec.signature
+        if sig is None or not sig.kmod_accepts:
+            return items
+        hash_algo = sig.hash_algo
+        if sig.digest_oid is not None and self.pkcs7_digest_names is not None:
+            hash_algo = self.pkcs7_digest_names.get(sig.digest_oid)
+            if hash_algo is None:
+                return items  # kmod 30: fill_pkcs7() fails for a digest outside its table
+        items.append(("sig_id", sig.id_type_name))
+        if sig.signer is not None:
+            items.append(("signer", sig.signer))
+        items.append(("sig_key", hex_bytes(sig.key_id)))
+        if hash_algo is not None:
+            items.append(("sig_hashalgo", hash_algo))
+        items.append(("signature", hex_bytes(sig.signature)))
+        return items
+
+    # -- tools/modinfo.c ---------------------------------------------------------
+
+    def is_module_filename(self, arg: str) -> bool:
+        """tools/modinfo.c is_module_filename(): a regular file with a suffix this build reads."""
+        return os.path.isfile(arg) and arg.endswith(self.module_suffixes)
+
+    def modinfo_arg(self, arg: str, field: str | None = None, separator: str = "\n",
+                    dirname: str | None = None) -> "ToolResult":
+        """``modinfo`` for one command-line argument: a module file, else a module name.
+
+        A name is looked up in ``dirname/modules.dep`` (``/lib/modules/$(uname -r)``
+        unless given), the first source kmod_module_new_from_lookup() consults.
+        """
+        if self.is_module_filename(arg):
+            return self.modinfo_file(arg, field, separator)
+        path = lookup_module(arg, dirname or os.path.join("/lib/modules", os.uname().release))
+        if path is None:
+            return ToolResult(b"", _line(f"modinfo: ERROR: Module {arg} not found."), 1)
+        return self.modinfo_file(path, field, separator)
+
+    def modinfo_file(self, path: str, field: str | None = None, separator: str = "\n",
+                     opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
+        """``modinfo [-F field] [-0] PATH`` for an argument that is a module file name.
+
+        ``filename:`` is printed before the file is opened, so it precedes any error.
+        """
+        filename = path if path.startswith("/") else os.path.join(os.getcwd(), path)  # path_make_absolute_cwd
+        if field == "filename":
+            return ToolResult(raw(f"{filename}{separator}"), b"", 0)
+        head = raw(f"{'filename:':<16}{filename}{separator}") if field is None else b""
+        opened = self.open(path) if opened is None else self.as_opened(opened)
+        modname = os.path.basename(path).split(".", 1)[0].replace("-", "_")
+        fail = f"modinfo: ERROR: could not get modinfo from '{modname}': "
+        if isinstance(opened, ModuleReadError):
+            log = self._decoder_log(opened, "modinfo")
+            return ToolResult(head, log + _line(fail + os.strerror(opened.errno)), 1)
+        try:
+            out, err = self.modinfo(opened, field, separator)
+        except KmodError as e:
+            return ToolResult(head, _line(f"{fail}{e}"), 1)
+        return ToolResult(head + out, err, 0)
+
+    def modinfo(self, rec: ModuleRecord, field: str | None = None, separator: str = "\n") -> tuple[bytes, bytes]:
+        """(stdout, stderr) of ``modinfo [-F field] [-0]`` after the ``filename:`` line."""
+        sep = separator
+        items = self.info(rec)
+        if field == "parm":
+            lines, errors = _params(items, listing=False)
+            return raw("".join(f"{line}{sep}" for line in lines)), errors
+        out: list[str] = []
+        params_seen = False
+        for key, value in items:
+            if field is not None:
+                if key == field:
+                    out.append(f"{value}{sep}")
+                continue
+            if key in ("parm", "parmtype"):
+                params_seen = True
+                continue
+            if sep == "\0":
+                out.append(f"{key}={value}{sep}")
+            else:
+                # printf("%s:%-*s%s", key, 15 - keylen, "", value): glibc reads a negative
+                # width as '-' plus its magnitude, so kmod 30 pads long keys by len-15;
+                # kmod 34 clamps the width at 0.
+                width = 15 - len(key)
+                if width < 0:
+                    width = -width if self.negative_pad_width else 0
+                out.append(f"{key}:{'':<{width}}{value}{sep}")
+        errors = b""
+        if field is None and params_seen:
+            lines, errors = _params(items, listing=True)
+            out.extend(f"{'parm:':<16}{line}{sep}" for line in lines)
+        return raw("".join(out)), errors
+
+
+class ToolResult(NamedTuple):
+    stdout: bytes
+    stderr: bytes
+    status: int
+
+
+def lookup_module(name: str, dirname: str) -> str | None:
+    """Path of module ``name`` per ``dirname/modules.dep`` ('-' and '_' equivalent), or None."""
+    want = name.replace("-", "_")
+    try:
+        with open(os.path.join(dirname, "modules.dep"), "rb") as f:
+            for line in f:
+                rel = line.split(b":", 1)[0].decode("utf-8", "surrogateescape")
+                if os.path.basename(rel).split(".", 1)[0].replace("-", "_") == want:
+                    return rel if rel.startswith("/") else os.path.join(dirname, rel)
+    except OSError:
+        pass
+    return None
+
+
+def _line(s: str) -> bytes:
+    return raw(s + "\n")
+
+
+def hex_bytes(b: bytes) -> str:
+    """kmod_module_hex_to_str(): "AA:BB:..", a line break and two tabs after every 20 bytes."""
+    parts = []
+    n = len(b)
+    for i, byte in enumerate(b):
+        parts.append(f"{byte:02X}")
+        if i < n - 1:
+            parts.append(":\n\t\t" if (i + 1) % 20 == 0 else ":")
+    return "".join(parts)
+
+
+def _params(items: list[tuple[str, str]], listing: bool) -> tuple[list[str], bytes]:
+    """modinfo's parm/parmtype merge: one line per parameter name, and error lines.
+
+    add_param() prepends a name when it is first seen (as parm or parmtype),
+    so parameters come out in reverse order of first appearance; a later
+    duplicate overwrites the text in place. A value without ':' is reported
+    and skipped (exit status unchanged). A type-only parameter prints
+    ``name:type`` in the full listing and ``name: (type)`` with ``-F parm``.
+    """
+    order: list[str] = []
+    desc: dict[str, str | None] = {}
+    types: dict[str, str | None] = {}
+    errors = []
+    for key, value in items:
+        if key not in ("parm", "parmtype"):
+            continue
+        name, colon, rest = value.partition(":")
+        if not colon:
+            errors.append(_line(f"modinfo: ERROR: Found invalid \"{key}={value}\": missing ':'"))
+            continue
+        if name not in desc:
+            order.append(name)
+            desc[name] = None
+            types[name] = None
+        if key == "parm":
+            desc[name] = rest
+        else:
+            types[name] = rest
+    lines = []
+    for name in reversed(order):
+        d, t = desc[name], types[name]
+        if d is None:
+            lines.append(f"{name}:{t}" if listing else f"{name}: ({t})")
+        elif t is not None:
+            lines.append(f"{name}:{d} ({t})")
+        else:
+            lines.append(f"{name}:{d}")
+    return lines, b"".join(errors)
