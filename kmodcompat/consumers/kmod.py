@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..module import parse_module
-from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion, raw
+from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, raw
 
 ENOENT_TEXT = os.strerror(errno.ENOENT)  # "No such file or directory"
 ENODATA_TEXT = os.strerror(errno.ENODATA)  # "No data available"
@@ -118,6 +118,58 @@ class Kmod:
             raise KmodError(errno.EINVAL)
         return [Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries]
 
+    def exported_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
+        """kmod_elf_get_symbols(): what depmod and ``--show-exports`` take as exports.
+
+        ``__crc_*`` symbols first (name, resolved CRC, binding, in .symtab
+        order); only when there is none (no MODVERSIONS, or nothing exported),
+        every non-empty string of ``__ksymtab_strings`` with CRC 0. Since
+        kernel 5.4 that fallback also yields namespace names (FORMATS.md §3.5).
+        """
+        if rec.crc_symbols:
+            return [KmodSymbol(c.name, c.crc, c.binding == STB_WEAK) for c in rec.crc_symbols]
+        if rec.ksymtab_strings is None:
+            raise KmodError(self.missing_section_errno)  # the fallback's section lookup fails
+        if self.names_must_be_terminated and not rec.ksymtab_strings_terminated:
+            raise KmodError(errno.EINVAL)  # v34 (e5ef157): __ksymtab_strings must end with NUL
+        return [KmodSymbol(name, 0, False) for name in rec.ksymtab_strings]
+
+    def dependency_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
+        """kmod_elf_get_dependency_symbols(): depmod's imports with the CRC it compares.
+
+        Each UND symbol takes the CRC of the first ``__versions`` entry of the
+        same name (exact match, no de-dotting), else 0: there is no zero guard
+        later, so an import versioned only in the extended tables "disagrees"
+        under ``depmod -e -E``. Entries no import matched (``module_layout``)
+        are appended. A ``__versions`` whose size is not a multiple of 64 counts
+        as absent. v34 skips unterminated names while matching and fails the
+        whole call (EINVAL) if one is left unmatched.
+        """
+        entries: tuple[Modversion, ...] = ()
+        if rec.versions is not None and rec.versions.well_formed:
+            entries = rec.versions.entries
+        first: dict[str, int] = {}
+        for i, e in enumerate(entries):
+            if self.names_must_be_terminated and not e.terminated:
+                continue
+            first.setdefault(e.name, i)
+        visited = set()
+        out = []
+        for imp in rec.imports:
+            i = first.get(imp.name)
+            crc = 0
+            if i is not None:
+                crc = entries[i].crc
+                visited.add(i)
+            out.append(KmodSymbol(imp.name, crc, imp.weak))
+        for i, e in enumerate(entries):
+            if i in visited:
+                continue
+            if self.names_must_be_terminated and not e.terminated:
+                raise KmodError(errno.EINVAL)
+            out.append(KmodSymbol(e.name, e.crc, False))
+        return out
+
     # -- tools/modprobe.c ------------------------------------------------------
 
     def dump_modversions(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
@@ -138,6 +190,22 @@ class Kmod:
         except KmodError as e:
             return ToolResult(b"", _line(f"{fail}{e}"), 1)
         out = b"".join(b"0x%08x\t%s\n" % (m.crc, raw(m.name)) for m in entries)
+        return ToolResult(out, b"", 0)
+
+    def show_exports(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
+        """``modprobe --show-exports PATH``: the exports libkmod reports, ``0x%08x\tname``."""
+        if not os.path.exists(path):
+            return ToolResult(b"", _line(f"modprobe: FATAL: Module {path} not found."), 1)
+        opened = self.open(path) if opened is None else self.as_opened(opened)
+        if isinstance(opened, ModuleReadError):
+            log = self._decoder_log(opened, "modprobe")
+            return ToolResult(b"", log + _line(f"modprobe: FATAL: could not get symbols of {path}: "
+                                               + os.strerror(opened.errno)), 1)
+        try:
+            symbols = self.exported_symbols(opened)
+        except KmodError as e:
+            return ToolResult(b"", _line(f"modprobe: FATAL: could not get symbols of {path}: {e}"), 1)
+        out = b"".join(b"0x%08x\t%s\n" % (x.crc, raw(x.name)) for x in symbols)
         return ToolResult(out, b"", 0)
 
     # -- libkmod-module.c kmod_module_get_info() -------------------------------
@@ -241,6 +309,14 @@ class Kmod:
             lines, errors = _params(items, listing=True)
             out.extend(f"{'parm:':<16}{line}{sep}" for line in lines)
         return raw("".join(out)), errors
+
+
+class KmodSymbol(NamedTuple):
+    """A symbol as libkmod reports it: name, CRC (0 when unversioned), weak binding."""
+
+    name: str
+    crc: int
+    weak: bool
 
 
 class ToolResult(NamedTuple):
