@@ -27,6 +27,7 @@ _KSYMTAB_PREFIX = b"__ksymtab_"
 _KSTRTABNS_PREFIX = b"__kstrtabns_"
 _BAD_CRC = (1 << 64) - 1  # kmod's (uint64_t)-1 for a CRC it cannot resolve
 
+_KINDS = {0: "notype", 1: "object", 2: "func", 10: "func"}  # STT_GNU_IFUNC (10) is code too
 _GPL_SECTIONS = frozenset({"__ksymtab_gpl", "__ksymtab_unused_gpl"})
 
 
@@ -65,6 +66,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     crcs: list[CrcSymbol] = []
     ksym_labels: list[tuple[str, int, int]] = []  # (name, shndx, value)
     ns_labels: dict[str, tuple[int, int]] = {}
+    defined_globals: dict[int, int] = {}  # strtab offset -> STT_* of defined global/weak symbols
     bad_names = 0
     find = data.find
     for row in rows:
@@ -87,6 +89,8 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
                 continue
             imports.append(Import(text(data[start:end]), st_info >> 4, st_info & 0xF))
             continue
+        if st_info >> 4 and st_shndx != SHN_ABS:  # global or weak definition: an exported symbol's kind
+            defined_globals[start] = st_info & 0xF
         if not data.startswith(b"__", start):  # every label we want starts so
             continue
         if data.startswith(_CRC_PREFIX, start):
@@ -106,7 +110,15 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     if bad_names:
         findings.append(Finding("symtab-bad-name", f"{bad_names} symbol name(s) outside .strtab or without NUL",
                                 ".symtab"))
-    exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, findings)
+    kinds = {}
+    if defined_globals and ksym_labels:
+        wanted = {name for name, _, _ in ksym_labels}
+        for start, stt in defined_globals.items():
+            end = find(b"\0", start, str_end)
+            name = text(data[start:end]) if end >= 0 else None
+            if name in wanted:
+                kinds[name] = _KINDS.get(stt, "other")
+    exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, kinds, findings)
     return SymbolScan(tuple(imports), tuple(crcs), exports, tuple(findings), True)
 
 
@@ -123,7 +135,7 @@ def _resolve_crc(elf: ElfImage, value: int, shndx: int) -> int:
 
 
 def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[str, tuple[int, int]],
-             crc_by_name: dict[str, int], findings: list[Finding]) -> tuple[Export, ...]:
+             crc_by_name: dict[str, int], kinds: dict[str, str], findings: list[Finding]) -> tuple[Export, ...]:
     sections = elf.sections
     by_section: dict[int, list[tuple[int, str]]] = {}
     for name, shndx, value in labels:
@@ -153,7 +165,8 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
             crc = crc_by_name.get(name)
             if crc == _BAD_CRC:
                 crc = None
-            out.append(Export(name, crc, gpl, _namespace(elf, ns_labels.get(name)), sname))
+            out.append(Export(name, crc, gpl, _namespace(elf, ns_labels.get(name)), sname,
+                              kinds.get(name, "unknown")))
     return tuple(out)
 
 

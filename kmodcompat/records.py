@@ -102,6 +102,7 @@ class Export(NamedTuple):
     gpl_only: bool
     namespace: str | None
     section: str  # the __ksymtab* section holding the entry
+    kind: str = "unknown"  # "func", "object" or "notype": the exported symbol's STT_* in .symtab
 
 
 class Modversion(NamedTuple):
@@ -128,10 +129,11 @@ class BasicVersions:
     alloc: bool
     size: int
     entry_size: int  # always 64; kept for display
-    entries: tuple[Modversion, ...]  # empty when size is not a multiple of 64
+    entries: tuple[Modversion, ...]  # the sh_size // 64 fixed records, as the kernel reads them
 
     @property
     def well_formed(self) -> bool:
+        """kmod reads the table only when its size is a multiple of 64."""
         return self.size % self.entry_size == 0
 
 

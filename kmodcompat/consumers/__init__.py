@@ -1,14 +1,32 @@
 """Consumer models: what each tool or kernel sees in a module.
 
-One file per consumer; :data:`CONSUMERS` maps the CLI identifiers to them.
+One file per consumer; each offers ``view(rec, expected=None, truth=None, path=None)``
+returning a :class:`~kmodcompat.consumers.base.ConsumerView`. :data:`CONSUMERS`
+maps the CLI identifiers to those functions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from . import busybox, mit
+from .base import ConsumerView
+from .kernel import KERNELS
 from .kmod import Kmod
 from .kmod30 import KMOD30
 from .kmod34 import KMOD34
+from .kmod_pr270 import KMOD_PR270
 
 #: kmod releases we emulate byte for byte, by CLI identifier; kmod34 is the default.
 KMOD_RELEASES: dict[str, Kmod] = {KMOD30.id: KMOD30, KMOD34.id: KMOD34}
 DEFAULT_KMOD = KMOD34
+
+#: Every consumer model by CLI identifier, in report order.
+CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
+    KMOD30.id: KMOD30.view,
+    KMOD34.id: KMOD34.view,
+    KMOD_PR270.id: KMOD_PR270.view,
+    "busybox": busybox.view,
+    "mit": mit.view,
+    **{k.id: k.view for k in KERNELS},
+}

@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..module import parse_module
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, raw
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, own_crcs, versioned_order
+
+#: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
+DEPMOD_FAKE_SYMBOLS = frozenset({"__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC."})
 
 ENOENT_TEXT = os.strerror(errno.ENOENT)  # "No such file or directory"
 ENODATA_TEXT = os.strerror(errno.ENODATA)  # "No data available"
@@ -52,6 +57,17 @@ class Kmod:
     #: a digest outside it drops every signature field). None: OpenSSL's names (v32+).
     pkcs7_digest_names: dict[str, str] | None = None
     zstd_single_sized_frame: bool = False  # v33+ decodes one frame into a buffer sized from its header
+    #: tools/depmod.c default_cfg_paths[], in precedence order (a file name seen in an
+    #: earlier directory hides the same name in a later one). v34 adds DISTCONFDIR
+    #: (/usr/lib on Debian).
+    depmod_config_dirs: tuple[str, ...] = ("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d",
+                                           "/lib/depmod.d")
+    #: depmod_modules_sort(): v34 places a module at the FIRST modules.order line naming
+    #: it (later ones are skipped); v30 overwrites sort_idx, so the LAST line wins.
+    modules_order_first_wins: bool = False
+    #: kmod PR #270 (unmerged): kmod_elf_get_modversions() reads the extended tables when both exist,
+    #: in preference to __versions, and kmod_elf_get_dependency_symbols() goes through it.
+    reads_extended: bool = False
 
     # -- opening a file (libkmod-file.c) ----------------------------------------
 
@@ -104,6 +120,8 @@ class Kmod:
         Raises KmodError as libkmod returns it: missing section (ENOENT/ENODATA),
         size not a multiple of 64, or (v34) a name without NUL (EINVAL).
         """
+        if self.reads_extended and rec.section("__version_ext_crcs") and rec.section("__version_ext_names"):
+            return self._extended_modversions(rec)
         sec = rec.section("__versions")
         if sec is None:
             raise KmodError(self.missing_section_errno)
@@ -134,6 +152,15 @@ class Kmod:
             raise KmodError(errno.EINVAL)  # v34 (e5ef157): __ksymtab_strings must end with NUL
         return [KmodSymbol(name, 0, False) for name in rec.ksymtab_strings]
 
+    def _extended_modversions(self, rec: ModuleRecord) -> list[Modversion]:
+        """PR #270 ffe6c67 "libkmod: Support EXTENDED_MODVERSIONS": crc size must be a
+        multiple of 4, then crc_size/4 names are walked; running out of names or an
+        unterminated one is EINVAL; one leading '.' is stripped (FORMATS.md §3.3, §3.12)."""
+        ext = rec.ext_versions
+        if ext is None or ext.crcs_size % 4 or len(ext.entries) < ext.crc_count:
+            raise KmodError(errno.EINVAL)
+        return [Modversion(e.crc, e.name[1:]) if e.name.startswith(".") else e for e in ext.entries]
+
     def dependency_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
         """kmod_elf_get_dependency_symbols(): depmod's imports with the CRC it compares.
 
@@ -146,7 +173,15 @@ class Kmod:
         whole call (EINVAL) if one is left unmatched.
         """
         entries: tuple[Modversion, ...] = ()
-        if rec.versions is not None and rec.versions.well_formed:
+        if self.reads_extended:
+            # PR #270 4e79a46 "Centralize modversions parsing": ENODATA means no versions,
+            # any other error is returned and depmod drops the module's dependencies.
+            try:
+                entries = tuple(self.modversions(rec))
+            except KmodError as e:
+                if e.errno != self.missing_section_errno:
+                    raise
+        elif rec.versions is not None and rec.versions.well_formed:
             entries = rec.versions.entries
         first: dict[str, int] = {}
         for i, e in enumerate(entries):
@@ -191,6 +226,59 @@ class Kmod:
             return ToolResult(b"", _line(f"{fail}{e}"), 1)
         out = b"".join(b"0x%08x\t%s\n" % (m.crc, raw(m.name)) for m in entries)
         return ToolResult(out, b"", 0)
+
+    def view(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
+             truth: Mapping[str, int] | None = None, path: str | None = None) -> ConsumerView:
+        """What this kmod shows of the module: ``--dump-modversions`` and ``depmod -e -E``.
+
+        ``expected``: exporter CRCs by symbol (None: the module's own, and
+        unknown symbols are not judged). ``truth``: the CRCs the module was
+        really built against (default its own), which decides whether a
+        "disagrees" warning is false.
+        """
+        path = rec.path if path is None else path
+        own = own_crcs(rec)
+        truth = own if truth is None else truth
+        exp = own if expected is None else expected
+        messages: list[str] = []
+        false: list[str] = []
+        try:
+            visible = self.modversions(rec)
+        except KmodError as e:
+            visible = []
+            messages.append(f"modprobe: FATAL: could not get modversions of {path}: {e}")
+        seen = {m.name for m in visible}
+        lost = tuple(n for n in versioned_order(rec) if n.removeprefix(".") not in seen)
+        try:
+            deps = self.dependency_symbols(rec)
+        except KmodError:
+            deps = []  # PR #270: depmod drops the module's dependencies without a word
+        for sym in deps:
+            if sym.weak:
+                continue
+            name = sym.name.removeprefix(".")  # depmod_symbol_find() strips one leading dot
+            want = exp.get(name)
+            if want is None:
+                if expected is not None and name not in DEPMOD_FAKE_SYMBOLS:
+                    messages.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
+                continue
+            if sym.crc != want:
+                line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
+                messages.append(line)
+                if truth.get(sym.name, truth.get(name)) == want:
+                    false.append(line)
+        if false:
+            verdict = FALSE_MISMATCH
+        elif own and not visible:
+            verdict = UNREADABLE
+        elif lost:
+            verdict = PARTIAL
+        else:
+            verdict = OK
+        misread = ()
+        if rec.varlen_versions is not None:
+            misread = rec.varlen_versions.entries  # kmod rejects the table: every entry is lost to it
+        return ConsumerView(self.id, path, verdict, tuple(visible), lost, misread, (), tuple(messages), tuple(false))
 
     def show_exports(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
         """``modprobe --show-exports PATH``: the exports libkmod reports, ``0x%08x\tname``."""

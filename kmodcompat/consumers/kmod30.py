@@ -17,4 +17,6 @@ KMOD30 = Kmod(
                         if name in ("md4", "md5", "sha1", "ripemd160", "sha224", "sha256", "sha384", "sha512", "sm3")}
     | {"1.3.36.3.2.1": "rmd160"},  # kmod 30's pkey_hash_algo[] spells it rmd160
     writes_weakdep=False,  # modules.weakdep is v33+
+    depmod_config_dirs=("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d"),
+    modules_order_first_wins=False,  # depmod_modules_sort(): sort_idx = idx - total, overwritten per line
 )

@@ -13,4 +13,7 @@ KMOD34 = Kmod(
     decoder_errors_logged=True,
     zstd_single_sized_frame=True,
     writes_weakdep=True,
+    depmod_config_dirs=("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/usr/lib/depmod.d",
+                        "/lib/depmod.d"),  # DISTCONFDIR "/depmod.d" (meson distconfdir = /usr/lib)
+    modules_order_first_wins=True,  # depmod_modules_sort(): `if (mod == NULL || mod->sort_idx < 0) continue;`
 )

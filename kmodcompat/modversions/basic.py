@@ -32,16 +32,18 @@ def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
         findings.append(Finding("versions-out-of-bounds", "__versions runs past the end of the file", SECTION))
         return BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, ()), findings
     if sec.size % MODVERSION_ENTRY_SIZE:
+        # kmod refuses such a table (BasicVersions.well_formed is False); the kernel
+        # still reads sh_size / 64 records, which is how it misreads other layouts.
         findings.append(Finding("versions-size-not-multiple",
                                 f"__versions size {sec.size} is not a multiple of {MODVERSION_ENTRY_SIZE}", SECTION))
-        return BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, ()), findings
     data = elf.data
     crc_len = elf.elfclass // 8
     entries = []
     unterminated = 0
     high_bits = 0
+    whole = sec.size - sec.size % MODVERSION_ENTRY_SIZE
     rows = struct_for(_ENTRY_FMT[elf.elfclass], elf.little).iter_unpack(
-        memoryview(data)[sec.offset:sec.offset + sec.size])
+        memoryview(data)[sec.offset:sec.offset + whole])
     for i, (crc, field) in enumerate(rows):
         nul = field.find(b"\0")
         if nul >= 0:
@@ -56,6 +58,8 @@ def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
     for e in entries:
         if e.crc >> 32:
             high_bits += 1
+    if not whole == sec.size:
+        return BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, tuple(entries)), findings
     if unterminated:
         findings.append(Finding("versions-name-unterminated",
                                 f"{unterminated} __versions name(s) without NUL inside the "

@@ -1,0 +1,42 @@
+"""busybox modutils (1.35 to 1.37): never reads version information.
+
+busybox has no ELF parser (mirror/busybox 371fe9f71, modutils/*.c has no
+``__versions`` or ``modversion``; FORMATS.md §4.1). Its depmod scans the raw,
+decompressed bytes: dependencies from ``depends=``, aliases from ``alias=``,
+exports from every string starting ``__ksymtab_`` (except ``__ksymtab_gpl*`` and
+``__ksymtab_strings``). So every modversions format looks the same to it, long
+Rust names included, and no CRC is ever compared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..records import ModuleRecord
+from .base import IGNORES, ConsumerView, versioned_order
+
+
+def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
+         path: str | None = None) -> ConsumerView:
+    path = rec.path if path is None else path
+    return ConsumerView("busybox", path, IGNORES, unchecked=tuple(versioned_order(rec)),
+                        notes=("dependencies come from .modinfo depends=, never from symbol versions",))
+
+
+def depends(rec: ModuleRecord) -> list[str]:
+    """modutils/depmod.c parse_module(): the ``depends=`` list, '-' read as '_'."""
+    out: list[str] = []
+    for v in rec.modinfo_values("depends"):
+        out += [d.replace("-", "_") for d in v.split(",") if d]
+    return out
+
+
+def exported_symbols(rec: ModuleRecord) -> set[str]:
+    """The exports busybox's depmod lists in modules.symbols.
+
+    modutils/depmod.c parse_module(): after ``__ksymtab_`` it skips anything
+    starting ``gpl`` (meant for ``__ksymtab_gpl``, it also drops every export
+    whose own name starts with "gpl") and ``strings``. It scans raw bytes in
+    file order, so only the set is modelled, not the order.
+    """
+    return {x.name for x in rec.exports if not x.name.startswith("gpl") and x.name != "strings"}

@@ -1,0 +1,157 @@
+"""Format simulation: the same module, its import versions written in another format.
+
+``simulate(rec, data, fmt)`` returns the bytes of a real relocatable ELF in
+which the version sections (``__versions``, ``__version_ext_crcs``,
+``__version_ext_names``) are replaced by those modpost would have written in
+format ``fmt``; every other section is kept byte for byte. The result can be
+fed to real kmod, busybox or readelf.
+
+Entry selection follows modpost (FORMATS.md §1.2-1.3): imports in .symtab
+order that have a known CRC, then ``module_layout``; basic ``__versions`` holds
+only names shorter than MODULE_NAME_LEN (a basic-only build with a longer
+name fails: :class:`BuildError`, as modpost's "too long symbol" does).
+
+The rewrite removes the old version sections from the section table and
+renumbers the rest (sh_link, sh_info, e_shstrndx and every symbol's
+st_shndx follow), then appends the new sections, a new ``.shstrtab`` and a new
+section header table at the end of the file. A signature is dropped: the
+content it signed has changed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .elf import ElfImage, struct_for
+from .modversions import basic, extended, varlen
+from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, ModuleRecord, raw
+from .consumers.base import own_crcs
+from .signature import unsigned_length
+
+FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
+VERSION_SECTIONS = (basic.SECTION, extended.CRCS, extended.NAMES)
+SHF_INFO_LINK = 0x40
+SHN_LORESERVE, SHN_ABS = 0xFF00, 0xFFF1
+
+
+class BuildError(ValueError):
+    """modpost would refuse to build the module in this format."""
+
+
+def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -> list[tuple[int, str]]:
+    """(crc, name) in modpost's order: resolved imports with a CRC, then ``module_layout``.
+
+    CRCs come from the module's own tables, else from ``extra`` (e.g. the
+    exporters' CRCs in a tree); imports with no known CRC are left out, as
+    modpost skips them.
+    """
+    crcs = dict(extra or {})
+    crcs.update(own_crcs(rec))
+    out: list[tuple[int, str]] = []
+    seen: set[str] = set()
+    for imp in rec.imports:
+        if imp.name in crcs and imp.name not in seen and imp.name != "module_layout":
+            out.append((crcs[imp.name], imp.name))
+            seen.add(imp.name)
+    if "module_layout" in crcs:
+        out.append((crcs["module_layout"], "module_layout"))
+    return out
+
+
+def encode(entries: list[tuple[int, str]], fmt: str, elfclass: int, little: bool) -> dict[str, tuple[bytes, int]]:
+    """Section name → (bytes, alignment) for ``fmt``."""
+    if fmt not in FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    word = elfclass // 8
+    out: dict[str, tuple[bytes, int]] = {}
+    limit = basic.name_limit(elfclass)
+    if fmt == "basic":
+        long = [n for _, n in entries if len(raw(n)) > limit]
+        if long:
+            raise BuildError(f'modpost: too long symbol "{long[0]}" ({len(long)} name(s) over {limit} characters)')
+        out[basic.SECTION] = (basic.encode(entries, elfclass, little), word)
+    elif fmt == "basic+ext":
+        short = [(c, n) for c, n in entries if len(raw(n)) <= limit]
+        out[basic.SECTION] = (basic.encode(short, elfclass, little), word)
+    if fmt in ("basic+ext", "ext-only"):
+        crcs, names = extended.encode(entries, little)
+        out[extended.CRCS] = (crcs, 4)
+        out[extended.NAMES] = (names, 1)
+    if fmt == "varlen":
+        out[varlen.SECTION] = (varlen.encode(entries, little), 1)
+    return out
+
+
+def simulate(rec: ModuleRecord, data: bytes, fmt: str, extra: Mapping[str, int] | None = None) -> bytes:
+    """The module image ``data`` (decompressed) rewritten with its versions in ``fmt``."""
+    sections = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
+    return rewrite_sections(data[:unsigned_length(data)], VERSION_SECTIONS, sections)
+
+
+def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[bytes, int]]) -> bytes:
+    """Drop the sections named in ``remove`` (and relocations against them), append ``add``."""
+    elf = ElfImage(data)
+    h = elf.header
+    little = elf.little
+    is64 = h.elfclass == 64
+    dropped = {s.index for s in elf.sections[1:] if s.name in remove}
+    dropped |= {s.index for s in elf.sections[1:]
+                if s.type in (SHT_REL, SHT_RELA) and s.info in dropped}
+    keep = [s for s in elf.sections if s.index not in dropped]
+    remap = {s.index: i for i, s in enumerate(keep)}
+
+    out = bytearray(data)
+    # Symbols that pointed into a dropped section become absolute: nothing refers to them.
+    symtab = elf.section(".symtab")
+    if symtab is not None and dropped:
+        entsize = 24 if is64 else 16
+        shndx_at = 6 if is64 else 14
+        half = struct_for("H", little)
+        for off in range(symtab.offset + entsize, symtab.offset + symtab.size, entsize):
+            (shndx,) = half.unpack_from(out, off + shndx_at)
+            if 0 < shndx < SHN_LORESERVE:
+                half.pack_into(out, off + shndx_at, remap.get(shndx, SHN_ABS))
+
+    def align(n: int) -> None:
+        out.extend(b"\0" * (-len(out) % max(n, 1)))
+
+    old_names = elf.sections[h.shstrndx]
+    shstr = bytearray(data[old_names.offset:old_names.offset + old_names.size])
+    name_off: dict[str, int] = {}
+
+    def name_index(name: str) -> int:
+        if name not in name_off:
+            i = bytes(shstr).find(raw(name) + b"\0")
+            if i < 0 or (i and shstr[i - 1] != 0 and not name == ""):
+                i = len(shstr)
+                shstr.extend(raw(name) + b"\0")
+            name_off[name] = i
+        return name_off[name]
+
+    rows = []
+    for s in keep:
+        info = remap.get(s.info, 0) if (s.type in (SHT_REL, SHT_RELA) or s.flags & SHF_INFO_LINK) else s.info
+        link = remap.get(s.link, 0) if s.link else 0
+        rows.append([name_index(s.name), s.type, s.flags, s.addr, s.offset, s.size, link, info, s.addralign,
+                     s.entsize])
+    for name, (blob, alignment) in add.items():
+        align(alignment)
+        rows.append([name_index(name), SHT_PROGBITS, SHF_ALLOC, 0, len(out), len(blob), 0, 0, alignment, 0])
+        out.extend(blob)
+    shstrndx = remap[h.shstrndx]
+    rows[shstrndx][4] = len(out)
+    rows[shstrndx][5] = len(shstr)
+    out.extend(shstr)
+    align(8 if is64 else 4)
+    shoff = len(out)
+    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
+    for r in rows:
+        out.extend(shdr.pack(*r))
+    # e_shoff, e_shnum, e_shstrndx in the ELF header.
+    if is64:
+        struct_for("Q", little).pack_into(out, 0x28, shoff)
+        struct_for("HH", little).pack_into(out, 0x3C, len(rows), shstrndx)
+    else:
+        struct_for("I", little).pack_into(out, 0x20, shoff)
+        struct_for("HH", little).pack_into(out, 0x30, len(rows), shstrndx)
+    return bytes(out)
