@@ -76,6 +76,12 @@ def own_crcs(rec: ModuleRecord) -> dict[str, int]:
     return out
 
 
+def exporter_crcs(rec: ModuleRecord) -> dict[str, int]:
+    """:func:`own_crcs` keyed as exporters name the symbols: ppc64 ELFv1 records
+    function imports with a leading dot that no export carries (FORMATS.md §1.6)."""
+    return {k.removeprefix("."): v for k, v in own_crcs(rec).items()}
+
+
 def versioned_order(rec: ModuleRecord) -> list[str]:
     """Import names that carry a CRC anywhere, in modpost's order (symtab UND order, module_layout last)."""
     crcs = own_crcs(rec)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ..records import ModuleRecord, Modversion
-from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, own_crcs, versioned_order
+from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, exporter_crcs, versioned_order
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,8 @@ class Kernel:
         MODVERSIONS kernel).
         """
         path = rec.path if path is None else path
-        own = own_crcs(rec)
+        ppc64 = rec.elf.machine == 21
+        own = exporter_crcs(rec)
         exp = own if expected is None else expected
         truth = own if truth is None else truth
         name = next((v for k, v in rec.modinfo if k == "name" and v), rec.name)
@@ -76,6 +77,7 @@ class Kernel:
                 ext_entries = ext.entries
         tainted = False
         checked: list[Modversion] = []
+        dedotted = False  # module_frob_arch_sections() has run (ppc64: after module_layout)
 
         def check_version(sym: str) -> bool | None:
             """version.c check_version(): True ok, False mismatch, None refused (no versions, no force)."""
@@ -85,7 +87,7 @@ class Kernel:
                 return True  # the exporter has no CRC (an unversioned export): nothing to compare
             if ext_entries is not None:
                 for e in ext_entries:
-                    if e.name == sym:
+                    if (e.name.removeprefix(".") if dedotted else e.name) == sym:
                         checked.append(e)
                         return want is None or e.crc == want
                 warn_once("%s: no extended symbol version for %s", sym)
@@ -101,7 +103,8 @@ class Kernel:
                 unchecked.append(sym)
                 return True
             for e in vers.entries:
-                if e.name == sym:
+                # dedotify_versions() drops one leading '.' of each entry (arch/powerpc module_64.c)
+                if (e.name.removeprefix(".") if dedotted else e.name) == sym:
                     checked.append(e)
                     # version.c: `versions[i].crc == *crc`, the whole unsigned long against
                     # the exporter's u32 (1cd9502ee927): a record whose upper half is not
@@ -127,8 +130,9 @@ class Kernel:
             return self._refused(rec, path, messages, unchecked, checked, false)
         # simplify_symbols() walks .symtab; resolve_symbol() checks each UND symbol.
         # ppc64 de-dots names first (module_frob_arch_sections, after module_layout).
+        dedotted = ppc64
         for imp in rec.imports:
-            sym = imp.name.removeprefix(".") if rec.elf.machine == 21 else imp.name
+            sym = imp.name.removeprefix(".") if ppc64 else imp.name
             if sym == ".TOC." or sym == "TOC.":
                 continue  # made SHN_ABS by dedotify() on ppc64
             ok = check_version(sym)

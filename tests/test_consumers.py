@@ -1,0 +1,189 @@
+"""Consumer models on fixtures: verdicts, exact messages, and each cited rule.
+
+The kmod and busybox models are also checked against the real binaries in
+tests/test_simulate.py; the kernel, PR #270 and module-init-tools models
+cannot be run here, so every rule they cite is pinned by a fixture below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kmodcompat.consumers import CONSUMERS, KMOD30, KMOD34, busybox, mit
+from kmodcompat.consumers.base import own_crcs
+from kmodcompat.consumers.kernel import KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE
+from kmodcompat.consumers.kmod_pr270 import KMOD_PR270
+from kmodcompat.module import parse_module
+
+FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
+LONG = "_RNvXs_NtCshhMfd4mY5QU_6kernel8user_ptrNtB4_18UserSlicePtrReaderNtNtB6_9io_buffer14IoBufferReader8read_raw"
+
+
+def rec(arch: str, kind: str):
+    return parse_module(str(FIX / arch / f"{kind}.ko"))
+
+
+# FORMATS.md §10, as verdicts. Kernel rows hold for 64-bit; 32-bit differs for varlen only.
+MATRIX = {
+    "none": {"kmod30": "ok", "kmod34": "ok", "kmod-pr270": "ok", "busybox": "ignores-versions", "mit": "ok",
+             "kernel-6.13": "refuses", "kernel-6.13+force": "loads-tainted",
+             "kernel-6.14": "refuses", "kernel-6.14+force": "loads-tainted"},
+    "basic": {"kmod30": "ok", "kmod34": "ok", "kmod-pr270": "ok", "busybox": "ignores-versions", "mit": "ok",
+              "kernel-6.13": "loads", "kernel-6.13+force": "loads",
+              "kernel-6.14": "loads", "kernel-6.14+force": "loads"},
+    "basic+ext": {"kmod30": "false-mismatch", "kmod34": "false-mismatch", "kmod-pr270": "ok",
+                  "busybox": "ignores-versions", "mit": "partial",
+                  "kernel-6.13": "loads-unchecked", "kernel-6.13+force": "loads-unchecked",
+                  "kernel-6.14": "loads", "kernel-6.14+force": "loads"},
+    "ext-only": {"kmod30": "false-mismatch", "kmod34": "false-mismatch", "kmod-pr270": "ok",
+                 "busybox": "ignores-versions", "mit": "partial",
+                 "kernel-6.13": "refuses", "kernel-6.13+force": "loads-tainted",
+                 "kernel-6.14": "loads", "kernel-6.14+force": "loads"},
+    "varlen": {"kmod30": "false-mismatch", "kmod34": "false-mismatch", "kmod-pr270": "unreadable",
+               "busybox": "ignores-versions", "mit": "unreadable",
+               "kernel-6.13": "refuses", "kernel-6.13+force": "refuses",
+               "kernel-6.14": "refuses", "kernel-6.14+force": "refuses"},
+}
+#: On 32-bit the fixed 60-byte name field starts inside the variable-length record's CRC,
+#: so no name matches: every import is accepted unchecked (FORMATS.md §2).
+VARLEN_32 = {"kernel-6.13": "loads-unchecked", "kernel-6.13+force": "loads-unchecked",
+             "kernel-6.14": "loads-unchecked", "kernel-6.14+force": "loads-unchecked"}
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "s390x", "arm", "ppc64"])
+@pytest.mark.parametrize("kind", sorted(MATRIX))
+def test_verdict_matrix(arch, kind):
+    r = rec(arch, kind)
+    want = dict(MATRIX[kind])
+    if kind == "varlen" and r.elf.elfclass == 32:
+        want.update(VARLEN_32)
+    if arch == "ppc64" and kind in ("basic", "basic+ext", "ext-only"):
+        # Analysis, unverified: PR #270 de-dots version names but not .symtab names (kmod.py).
+        want["kmod-pr270"] = "false-mismatch"
+    got = {c: view(r).verdict for c, view in CONSUMERS.items()}
+    assert got == want
+
+
+def test_kmod_basic_ext_long_name_disagrees_falsely():
+    r = rec("x86_64", "basic+ext")
+    v = KMOD34.view(r, path="p.ko")
+    assert v.lost == (LONG,)
+    assert v.messages == (f"depmod: WARNING: p.ko disagrees about version of symbol {LONG}",)
+    assert v.false_messages == v.messages
+    assert KMOD_PR270.view(r).messages == ()
+    assert [m.name for m in KMOD_PR270.view(r).visible][-2:] == [LONG, "module_layout"]
+
+
+def test_kmod_ext_only_dump_fails_per_release():
+    r = rec("x86_64", "ext-only")
+    assert KMOD30.view(r, path="p.ko").messages[0] == \
+        "modprobe: FATAL: could not get modversions of p.ko: No such file or directory"
+    assert KMOD34.view(r, path="p.ko").messages[0] == \
+        "modprobe: FATAL: could not get modversions of p.ko: No data available"
+    # every versioned import "disagrees" under depmod -e -E (CRC 0 vs the exporter's);
+    # module_layout is no .symtab import and, without __versions, nothing appends it
+    n = len([i for i in r.imports if i.name in own_crcs(r)])
+    assert len(KMOD34.view(r).false_messages) == n
+
+
+def test_kmod_against_a_real_mismatch_is_not_false():
+    r = rec("x86_64", "basic")
+    exp = dict(own_crcs(r))
+    exp["kfree"] ^= 1
+    v = KMOD34.view(r, expected=exp, path="p.ko")
+    assert v.messages == ("depmod: WARNING: p.ko disagrees about version of symbol kfree",)
+    assert v.false_messages == ()
+    assert v.verdict == "ok"
+
+
+def test_kmod_unknown_symbol_only_with_a_tree():
+    r = rec("x86_64", "basic")
+    exp = {k: v for k, v in own_crcs(r).items() if k != "kfree"}
+    assert "depmod: WARNING: p.ko needs unknown symbol kfree" in KMOD34.view(r, expected=exp, path="p.ko").messages
+    assert KMOD34.view(r, path="p.ko").messages == ()
+
+
+def test_pr270_propagates_bad_extended_tables():
+    # 4e79a46: any error but ENODATA is returned; depmod then has no dependency symbols.
+    r = rec("x86_64", "bad-ext-count")
+    v = KMOD_PR270.view(r, path="p.ko")
+    assert v.messages == ("modprobe: FATAL: could not get modversions of p.ko: Invalid argument",)
+    assert v.verdict == "unreadable"
+    assert KMOD34.view(r).verdict != "unreadable"  # released kmod never looks at the ext tables
+
+
+def test_kernel_613_basic_ext_warns_once_and_skips_long_names():
+    v = KERNEL_6_13.view(rec("x86_64", "basic+ext"))
+    assert v.messages == (f"kmc_basic_ext: no symbol version for {LONG}",)
+    assert v.unchecked == (LONG,)
+
+
+def test_kernel_614_ext_only_needs_exact_vermagic():
+    v = KERNEL_6_14.view(rec("x86_64", "ext-only"))
+    assert v.verdict == "loads" and v.messages == ()
+    assert any("vermagic" in n for n in v.notes)
+
+
+def test_kernel_force_load_taints_once():
+    v = KERNEL_6_13_FORCE.view(rec("x86_64", "none"))
+    assert v.messages == ("kmc_none: module_layout: kernel tainted.",)
+    assert "module_layout" in v.unchecked
+    assert KERNEL_6_13.view(rec("x86_64", "none")).messages == ()  # -ENOEXEC without a word
+
+
+@pytest.mark.parametrize("kind,message", [
+    ("bad-ext-only-crcs", "extended version crc+name presence does not match"),
+    ("bad-ext-only-names", "extended version crc+name presence does not match"),
+    ("bad-ext-count", "more extended version crcs than names"),
+    ("bad-ext-nonul", "more extended version crcs than names"),
+])
+def test_kernel_614_rejects_inconsistent_ext_tables(kind, message):
+    r = rec("x86_64", kind)
+    assert KERNEL_6_14.view(r).verdict == "refuses"
+    assert KERNEL_6_14.view(r).messages == (message,)
+    assert KERNEL_6_14_FORCE.view(r).verdict == "refuses"  # before any force-load path
+    assert KERNEL_6_13.view(r).verdict == "loads-unchecked"  # 6.13 never looks at them: long name unchecked
+
+
+def test_kernel_614_tolerates_extra_names():
+    assert KERNEL_6_14.view(rec("x86_64", "ext-extra-names")).verdict == "loads"
+
+
+def test_kernel_ignores_versions_without_alloc_but_kmod_reads_them():
+    r = rec("x86_64", "noalloc-versions")
+    assert KERNEL_6_13.view(r).verdict == "refuses"  # find_sec() skips non-ALLOC sections
+    assert KMOD34.view(r).verdict == "ok" and KMOD34.view(r).visible  # kmod ignores flags
+
+
+def test_kernel_varlen_misread_64bit():
+    v = KERNEL_6_13.view(rec("x86_64", "varlen"))
+    assert v.messages[0] == "kmc_varlen: no symbol version for module_layout"
+    assert v.messages[1].startswith("kmc_varlen: disagrees about version of symbol ")
+    assert v.misread and v.misread[0].crc >> 32  # next and crc read as one unsigned long
+
+
+def test_kernel_detects_a_real_mismatch():
+    r = rec("s390x", "basic")
+    exp = {k: v for k, v in own_crcs(r).items()}
+    exp["printk"] ^= 0x10
+    v = KERNEL_6_14.view(r, expected=exp)
+    assert v.verdict == "refuses"
+    assert "disagrees about version of symbol printk" in v.messages[0] and v.false_messages == ()
+
+
+def test_mit_rules():
+    v = mit.view(rec("x86_64", "none"), path="p.ko")
+    assert v.messages == ("WARNING: p.ko is built without modversions",)
+    v = mit.view(rec("x86_64", "varlen"), path="p.ko")
+    assert v.messages == ("Wrong section size in 'p.ko'", "WARNING: invalid __versions section size in p.ko")
+    v = mit.view(rec("x86_64", "ext-only"), path="p.ko")  # CRC 0 is never compared
+    assert not [m for m in v.messages if "disagrees" in m]
+    assert mit.view(parse_module(str(FIX / "x86_64" / "basic+ext.ko.xz"))).verdict == "unreadable"
+
+
+def test_busybox_ignores_format_and_drops_gpl_prefixed_exports():
+    r = rec("x86_64", "exports-rel")
+    assert busybox.exported_symbols(r) == {x.name for x in r.exports} - {"gpl_sym"}
+    assert busybox.depends(rec("x86_64", "basic")) == busybox.depends(rec("x86_64", "ext-only"))
