@@ -22,10 +22,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from dataclasses import replace
+
+from .consumers.base import own_crcs
 from .elf import ElfImage, struct_for
 from .modversions import basic, extended, varlen
-from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, ModuleRecord, raw
-from .consumers.base import own_crcs
+from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, ModuleRecord, Section, raw
 from .signature import unsigned_length
 
 FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
@@ -86,6 +88,54 @@ def simulate(rec: ModuleRecord, data: bytes, fmt: str, extra: Mapping[str, int] 
     """The module image ``data`` (decompressed) rewritten with its versions in ``fmt``."""
     sections = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
     return rewrite_sections(data[:unsigned_length(data)], VERSION_SECTIONS, sections)
+
+
+def simulate_record(rec: ModuleRecord, fmt: str, extra: Mapping[str, int] | None = None) -> ModuleRecord:
+    """The record :func:`simulate` then parsing would give, without the module's bytes.
+
+    The version sections are encoded as for the file, then read back by the
+    same parsers from a minimal ELF holding only them, so the tables and
+    findings cannot drift from the byte-level path; the rest of the record is
+    the original's, less the signature. Tree-wide views use this: it costs
+    no decompression.
+    """
+    tables = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
+    base = rec.signature.offset if rec.signature is not None and rec.signature.kmod_accepts else rec.image_size
+    kept = [s for s in rec.sections if s.name not in VERSION_SECTIONS]
+    sections = [s._replace(index=i) for i, s in enumerate(kept)]
+    end = base
+    for name, (blob, alignment) in tables.items():
+        end += -end % alignment
+        sections.append(Section(len(sections), name, SHT_PROGBITS, SHF_ALLOC, 0, end, len(blob), 0, 0, alignment, 0))
+        end += len(blob)
+    mini = ElfImage(rewrite_sections(_empty_elf(rec.elf.elfclass, rec.elf.little_endian), (), tables))
+    vers, f1 = basic.parse(mini)
+    var, f2 = varlen.parse(mini)
+    ext, f3 = extended.parse(mini)
+    index = {s.name: s.index for s in sections}
+    if vers is not None:
+        vers = replace(vers, section_index=index[basic.SECTION])
+    if ext is not None:
+        ext = replace(ext, crcs_section_index=index[extended.CRCS], names_section_index=index[extended.NAMES])
+    findings = tuple(f for f in rec.findings if f.section not in VERSION_SECTIONS
+                     and not f.code.startswith("signature")) + tuple(f1 + f2 + f3)
+    return replace(rec, sections=tuple(sections), versions=vers, ext_versions=ext, varlen_versions=var,
+                   signature=None, findings=findings, image_size=end)
+
+
+def _empty_elf(elfclass: int, little: bool) -> bytes:
+    """ELF header + NULL section + .shstrtab: the smallest image the reader accepts."""
+    is64 = elfclass == 64
+    ehdr_size, shdr_size = (64, 64) if is64 else (52, 40)
+    names = b"\0.shstrtab\0"
+    shoff = ehdr_size + len(names) + (-(ehdr_size + len(names)) % 8)
+    ident = b"\x7fELF" + bytes([2 if is64 else 1, 1 if little else 2, 1]) + bytes(9)
+    ehdr = struct_for("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH", little).pack(
+        1, 0, 1, 0, 0, shoff, 0, ehdr_size, 0, 0, shdr_size, 2, 1)
+    body = ident + ehdr + names
+    body += bytes(shoff - len(body))
+    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
+    return body + bytes(shdr_size) + shdr.pack(1, 3, 0, 0, ehdr_size, len(names), 0, 0, 1, 0)
 
 
 def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[bytes, int]]) -> bytes:

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import KMOD_RELEASES, busybox
+from kmodcompat.consumers import CONSUMERS, KMOD_RELEASES, busybox
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.module import parse_module, parse_module_bytes
 from kmodcompat.opener import read_module_bytes
-from kmodcompat.simulate import FORMATS, BuildError, import_versions, simulate
+from kmodcompat.simulate import FORMATS, BuildError, import_versions, simulate, simulate_record
 
 from . import oracle
 
@@ -170,3 +170,32 @@ def test_busybox_depmod_sees_every_format_alike(tmp_path):
         assert busybox.depends(sim) == [exporter_name]
         assert symbols == busybox.exported_symbols(exporter)
     assert len({(d, frozenset(s)) for d, s in results.values()}) == 1  # identical for every format
+
+
+def _equivalence_sources() -> list[str]:
+    srcs = [str(p) for k in ("basic+ext", "none", "varlen", "ext-only", "imports-placeholder", "bad-ext-count")
+            for p in sorted(FIX.glob(f"*/{k}.ko"))]
+    for name in ("trixie-s390x", "trixie-armmp", "bookworm-amd64", "sid-amd64"):
+        root = oracle.tree_root(name)
+        if root is not None:
+            srcs += oracle.tree_modules(root)[::400][:6]
+    return srcs
+
+
+@pytest.mark.parametrize("src", _equivalence_sources(), ids=lambda p: p.split("/modules/", 1)[-1])
+def test_record_simulation_equals_parsing_the_rewritten_file(src):
+    """simulate_record (used tree-wide, no decompression) must give what parsing simulate()'s bytes gives."""
+    rec = parse_module(src)
+    data = read_module_bytes(src).data
+    for fmt in FORMATS:
+        try:
+            from_bytes = parse_module_bytes(simulate(rec, data, fmt), rec.path, rec.compression)
+        except BuildError:
+            with pytest.raises(BuildError):
+                simulate_record(rec, fmt)
+            continue
+        from_record = simulate_record(rec, fmt)
+        assert from_record.modversions_format == from_bytes.modversions_format == fmt
+        assert sorted(f.code for f in from_record.findings) == sorted(f.code for f in from_bytes.findings)
+        for consumer, view in CONSUMERS.items():
+            assert view(from_record).as_dict() == view(from_bytes).as_dict(), (fmt, consumer)

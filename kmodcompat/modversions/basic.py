@@ -36,38 +36,42 @@ def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
         # still reads sh_size / 64 records, which is how it misreads other layouts.
         findings.append(Finding("versions-size-not-multiple",
                                 f"__versions size {sec.size} is not a multiple of {MODVERSION_ENTRY_SIZE}", SECTION))
-    data = elf.data
-    crc_len = elf.elfclass // 8
+    entries, unterminated = read_entries(elf.data, sec.offset, sec.size, elf.elfclass, elf.little)
+    record = BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, tuple(entries))
+    if sec.size % MODVERSION_ENTRY_SIZE:
+        return record, findings  # records of another layout: their names and CRCs mean nothing
+    if unterminated:
+        findings.append(Finding("versions-name-unterminated",
+                                f"{unterminated} __versions name(s) without NUL inside the "
+                                f"{MODVERSION_ENTRY_SIZE - elf.elfclass // 8}-byte field", SECTION))
+    high_bits = sum(1 for e in entries if e.crc >> 32)
+    if high_bits:
+        findings.append(Finding("versions-crc-high-bits",
+                                f"{high_bits} __versions CRC(s) use the upper 32 bits (CRCs are 32-bit)", SECTION))
+    return record, findings
+
+
+def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: bool) -> tuple[list[Modversion], int]:
+    """The ``size // 64`` fixed records at ``offset`` of ``data``, and how many lack a NUL.
+
+    A name without NUL inside its field is read on as C's strlen() does, into
+    the next record and past the table, up to the end of ``data``.
+    """
+    crc_len = elfclass // 8
+    whole = size - size % MODVERSION_ENTRY_SIZE
     entries = []
     unterminated = 0
-    high_bits = 0
-    whole = sec.size - sec.size % MODVERSION_ENTRY_SIZE
-    rows = struct_for(_ENTRY_FMT[elf.elfclass], elf.little).iter_unpack(
-        memoryview(data)[sec.offset:sec.offset + whole])
+    rows = struct_for(_ENTRY_FMT[elfclass], little).iter_unpack(memoryview(data)[offset:offset + whole])
     for i, (crc, field) in enumerate(rows):
         nul = field.find(b"\0")
         if nul >= 0:
             entries.append(Modversion(crc, text(field[:nul])))
             continue
-        # No NUL in the field: C readers (the kernel, kmod 30) run on as strlen
-        # does, into the next entry and possibly past the section.
         unterminated += 1
-        start = sec.offset + i * MODVERSION_ENTRY_SIZE + crc_len
+        start = offset + i * MODVERSION_ENTRY_SIZE + crc_len
         end = data.find(b"\0", start)
         entries.append(Modversion(crc, text(data[start:end if end >= 0 else len(data)]), False))
-    for e in entries:
-        if e.crc >> 32:
-            high_bits += 1
-    if not whole == sec.size:
-        return BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, tuple(entries)), findings
-    if unterminated:
-        findings.append(Finding("versions-name-unterminated",
-                                f"{unterminated} __versions name(s) without NUL inside the "
-                                f"{MODVERSION_ENTRY_SIZE - crc_len}-byte field", SECTION))
-    if high_bits:
-        findings.append(Finding("versions-crc-high-bits",
-                                f"{high_bits} __versions CRC(s) use the upper 32 bits (CRCs are 32-bit)", SECTION))
-    return BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, tuple(entries)), findings
+    return entries, unterminated
 
 
 def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes:
