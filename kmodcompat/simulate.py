@@ -40,6 +40,13 @@ class BuildError(ValueError):
     """modpost would refuse to build the module in this format."""
 
 
+class NoVersionsError(BuildError):
+    """No CRC is known for any import (a tree built without MODVERSIONS): nothing to encode.
+
+    Pass the exporters' CRCs (``extra``, e.g. from Module.symvers) to simulate it.
+    """
+
+
 def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -> list[tuple[int, str]]:
     """(crc, name) in modpost's order: resolved imports with a CRC, then ``module_layout``.
 
@@ -64,6 +71,8 @@ def encode(entries: list[tuple[int, str]], fmt: str, elfclass: int, little: bool
     """Section name → (bytes, alignment) for ``fmt``."""
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+    if not entries and fmt != "none":
+        raise NoVersionsError("no import has a known CRC: the module was built without MODVERSIONS")
     word = elfclass // 8
     out: dict[str, tuple[bytes, int]] = {}
     limit = basic.name_limit(elfclass)

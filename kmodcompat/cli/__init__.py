@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from .. import __version__
-from . import dump_modversions, modinfo, show
+from . import depmod, dump_modversions, modinfo, show
 from .output import flush_held
 
-COMMANDS = (modinfo, dump_modversions, show)
+COMMANDS = (modinfo, dump_modversions, show, depmod)
 
 #: Exit status for usage errors and unreadable input, shared by every command.
 EXIT_USAGE = 2
