@@ -1,103 +1,126 @@
-"""Renderings of one parsed module for humans (text) and scripts (JSON)."""
+"""Views: every consumer's reading of a set of modules, as they are and in every simulated format.
+
+This answers the tree-level questions ("if this tree were built with
+extended-only versions, kmod 34.2 would lose N imports in M modules and
+depmod -E would print K false warnings") by running each consumer model on
+each module, as it is (``as-is``) and re-encoded by
+:func:`kmodcompat.simulate.simulate_record` in each format.
+
+Exporter CRCs come from the tree (``expected``: vmlinux's Module.symvers and
+the modules' own exports) when known; otherwise each module's own CRCs stand
+in for them, which isolates what the format does.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
-from tabulate import tabulate
-
-from .elf import machine_name, section_flags_text, section_type_name
-from .modversions.basic import name_limit
+from .consumers import CONSUMERS
+from .consumers.base import ConsumerView, exporter_crcs
 from .records import ModuleRecord
+from .simulate import FORMATS, BuildError, NoVersionsError, simulate_record
 
-SCHEMA_VERSION = 1
-
-
-def module_json(rec: ModuleRecord) -> dict[str, Any]:
-    """A JSON-ready dict of everything parsed; keys are stable (``schema_version``)."""
-    e = rec.elf
-    sig = rec.signature
-    ext = rec.ext_versions
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "path": rec.path,
-        "name": rec.name,
-        "file_size": rec.file_size,
-        "compression": rec.compression,
-        "image_size": rec.image_size,
-        "elf": {"class": e.elfclass, "endian": e.endian, "machine": e.machine, "machine_name": machine_name(e.machine),
-                "type": e.type, "flags": e.flags, "osabi": e.osabi},
-        "modversions_format": rec.modversions_format,
-        "sections": [{"index": s.index, "name": s.name, "type": section_type_name(s.type), "flags": s.flags,
-                      "flags_text": section_flags_text(s.flags), "offset": s.offset, "size": s.size,
-                      "addralign": s.addralign, "entsize": s.entsize, "link": s.link, "info": s.info}
-                     for s in rec.sections],
-        "modinfo": [[k, v] for k, v in rec.modinfo],
-        "imports": [{"name": i.name, "weak": i.weak} for i in rec.imports],
-        "exports": [{"name": x.name, "crc": x.crc, "gpl_only": x.gpl_only, "namespace": x.namespace,
-                     "section": x.section} for x in rec.exports],
-        "versions": None if rec.versions is None else {
-            "alloc": rec.versions.alloc, "size": rec.versions.size, "well_formed": rec.versions.well_formed,
-            "entries": [{"crc": m.crc, "name": m.name, "terminated": m.terminated} for m in rec.versions.entries]},
-        "ext_versions": None if ext is None else {
-            "crcs_present": ext.crcs_section_index is not None, "names_present": ext.names_section_index is not None,
-            "crcs_alloc": ext.crcs_alloc, "names_alloc": ext.names_alloc, "crcs_size": ext.crcs_size,
-            "names_size": ext.names_size, "crc_count": ext.crc_count, "name_count": ext.name_count,
-            "entries": [{"crc": m.crc, "name": m.name} for m in ext.entries]},
-        "varlen_versions": None if rec.varlen_versions is None else {
-            "entries": [{"crc": m.crc, "name": m.name} for m in rec.varlen_versions.entries]},
-        "signature": None if sig is None else {
-            "id_type": sig.id_type_name, "signer": sig.signer, "key_id": sig.key_id.hex(),
-            "hash_algo": sig.hash_algo, "sig_len": sig.sig_len, "signature": sig.signature.hex(),
-            "kmod_accepts": sig.kmod_accepts, "offset": sig.offset},
-        "findings": [{"code": f.code, "message": f.message, "section": f.section} for f in rec.findings],
-    }
+AS_IS = "as-is"
+ALL_FORMATS = (AS_IS,) + FORMATS
 
 
-def module_text(rec: ModuleRecord) -> str:
-    e = rec.elf
-    out = [f"{rec.path}",
-           f"  module        {rec.name}",
-           f"  ELF           ELF{e.elfclass} {e.endian}-endian {machine_name(e.machine)} (e_flags 0x{e.flags:x})",
-           f"  size          {rec.file_size} bytes on disk, {rec.image_size} bytes image"
-           + (f" ({rec.compression})" if rec.compression else ""),
-           f"  modversions   {rec.modversions_format}",
-           f"  imports       {len(rec.imports)}; exports {len(rec.exports)}"]
-    sig = rec.signature
-    if sig is not None:
-        out.append(f"  signature     {sig.id_type_name}, {sig.hash_algo or '?'}, signer {sig.signer!r}"
-                   + ("" if sig.kmod_accepts else " (kmod ignores it: malformed)"))
-    out.append("")
-    out.append("Sections:")
-    rows = [[s.index, s.name, section_type_name(s.type).removeprefix("SHT_"), section_flags_text(s.flags),
-             f"0x{s.offset:x}", s.size, s.addralign] for s in rec.sections]
-    out.append(tabulate(rows, headers=["#", "name", "type", "flags", "offset", "size", "align"]))
-    if rec.modinfo:
-        out += ["", ".modinfo:"]
-        out += [f"  {k}={v}" if v is not None else f"  {k}" for k, v in rec.modinfo]
-    limit = name_limit(e.elfclass)
-    if rec.versions is not None:
-        v = rec.versions
-        out += ["", f"__versions: {len(v.entries)} entries, {v.size} bytes"
-                + ("" if v.alloc else ", not SHF_ALLOC") + ("" if v.well_formed else ", MALFORMED")]
-        out += [f"  0x{m.crc:08x}  {m.name}" + ("" if m.terminated else "  [no NUL]") for m in v.entries]
-    ext = rec.ext_versions
-    if ext is not None:
-        out += ["", f"__version_ext_crcs/__version_ext_names: {ext.crc_count} CRCs, {ext.name_count} names"]
-        out += [f"  0x{m.crc:08x}  {m.name}" + (f"  [{len(m.name)} > {limit}: ext only]" if len(m.name) > limit else "")
-                for m in ext.entries]
-    if rec.varlen_versions is not None:
-        out += ["", f"variable-length __versions (rejected 2023 format): {len(rec.varlen_versions.entries)} entries"]
-        out += [f"  0x{m.crc:08x}  {m.name}" for m in rec.varlen_versions.entries]
-    if rec.exports:
-        out += ["", "Exports:"]
-        rows = [[x.name, "" if x.crc is None else f"0x{x.crc:08x}", "GPL" if x.gpl_only else "", x.namespace or ""]
-                for x in rec.exports]
-        out.append(tabulate(rows, headers=["symbol", "crc", "license", "namespace"]))
-    if rec.imports:
-        out += ["", "Imports (.symtab UND):"]
-        out += [f"  {i.name}" + (" (weak)" if i.weak else "") for i in rec.imports]
-    if rec.findings:
-        out += ["", "Findings:"]
-        out += [f"  {f.code}: {f.message}" for f in rec.findings]
-    return "\n".join(out) + "\n"
+@dataclass(frozen=True)
+class Totals:
+    """One consumer over all modules in one format."""
+
+    format: str
+    consumer: str
+    modules: int = 0  # modules this format could hold
+    not_buildable: int = 0  # modules modpost could not build in this format (too long names, no CRCs)
+    versioned_imports: int = 0  # imports with a CRC in the module (its truth)
+    visible: int = 0  # import versions the consumer reads
+    lost: int = 0  # versioned imports the consumer does not see
+    modules_losing: int = 0
+    misread: int = 0  # entries read wrongly
+    unchecked: int = 0  # imports accepted without a CRC comparison
+    messages: int = 0
+    false_messages: int = 0  # warnings about a mismatch that is not real
+    modules_false: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class ModuleViews:
+    path: str
+    by_format: dict[str, dict[str, ConsumerView] | str]  # format → consumer → view, or why it cannot be built
+
+
+@dataclass(frozen=True)
+class ViewsResult:
+    formats: tuple[str, ...]
+    consumers: tuple[str, ...]
+    totals: tuple[Totals, ...]
+    modules: tuple[ModuleViews, ...] = ()  # kept only when asked for (details)
+    tree_crcs: bool = False  # exporter CRCs came from the tree, not the modules themselves
+
+    def total(self, fmt: str, consumer: str) -> Totals:
+        return next(t for t in self.totals if t.format == fmt and t.consumer == consumer)
+
+
+def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
+                  formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
+                  keep_modules: bool = False) -> ViewsResult:
+    """Run ``consumers`` on every (display path, record) in every format of ``formats``."""
+    consumers = tuple(consumers or CONSUMERS)
+    unknown = [c for c in consumers if c not in CONSUMERS]
+    if unknown:
+        raise ValueError(f"unknown consumer(s): {', '.join(unknown)}; known: {', '.join(CONSUMERS)}")
+    bad = [f for f in formats if f not in ALL_FORMATS]
+    if bad:
+        raise ValueError(f"unknown format(s): {', '.join(bad)}; known: {', '.join(ALL_FORMATS)}")
+    acc: dict[tuple[str, str], Counter] = {(f, c): Counter() for f in formats for c in consumers}
+    verdicts: dict[tuple[str, str], Counter] = {(f, c): Counter() for f in formats for c in consumers}
+    kept: list[ModuleViews] = []
+    for path, rec in entries:
+        truth = exporter_crcs(rec)
+        exp = expected if expected is not None else truth
+        per_format: dict[str, dict[str, ConsumerView] | str] = {}
+        for fmt in formats:
+            if fmt == AS_IS:
+                target = rec
+            else:
+                try:
+                    target = simulate_record(rec, fmt, extra=expected)
+                except NoVersionsError as e:
+                    target = None
+                    why = str(e)
+                except BuildError as e:
+                    target = None
+                    why = str(e)
+            if target is None:
+                for c in consumers:
+                    acc[fmt, c]["not_buildable"] += 1
+                per_format[fmt] = why
+                continue
+            views = {}
+            for c in consumers:
+                v = CONSUMERS[c](target, expected=exp, truth=truth, path=path, judge_unknown=expected is not None)
+                views[c] = v
+                a = acc[fmt, c]
+                a["modules"] += 1
+                a["versioned_imports"] += len(truth)
+                a["visible"] += len(v.visible)
+                a["lost"] += len(v.lost)
+                a["modules_losing"] += bool(v.lost)
+                a["misread"] += len(v.misread)
+                a["unchecked"] += len(v.unchecked)
+                a["messages"] += len(v.messages)
+                a["false_messages"] += len(v.false_messages)
+                a["modules_false"] += bool(v.false_messages)
+                verdicts[fmt, c][v.verdict] += 1
+            per_format[fmt] = views
+        if keep_modules:
+            kept.append(ModuleViews(path, per_format))
+    totals = tuple(Totals(f, c, **acc[f, c], verdicts=dict(sorted(verdicts[f, c].items())))
+                   for f in formats for c in consumers)
+    return ViewsResult(tuple(formats), consumers, totals, tuple(kept), expected is not None)

@@ -7,7 +7,7 @@ import sys
 
 from ..errors import ModuleReadError
 from ..module import parse_module
-from ..views import module_json, module_text
+from ..describe import module_json, module_text
 
 
 def add_parser(sub) -> None:

@@ -82,10 +82,17 @@ def exporter_crcs(rec: ModuleRecord) -> dict[str, int]:
     return {k.removeprefix("."): v for k, v in own_crcs(rec).items()}
 
 
-def versioned_order(rec: ModuleRecord) -> list[str]:
-    """Import names that carry a CRC anywhere, in modpost's order (symtab UND order, module_layout last)."""
-    crcs = own_crcs(rec)
-    names = [i.name for i in rec.imports if i.name in crcs]
+def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) -> list[str]:
+    """Import names that carry a CRC, in modpost's order (symtab UND order, module_layout last).
+
+    ``crcs``: the CRCs that count (a view's ``truth``, de-dotted); default the module's own.
+    """
+    if crcs is None:
+        crcs = own_crcs(rec)
+        names = [i.name for i in rec.imports if i.name in crcs]
+        seen = set(names)
+        return names + [n for n in crcs if n not in seen]
+    names = [i.name.removeprefix(".") for i in rec.imports if i.name.removeprefix(".") in crcs]
     seen = set(names)
     names += [n for n in crcs if n not in seen]
     return names

@@ -13,13 +13,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..records import ModuleRecord
-from .base import IGNORES, ConsumerView, versioned_order
+from .base import IGNORES, ConsumerView, exporter_crcs, versioned_order
 
 
 def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-         path: str | None = None) -> ConsumerView:
+         path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
     path = rec.path if path is None else path
-    return ConsumerView("busybox", path, IGNORES, unchecked=tuple(versioned_order(rec)),
+    truth = exporter_crcs(rec) if truth is None else truth
+    return ConsumerView("busybox", path, IGNORES, unchecked=tuple(versioned_order(rec, truth)),
                         notes=("dependencies come from .modinfo depends=, never from symbol versions",))
 
 

@@ -35,12 +35,16 @@ class Kernel:
         return self.release >= (6, 14)
 
     def view(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
-             truth: Mapping[str, int] | None = None, path: str | None = None) -> ConsumerView:
+             truth: Mapping[str, int] | None = None, path: str | None = None,
+             judge_unknown: bool | None = None) -> ConsumerView:
         """Load ``rec`` into this kernel, whose exports carry the ``expected`` CRCs.
 
         ``expected`` None: the exporters match the module's own CRCs, and a
         symbol without any CRC is taken to be exported with one (as on every
-        MODVERSIONS kernel).
+        MODVERSIONS kernel). A symbol missing from a given ``expected`` is
+        taken as exported without a CRC (accepted unchecked); unresolved
+        symbols are the dependency graph's business (``judge_unknown`` is
+        accepted for a uniform signature).
         """
         path = rec.path if path is None else path
         ppc64 = rec.elf.machine == 21
@@ -151,7 +155,8 @@ class Kernel:
             verdict = LOADS_UNCHECKED
         else:
             verdict = LOADS
-        lost = tuple(n for n in versioned_order(rec) if n in set(unchecked))
+        unchecked_set = set(unchecked)
+        lost = tuple(n for n in versioned_order(rec, truth) if n in unchecked_set)
         return ConsumerView(self.id, path, verdict, tuple(checked), lost, self._misread(rec), tuple(unchecked),
                             tuple(messages), tuple(false), tuple(notes))
 

@@ -231,14 +231,18 @@ class Kmod:
         return ToolResult(out, b"", 0)
 
     def view(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
-             truth: Mapping[str, int] | None = None, path: str | None = None) -> ConsumerView:
+             truth: Mapping[str, int] | None = None, path: str | None = None,
+             judge_unknown: bool | None = None) -> ConsumerView:
         """What this kmod shows of the module: ``--dump-modversions`` and ``depmod -e -E``.
 
-        ``expected``: exporter CRCs by symbol (None: the module's own, and
-        unknown symbols are not judged). ``truth``: the CRCs the module was
-        really built against (default its own), which decides whether a
-        "disagrees" warning is false.
+        ``expected``: exporter CRCs by symbol (None: the module's own).
+        ``truth``: the CRCs the module was really built against (default its
+        own), which decides whether a "disagrees" warning is false.
+        ``judge_unknown``: report symbols missing from ``expected`` as unknown,
+        which only a complete tree can tell (default: when ``expected`` is given).
         """
+        if judge_unknown is None:
+            judge_unknown = expected is not None
         path = rec.path if path is None else path
         own = exporter_crcs(rec)
         truth = own if truth is None else truth
@@ -251,7 +255,7 @@ class Kmod:
             visible = []
             messages.append(f"modprobe: FATAL: could not get modversions of {path}: {e}")
         seen = {m.name for m in visible}
-        lost = tuple(n for n in versioned_order(rec) if n.removeprefix(".") not in seen)
+        lost = tuple(n for n in versioned_order(rec, truth) if n not in seen)
         try:
             deps = self.dependency_symbols(rec)
         except KmodError:
@@ -262,7 +266,7 @@ class Kmod:
             name = sym.name.removeprefix(".")  # depmod_symbol_find() strips one leading dot
             want = exp.get(name)
             if want is None:
-                if expected is not None and name not in DEPMOD_FAKE_SYMBOLS:
+                if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
                     messages.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
                 continue
             if sym.crc != want:

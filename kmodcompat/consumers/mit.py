@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, own_crcs, versioned_order
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, exporter_crcs, versioned_order
 
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:
@@ -34,13 +34,13 @@ def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], li
 
 
 def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-         path: str | None = None) -> ConsumerView:
+         path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
     path = rec.path if path is None else path
-    own = own_crcs(rec)
+    own = exporter_crcs(rec)
     truth = own if truth is None else truth
     exp = own if expected is None else expected
     if rec.compression in ("xz", "zstd"):
-        return ConsumerView("mit", path, UNREADABLE, lost=tuple(versioned_order(rec)),
+        return ConsumerView("mit", path, UNREADABLE, lost=tuple(versioned_order(rec, truth)),
                             notes=(f".ko.{'xz' if rec.compression == 'xz' else 'zst'} is not a module file to "
                                    "module-init-tools: the module is invisible",))
     visible, messages = dump_modversions(rec, path)
@@ -62,7 +62,7 @@ def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Ma
             if truth.get(name) == want:
                 false.append(line)
     seen = {m.name for m in visible}
-    lost = tuple(n for n in versioned_order(rec) if n.removeprefix(".") not in seen)
+    lost = tuple(n for n in versioned_order(rec, truth) if n not in seen)
     verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
     if own and not visible and verdict == PARTIAL:
         verdict = UNREADABLE if sec is not None else PARTIAL

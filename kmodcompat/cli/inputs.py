@@ -1,0 +1,83 @@
+"""Turning command-line operands into modules: a tree directory, ``-b BASEDIR KVER``, or module files."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+from ..depmod.kernel_symbols import KernelSymbolsError, load_module_symvers
+from ..errors import ModuleReadError
+from ..records import ModuleRecord
+from ..scan import parse_many, stderr_progress
+from ..tree import load_tree
+
+
+@dataclass(frozen=True)
+class Inputs:
+    modules: tuple[tuple[str, ModuleRecord], ...]  # (display path, record)
+    failures: tuple[ModuleReadError, ...]  # every module that could not be read, with its reason
+    label: str  # what was analysed, for headings
+
+
+def add_input_options(p) -> None:
+    p.add_argument("operands", nargs="*", metavar="TREE|MODULE|KVER",
+                   help="a module directory (/lib/modules/VERSION), module files, or KVER with -b")
+    p.add_argument("-b", "--basedir", default=None, help="root holding lib/modules/KVER (kmod's -b)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")
+
+
+def load_inputs(args) -> Inputs:
+    """Raises SystemExit(2) with a one-line message for operands that make no sense."""
+    ops = list(args.operands)
+    progress = stderr_progress("parsing")
+    if args.basedir is not None:
+        if len(ops) != 1:
+            _usage("-b BASEDIR takes exactly one kernel version")
+        tree = load_tree(args.basedir, ops[0], jobs=args.jobs, progress=progress)
+        return _from_tree(tree, f"{args.basedir} {ops[0]}")
+    if not ops:
+        kver = os.uname().release
+        if not os.path.isdir(f"/lib/modules/{kver}"):
+            _usage(f"no operand and no /lib/modules/{kver}: name a module directory or module files")
+        ops = [f"/lib/modules/{kver}"]
+    if len(ops) == 1 and os.path.isdir(ops[0]):
+        return _from_tree(load_tree(ops[0], jobs=args.jobs, progress=progress), ops[0])
+    missing = [o for o in ops if not os.path.exists(o)]
+    if missing:
+        _usage(f"{missing[0]}: no such file or directory")
+    parsed = parse_many(ops, args.jobs, progress)
+    mods = tuple((p, r) for p, r in zip(ops, parsed) if isinstance(r, ModuleRecord))
+    fails = tuple(r for r in parsed if isinstance(r, ModuleReadError))
+    return Inputs(mods, fails, ops[0] if len(ops) == 1 else f"{len(ops)} modules")
+
+
+def _from_tree(tree, label: str) -> Inputs:
+    mods = tuple((m.path, m.record) for m in tree.modules if m.record is not None)
+    return Inputs(mods, tuple(m.error for m in tree.failures), label)
+
+
+def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
+    """Exporter CRCs: vmlinux's from Module.symvers plus every module export with a CRC."""
+    if symvers is None:
+        return None
+    try:
+        ks = load_module_symvers(symvers)
+    except KernelSymbolsError as e:
+        _usage(f"{symvers}: {e}")
+    expected = {name: crc for name, crc, _ in ks.symbols}
+    for _, rec in modules:
+        for x in rec.exports:
+            if x.crc is not None:
+                expected.setdefault(x.name, x.crc)
+    return expected
+
+
+def report_failures(failures) -> None:
+    for e in failures:
+        print(f"kmodcompat: {e}", file=sys.stderr)
+
+
+def _usage(msg: str):
+    print(f"kmodcompat: {msg}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,108 @@
+"""``kmodcompat views TREE|MODULE... [--consumer C]... [--simulate] [-E Module.symvers] [--format F]``.
+
+What each consumer sees in the modules, as built and (``--simulate``) in every
+other modversions format. Exit status: 0, or 2 for bad operands; unreadable
+modules are listed on stderr and in the output, never skipped silently.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from tabulate import tabulate
+
+from ..consumers import CONSUMERS
+from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
+from .inputs import add_input_options, load_expected, load_inputs, report_failures
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("views", help="what each consumer sees, per modversions format",
+                       description=__doc__.splitlines()[0])
+    add_input_options(p)
+    p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
+                   help=f"consumer to show (repeatable; default all: {', '.join(CONSUMERS)})")
+    p.add_argument("--simulate", action="store_true", help="also show every simulated format")
+    p.add_argument("-E", "--symvers", metavar="Module.symvers",
+                   help="vmlinux CRCs to check imports against (default: each module's own)")
+    p.add_argument("--modules", action="store_true", help="also list every module's view (text/markdown: "
+                   "modules with a loss, misread or false warning; json: all)")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    inputs = load_inputs(args)
+    report_failures(inputs.failures)
+    expected = load_expected(args.symvers, inputs.modules)
+    formats = ALL_FORMATS if args.simulate else (AS_IS,)
+    res = compute_views(inputs.modules, args.consumer, formats, expected, keep_modules=args.modules)
+    if args.format == "json":
+        json.dump(to_json(res, inputs), sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(render(res, inputs, "pipe" if args.format == "markdown" else "simple", args.modules))
+    return 0
+
+
+def to_json(res: ViewsResult, inputs) -> dict:
+    doc = {
+        "schema_version": 1,
+        "input": inputs.label,
+        "exporter_crcs": "tree" if res.tree_crcs else "module's own",
+        "modules": len(inputs.modules),
+        "unreadable": [{"path": e.path, "reason": e.reason} for e in inputs.failures],
+        "formats": list(res.formats),
+        "consumers": list(res.consumers),
+        "totals": [t.as_dict() for t in res.totals],
+    }
+    if res.modules:
+        doc["per_module"] = [{"path": m.path, "formats": {
+            f: (v if isinstance(v, str) else {c: cv.as_dict() for c, cv in v.items()})
+            for f, v in m.by_format.items()}} for m in res.modules]
+    return doc
+
+
+def headline(res: ViewsResult, fmt: str) -> str | None:
+    """The sentence a maintainer asked for, for kmod34 and its depmod."""
+    if "kmod34" not in res.consumers:
+        return None
+    t = res.total(fmt, "kmod34")
+    what = "as built" if fmt == AS_IS else f"if built with {fmt} versions"
+    nb = f" ({t.not_buildable} module(s) could not be built that way)" if t.not_buildable else ""
+    return (f"{what}: kmod 34.2 would lose {t.lost} import version(s) in {t.modules_losing} module(s) and "
+            f"depmod -e -E would print {t.false_messages} false warning(s) in {t.modules_false} module(s){nb}.")
+
+
+def render(res: ViewsResult, inputs, tablefmt: str, details: bool) -> str:
+    out = [f"{inputs.label}: {len(inputs.modules)} modules, exporter CRCs from "
+           f"{'the tree (-E)' if res.tree_crcs else 'each module itself'}"]
+    if inputs.failures:
+        out.append(f"{len(inputs.failures)} module(s) could not be read (listed on stderr)")
+    for fmt in res.formats:
+        out.append("")
+        out.append(f"## {fmt}" if tablefmt == "pipe" else f"[{fmt}]")
+        line = headline(res, fmt)
+        if line:
+            out.append(line)
+        rows = []
+        for c in res.consumers:
+            t = res.total(fmt, c)
+            rows.append([c, ", ".join(f"{k} {v}" for k, v in t.verdicts.items()) or "-",
+                         f"{t.lost} ({t.modules_losing})", f"{t.false_messages} ({t.modules_false})",
+                         t.misread, t.unchecked, t.not_buildable])
+        out.append(tabulate(rows, headers=["consumer", "verdicts (modules)", "lost (modules)",
+                                           "false warnings (modules)", "misread", "unchecked", "not buildable"],
+                            tablefmt=tablefmt))
+    if details and res.modules:
+        out += ["", "Modules with a loss, misread or false warning:"]
+        for m in res.modules:
+            for f, views in m.by_format.items():
+                if isinstance(views, str):
+                    continue
+                for c, v in views.items():
+                    if v.lost or v.misread or v.false_messages:
+                        out.append(f"  {m.path} [{f}] {c}: {v.verdict}; lost {len(v.lost)}, misread "
+                                   f"{len(v.misread)}, false {len(v.false_messages)}")
+    return "\n".join(out) + "\n"
