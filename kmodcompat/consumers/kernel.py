@@ -41,10 +41,9 @@ class Kernel:
 
         ``expected`` None: the exporters match the module's own CRCs, and a
         symbol without any CRC is taken to be exported with one (as on every
-        MODVERSIONS kernel). A symbol missing from a given ``expected`` is
-        taken as exported without a CRC (accepted unchecked); unresolved
-        symbols are the dependency graph's business (``judge_unknown`` is
-        accepted for a uniform signature).
+        MODVERSIONS kernel); the same holds for a symbol missing from a given
+        ``expected``. Unresolved symbols are the dependency graph's business
+        (``judge_unknown`` is accepted for a uniform signature).
         """
         path = rec.path if path is None else path
         ppc64 = rec.elf.machine == 21
@@ -86,9 +85,9 @@ class Kernel:
         def check_version(sym: str) -> bool | None:
             """version.c check_version(): True ok, False mismatch, None refused (no versions, no force)."""
             nonlocal tainted
+            # On a MODVERSIONS kernel every export has a CRC; when we do not know it
+            # (want None) the lookup still runs and a found entry is taken to match.
             want = exp.get(sym)
-            if expected is not None and want is None:
-                return True  # the exporter has no CRC (an unversioned export): nothing to compare
             if ext_entries is not None:
                 for e in ext_entries:
                     if (e.name.removeprefix(".") if dedotted else e.name) == sym:
