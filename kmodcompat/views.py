@@ -15,11 +15,14 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from itertools import repeat
 
 from .consumers import CONSUMERS
 from .consumers.base import ConsumerView, exporter_crcs
 from .records import ModuleRecord
+from .scan import default_jobs
 from .simulate import FORMATS, BuildError, NoVersionsError, simulate_record
 
 AS_IS = "as-is"
@@ -69,8 +72,46 @@ class ViewsResult:
 
 def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
-                  keep_modules: bool = False) -> ViewsResult:
-    """Run ``consumers`` on every (display path, record) in every format of ``formats``."""
+                  keep_formats: Sequence[str] = (), jobs: int | None = 1) -> ViewsResult:
+    """Run ``consumers`` on every (display path, record) in every format of ``formats``.
+
+    ``keep_formats``: formats whose per-module views are kept in
+    ``ViewsResult.modules`` (the totals always cover every format). ``jobs`` > 1
+    (None: all cores) splits the modules over worker processes; the result is
+    the same as with one.
+    """
+    entries = list(entries)
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+    if jobs > 1 and len(entries) >= 64:
+        size = -(-len(entries) // (jobs * 4))
+        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            parts = list(pool.map(_views_chunk, chunks, repeat((consumers, tuple(formats), expected,
+                                                                 tuple(keep_formats)))))
+        return _merge(parts)
+    return _compute(entries, consumers, formats, expected, tuple(keep_formats))
+
+
+def _views_chunk(chunk, args) -> "ViewsResult":
+    return _compute(chunk, *args)
+
+
+def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
+    first = parts[0]
+    totals = []
+    for i, t in enumerate(first.totals):
+        same = [p.totals[i] for p in parts]
+        numbers = {k: sum(getattr(x, k) for x in same) for k in t.__dataclass_fields__
+                   if k not in ("format", "consumer", "verdicts")}
+        verdicts: Counter = Counter()
+        for x in same:
+            verdicts.update(x.verdicts)
+        totals.append(Totals(t.format, t.consumer, **numbers, verdicts=dict(sorted(verdicts.items()))))
+    modules = tuple(m for p in parts for m in p.modules)
+    return ViewsResult(first.formats, first.consumers, tuple(totals), modules, first.tree_crcs)
+
+
+def _compute(entries, consumers, formats, expected, keep_formats) -> "ViewsResult":
     consumers = tuple(consumers or CONSUMERS)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -119,8 +160,8 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                 a["modules_false"] += bool(v.false_messages)
                 verdicts[fmt, c][v.verdict] += 1
             per_format[fmt] = views
-        if keep_modules:
-            kept.append(ModuleViews(path, per_format))
+        if keep_formats:
+            kept.append(ModuleViews(path, {f: v for f, v in per_format.items() if f in keep_formats}))
     totals = tuple(Totals(f, c, **acc[f, c], verdicts=dict(sorted(verdicts[f, c].items())))
                    for f in formats for c in consumers)
     return ViewsResult(tuple(formats), consumers, totals, tuple(kept), expected is not None)

@@ -20,9 +20,18 @@ def entries():
     return [(str(p), parse_module(str(p))) for k in KINDS for p in sorted(FIX.glob(f"*/{k}.ko"))]
 
 
+def test_parallel_views_equal_serial():
+    mods = entries() * 8
+    a = compute_views(mods, formats=ALL_FORMATS, keep_formats=(AS_IS,), jobs=1)
+    b = compute_views(mods, formats=ALL_FORMATS, keep_formats=(AS_IS,), jobs=2)
+    assert a.totals == b.totals
+    assert [(m.path, {c: v.as_dict() for c, v in m.by_format[AS_IS].items()}) for m in a.modules] == \
+        [(m.path, {c: v.as_dict() for c, v in m.by_format[AS_IS].items()}) for m in b.modules]
+
+
 def test_totals_are_sums_of_module_views():
     mods = entries()
-    res = compute_views(mods, formats=ALL_FORMATS, keep_modules=True)
+    res = compute_views(mods, formats=ALL_FORMATS, keep_formats=ALL_FORMATS)
     for t in res.totals:
         views = [m.by_format[t.format][t.consumer] for m in res.modules if not isinstance(m.by_format[t.format], str)]
         assert t.modules == len(views)
@@ -35,7 +44,7 @@ def test_totals_are_sums_of_module_views():
 
 def test_as_is_equals_each_consumer_called_directly():
     mods = entries()
-    res = compute_views(mods, keep_modules=True)
+    res = compute_views(mods, keep_formats=(AS_IS,))
     for (path, rec), m in zip(mods, res.modules):
         for c, view in CONSUMERS.items():
             assert m.by_format[AS_IS][c].as_dict() == view(rec, path=path, judge_unknown=False).as_dict()
@@ -43,7 +52,7 @@ def test_as_is_equals_each_consumer_called_directly():
 
 def test_simulated_basic_cannot_hold_long_names():
     rec = parse_module(str(FIX / "x86_64" / "basic+ext.ko"))
-    res = compute_views([("m", rec)], formats=("basic",), keep_modules=True)
+    res = compute_views([("m", rec)], formats=("basic",), keep_formats=("basic",))
     assert "too long symbol" in res.modules[0].by_format["basic"]
     assert res.total("basic", "kmod34").not_buildable == 1
 

@@ -37,7 +37,8 @@ def run(args) -> int:
     report_failures(inputs.failures)
     expected = load_expected(args.symvers, inputs.modules)
     formats = ALL_FORMATS if args.simulate else (AS_IS,)
-    res = compute_views(inputs.modules, args.consumer, formats, expected, keep_modules=args.modules)
+    res = compute_views(inputs.modules, args.consumer, formats, expected,
+                        keep_formats=formats if args.modules else (), jobs=args.jobs)
     if args.format == "json":
         json.dump(to_json(res, inputs), sys.stdout, indent=1)
         sys.stdout.write("\n")

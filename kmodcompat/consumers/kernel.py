@@ -82,6 +82,22 @@ class Kernel:
         checked: list[Modversion] = []
         dedotted = False  # module_frob_arch_sections() has run (ppc64: after module_layout)
 
+        def first_by_name(entries, strip: bool) -> dict[str, Modversion]:
+            # The kernel scans the table and stops at the first strcmp() match; a
+            # first-occurrence map gives the same answer without the quadratic scan.
+            out: dict[str, Modversion] = {}
+            for e in entries:
+                out.setdefault(e.name.removeprefix(".") if strip else e.name, e)
+            return out
+
+        tables: dict[tuple[str, bool], dict[str, Modversion]] = {}
+
+        def lookup(kind: str, entries, sym: str) -> Modversion | None:
+            key = (kind, dedotted)
+            if key not in tables:
+                tables[key] = first_by_name(entries, dedotted)
+            return tables[key].get(sym)
+
         def check_version(sym: str) -> bool | None:
             """version.c check_version(): True ok, False mismatch, None refused (no versions, no force)."""
             nonlocal tainted
@@ -89,10 +105,10 @@ class Kernel:
             # (want None) the lookup still runs and a found entry is taken to match.
             want = exp.get(sym)
             if ext_entries is not None:
-                for e in ext_entries:
-                    if (e.name.removeprefix(".") if dedotted else e.name) == sym:
-                        checked.append(e)
-                        return want is None or e.crc == want
+                e = lookup("ext", ext_entries, sym)
+                if e is not None:
+                    checked.append(e)
+                    return want is None or e.crc == want
                 warn_once("%s: no extended symbol version for %s", sym)
                 unchecked.append(sym)
                 return True
@@ -105,14 +121,14 @@ class Kernel:
                 tainted = True
                 unchecked.append(sym)
                 return True
-            for e in vers.entries:
-                # dedotify_versions() drops one leading '.' of each entry (arch/powerpc module_64.c)
-                if (e.name.removeprefix(".") if dedotted else e.name) == sym:
-                    checked.append(e)
-                    # version.c: `versions[i].crc == *crc`, the whole unsigned long against
-                    # the exporter's u32 (1cd9502ee927): a record whose upper half is not
-                    # zero (a misread layout) never matches.
-                    return want is None or e.crc == want
+            # dedotify_versions() drops one leading '.' of each entry (arch/powerpc module_64.c)
+            e = lookup("vers", vers.entries, sym)
+            if e is not None:
+                checked.append(e)
+                # version.c: `versions[i].crc == *crc`, the whole unsigned long against
+                # the exporter's u32 (1cd9502ee927): a record whose upper half is not
+                # zero (a misread layout) never matches.
+                return want is None or e.crc == want
             warn_once("%s: no symbol version for %s", sym)
             unchecked.append(sym)
             return True

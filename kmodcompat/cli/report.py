@@ -1,0 +1,169 @@
+"""``kmodcompat report [TREE | -b BASEDIR KVER] [--out DIR] [--fail-on POLICY]``: the compatibility report.
+
+Writes ``report.json`` (the source), ``report.md`` and ``report.html`` into
+``reports/<kernel release>/`` (or ``--out``). With no operand it analyses
+``/lib/modules/$(uname -r)``, or the bundled demo tree where there is none.
+
+Exit status: 0 when nothing the policy counts as a break was found, 1 when
+something was, 2 for usage or input errors. ``--fail-on`` takes a
+comma-separated list of terms:
+
+  unreadable                 a module could not be read (the default policy)
+  lost:CONSUMER[@FORMAT]     CONSUMER does not see some import version
+  false-warnings[:CONSUMER][@FORMAT]   false "disagrees" warnings (default consumer kmod34)
+  refuses:CONSUMER[@FORMAT]  CONSUMER (a kernel) refuses a module
+  unresolved                 an import resolves to no exporter
+  cycles                     a dependency cycle
+  findings[:CODE]            a malformed table (of that finding code)
+  none                       never fail
+
+FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen);
+without it the term applies to the modules as built.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from importlib import resources
+
+from ..consumers import CONSUMERS
+from ..report import build_report
+from ..report import html as html_report
+from ..report import markdown as md_report
+from ..scan import stderr_progress
+from ..simulate import FORMATS
+from ..tree import load_tree
+
+DEFAULT_POLICY = "unreadable"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write the compatibility report (JSON, Markdown, HTML)",
+                       description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[7:]),
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("operands", nargs="*", metavar="TREE|KVER", help="a module directory, or KVER with -b")
+    p.add_argument("-b", "--basedir", default=None, help="root holding lib/modules/KVER (kmod's -b)")
+    p.add_argument("-E", "--symvers", metavar="Module.symvers", help="kernel exports with CRCs (default: found "
+                   "in the tree's headers, build/ or boot/)")
+    p.add_argument("-F", "--system-map", metavar="System.map", help="kernel symbols (default: found in boot/)")
+    p.add_argument("--out", help="output directory (default reports/<kernel release>)")
+    p.add_argument("--fail-on", default=DEFAULT_POLICY, metavar="POLICY", help=f"what counts as a break "
+                   f"(default {DEFAULT_POLICY}); see below")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    p.set_defaults(run=run)
+
+
+def demo_tree() -> tuple[str, str]:
+    """(basedir, kver) of the demo tree shipped in the package."""
+    base = str(resources.files("kmodcompat").joinpath("demo"))
+    kver = sorted(os.listdir(os.path.join(base, "lib", "modules")))[0]
+    return base, kver
+
+
+def run(args) -> int:
+    try:
+        policy = parse_policy(args.fail_on)
+    except ValueError as e:
+        print(f"kmodcompat: --fail-on: {e}", file=sys.stderr)
+        return 2
+    progress = stderr_progress("reading modules")
+    if args.basedir is not None:
+        if len(args.operands) != 1:
+            print("kmodcompat: -b BASEDIR takes exactly one kernel version", file=sys.stderr)
+            return 2
+        tree = load_tree(args.basedir, args.operands[0], jobs=args.jobs, progress=progress)
+    elif args.operands:
+        if len(args.operands) != 1 or not os.path.isdir(args.operands[0]):
+            print(f"kmodcompat: {args.operands[0]}: not a module directory", file=sys.stderr)
+            return 2
+        tree = load_tree(args.operands[0], jobs=args.jobs, progress=progress)
+    else:
+        running = f"/lib/modules/{os.uname().release}"
+        if os.path.isdir(running):
+            tree = load_tree(running, jobs=args.jobs, progress=progress)
+        else:
+            base, kver = demo_tree()
+            print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
+            tree = load_tree(base, kver, jobs=args.jobs, progress=progress)
+    if not tree.modules:
+        print(f"kmodcompat: {tree.dirname}: no modules found", file=sys.stderr)
+        return 2
+    for key, path in (("symvers", args.symvers), ("system_map", args.system_map)):
+        if path is not None and not os.path.isfile(path):
+            print(f"kmodcompat: {path}: no such file", file=sys.stderr)
+            return 2
+    doc = build_report(tree, args.symvers, args.system_map, jobs=args.jobs)
+    out = args.out or os.path.join("reports", tree.kver)
+    write_report(doc, out)
+    for m in tree.failures:
+        print(f"kmodcompat: {m.error}", file=sys.stderr)
+    broken = evaluate(policy, doc)
+    print(f"kmodcompat: report for {tree.kver} ({doc['counts']['modules']} modules) in {out}/report.html"
+          + (f"; breaks: {'; '.join(broken)}" if broken else ""), file=sys.stderr)
+    return 1 if broken else 0
+
+
+def write_report(doc: dict, out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, "report.json"), "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(os.path.join(out, "report.md"), "w") as f:
+        f.write(md_report.render(doc))
+    with open(os.path.join(out, "report.html"), "w") as f:
+        f.write(html_report.render(doc))
+
+
+def parse_policy(text: str) -> list[tuple[str, str | None, str | None]]:
+    """(kind, argument, format) per term; raises ValueError naming a bad term."""
+    terms = []
+    for raw_term in text.split(","):
+        term = raw_term.strip()
+        if not term:
+            continue
+        body, _, fmt = term.partition("@")
+        kind, _, arg = body.partition(":")
+        if fmt and fmt not in FORMATS:
+            raise ValueError(f"{term}: unknown format {fmt!r} (one of {', '.join(FORMATS)})")
+        if kind in ("lost", "refuses") and arg not in CONSUMERS:
+            raise ValueError(f"{term}: needs a consumer (one of {', '.join(CONSUMERS)})")
+        if kind == "false-warnings":
+            arg = arg or "kmod34"
+            if arg not in CONSUMERS:
+                raise ValueError(f"{term}: unknown consumer {arg!r}")
+        elif kind in ("unreadable", "unresolved", "cycles", "none") and (arg or fmt):
+            raise ValueError(f"{term}: takes no argument")
+        elif kind not in ("lost", "refuses", "false-warnings", "unreadable", "unresolved", "cycles", "findings",
+                          "none"):
+            raise ValueError(f"{term}: unknown term")
+        terms.append((kind, arg or None, fmt or None))
+    return terms
+
+
+def evaluate(policy, doc: dict) -> list[str]:
+    """The policy terms the report breaks, with the figure that breaks each."""
+    broken = []
+    for kind, arg, fmt in policy:
+        totals = doc["simulation"].get(fmt, {}) if fmt else doc["consumers"]["totals"]
+        where = f" if built {fmt}" if fmt else ""
+        if kind == "unreadable" and doc["counts"]["unreadable"]:
+            broken.append(f"{doc['counts']['unreadable']} unreadable module(s)")
+        elif kind == "lost" and totals.get(arg, {}).get("lost"):
+            broken.append(f"{arg} loses {totals[arg]['lost']} import version(s){where}")
+        elif kind == "false-warnings" and totals.get(arg, {}).get("false_messages"):
+            broken.append(f"{arg}: {totals[arg]['false_messages']} false warning(s){where}")
+        elif kind == "refuses" and totals.get(arg, {}).get("verdicts", {}).get("refuses"):
+            broken.append(f"{arg} refuses {totals[arg]['verdicts']['refuses']} module(s){where}")
+        elif kind == "unresolved":
+            n = sum(1 for x in doc["graph"]["unresolved"] if not x["weak"])
+            if n:
+                broken.append(f"{n} unresolved import(s)")
+        elif kind == "cycles" and doc["graph"]["cycles"]:
+            broken.append(f"{len(doc['graph']['cycles'])} dependency cycle(s)")
+        elif kind == "findings":
+            n = sum(v for k, v in doc["findings"]["by_code"].items() if arg is None or k == arg)
+            if n:
+                broken.append(f"{n} finding(s){' ' + arg if arg else ''}")
+    return broken

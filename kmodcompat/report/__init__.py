@@ -1,0 +1,340 @@
+"""The compatibility report of a module tree: one JSON document, rendered as Markdown and HTML.
+
+:func:`build_report` gathers everything into a plain dict that follows
+``schema.json`` (``schema_version``); the renderers (:mod:`.markdown`,
+:mod:`.html`) read nothing but that dict, so what a reviewer reads and what a
+CI job parses can never disagree.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Sequence
+from importlib import resources
+
+import networkx as nx
+
+from .. import __version__
+from ..consumers.base import ConsumerView
+from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
+from ..elf import machine_name
+from ..graph import KERNEL_NODE, TreeGraph, graph_for_tree
+from ..modversions.basic import name_limit
+from ..records import ModuleRecord, raw
+from ..rust import demangle, is_rust
+from ..tree import ModuleTree
+from ..usefulness import crc_usefulness, system_map_kinds
+from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
+
+SCHEMA_VERSION = 1
+#: Consumers named in headlines and policies by default.
+HEADLINE_CONSUMERS = ("kmod34", "kernel-6.13", "kernel-6.14")
+
+
+def schema() -> dict:
+    return json.loads(resources.files(__package__).joinpath("schema.json").read_text())
+
+
+# -- where the kernel's own exports are ------------------------------------------
+
+def tree_base(tree: ModuleTree) -> str:
+    """BASEDIR of a tree: its module directory without ``[usr/]lib/modules/KVER``."""
+    d = tree.dirname.rstrip("/")
+    for suffix in (f"/usr/lib/modules/{tree.kver}", f"/lib/modules/{tree.kver}"):
+        if d.endswith(suffix):
+            return d[: -len(suffix)] or "/"
+    return os.path.dirname(d)
+
+
+def find_kernel_files(tree: ModuleTree) -> dict[str, str]:
+    """Module.symvers and System.map of the tree's kernel, where distributions put them."""
+    base, kver = tree_base(tree), tree.kver
+    j = lambda *p: os.path.join(base, *p)  # noqa: E731
+    candidates = {
+        "symvers": [j("usr/src", f"linux-headers-{kver}", "Module.symvers"), os.path.join(tree.dirname, "build",
+                    "Module.symvers"), j("boot", f"symvers-{kver}.gz"), j("usr/lib/modules", kver, "symvers.gz")],
+        "system_map": [j("boot", f"System.map-{kver}"), os.path.join(tree.dirname, "System.map")],
+    }
+    return {k: next(p for p in ps if os.path.isfile(p)) for k, ps in candidates.items()
+            if any(os.path.isfile(p) for p in ps)}
+
+
+def load_kernel(symvers: str | None, system_map: str | None) -> tuple[KernelSymbols | None, list[str]]:
+    """The kernel's exports for depmod (-E preferred, as depmod ignores -F then)."""
+    notes = []
+    for path, loader in ((symvers, load_module_symvers), (system_map, load_system_map)):
+        if path is None:
+            continue
+        try:
+            if path.endswith(".gz"):
+                with gzip.open(path) as src, tempfile.NamedTemporaryFile(suffix=".symvers") as tmp:
+                    shutil.copyfileobj(src, tmp)
+                    tmp.flush()
+                    return loader(tmp.name), notes
+            return loader(path), notes
+        except (KernelSymbolsError, OSError) as e:
+            notes.append(f"{path}: {e}")
+    return None, notes
+
+
+# -- the report -------------------------------------------------------------------
+
+def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
+                 formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None) -> dict:
+    """Everything kmodcompat measures about ``tree``, as a JSON-ready dict."""
+    found = find_kernel_files(tree)
+    symvers = symvers or found.get("symvers")
+    system_map = system_map or found.get("system_map")
+    kernel, notes = load_kernel(symvers, system_map)
+    mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
+    records = [r for _, r in mods]
+    expected = None
+    if kernel is not None and kernel.check_symvers:
+        expected = {name: crc for name, crc, _ in kernel.symbols}
+        for r in records:
+            for x in r.exports:
+                if x.crc is not None:
+                    expected.setdefault(x.name, x.crc)
+    graph = graph_for_tree(tree, kernel)
+    views = compute_views(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs)
+    kinds = system_map_kinds(system_map) if system_map else {}
+    useful = crc_usefulness(records, kinds)
+    doc = {
+        "schema_version": SCHEMA_VERSION,
+        "generator": {"name": "kmodcompat", "version": __version__},
+        "tree": _identity(tree, records, symvers if kernel and kernel.check_symvers else None, system_map, notes),
+        "counts": _counts(tree, records),
+        "format_census": _census(records),
+        "consumers": _consumers(views, tree),
+        "simulation": _simulation(views),
+        "crc_usefulness": useful.as_dict(),
+        "name_lengths": _name_lengths(records),
+        "graph": _graph_facts(graph),
+        "exports": _exports_usage(graph, records),
+        "findings": _findings(tree),
+        "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures],
+    }
+    doc["headlines"] = headlines(doc)
+    return doc
+
+
+def _identity(tree, records, symvers, system_map, notes) -> dict:
+    machines = Counter(r.elf.machine for r in records)
+    classes = Counter((r.elf.elfclass, r.elf.endian) for r in records)
+    machine = machines.most_common(1)[0][0] if machines else None
+    elfclass, endian = classes.most_common(1)[0][0] if classes else (None, None)
+    census = _census(records)["modules_by_format"]
+    versioned = {f: n for f, n in census.items() if f != "none"}
+    if not versioned:
+        flavour = "none"
+    elif set(versioned) == {"basic"}:
+        flavour = "basic"
+    elif set(versioned) == {"basic+ext"} or set(versioned) == {"basic", "basic+ext"}:
+        flavour = "basic+extended"
+    elif set(versioned) == {"ext-only"}:
+        flavour = "extended-only"
+    else:
+        flavour = "mixed"
+    return {
+        "path": tree.dirname, "kernel_release": tree.kver,
+        "arch": machine_name(machine) if machine is not None else None,
+        "elfclass": elfclass, "endian": endian,
+        "modversions": flavour,
+        "basic_name_limit": name_limit(elfclass) if elfclass else None,
+        "kernel_exports": {"symvers": symvers, "system_map": system_map, "notes": notes},
+        "emulates": tree.kmod.id,
+    }
+
+
+def _counts(tree, records) -> dict:
+    return {
+        "modules": len(tree.modules),
+        "parsed": len(records),
+        "unreadable": len(tree.failures),
+        "builtin": len(tree.builtin_names),
+        "imports": sum(len(r.imports) for r in records),
+        "exports": sum(len(r.exports) for r in records),
+        "compressed": dict(sorted(Counter(r.compression or "none" for r in records).items())),
+        "signed": sum(1 for r in records if r.signature is not None and r.signature.kmod_accepts),
+    }
+
+
+def _census(records) -> dict:
+    by_format = Counter(r.modversions_format for r in records)
+    sections = Counter()
+    for r in records:
+        for name in ("__versions", "__version_ext_crcs", "__version_ext_names", "__kflagstab"):
+            if r.section(name) is not None:
+                sections[name] += 1
+    return {"modules_by_format": dict(sorted(by_format.items())), "modules_with_section": dict(sorted(
+        sections.items()))}
+
+
+def _consumers(views: ViewsResult, tree) -> dict:
+    totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
+    per_module = []
+    for m in views.modules:
+        vs = m.by_format.get(AS_IS)
+        if not isinstance(vs, dict):
+            continue
+        entry = {"path": _rel(m.path, tree), "verdicts": {c: v.verdict for c, v in vs.items()}}
+        problems = {c: _problem(v) for c, v in vs.items() if v.lost or v.misread or v.false_messages}
+        if problems:
+            entry["problems"] = problems
+        per_module.append(entry)
+    return {"exporter_crcs": "tree" if views.tree_crcs else "module's own", "totals": totals,
+            "per_module": per_module}
+
+
+def _problem(v: ConsumerView) -> dict:
+    return {"lost": list(v.lost[:20]), "lost_count": len(v.lost), "misread_count": len(v.misread),
+            "false_messages": list(v.false_messages[:5]), "false_count": len(v.false_messages)}
+
+
+def _simulation(views: ViewsResult) -> dict:
+    return {f: {t.consumer: t.as_dict() for t in views.totals if t.format == f}
+            for f in views.formats if f != AS_IS}
+
+
+def _name_lengths(records) -> dict:
+    hist: Counter[int] = Counter()
+    over = Counter()
+    longest = []
+    for r in records:
+        limit = name_limit(r.elf.elfclass)
+        for imp in r.imports:
+            n = len(raw(imp.name.removeprefix(".")))
+            hist[n] += 1
+            if n > limit:
+                over["imports"] += 1
+                over["rust"] += is_rust(imp.name)
+                longest.append((n, imp.name, r.name))
+    longest.sort(key=lambda x: (-x[0], x[1]))
+    seen, top = set(), []
+    for n, name, mod in longest:
+        if name not in seen:
+            seen.add(name)
+            top.append({"length": n, "name": name, "demangled": demangle(name), "module": mod})
+        if len(top) == 10:
+            break
+    return {"histogram": {str(k): v for k, v in sorted(hist.items())},
+            "over_limit": over.get("imports", 0), "over_limit_rust": over.get("rust", 0), "longest": top}
+
+
+def _graph_facts(g: TreeGraph) -> dict:
+    dg = g.graph
+    modules_only = dg.subgraph([n for n in dg if n != KERNEL_NODE])
+    depth = 0
+    if modules_only.number_of_nodes() and nx.is_directed_acyclic_graph(modules_only):
+        depth = nx.dag_longest_path_length(modules_only)
+    indeg = sorted(((dg.in_degree(n), n) for n in modules_only), key=lambda x: (-x[0], x[1]))[:10]
+    return {
+        "nodes": dg.number_of_nodes(), "edges": dg.number_of_edges(),
+        "longest_dependency_chain": depth,
+        "cycles": [list(c) for c in g.cycles],
+        "strongly_connected": [list(c) for c in g.components],
+        "unresolved": [{"module": m, "symbol": s, "weak": w} for m, s, w in g.unresolved],
+        "duplicate_exports": [{"symbol": d.symbol, "exporters": list(d.exporters), "winner": d.winner}
+                              for d in g.duplicates],
+        "most_depended_on": [{"module": n, "dependents": d} for d, n in indeg if d],
+        "disagreements": {
+            "total": len(g.disagreements),
+            "false_positive": sum(1 for d in g.disagreements if d.false_positive),
+            "by_reason": dict(Counter(d.reason for d in g.disagreements)),
+        },
+    }
+
+
+def _exports_usage(g: TreeGraph, records) -> dict:
+    dg = g.graph
+    used: set[tuple[str, str]] = set()
+    for _, exporter, data in dg.edges(data=True):
+        for sym in data.get("symbols", ()):
+            used.add((exporter, sym.removeprefix(".")))
+    per_exporter = Counter()
+    unused = []
+    for r in records:
+        name = r.name
+        for x in r.exports:
+            if (name, x.name) in used:
+                per_exporter[name] += 1
+            else:
+                unused.append(x.name)
+    users = Counter()
+    for importer, exporter, data in dg.edges(data=True):
+        if exporter != KERNEL_NODE:
+            users[exporter] += 1
+    return {"exported": sum(len(r.exports) for r in records), "unused": len(unused),
+            "unused_sample": sorted(unused)[:50],
+            "top_exporters": [{"module": m, "importers": n} for m, n in users.most_common(10)]}
+
+
+def _findings(tree) -> dict:
+    by_code = Counter()
+    items = []
+    for m in tree.modules:
+        if m.record is None:
+            continue
+        for f in m.record.findings:
+            by_code[f.code] += 1
+            if len(items) < 500:
+                items.append({"module": _rel(m.path, tree), "code": f.code, "message": f.message})
+    return {"by_code": dict(sorted(by_code.items())), "items": items}
+
+
+def _rel(path: str, tree) -> str:
+    return os.path.relpath(path, tree.dirname) if path.startswith(tree.dirname + "/") else path
+
+
+def headlines(doc: dict) -> list[str]:
+    """The top findings, in plain words, most important first."""
+    out = []
+    c = doc["counts"]
+    if c["unreadable"]:
+        out.append(f"{c['unreadable']} module(s) could not be read; they are listed under 'Unreadable modules'.")
+    k = doc["consumers"]["totals"].get("kmod34")
+    if k and (k["lost"] or k["false_messages"]):
+        out.append(f"As built, kmod 34.2 loses {k['lost']} import version(s) in {k['modules_losing']} module(s) "
+                   f"and depmod -e -E prints {k['false_messages']} false 'disagrees' warning(s) in "
+                   f"{k['modules_false']} module(s).")
+    for cid in ("kernel-6.13", "kernel-6.14"):
+        t = doc["consumers"]["totals"].get(cid)
+        if t and t["verdicts"].get("refuses"):
+            out.append(f"A {cid[7:]} kernel would refuse {t['verdicts']['refuses']} module(s) as built.")
+    sim = doc["simulation"]
+    for fmt in ("ext-only", "basic+ext"):
+        t = sim.get(fmt, {}).get("kmod34")
+        if t and (t["lost"] or t["false_messages"]):
+            out.append(f"Built with {fmt} versions, kmod 34.2 would lose {t['lost']} import version(s) in "
+                       f"{t['modules_losing']} module(s) and depmod -e -E would print {t['false_messages']} "
+                       f"false warning(s).")
+    t613 = sim.get("ext-only", {}).get("kernel-6.13")
+    if t613 and t613["verdicts"].get("refuses"):
+        out.append(f"Built extended-only, {t613['verdicts']['refuses']} module(s) would be refused by a pre-6.14 "
+                   "kernel (seen as unversioned).")
+    n = doc["name_lengths"]
+    if n["over_limit"]:
+        out.append(f"{n['over_limit']} import(s) have names longer than the {doc['tree']['basic_name_limit']}-"
+                   f"character __versions limit ({n['over_limit_rust']} of them Rust): only the extended tables "
+                   "can version them.")
+    u = doc["crc_usefulness"]
+    if u["imports"]:
+        share = 100.0 * (u["versioned_basic"] + u["versioned_ext_only"]) / u["imports"]
+        out.append(f"{share:.1f}% of {u['imports']} imports carry a CRC ({u['versioned_ext_only']} only in the "
+                   f"extended tables); {u['placeholder_on_functions']} versioned import(s) are functions with a "
+                   f"placeholder 'int' CRC that checks only the name.")
+    g = doc["graph"]
+    if g["cycles"]:
+        out.append(f"{len(g['cycles'])} dependency cycle(s): depmod reports them and modprobe cannot load them.")
+    strong = [x for x in g["unresolved"] if not x["weak"]]
+    if strong:
+        out.append(f"{len(strong)} import(s) resolve to no exporter in the tree or the kernel.")
+    if doc["findings"]["by_code"]:
+        worst = ", ".join(f"{k} ({v})" for k, v in list(doc["findings"]["by_code"].items())[:5])
+        out.append(f"Malformed or noteworthy tables: {worst}.")
+    return out

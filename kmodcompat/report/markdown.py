@@ -1,0 +1,103 @@
+"""The report as Markdown, for code reviews and mailing lists. Reads only the report dict."""
+
+from __future__ import annotations
+
+from tabulate import tabulate
+
+CONSUMER_TITLES = {
+    "kmod30": "kmod 30 (Debian 12)", "kmod34": "kmod 33-34.2 (Debian 13)", "kmod-pr270": "kmod + PR #270",
+    "busybox": "busybox 1.35-1.37", "mit": "module-init-tools 3.16", "kernel-6.13": "kernel ≤ 6.13",
+    "kernel-6.13+force": "kernel ≤ 6.13, FORCE_LOAD", "kernel-6.14": "kernel ≥ 6.14",
+    "kernel-6.14+force": "kernel ≥ 6.14, FORCE_LOAD",
+}
+FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
+                 "ext-only": "extended only", "varlen": "variable-length (rejected 2023)"}
+
+
+def verdicts_text(v: dict) -> str:
+    return ", ".join(f"{k} {n}" for k, n in v.items()) or "-"
+
+
+def consumer_rows(totals: dict) -> list[list]:
+    return [[CONSUMER_TITLES.get(c, c), verdicts_text(t["verdicts"]), f"{t['lost']} ({t['modules_losing']})",
+             f"{t['false_messages']} ({t['modules_false']})", t["misread"], t["unchecked"], t["not_buildable"]]
+            for c, t in totals.items()]
+
+
+CONSUMER_HEADERS = ["consumer", "verdicts (modules)", "lost imports (modules)", "false warnings (modules)",
+                    "misread", "unchecked", "not buildable"]
+
+
+def render(doc: dict) -> str:
+    t, c = doc["tree"], doc["counts"]
+    out = [f"# kmodcompat report: {t['kernel_release']} ({t['arch']}, ELF{t['elfclass']} {t['endian']}-endian)", ""]
+    out += ["## Top findings", ""]
+    out += [f"- {h}" for h in doc["headlines"]] or ["- Nothing any consumer would trip over."]
+    out += ["", "## Tree", ""]
+    out.append(tabulate([
+        ["module directory", t["path"]], ["kernel release", t["kernel_release"]],
+        ["MODVERSIONS flavour (from the modules)", t["modversions"]],
+        ["modules", f"{c['modules']} ({c['parsed']} read, {c['unreadable']} unreadable, {c['signed']} signed)"],
+        ["built-in modules", c["builtin"]], ["imports / exports", f"{c['imports']} / {c['exports']}"],
+        ["compression", ", ".join(f"{k} {v}" for k, v in c["compressed"].items())],
+        ["kernel exports from", t["kernel_exports"]["symvers"] or t["kernel_exports"]["system_map"] or "none found"],
+        ["exporter CRCs checked against", doc["consumers"]["exporter_crcs"]],
+    ], headers=["", ""], tablefmt="pipe"))
+    out += ["", "## Format census", ""]
+    out.append(tabulate(sorted(doc["format_census"]["modules_by_format"].items()), headers=["format", "modules"],
+                        tablefmt="pipe"))
+    out += ["", "## What each consumer sees, as built", ""]
+    out.append(tabulate(consumer_rows(doc["consumers"]["totals"]), headers=CONSUMER_HEADERS, tablefmt="pipe"))
+    out += ["", "## If the tree were built in another format", ""]
+    for fmt, totals in doc["simulation"].items():
+        out += [f"### {FORMAT_TITLES.get(fmt, fmt)}", ""]
+        out.append(tabulate(consumer_rows(totals), headers=CONSUMER_HEADERS, tablefmt="pipe"))
+        out.append("")
+    u = doc["crc_usefulness"]
+    out += ["## Are these CRCs checking anything?", ""]
+    out.append(tabulate([
+        ["imports", u["imports"]], ["versioned in __versions", u["versioned_basic"]],
+        ["versioned only in the extended tables", u["versioned_ext_only"]], ["unversioned", u["unversioned"]],
+        ["placeholder CRC (crc32 of 'int NAME ')", u["placeholder_int"]],
+        ["... on functions: checks only the name", u["placeholder_on_functions"]],
+        ["... exporter kind unknown", u["placeholder_unknown_kind"]],
+        ["real checks", u["real_checks"]],
+        ["Rust imports (versioned / only extended)", f"{u['rust_imports']} ({u['rust_versioned']} / "
+                                                     f"{u['rust_ext_only']})"],
+    ], headers=["", "imports"], tablefmt="pipe"))
+    n = doc["name_lengths"]
+    out += ["", "## Symbol name lengths", "",
+            f"{n['over_limit']} import(s) longer than the {t['basic_name_limit']}-character limit of `__versions` "
+            f"({n['over_limit_rust']} Rust)."]
+    if n["longest"]:
+        out += ["", tabulate([[x["length"], f"`{x['name']}`", x["demangled"] if x["demangled"] != x["name"] else "",
+                               x["module"]] for x in n["longest"]],
+                             headers=["length", "name", "demangled", "module"], tablefmt="pipe")]
+    g = doc["graph"]
+    out += ["", "## Dependency graph", ""]
+    out.append(tabulate([
+        ["nodes / edges", f"{g['nodes']} / {g['edges']}"], ["longest dependency chain", g["longest_dependency_chain"]],
+        ["cycles", len(g["cycles"])], ["unresolved imports", sum(1 for x in g["unresolved"] if not x["weak"])],
+        ["symbols exported twice", len(g["duplicate_exports"])],
+        ["depmod 'disagrees' warnings (false)", f"{g['disagreements']['total']} "
+                                                f"({g['disagreements']['false_positive']})"],
+    ], headers=["", ""], tablefmt="pipe"))
+    if g["most_depended_on"]:
+        out += ["", "Most depended-on modules: " + ", ".join(f"{x['module']} ({x['dependents']})"
+                                                             for x in g["most_depended_on"])]
+    for cyc in g["cycles"][:10]:
+        out.append(f"- cycle: {' -> '.join(cyc)}")
+    e = doc["exports"]
+    out += ["", "## Exported symbols", "",
+            f"{e['exported']} exports, {e['unused']} used by no module of the tree."]
+    if e["top_exporters"]:
+        out.append("Top exporters by importing modules: " + ", ".join(f"{x['module']} ({x['importers']})"
+                                                                      for x in e["top_exporters"]))
+    f = doc["findings"]
+    out += ["", "## Findings", ""]
+    out.append(tabulate(sorted(f["by_code"].items()), headers=["code", "modules"], tablefmt="pipe")
+               if f["by_code"] else "None.")
+    out += ["", "## Unreadable modules", ""]
+    out += [f"- `{x['path']}`: {x['reason']}" for x in doc["unreadable"]] or ["None."]
+    out += ["", f"_Generated by kmodcompat {doc['generator']['version']}, schema {doc['schema_version']}._", ""]
+    return "\n".join(out)

@@ -1,0 +1,151 @@
+"""The compatibility report: JSON against its schema, renderings, exit codes, a real browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from kmodcompat.cli.report import demo_tree, evaluate, parse_policy
+from kmodcompat.report import build_report, schema
+from kmodcompat.report import html as html_report
+from kmodcompat.report import markdown as md_report
+from kmodcompat.tree import load_tree
+
+from . import oracle
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def demo_doc():
+    base, kver = demo_tree()
+    return build_report(load_tree(base, kver), jobs=1)
+
+
+def test_demo_report_validates_against_schema(demo_doc):
+    jsonschema.validate(demo_doc, schema())
+    assert demo_doc["schema_version"] == 1
+    assert demo_doc["tree"]["kernel_exports"]["symvers"].endswith("Module.symvers")  # found in the tree
+
+
+def test_demo_report_figures(demo_doc):
+    d = demo_doc
+    assert d["counts"]["modules"] == 10 and d["counts"]["unreadable"] == 0
+    assert d["format_census"]["modules_by_format"]["ext-only"] == 1
+    assert d["format_census"]["modules_by_format"]["varlen"] == 1
+    k = d["consumers"]["totals"]["kmod34"]
+    assert k["false_messages"] > 0 and k["lost"] > 0
+    assert d["consumers"]["totals"]["kmod-pr270"]["false_messages"] < k["false_messages"]
+    assert d["crc_usefulness"]["placeholder_on_functions"] == 1  # kmc_asm_func, from the fixtures
+    assert d["name_lengths"]["over_limit"] >= 1 and d["name_lengths"]["longest"][0]["demangled"]
+    assert d["simulation"]["ext-only"]["kernel-6.13"]["verdicts"]["refuses"] == 10
+    assert any("kmod 34.2 loses" in h for h in d["headlines"])
+    paths = {m["path"] for m in d["consumers"]["per_module"]}
+    assert "kernel/drivers/demo/kmc_basic_ext_xz.ko.xz" in paths
+
+
+def test_markdown_and_html_render_every_section(demo_doc):
+    md = md_report.render(demo_doc)
+    for heading in ("## Top findings", "## What each consumer sees, as built", "## If the tree were built in another "
+                    "format", "## Are these CRCs checking anything?", "## Dependency graph", "## Unreadable modules"):
+        assert heading in md
+    html = html_report.render(demo_doc)
+    for ident in ("name-length-histogram", "consumer-loss-chart", "format-census-chart", 'class="sortable modules"'):
+        assert ident in html
+    assert "http://" not in html.replace('xmlns="http://www.w3.org/2000/svg"', "")  # nothing fetched
+    assert "https://" not in html
+
+
+def test_policy_terms():
+    assert parse_policy("unreadable,lost:kmod34@ext-only,false-warnings,refuses:kernel-6.13")[1] == \
+        ("lost", "kmod34", "ext-only")
+    for bad in ("lost", "lost:nosuch", "refuses:kmod34@nosuch", "bogus", "cycles:x"):
+        with pytest.raises(ValueError):
+            parse_policy(bad)
+
+
+def test_policy_evaluation(demo_doc):
+    assert evaluate(parse_policy("unreadable"), demo_doc) == []
+    assert evaluate(parse_policy("none"), demo_doc) == []
+    assert evaluate(parse_policy("false-warnings"), demo_doc)
+    assert evaluate(parse_policy("lost:kmod-pr270@basic"), demo_doc) == []
+    assert evaluate(parse_policy("refuses:kernel-6.13@ext-only"), demo_doc)
+    assert evaluate(parse_policy("findings:versions-varlen"), demo_doc)
+
+
+def _cli(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "kmodcompat", *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_cli_report_writes_three_files_and_gates(tmp_path):
+    base, kver = demo_tree()
+    p = _cli("report", "-b", base, kver, "--out", str(tmp_path / "r"))
+    assert p.returncode == 0, p.stderr
+    assert sorted(os.listdir(tmp_path / "r")) == ["report.html", "report.json", "report.md"]
+    jsonschema.validate(json.loads((tmp_path / "r" / "report.json").read_text()), schema())
+    p = _cli("report", "-b", base, kver, "--out", str(tmp_path / "r2"), "--fail-on", "false-warnings:kmod34")
+    assert p.returncode == 1 and "breaks: kmod34:" in p.stderr
+    assert _cli("report", "--fail-on", "nonsense").returncode == 2
+    assert _cli("report", "/nonexistent").returncode == 2
+
+
+def test_cli_report_names_unreadable_modules(tmp_path):
+    base, kver = demo_tree()
+    tree = tmp_path / "t"
+    shutil.copytree(base, tree, symlinks=True)
+    bad = tree / "lib" / "modules" / kver / "kernel" / "drivers" / "demo" / "broken.ko"
+    bad.write_bytes(b"\x7fELF\x02\x01\x01" + bytes(20))
+    p = _cli("report", "-b", str(tree), kver, "--out", str(tmp_path / "r"))
+    assert p.returncode == 1  # the default policy: unreadable modules break
+    doc = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert [u["path"].endswith("broken.ko") for u in doc["unreadable"]] == [True]
+    assert "broken.ko" in p.stderr
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_html_report_renders_in_chromium(demo_doc, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("chromium not installed (tools/test.sh installs Debian's chromium)")
+    page = tmp_path / "report.html"
+    page.write_text(html_report.render(demo_doc))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0"]
+    shot = REPO / "reports" / "demo-screenshot.png"
+    p = subprocess.run([exe, *flags, "--window-size=1280,4000", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert shot.exists() and shot.stat().st_size > 10_000, p.stderr[-2000:]
+    p = subprocess.run([exe, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    dom = p.stdout
+    assert dom.count("<svg") >= 3 and "consumer-loss-chart" in dom and "name-length-histogram" in dom
+    assert len(re.findall(r"<tr>", dom)) > 20
+    console_errors = [line for line in p.stderr.splitlines() if "CONSOLE" in line and ("rror" in line or
+                                                                                        "Uncaught" in line)]
+    assert console_errors == []
+
+
+@pytest.mark.realtree
+@pytest.mark.parametrize("name", sorted(oracle.TREES))
+def test_real_tree_report_validates(name, tmp_path):
+    root = oracle.tree_root(name, fetch=os.environ.get("KMODCOMPAT_FETCH_TREES") == "1")
+    if root is None:
+        pytest.skip(f"tree {name} not available")
+    krel = oracle.tree_info(root)["krel"]
+    doc = build_report(load_tree(str(root), krel))
+    jsonschema.validate(doc, schema())
+    assert doc["counts"]["unreadable"] == 0 and doc["counts"]["modules"] == len(oracle.tree_modules(root))
+    assert doc["tree"]["kernel_release"] == krel
+    html = html_report.render(doc)
+    assert "name-length-histogram" in html
