@@ -122,7 +122,7 @@ def _loss_chart(doc: dict, consumers: list[str]) -> str:
     formats = ["as built"] + list(doc["simulation"])
     totals = {"as built": doc["consumers"]["totals"], **doc["simulation"]}
     width, row_h, left = 900, 22, 200
-    group_h = row_h * len(formats) + 10
+    group_h = row_h * len(formats) + 28  # the consumer's title sits on its own line above its rows
     height = 50 + group_h * len(consumers)
     top = max([1] + [t.get(c, {}).get("modules_losing", 0) + t.get(c, {}).get("modules_false", 0)
                      for t in totals.values() for c in consumers])
@@ -138,7 +138,7 @@ def _loss_chart(doc: dict, consumers: list[str]) -> str:
             t = totals[fmt].get(c)
             if t is None:
                 continue
-            y = y0 + fi * row_h
+            y = y0 + 20 + fi * row_h
             losing, false = t["modules_losing"], t["modules_false"]
             scale = (width - left - 120) / top
             parts.append(f'<text x="{left - 6}" y="{y + 14}" font-size="11" text-anchor="end">'
