@@ -174,3 +174,50 @@ def _modinfo_batched(version: str, mods: list[str], batch: int = 200) -> dict[st
         for part in pool.map(one, chunks):
             runs.update(part)
     return runs
+
+
+# -- depmod on whole trees (issue 3) ----------------------------------------------------
+
+
+def tree_krel(root: Path) -> str:
+    return tree_info(root)["krel"]
+
+
+def kernel_symbol_files(root: Path) -> tuple[Path | None, Path | None]:
+    """(System.map, Module.symvers) of a tree, each None when the tree has none.
+
+    Debian's boot/System.map is a one-line placeholder on most images; sid keeps
+    a real one in the module directory. depmod takes either as given.
+    """
+    krel = tree_krel(root)
+    smap = next((p for p in (root / "boot" / f"System.map-{krel}", root / "lib" / "modules" / krel / "System.map")
+                 if p.is_file()), None)
+    symvers = root / "usr" / "src" / f"linux-headers-{krel}" / "Module.symvers"
+    return smap, symvers if symvers.is_file() else None
+
+
+def depmod_scratch_root(root: Path, dst: Path) -> Path:
+    """A root for ``depmod -b`` that never writes into the downloaded tree.
+
+    Module subdirectories are symlinked (depmod follows them and keeps the
+    relative paths), the inputs depmod reads are copied, and old outputs are
+    left out. Returns the scratch module directory.
+    """
+    krel = tree_krel(root)
+    srcdir = root / "lib" / "modules" / krel
+    moddir = dst / "lib" / "modules" / krel
+    moddir.mkdir(parents=True)
+    for entry in srcdir.iterdir():
+        if entry.name in ("build", "source"):
+            continue
+        if entry.is_dir():
+            (moddir / entry.name).symlink_to(entry.resolve())
+        elif entry.name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
+            (moddir / entry.name).write_bytes(entry.read_bytes())
+    return moddir
+
+
+def read_outputs(moddir: Path, inputs: tuple[str, ...] = ("modules.order", "modules.builtin",
+                                                          "modules.builtin.modinfo")) -> dict[str, bytes]:
+    """Every ``modules.*`` file depmod wrote into ``moddir`` (the inputs left out)."""
+    return {p.name: p.read_bytes() for p in sorted(moddir.glob("modules.*")) if p.name not in inputs}

@@ -10,10 +10,10 @@ import argparse
 import sys
 
 from .. import __version__
-from . import depmod, dump_modversions, modinfo, show
+from . import depmod, dump_modversions, exports, graph, modinfo, report, show, simulate, symvers, views
 from .output import flush_held
 
-COMMANDS = (modinfo, dump_modversions, show, depmod)
+COMMANDS = (modinfo, dump_modversions, show, depmod, exports, graph, symvers, views, simulate, report)
 
 #: Exit status for usage errors and unreadable input, shared by every command.
 EXIT_USAGE = 2

@@ -1,0 +1,95 @@
+"""``kmodcompat exports [-b BASEDIR] [KVER] [-E|-F FILE] [--format text|markdown|json]``: who exports what to whom.
+
+For every symbol a module exports: the exporter, its CRC, GPL-only and
+namespace, whether depmod resolves the symbol to this exporter (the last
+exporter in depmod order wins) and every module importing it from there;
+the exports nobody imports; and per module, what it imports from whom
+(``vmlinux`` for the kernel when ``-E``/``-F`` is given).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from tabulate import tabulate
+
+from ..depmod.kernel_symbols import KernelSymbolsError
+from ..depmod.resolve import Depmod, run_depmod
+from .depmod import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("exports", help="exported symbols, their importers, unused exports",
+                       description=__doc__.splitlines()[0])
+    p.add_argument("kver", nargs="?", default=None, metavar="KVER")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    add_symbol_options(p)
+    add_tree_options(p)
+    p.set_defaults(run=run)
+
+
+def report(dm: Depmod) -> dict[str, Any]:
+    """Exports with importers, unused exports and per-module imports, as plain data."""
+    mods = dm.modules
+    importers: dict[tuple[int, str], list[str]] = {}
+    for (i, owner), syms in dm.edges.items():
+        for s in syms:
+            name = s[1:] if s.startswith(".") else s
+            importers.setdefault((owner, name), []).append(mods[i].name)
+    exports = []
+    for i, m in enumerate(mods):
+        rec = m.record
+        if rec is None:
+            continue
+        for e in rec.exports:
+            entry = dm.symbols.get(e.name)
+            exports.append({
+                "symbol": e.name, "exporter": m.name,
+                "crc": None if e.crc is None else f"0x{e.crc & 0xFFFFFFFF:08x}",
+                "gpl_only": e.gpl_only, "namespace": e.namespace,
+                "resolved_here": entry is not None and entry.owner == i,
+                "importers": importers.get((i, e.name), []),
+            })
+    imports = []
+    for i, m in enumerate(mods):
+        by_owner: dict[str, list[str]] = {}
+        for (imp, owner), syms in dm.edges.items():
+            if imp == i:
+                by_owner.setdefault(mods[owner].name, []).extend(syms)
+        if dm.kernel_imports and dm.kernel_imports[i]:
+            by_owner["vmlinux"] = list(dm.kernel_imports[i])
+        unresolved = [u.symbol for u in dm.unresolved if u.module == i]
+        imports.append({"module": m.name, "from": by_owner, "unresolved": unresolved})
+    return {"exports": exports, "unused": [f"{e['exporter']}:{e['symbol']}" for e in exports if not e["importers"]],
+            "imports": imports, "kernel": None if dm.kernel is None else dm.kernel.path}
+
+
+def run(args) -> int:
+    try:
+        kernel = load_kernel_symbols(args)
+    except KernelSymbolsError as e:
+        print(f"kmodcompat: could not load {e.filename}: {e.strerror}", file=sys.stderr)
+        return 2
+    dm = run_depmod(tree_from_args(args), kernel, prefix=args.prefix)
+    data = report(dm)
+    if args.format == "json":
+        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return 0
+    rows = [[e["symbol"], e["exporter"], e["crc"] or "-", "GPL" if e["gpl_only"] else "", e["namespace"] or "",
+             "" if e["resolved_here"] else "shadowed", " ".join(e["importers"]) or "(unused)"]
+            for e in data["exports"]]
+    head = ["symbol", "exporter", "crc", "license", "namespace", "depmod", "importers"]
+    fmt = "github" if args.format == "markdown" else "plain"
+    out = ["## Exports" if fmt == "github" else "Exports:", tabulate(rows, head, tablefmt=fmt), ""]
+    out.append("## Unused exports" if fmt == "github" else "Unused exports:")
+    out += [f"- {u}" if fmt == "github" else f"  {u}" for u in data["unused"]] + [""]
+    out.append("## Imports" if fmt == "github" else "Imports:")
+    irows = [[imp["module"], owner, " ".join(syms)] for imp in data["imports"] for owner, syms in imp["from"].items()]
+    irows += [[imp["module"], "(unresolved)", " ".join(imp["unresolved"])] for imp in data["imports"]
+              if imp["unresolved"]]
+    out.append(tabulate(irows, ["module", "from", "symbols"], tablefmt=fmt))
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
