@@ -14,10 +14,10 @@ in for them, which isolates what the format does.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+import multiprocessing
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import repeat
 
 from .consumers import CONSUMERS
 from .consumers.base import ConsumerView, exporter_crcs
@@ -55,7 +55,8 @@ class Totals:
 @dataclass(frozen=True)
 class ModuleViews:
     path: str
-    by_format: dict[str, dict[str, ConsumerView] | str]  # format → consumer → view, or why it cannot be built
+    # format → consumer → view (or the caller's summary of them), or why the format cannot hold the module
+    by_format: dict[str, dict[str, ConsumerView] | object | str]
 
 
 @dataclass(frozen=True)
@@ -72,28 +73,43 @@ class ViewsResult:
 
 def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
-                  keep_formats: Sequence[str] = (), jobs: int | None = 1) -> ViewsResult:
+                  keep_formats: Sequence[str] = (), jobs: int | None = 1,
+                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None) -> ViewsResult:
     """Run ``consumers`` on every (display path, record) in every format of ``formats``.
 
     ``keep_formats``: formats whose per-module views are kept in
-    ``ViewsResult.modules`` (the totals always cover every format). ``jobs`` > 1
+    ``ViewsResult.modules`` (the totals always cover every format);
+    ``summarize(path, views)``, a module-level function, replaces each kept
+    format's views by what it returns (computed where the views are, so only
+    the summary travels between processes). ``jobs`` > 1
     (None: all cores) splits the modules over worker processes; the result is
     the same as with one.
     """
     entries = list(entries)
+    args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize)
     jobs = default_jobs() if jobs is None else max(1, jobs)
-    if jobs > 1 and len(entries) >= 64:
+    if jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods():
+        # Forked workers inherit the records copy-on-write: a task is an index
+        # range, and only totals and (summarized) per-module views come back.
+        global _SHARED
+        _SHARED = (entries, args)
         size = -(-len(entries) // (jobs * 4))
-        chunks = [entries[i:i + size] for i in range(0, len(entries), size)]
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            parts = list(pool.map(_views_chunk, chunks, repeat((consumers, tuple(formats), expected,
-                                                                 tuple(keep_formats)))))
+        ranges = [(i, min(i + size, len(entries))) for i in range(0, len(entries), size)]
+        try:
+            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+                parts = list(pool.map(_views_range, ranges))
+        finally:
+            _SHARED = None
         return _merge(parts)
-    return _compute(entries, consumers, formats, expected, tuple(keep_formats))
+    return _compute(entries, *args)
 
 
-def _views_chunk(chunk, args) -> "ViewsResult":
-    return _compute(chunk, *args)
+_SHARED: tuple | None = None
+
+
+def _views_range(bounds: tuple[int, int]) -> "ViewsResult":
+    entries, args = _SHARED
+    return _compute(entries[bounds[0]:bounds[1]], *args)
 
 
 def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
@@ -111,7 +127,7 @@ def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
     return ViewsResult(first.formats, first.consumers, tuple(totals), modules, first.tree_crcs)
 
 
-def _compute(entries, consumers, formats, expected, keep_formats) -> "ViewsResult":
+def _compute(entries, consumers, formats, expected, keep_formats, summarize=None) -> "ViewsResult":
     consumers = tuple(consumers or CONSUMERS)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -161,7 +177,8 @@ def _compute(entries, consumers, formats, expected, keep_formats) -> "ViewsResul
                 verdicts[fmt, c][v.verdict] += 1
             per_format[fmt] = views
         if keep_formats:
-            kept.append(ModuleViews(path, {f: v for f, v in per_format.items() if f in keep_formats}))
+            kept.append(ModuleViews(path, {f: (summarize(path, v) if summarize and not isinstance(v, str) else v)
+                                           for f, v in per_format.items() if f in keep_formats}))
     totals = tuple(Totals(f, c, **acc[f, c], verdicts=dict(sorted(verdicts[f, c].items())))
                    for f in formats for c in consumers)
     return ViewsResult(tuple(formats), consumers, totals, tuple(kept), expected is not None)

@@ -101,7 +101,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
                 if x.crc is not None:
                     expected.setdefault(x.name, x.crc)
     graph = graph_for_tree(tree, kernel)
-    views = compute_views(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs)
+    views = compute_views(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
+                          summarize=module_summary)
     kinds = system_map_kinds(system_map) if system_map else {}
     useful = crc_usefulness(records, kinds)
     doc = {
@@ -175,18 +176,22 @@ def _census(records) -> dict:
         sections.items()))}
 
 
+def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
+    """What the report keeps of one module's views (computed in the view workers)."""
+    entry = {"verdicts": {c: v.verdict for c, v in views.items()}}
+    problems = {c: _problem(v) for c, v in views.items() if v.lost or v.misread or v.false_messages}
+    if problems:
+        entry["problems"] = problems
+    return entry
+
+
 def _consumers(views: ViewsResult, tree) -> dict:
     totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
     per_module = []
     for m in views.modules:
-        vs = m.by_format.get(AS_IS)
-        if not isinstance(vs, dict):
-            continue
-        entry = {"path": _rel(m.path, tree), "verdicts": {c: v.verdict for c, v in vs.items()}}
-        problems = {c: _problem(v) for c, v in vs.items() if v.lost or v.misread or v.false_messages}
-        if problems:
-            entry["problems"] = problems
-        per_module.append(entry)
+        summary = m.by_format.get(AS_IS)
+        if isinstance(summary, dict):
+            per_module.append({"path": _rel(m.path, tree), **summary})
     return {"exporter_crcs": "tree" if views.tree_crcs else "module's own", "totals": totals,
             "per_module": per_module}
 
