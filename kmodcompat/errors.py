@@ -22,6 +22,11 @@ class ModuleReadError(Exception):
         self.compression = compression  # set when the file's magic named a compression
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):
+        # Errors travel between processes (scan.parse_many) and into the cache:
+        # rebuild them from every field, not from Exception.args.
+        return (ModuleReadError, (self.path, self.reason, self.code, self.errno, self.detail, self.compression))
+
 
 class ElfError(ValueError):
     """The bytes are not an ELF image kmod would accept (libkmod-elf.c kmod_elf_new)."""
@@ -31,3 +36,6 @@ class ElfError(ValueError):
         self.code = code
         self.errno = errno  # kmod_elf_new(): ENOEXEC for a bad magic, EINVAL otherwise
         super().__init__(reason)
+
+    def __reduce__(self):
+        return (ElfError, (self.reason, self.code, self.errno))

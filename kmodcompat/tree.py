@@ -38,7 +38,7 @@ from .depmod.diagnostics import ERROR, WARNING, Diagnostic, diag
 from .depmod.libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from .errors import ModuleReadError
 from .records import ModuleRecord, raw
-from .scan import parse_many
+from .cache import RecordCache, parse_cached
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "path_to_modname"]
 
@@ -310,6 +310,7 @@ def _read(path: str) -> bytes | None:
 
 def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequence[str] | None = None,
               jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
+              cache: "RecordCache | None" = None,
               kmod: Kmod = DEFAULT_KMOD, parse: bool = True) -> ModuleTree:
     """Load a module tree as ``depmod -b BASEDIR KVER`` finds it.
 
@@ -340,7 +341,7 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
     names = _sort_by_order(names, search.found, order, dirname, kmod, diags)
     paths = [search.found[n].path for n in names]
     if parse:
-        parsed = parse_many(paths, jobs=jobs, progress=progress)
+        parsed = parse_cached(paths, cache, jobs=jobs, progress=progress)
     else:
         parsed = [ModuleReadError(p, "not parsed", "not-parsed") for p in paths]
     modules = tuple(TreeModule(n, search.found[n].path, search.found[n].relpath, kmod.as_opened(p))

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from dataclasses import dataclass
 
 from ..depmod.kernel_symbols import KernelSymbolsError, load_module_symvers
 from ..errors import ModuleReadError
 from ..records import ModuleRecord
-from ..scan import parse_many, stderr_progress
+from ..cache import RecordCache, parse_cached
+from ..scan import stderr_progress
 from ..tree import load_tree
 
 
@@ -20,21 +22,39 @@ class Inputs:
     label: str  # what was analysed, for headings
 
 
+def add_cache_option(p) -> None:
+    p.add_argument("--no-cache", action="store_true", help="do not read or write the record cache "
+                   "(~/.cache/kmodcompat, or $XDG_CACHE_HOME/kmodcompat)")
+
+
+def open_cache(args) -> RecordCache | None:
+    """The record cache unless --no-cache; an unusable cache directory just means no cache."""
+    if getattr(args, "no_cache", False):
+        return None
+    try:
+        return RecordCache()
+    except (OSError, sqlite3.Error) as e:
+        print(f"kmodcompat: record cache unavailable ({e}); parsing everything", file=sys.stderr)
+        return None
+
+
 def add_input_options(p) -> None:
     p.add_argument("operands", nargs="*", metavar="TREE|MODULE|KVER",
                    help="a module directory (/lib/modules/VERSION), module files, or KVER with -b")
     p.add_argument("-b", "--basedir", default=None, help="root holding lib/modules/KVER (kmod's -b)")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")
+    add_cache_option(p)
 
 
 def load_inputs(args) -> Inputs:
     """Raises SystemExit(2) with a one-line message for operands that make no sense."""
     ops = list(args.operands)
     progress = stderr_progress("parsing")
+    cache = open_cache(args)
     if args.basedir is not None:
         if len(ops) != 1:
             _usage("-b BASEDIR takes exactly one kernel version")
-        tree = load_tree(args.basedir, ops[0], jobs=args.jobs, progress=progress)
+        tree = load_tree(args.basedir, ops[0], jobs=args.jobs, progress=progress, cache=cache)
         return _from_tree(tree, f"{args.basedir} {ops[0]}")
     if not ops:
         kver = os.uname().release
@@ -42,11 +62,11 @@ def load_inputs(args) -> Inputs:
             _usage(f"no operand and no /lib/modules/{kver}: name a module directory or module files")
         ops = [f"/lib/modules/{kver}"]
     if len(ops) == 1 and os.path.isdir(ops[0]):
-        return _from_tree(load_tree(ops[0], jobs=args.jobs, progress=progress), ops[0])
+        return _from_tree(load_tree(ops[0], jobs=args.jobs, progress=progress, cache=cache), ops[0])
     missing = [o for o in ops if not os.path.exists(o)]
     if missing:
         _usage(f"{missing[0]}: no such file or directory")
-    parsed = parse_many(ops, args.jobs, progress)
+    parsed = parse_cached(ops, cache, args.jobs, progress)
     mods = tuple((p, r) for p, r in zip(ops, parsed) if isinstance(r, ModuleRecord))
     fails = tuple(r for r in parsed if isinstance(r, ModuleReadError))
     return Inputs(mods, fails, ops[0] if len(ops) == 1 else f"{len(ops)} modules")

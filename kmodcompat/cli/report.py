@@ -35,6 +35,7 @@ from ..report import markdown as md_report
 from ..scan import stderr_progress
 from ..simulate import FORMATS
 from ..tree import load_tree
+from .inputs import add_cache_option, open_cache
 
 DEFAULT_POLICY = "unreadable"
 
@@ -52,6 +53,7 @@ def add_parser(sub) -> None:
     p.add_argument("--fail-on", default=DEFAULT_POLICY, metavar="POLICY", help=f"what counts as a break "
                    f"(default {DEFAULT_POLICY}); see below")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    add_cache_option(p)
     p.set_defaults(run=run)
 
 
@@ -69,24 +71,25 @@ def run(args) -> int:
         print(f"kmodcompat: --fail-on: {e}", file=sys.stderr)
         return 2
     progress = stderr_progress("reading modules")
+    cache = open_cache(args)
     if args.basedir is not None:
         if len(args.operands) != 1:
             print("kmodcompat: -b BASEDIR takes exactly one kernel version", file=sys.stderr)
             return 2
-        tree = load_tree(args.basedir, args.operands[0], jobs=args.jobs, progress=progress)
+        tree = load_tree(args.basedir, args.operands[0], jobs=args.jobs, progress=progress, cache=cache)
     elif args.operands:
         if len(args.operands) != 1 or not os.path.isdir(args.operands[0]):
             print(f"kmodcompat: {args.operands[0]}: not a module directory", file=sys.stderr)
             return 2
-        tree = load_tree(args.operands[0], jobs=args.jobs, progress=progress)
+        tree = load_tree(args.operands[0], jobs=args.jobs, progress=progress, cache=cache)
     else:
         running = f"/lib/modules/{os.uname().release}"
         if os.path.isdir(running):
-            tree = load_tree(running, jobs=args.jobs, progress=progress)
+            tree = load_tree(running, jobs=args.jobs, progress=progress, cache=cache)
         else:
             base, kver = demo_tree()
             print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
-            tree = load_tree(base, kver, jobs=args.jobs, progress=progress)
+            tree = load_tree(base, kver, jobs=args.jobs, progress=progress, cache=cache)
     if not tree.modules:
         print(f"kmodcompat: {tree.dirname}: no modules found", file=sys.stderr)
         return 2
