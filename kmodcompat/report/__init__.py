@@ -141,8 +141,15 @@ def _identity(tree, records, symvers, system_map, notes) -> dict:
         flavour = "extended-only"
     else:
         flavour = "mixed"
+    # vermagic names "modversions" iff the kernel was built with CONFIG_MODVERSIONS
+    # (include/linux/vermagic.h MODULE_VERMAGIC_MODVERSIONS).
+    vermagics = [v for r in records for k, v in r.modinfo if k == "vermagic" and v]
+    modversions = None
+    if vermagics:
+        modversions = sum("modversions" in v.split() for v in vermagics) * 2 > len(vermagics)
     return {
         "path": tree.dirname, "kernel_release": tree.kver,
+        "kernel_modversions": modversions,
         "arch": machine_name(machine) if machine is not None else None,
         "elfclass": elfclass, "endian": endian,
         "modversions": flavour,
@@ -307,10 +314,14 @@ def headlines(doc: dict) -> list[str]:
         out.append(f"As built, kmod 34.2 loses {k['lost']} import version(s) in {k['modules_losing']} module(s) "
                    f"and depmod -e -E prints {k['false_messages']} false 'disagrees' warning(s) in "
                    f"{k['modules_false']} module(s).")
+    if doc["tree"]["kernel_modversions"] is False:
+        out.append("The tree's kernel is built without MODVERSIONS (no 'modversions' in vermagic): it checks no "
+                   "symbol CRC at all; the kernel figures below are for a MODVERSIONS kernel.")
     for cid in ("kernel-6.13", "kernel-6.14"):
         t = doc["consumers"]["totals"].get(cid)
         if t and t["verdicts"].get("refuses"):
-            out.append(f"A {cid[7:]} kernel would refuse {t['verdicts']['refuses']} module(s) as built.")
+            mv = "MODVERSIONS " if doc["tree"]["kernel_modversions"] is False else ""
+            out.append(f"A {mv}{cid[7:]} kernel would refuse {t['verdicts']['refuses']} module(s) as built.")
     sim = doc["simulation"]
     for fmt in ("ext-only", "basic+ext"):
         t = sim.get(fmt, {}).get("kmod34")
@@ -330,9 +341,12 @@ def headlines(doc: dict) -> list[str]:
     u = doc["crc_usefulness"]
     if u["imports"]:
         share = 100.0 * (u["versioned_basic"] + u["versioned_ext_only"]) / u["imports"]
+        unknown = u["placeholder_unknown_kind"]
         out.append(f"{share:.1f}% of {u['imports']} imports carry a CRC ({u['versioned_ext_only']} only in the "
-                   f"extended tables); {u['placeholder_on_functions']} versioned import(s) are functions with a "
-                   f"placeholder 'int' CRC that checks only the name.")
+                   f"extended tables); {u['placeholder_int']} carry the placeholder CRC of 'int NAME': "
+                   f"{u['placeholder_on_functions']} on functions (checks only the name)"
+                   + (f", {unknown} of unknown kind (no usable System.map for the kernel's symbols)" if unknown
+                      else "") + ".")
     g = doc["graph"]
     if g["cycles"]:
         out.append(f"{len(g['cycles'])} dependency cycle(s): depmod reports them and modprobe cannot load them.")

@@ -162,7 +162,8 @@ def render(doc: dict) -> str:
            f"<title>{escape(title)}</title><style>{_CSS}</style></head><body>",
            f"<h1>{escape(title)}</h1>",
            f'<p class="small">{escape(t["path"])}: {escape(str(t["arch"]))}, ELF{t["elfclass"]} {t["endian"]}-endian, '
-           f'MODVERSIONS flavour <b>{escape(t["modversions"])}</b>; {c["modules"]} modules '
+           f'MODVERSIONS flavour <b>{escape(t["modversions"])}</b>'
+           f'{" (kernel built without MODVERSIONS)" if t["kernel_modversions"] is False else ""}; {c["modules"]} modules '
            f'({c["unreadable"]} unreadable); exporter CRCs from {escape(doc["consumers"]["exporter_crcs"])}.</p>',
            '<h2 id="top-findings">Top findings</h2>']
     out += [f'<div class="headline">{escape(h)}</div>' for h in doc["headlines"]] or [

@@ -36,6 +36,8 @@ def render(doc: dict) -> str:
     out += ["", "## Tree", ""]
     out.append(tabulate([
         ["module directory", t["path"]], ["kernel release", t["kernel_release"]],
+        ["kernel built with MODVERSIONS (vermagic)", {True: "yes", False: "no", None: "unknown"}[
+            t["kernel_modversions"]]],
         ["MODVERSIONS flavour (from the modules)", t["modversions"]],
         ["modules", f"{c['modules']} ({c['parsed']} read, {c['unreadable']} unreadable, {c['signed']} signed)"],
         ["built-in modules", c["builtin"]], ["imports / exports", f"{c['imports']} / {c['exports']}"],

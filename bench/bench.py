@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Benchmark: the full `kmodcompat report` against real `depmod` on the same tree, same run.
+
+    python3 bench/bench.py [--rounds 5] [--tree trixie-amd64] [--json bench/results.json]
+
+Each round runs, in alternation: kmod 30's depmod, kmod 34.2's depmod (each
+writing into its own scratch root whose module directories are symlinks to
+the tree), `kmodcompat report` cold (--no-cache, all cores), warm (cache
+filled by an untimed first run), and cold on one core (-j 1). Every
+command is timed by GNU time (wall, user+sys CPU, peak RSS of the process
+tree's largest member). The machine is shared and noisy: what matters is
+the median ratio kmodcompat/depmod, printed per pair. Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests import oracle  # noqa: E402
+
+
+def timed(argv: list[str], env: dict | None = None) -> dict:
+    """Run under /usr/bin/time; wall seconds, CPU seconds, peak RSS (MiB)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
+        p = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %U %S %M", *argv],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        wall, user, sys_, rss = t.read().split()[-4:]
+    if p.returncode not in (0, 1):
+        raise SystemExit(f"{argv[0]} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
+    return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tree", default="trixie-amd64", help="a tree of tests/oracle.py TREES (fetched if missing)")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--json", default=None, help="write the results here")
+    args = ap.parse_args()
+    root = oracle.tree_root(args.tree, fetch=True)
+    krel = oracle.tree_info(root)["krel"]
+    work = Path(tempfile.mkdtemp(prefix="kmc-bench-"))
+    cache_home = work / "xdg"
+    env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
+    empty_conf = work / "depmod.d"
+    empty_conf.mkdir()
+    report = [sys.executable, "-m", "kmodcompat", "report", "-b", str(root), krel, "--out", str(work / "out"),
+              "--fail-on", "none"]
+    scratch = {}
+    depmods = {}
+    for v in ("kmod30", "kmod34"):
+        scratch[v] = work / v
+        oracle.depmod_scratch_root(root, scratch[v])
+        depmods[v] = oracle.kmod_argv(v, "depmod") + ["-C", str(empty_conf), "-b", str(scratch[v]), krel]
+    timed(report, env)  # untimed: fills the cache for the warm runs
+    runs: dict[str, list[dict]] = {k: [] for k in ("depmod-kmod30", "depmod-kmod34", "report-cold", "report-warm",
+                                                   "report-cold-1core")}
+    for i in range(args.rounds):
+        runs["depmod-kmod30"].append(timed(depmods["kmod30"]))
+        runs["report-cold"].append(timed(report + ["--no-cache"], env))
+        runs["depmod-kmod34"].append(timed(depmods["kmod34"]))
+        runs["report-warm"].append(timed(report, env))
+        runs["report-cold-1core"].append(timed(report + ["--no-cache", "-j", "1"], env))
+        print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
+    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
+    ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
+              for a in ("report-cold", "report-warm", "report-cold-1core") for b in ("depmod-kmod30", "depmod-kmod34")}
+    print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
+          f"{args.rounds} rounds (medians)")
+    print(f"{'run':<20}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
+    for k, m in med.items():
+        print(f"{k:<20}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
+    for k, r in ratios.items():
+        print(f"{k:<40} {r:6.2f}x")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"tree": args.tree, "krel": krel, "cores": os.cpu_count(),
+                                               "rounds": args.rounds, "median": med, "ratios": ratios,
+                                               "runs": runs}, indent=1))
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
