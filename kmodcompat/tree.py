@@ -39,6 +39,7 @@ from .depmod.libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from .errors import ModuleReadError
 from .records import ModuleRecord, raw
 from .cache import RecordCache, parse_cached
+from .depmod.stdio import fgets_lines
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "path_to_modname"]
 
@@ -245,18 +246,6 @@ def _uncrelpath(relpath: str, modname: str) -> str:
     return b[:cut].decode("utf-8", "surrogateescape")
 
 
-def _fgets_lines(data: bytes, size: int = _PATH_MAX) -> list[bytes]:
-    """The successive results of ``fgets(line, size, fp)``: pieces ending at '\\n' or size-1 bytes."""
-    out = []
-    i, n = 0, len(data)
-    while i < n:
-        j = data.find(b"\n", i, i + size - 1)
-        end = j + 1 if j >= 0 else min(n, i + size - 1)
-        out.append(data[i:end])
-        i = end
-    return out
-
-
 def _sort_by_order(names: list[str], found: dict[str, _Found], order: bytes | None, dirname: str,
                    kmod: Kmod, diags: list[Diagnostic]) -> list[str]:
     """depmod_modules_sort(): modules.order entries first, in its order; the rest keep hash order."""
@@ -270,7 +259,7 @@ def _sort_by_order(names: list[str], found: dict[str, _Found], order: bytes | No
         if f.relpath is not None:
             by_unc[_uncrelpath(f.relpath, n)] = n
     sort_idx = dict.fromkeys(names, 1)  # depmod_module_add(): modules.count + 1 while the array is empty
-    lines = _fgets_lines(order)
+    lines = fgets_lines(order, _PATH_MAX)
     nxt = -len(names)
     total = len(lines) + 1
     for idx, chunk in enumerate(lines, 1):

@@ -15,12 +15,13 @@ from __future__ import annotations
 import os
 import random
 import shlex
-import shutil
 import struct
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from . import oracle
 
 from kmodcompat.depmod.index import (
     INDEX_MAGIC,
@@ -549,26 +550,6 @@ REAL_TREES = _real_trees()
 BIN_FILES = ("dep", "alias", "symbols", "builtin", "builtin.alias")
 
 
-def _scratch_root(src: Path, krel: str, dst: Path) -> Path:
-    """A scratch root for depmod -b: the module dir's inputs linked/copied, outputs fresh.
-
-    Subdirectories (kernel/, updates/, ...) are symlinked: depmod follows them
-    (fstatat) but only reads there, and relative paths stay "kernel/...".  Input
-    files depmod reads are copied; old outputs are left out so they are regenerated.
-    """
-    srcdir = src / "lib" / "modules" / krel
-    moddir = dst / "lib" / "modules" / krel
-    moddir.mkdir(parents=True)
-    for entry in srcdir.iterdir():
-        if entry.name in ("build", "source"):
-            continue
-        if entry.is_dir():
-            (moddir / entry.name).symlink_to(entry.resolve())
-        elif entry.name in ("modules.order", "modules.builtin", "modules.builtin.modinfo"):
-            shutil.copy2(entry, moddir / entry.name)
-    return moddir
-
-
 _RUNS: dict[tuple[str, int], Path] = {}
 
 
@@ -578,7 +559,7 @@ def depmod_outputs(tmp_path_factory: pytest.TempPathFactory):
         key = (tree, version)
         if key not in _RUNS:
             base = tmp_path_factory.mktemp(f"{tree}-kmod{version}")
-            moddir = _scratch_root(src, krel, base / "root")
+            moddir = oracle.depmod_scratch_root(src, base / "root")  # src's TREE-INFO names krel
             (base / "conf").mkdir()
             run_depmod(version, base / "root", krel, base / "conf")
             _RUNS[key] = moddir

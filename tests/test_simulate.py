@@ -16,6 +16,7 @@ import pytest
 
 from kmodcompat.consumers import CONSUMERS, KMOD_RELEASES, busybox
 from kmodcompat.consumers.base import own_crcs
+from kmodcompat.depmod.kernel_symbols import load_module_symvers
 from kmodcompat.module import parse_module, parse_module_bytes
 from kmodcompat.opener import read_module_bytes
 from kmodcompat.simulate import FORMATS, BuildError, import_versions, simulate, simulate_record
@@ -50,14 +51,8 @@ def test_simulated_fixture_has_the_format_and_the_same_versions(arch, fmt):
 
 
 def _vmlinux_symvers(root: Path) -> tuple[Path, dict[str, int]]:
-    krel = oracle.tree_info(root)["krel"]
-    path = root / "usr" / "src" / f"linux-headers-{krel}" / "Module.symvers"
-    crcs = {}
-    for line in path.read_text().splitlines():
-        f = line.split("\t")
-        if len(f) >= 3 and f[2] == "vmlinux":  # depmod -E reads only vmlinux lines (FORMATS.md §3.10)
-            crcs[f[1]] = int(f[0], 16)
-    return path, crcs
+    _, path = oracle.kernel_symbol_files(root)
+    return path, {name: crc for name, crc, _ in load_module_symvers(str(path)).symbols}
 
 
 def _sample(root: Path, symvers: dict[str, int]) -> list[str]:

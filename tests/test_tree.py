@@ -14,7 +14,8 @@ import pytest
 from kmodcompat.consumers import KMOD30, KMOD34
 from kmodcompat.depmod.config import SEARCH_BUILTIN, SearchEntry, config_paths, load_config, read_wrapped_lines
 from kmodcompat.depmod.libkmod_hash import align_power2, hash_order, hash_superfast
-from kmodcompat.tree import _fgets_lines, _uncrelpath, load_tree, make_absolute, path_to_modname
+from kmodcompat.depmod.stdio import fgets_lines
+from kmodcompat.tree import _uncrelpath, load_tree, make_absolute, path_to_modname
 
 from . import oracle
 
@@ -47,8 +48,8 @@ def test_path_helpers():
     assert _uncrelpath("foo.ko.xz", "foo") == "foo.ko"
     assert _uncrelpath("d/a.b.ko", "a") == "d/a.b."  # strlen(modname) + 3 bytes of the basename
     assert make_absolute("/x//y") == "/x//y"
-    assert _fgets_lines(b"ab\ncd") == [b"ab\n", b"cd"]
-    assert _fgets_lines(b"x" * 5000 + b"\n") == [b"x" * 4095, b"x" * 905 + b"\n"]
+    assert fgets_lines(b"ab\ncd", 4096) == [b"ab\n", b"cd"]
+    assert fgets_lines(b"x" * 5000 + b"\n", 4096) == [b"x" * 4095, b"x" * 905 + b"\n"]
 
 
 def test_wrapped_lines():

@@ -10,7 +10,6 @@ kernel CRCs the fixtures were versioned against.
     python3 tools/make-demo-tree.py      # rewrites kmodcompat/demo/
 """
 
-import os
 import shutil
 import sys
 import zlib

@@ -72,6 +72,15 @@ def load_kernel_symbols(args) -> KernelSymbols | None:
     return None
 
 
+def kernel_symbols_or_exit(args) -> KernelSymbols | None:
+    """:func:`load_kernel_symbols` for commands other than depmod: an unreadable file is a usage error."""
+    try:
+        return load_kernel_symbols(args)
+    except KernelSymbolsError as e:
+        print(f"kmodcompat: could not load {e.filename}: {e.strerror}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def tree_from_args(args):
     """Load the tree named by -b/KVER or --moddir with the configuration the options select."""
     kmod = KMOD_RELEASES[args.as_]

@@ -15,9 +15,8 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ..depmod.kernel_symbols import KernelSymbolsError
 from ..depmod.resolve import Depmod, run_depmod
-from .depmod import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
+from .depmod import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 
 
 def add_parser(sub) -> None:
@@ -67,11 +66,7 @@ def report(dm: Depmod) -> dict[str, Any]:
 
 
 def run(args) -> int:
-    try:
-        kernel = load_kernel_symbols(args)
-    except KernelSymbolsError as e:
-        print(f"kmodcompat: could not load {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+    kernel = kernel_symbols_or_exit(args)
     dm = run_depmod(tree_from_args(args), kernel, prefix=args.prefix)
     data = report(dm)
     if args.format == "json":

@@ -14,9 +14,8 @@ import sys
 
 import networkx as nx
 
-from ..depmod.kernel_symbols import KernelSymbolsError
 from ..graph import KERNEL_NODE, closure, graph_for_tree
-from .depmod import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
+from .depmod import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 
 
 def add_parser(sub) -> None:
@@ -59,11 +58,7 @@ def _flat(g: nx.DiGraph) -> nx.DiGraph:
 
 
 def run(args) -> int:
-    try:
-        kernel = load_kernel_symbols(args)
-    except KernelSymbolsError as e:
-        print(f"kmodcompat: could not load {e.filename}: {e.strerror}", file=sys.stderr)
-        return 2
+    kernel = kernel_symbols_or_exit(args)
     tg = graph_for_tree(tree_from_args(args), kernel, args.prefix)
     g = tg.graph
     if args.module:

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 
 from .diagnostics import ERROR, Diagnostic, diag
+from .stdio import fgets_lines
 
 __all__ = ["KernelSymbols", "KernelSymbolsError", "load_module_symvers", "load_system_map"]
 
@@ -50,17 +51,6 @@ class KernelSymbols:
         return self.source == "Module.symvers"
 
 
-def _fgets(data: bytes) -> list[bytes]:
-    out = []
-    i, n = 0, len(data)
-    while i < n:
-        j = data.find(b"\n", i, i + _LINE_MAX - 1)
-        end = j + 1 if j >= 0 else min(n, i + _LINE_MAX - 1)
-        out.append(data[i:end])
-        i = end
-    return out
-
-
 def _cstr(b: bytes) -> bytes:
     nul = b.find(b"\0")
     return b if nul < 0 else b[:nul]
@@ -84,7 +74,7 @@ def load_system_map(path: str, prefix: str = "") -> KernelSymbols:
     syms: list[tuple[str, int, bool]] = []
     diags: list[Diagnostic] = []
     pre = prefix.encode() if prefix else b""
-    for n, line in enumerate(_fgets(data), 1):
+    for n, line in enumerate(fgets_lines(data, _LINE_MAX), 1):
         line = _cstr(line)
         a = line.find(b" ")
         b = line.find(b" ", a + 1) if a >= 0 else -1
@@ -123,7 +113,7 @@ def load_module_symvers(path: str, prefix: str = "") -> KernelSymbols:
     data = _read(path)
     syms: list[tuple[str, int, bool]] = []
     diags: list[Diagnostic] = []
-    for n, line in enumerate(_fgets(data), 1):
+    for n, line in enumerate(fgets_lines(data, _LINE_MAX), 1):
         toks = [t for t in re.split(rb"[ \t]+", _cstr(line)) if t]
         if len(toks) < 3 or toks[2] != b"vmlinux":
             continue

@@ -22,6 +22,7 @@ from ..records import raw
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
 from .index import Index, alias_normalize, builtin_alias_index_from_modinfo, layout_for_kmod_version
 from .resolve import KERNEL, Depmod
+from .stdio import fgets_lines
 
 __all__ = ["DepmodOutput", "render", "write_files"]
 
@@ -104,17 +105,6 @@ def _devname(dm: Depmod, diags: list[Diagnostic]) -> bytes:
     return raw("".join(out))
 
 
-def _fgets(data: bytes, size: int = _PATH_MAX) -> list[bytes]:
-    out = []
-    i, n = 0, len(data)
-    while i < n:
-        j = data.find(b"\n", i, i + size - 1)
-        end = j + 1 if j >= 0 else min(n, i + size - 1)
-        out.append(data[i:end])
-        i = end
-    return out
-
-
 def _builtin_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> bytes:
     """``output_builtin_bin()``: modname of each line whose first byte is a letter; others are reported."""
     data = dm.tree.builtin
@@ -123,7 +113,7 @@ def _builtin_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> bytes:
                           f"could not open modules.builtin at {dm.tree.dirname}: {os.strerror(2)}"))
         return b""  # the temporary file is renamed into place empty
     idx = Index()
-    for line in _fgets(data):
+    for line in fgets_lines(data, _PATH_MAX):
         text = line.split(b"\0", 1)[0].decode("latin-1")
         if not ("a" <= text[:1] <= "z" or "A" <= text[:1] <= "Z"):
             diags.append(diag(ERROR, "builtin-invalid-line", f"Invalid modules.builtin line: {text}"))

@@ -25,7 +25,7 @@ from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_modu
 from ..elf import machine_name
 from ..graph import KERNEL_NODE, TreeGraph, graph_for_tree
 from ..modversions.basic import name_limit
-from ..records import ModuleRecord, raw
+from ..records import raw
 from ..rust import demangle, is_rust
 from ..tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
