@@ -95,15 +95,13 @@ class ElfImage:
             raise ElfError("section name table runs past the end of the file", "truncated")
         if str_size == 0 or data[str_off + str_size - 1] != 0:
             raise ElfError("section name table does not end with NUL", "bad-elf-header")
-        strtab_end = str_off + str_size
+        names = StringTable(data, str_off, str_off + str_size)
         sections = []
         for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_align,
                 sh_entsize) in enumerate(rows):
-            if sh_name < str_size:
-                start = str_off + sh_name
-                name = text(data[start:data.index(b"\0", start, strtab_end)])
-            else:
-                name = ""  # kmod fails the lookup of such a section; it can never match a name
+            # sh_name >= str_size: kmod fails the lookup of such a section; it can never match a name.
+            # None past that only comes from a hostile table spending StringTable's budget.
+            name = names.text(sh_name) or ""
             sections.append(Section(i, name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
                                     sh_info, sh_align, sh_entsize))
         self.sections: tuple[Section, ...] = tuple(sections)
@@ -133,6 +131,54 @@ class ElfImage:
         if nul < 0:
             return None
         return data[offset:nul]
+
+
+class StringTable:
+    """NUL-terminated strings of one string table, with a bounded total cost.
+
+    Many entries of a hostile file can point into one long run of bytes
+    without NUL, each at its own offset (i, i+1, ...): reading each string in
+    full costs time and memory quadratic in the table's size (a 5 MB module,
+    or a 40 KB xz bomb, would need terabytes). Strings are cached by offset,
+    so entries sharing an offset share one string, and the bytes scanned for
+    distinct offsets are capped at ``BUDGET_FACTOR`` times the table's size
+    plus ``BUDGET_SLACK``; once that is spent, strings not read yet read as
+    None, like an unterminated one. Real tables never come near the cap: ld
+    merges common tails, and the reads of a Debian module (the ``__crc_`` /
+    ``__ksymtab_`` suffixes ksymtab reads included) cover at most 1.55 times
+    its table (measured over bookworm amd64 and trixie armmp).
+    """
+
+    BUDGET_FACTOR = 8
+    BUDGET_SLACK = 1 << 16
+
+    __slots__ = ("_data", "_start", "_size", "_budget", "_cache")
+
+    def __init__(self, data: bytes, start: int, end: int):
+        self._data = data
+        self._start = start
+        self._size = max(0, min(end, len(data)) - start)
+        self._budget = self.BUDGET_FACTOR * self._size + self.BUDGET_SLACK
+        self._cache: dict[int, str | None] = {}
+
+    def text(self, offset: int) -> str | None:
+        """The string at ``offset`` into the table, decoded; None when out of range or unterminated."""
+        try:
+            return self._cache[offset]
+        except KeyError:
+            pass
+        value = None
+        if 0 <= offset < self._size:
+            start = self._start + offset
+            stop = min(self._start + self._size, start + self._budget)
+            nul = self._data.find(b"\0", start, stop)
+            if nul >= 0:
+                value = text(self._data[start:nul])
+                self._budget -= nul - start + 1
+            else:
+                self._budget -= stop - start
+        self._cache[offset] = value
+        return value
 
 
 def machine_name(machine: int) -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .elf import ElfImage, struct_for
+from .elf import ElfImage, StringTable, struct_for
 from .records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
                       Import, text)
 
@@ -56,6 +56,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
                                 f".symtab size {symtab.size} is not a multiple of {entsize}", ".symtab"))
         return SymbolScan((), (), (), tuple(findings), False)
     str_off, str_end = strtab.offset, strtab.offset + strtab.size
+    names = StringTable(data, str_off, str_end)  # bounded reads: see StringTable
     rows = struct_for(fmt, elf.little).iter_unpack(memoryview(data)[symtab.offset + entsize:symtab.offset + size])
     is64 = elf.elfclass == 64
     sparc = elf.header.machine in (EM_SPARC, EM_SPARCV9)
@@ -68,7 +69,6 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     ns_labels: dict[str, tuple[int, int]] = {}
     defined_globals: dict[int, int] = {}  # strtab offset -> STT_* of defined global/weak symbols
     bad_names = 0
-    find = data.find
     for row in rows:
         if is64:
             st_name, st_info, _other, st_shndx, st_value, _size = row
@@ -79,43 +79,45 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             continue
         start = str_off + st_name
         if st_shndx == SHN_UNDEF:
-            end = find(b"\0", start, str_end)
-            if end < 0:
+            name = names.text(st_name)
+            if name is None:
                 bad_names += 1
                 continue
-            if end == start:
+            if not name:
                 continue
             if sparc and st_info & 0xF == STT_SPARC_REGISTER:
                 continue
-            imports.append(Import(text(data[start:end]), st_info >> 4, st_info & 0xF))
+            imports.append(Import(name, st_info >> 4, st_info & 0xF))
             continue
         if st_info >> 4 and st_shndx != SHN_ABS:  # global or weak definition: an exported symbol's kind
-            defined_globals[start] = st_info & 0xF
+            defined_globals[st_name] = st_info & 0xF
         if not data.startswith(b"__", start):  # every label we want starts so
             continue
+        # A label's name after its prefix is the table's string at st_name + len(prefix), with the
+        # same NUL: reading it there shares the cache and the budget (a prefix running past the
+        # table's end reads as out of range, as an unterminated name did).
         if data.startswith(_CRC_PREFIX, start):
-            end = find(b"\0", start, str_end)
-            if end < 0:
+            name = names.text(st_name + len(_CRC_PREFIX))
+            if name is None:
                 bad_names += 1
                 continue
-            crcs.append(CrcSymbol(text(data[start + 6:end]), _resolve_crc(elf, st_value, st_shndx), st_info >> 4))
+            crcs.append(CrcSymbol(name, _resolve_crc(elf, st_value, st_shndx), st_info >> 4))
         elif data.startswith(_KSYMTAB_PREFIX, start) and st_shndx < nsec:
-            end = find(b"\0", start, str_end)
-            if end >= 0:
-                ksym_labels.append((text(data[start + 10:end]), st_shndx, st_value))
+            name = names.text(st_name + len(_KSYMTAB_PREFIX))
+            if name is not None:
+                ksym_labels.append((name, st_shndx, st_value))
         elif data.startswith(_KSTRTABNS_PREFIX, start) and st_shndx < nsec:
-            end = find(b"\0", start, str_end)
-            if end >= 0:
-                ns_labels[text(data[start + 12:end])] = (st_shndx, st_value)
+            name = names.text(st_name + len(_KSTRTABNS_PREFIX))
+            if name is not None:
+                ns_labels[name] = (st_shndx, st_value)
     if bad_names:
         findings.append(Finding("symtab-bad-name", f"{bad_names} symbol name(s) outside .strtab or without NUL",
                                 ".symtab"))
     kinds = {}
     if defined_globals and ksym_labels:
         wanted = {name for name, _, _ in ksym_labels}
-        for start, stt in defined_globals.items():
-            end = find(b"\0", start, str_end)
-            name = text(data[start:end]) if end >= 0 else None
+        for st_name, stt in defined_globals.items():
+            name = names.text(st_name)
             if name in wanted:
                 kinds[name] = _KINDS.get(stt, "other")
     exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, kinds, findings)
@@ -149,6 +151,7 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
     if kflagstab is not None and elf.in_bounds(kflagstab):
         flags = elf.section_bytes(kflagstab)
     out: list[Export] = []
+    ns_tables: dict[int, StringTable] = {}
     for shndx in sorted(by_section):
         sname = sections[shndx].name
         entries = sorted(by_section[shndx])
@@ -165,20 +168,22 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
             crc = crc_by_name.get(name)
             if crc == _BAD_CRC:
                 crc = None
-            out.append(Export(name, crc, gpl, _namespace(elf, ns_labels.get(name)), sname,
+            out.append(Export(name, crc, gpl, _namespace(elf, ns_labels.get(name), ns_tables), sname,
                               kinds.get(name, "unknown")))
     return tuple(out)
 
 
-def _namespace(elf: ElfImage, label: tuple[int, int] | None) -> str | None:
+def _namespace(elf: ElfImage, label: tuple[int, int] | None, tables: dict[int, StringTable]) -> str | None:
     if label is None:
         return None
     shndx, value = label
     sec = elf.sections[shndx]
-    if not elf.in_bounds(sec) or value >= sec.size:
+    if not elf.in_bounds(sec):
         return None
-    raw = elf.cstring(sec.offset + value, sec.offset + sec.size)
-    return text(raw) if raw else None
+    table = tables.get(shndx)
+    if table is None:  # one bounded reader per section: every export may point into the same one
+        table = tables[shndx] = StringTable(elf.data, sec.offset, sec.offset + sec.size)
+    return table.text(value) or None
 
 
 def ksymtab_strings(elf: ElfImage) -> tuple[tuple[str, ...] | None, bool]:

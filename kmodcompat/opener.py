@@ -11,6 +11,8 @@ from __future__ import annotations
 import errno
 import lzma
 import os
+import re
+import stat
 import zlib
 from typing import NamedTuple
 
@@ -28,6 +30,14 @@ _MAGICS: tuple[tuple[bytes, str], ...] = (
 DEFAULT_MAX_SIZE = 256 * 1024 * 1024
 
 _CHUNK = 1 << 20
+#: zstd input is fed in small pieces: one RLE block of 4 bytes inflates to 128 KiB,
+#: so a 1 MiB piece could become 32 GiB in one call; 1 KiB stays under 32 MiB.
+_ZSTD_CHUNK = 1 << 10
+#: Concatenated xz streams / zstd frames a file may hold. Real modules have one (two in
+#: our fixtures); every stream costs a decoder set-up, and 32-byte empty xz streams
+#: would make a 256 MiB file cost millions of them.
+MAX_STREAMS = 1024
+_NONZERO = re.compile(rb"[^\0]")
 
 
 def detect_compression(head: bytes) -> str | None:
@@ -51,7 +61,17 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
     """
     try:
         with open(path, "rb") as f:
-            raw = f.read(max_size + 1)
+            # A device (a tree's `x.ko -> /dev/zero`) is never a module: reading it would
+            # fill max_size bytes or block. Pipes stay readable (`show <(xz -dc m.ko.xz)`).
+            st = os.fstat(f.fileno())
+            if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) or stat.S_ISSOCK(st.st_mode):
+                raise ModuleReadError(path, "not a regular file", "unreadable", errno.EINVAL)
+            # read(n) allocates n bytes up front: ask a regular file for its size (one byte more
+            # shows it growing), not for max_size + 1 every time.
+            want = min(st.st_size, max_size) + 1 if stat.S_ISREG(st.st_mode) else max_size + 1
+            raw = f.read(want)
+            if len(raw) == want <= max_size:
+                raw += f.read(max_size + 1 - want)
     except IsADirectoryError:
         raise ModuleReadError(path, "is a directory", "is-directory", errno.EISDIR) from None
     except FileNotFoundError:
@@ -79,6 +99,9 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
     except _TrailingData:
         raise ModuleReadError(path, f"{compression} stream is followed by non-{compression} bytes",
                               "decompress-failed", errno.EINVAL, "trailing", compression) from None
+    except _TooManyStreams:
+        raise ModuleReadError(path, f"more than {MAX_STREAMS} concatenated {compression} streams",
+                              "decompress-failed", errno.EINVAL, "streams", compression) from None
     except Exception as e:  # lzma.LZMAError, zlib.error, zstandard.ZstdError, ...
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         detail = "format" if "format" in why.lower() else "options" if "option" in why.lower() else "corrupt"
@@ -99,25 +122,43 @@ class _TrailingData(Exception):
     pass
 
 
+class _TooManyStreams(Exception):
+    pass
+
+
 def _xz(raw: bytes, max_size: int, notes: list[str]) -> bytes:
     # kmod decodes with LZMA_CONCATENATED: further streams and zero padding are
-    # allowed after the first stream, anything else is an error.
+    # allowed after the first stream, anything else is an error. Input goes in
+    # by chunks, positions are tracked in ``raw``: the decoder copies its unused
+    # input when a stream ends, which over many streams would be quadratic.
     out = bytearray()
-    rest = raw
+    view = memoryview(raw)
+    pos, size, streams = 0, len(raw), 0
     while True:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
-        out += d.decompress(rest, max_length=max_size + 1 - len(out))
-        if len(out) > max_size:
-            raise _DecompressLimit
-        if not d.eof:
+        while not d.eof:
+            chunk = b""
             if d.needs_input:
-                raise _Truncated
-            raise _DecompressLimit
-        rest = d.unused_data.lstrip(b"\0")
-        if not rest:
+                if pos >= size:
+                    raise _Truncated
+                chunk = view[pos:pos + _CHUNK]
+                pos += len(chunk)
+            before = len(out)
+            out += d.decompress(chunk, max_length=max_size + 1 - len(out))
+            if len(out) > max_size:
+                raise _DecompressLimit
+            if not chunk and len(out) == before and not d.eof:
+                raise _Truncated  # no input wanted, no output given: never loop on it
+        pos -= len(d.unused_data)
+        streams += 1
+        nonzero = _NONZERO.search(raw, pos)
+        if nonzero is None:
             return bytes(out)
-        if not rest.startswith(b"\xfd7zXZ\x00"):
+        pos = nonzero.start()
+        if not raw.startswith(b"\xfd7zXZ\x00", pos):
             raise _Truncated  # liblzma reports trailing junk as LZMA_BUF_ERROR too
+        if streams >= MAX_STREAMS:
+            raise _TooManyStreams
         notes.append("xz-multi-stream")
 
 
@@ -140,25 +181,27 @@ def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
         notes.append("zstd-no-content-size")
     parts: list[bytes] = []
     total = 0
-    rest = raw
-    frames = 0
-    while rest:
-        if frames and not rest.startswith(b"\x28\xb5\x2f\xfd"):
+    view = memoryview(raw)
+    pos, size, frames = 0, len(raw), 0
+    while pos < size:
+        if frames and not raw.startswith(b"\x28\xb5\x2f\xfd", pos):
             raise _TrailingData
+        if frames >= MAX_STREAMS:
+            raise _TooManyStreams
         d = zstandard.ZstdDecompressor().decompressobj()
-        view = memoryview(rest)
-        for start in range(0, len(rest), _CHUNK):
-            chunk = d.decompress(view[start:start + _CHUNK])
-            total += len(chunk)
+        while not d.eof:
+            if pos >= size:
+                raise _Truncated
+            chunk = view[pos:pos + _ZSTD_CHUNK]
+            pos += len(chunk)
+            out = d.decompress(chunk)
+            total += len(out)
             if total > max_size:
                 raise _DecompressLimit
-            parts.append(chunk)
-            if d.eof:
-                break
-        if not d.eof:
-            raise _Truncated
+            parts.append(out)
+        # The next frame starts where this one's input ended, inside the last chunk.
+        pos -= len(d.unused_data)
         frames += 1
-        rest = d.unused_data
     if frames > 1:
         notes.append("zstd-multi-frame")
     return b"".join(parts)

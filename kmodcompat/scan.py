@@ -7,10 +7,17 @@ in input order, and a module that fails never stops the others.
 
 from __future__ import annotations
 
+import errno
 import os
+import signal
 import sys
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from typing import TypeVar
 
 from .errors import ModuleReadError
 from .module import parse_module
@@ -21,18 +28,53 @@ Parsed = ModuleRecord | ModuleReadError
 #: Below this many files a pool costs more than it saves.
 _MIN_PARALLEL = 32
 
+#: Seconds one module may take to parse in a scan. The largest real module
+#: (amdgpu, 40 MiB) takes about a second; a file near this limit is hostile,
+#: and is reported as unreadable instead of stalling the scan.
+PARSE_TIMEOUT = 60.0
 
-def parse_one(path: str) -> Parsed:
+
+class DeadlineExceeded(Exception):
+    """Raised inside a :func:`deadline` block when its time is up."""
+
+
+@contextmanager
+def deadline(seconds: float | None) -> Iterator[None]:
+    """Raise :class:`DeadlineExceeded` in the block after ``seconds`` (wall clock), via SIGALRM.
+
+    Only the main thread receives signals, so elsewhere (and for ``None``) this
+    does nothing. An outer deadline is restored, with its remaining time, on exit.
+    """
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _expired(signum: int, frame: object) -> None:
+        raise DeadlineExceeded(f"took longer than {seconds:g} s")
+
+    started = time.monotonic()
+    old_handler = signal.signal(signal.SIGALRM, _expired)
+    old_delay, old_interval = signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        return parse_module(path)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old_handler)
+        if old_delay:
+            left = old_delay - (time.monotonic() - started)
+            signal.setitimer(signal.ITIMER_REAL, max(left, 1e-3), old_interval)
+
+
+def parse_one(path: str, timeout: float | None = PARSE_TIMEOUT) -> Parsed:
+    try:
+        with deadline(timeout):
+            return parse_module(path)
     except ModuleReadError as e:
         return e
+    except DeadlineExceeded as e:
+        return ModuleReadError(path, f"parsing {e}", "timeout", errno.ETIMEDOUT)
     except Exception as e:  # a parser bug must not end a tree scan; it is reported per file
         return ModuleReadError(path, f"internal error: {type(e).__name__}: {e}".splitlines()[0], "internal-error")
-
-
-def _parse_chunk(paths: list[str]) -> list[Parsed]:
-    return [parse_one(p) for p in paths]
 
 
 def default_jobs() -> int:
@@ -48,12 +90,32 @@ def parse_many(paths: Sequence[str], jobs: int | None = None,
 
     ``progress(done, total)`` is called as chunks finish.
     """
+    return map_files(parse_one, paths, jobs, progress)
+
+
+T = TypeVar("T")
+
+
+def _run_chunk(worker: Callable[[str], T], paths: list[str]) -> list[T]:
+    return [worker(p) for p in paths]
+
+
+def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str], jobs: int | None = None,
+              progress: Callable[[int, int], None] | None = None) -> list[T | ModuleReadError]:
+    """``worker(path)`` for every path, with ``jobs`` processes, in input order.
+
+    ``worker`` is a picklable function that returns a result or a
+    ModuleReadError and never raises. A worker process that dies (a crash
+    in a C decoder, the OOM killer) costs only its own files: unfinished
+    chunks run again, each in a fresh process, and a file that kills its
+    process alone is reported as unreadable.
+    """
     jobs = default_jobs() if jobs is None else max(1, jobs)
     total = len(paths)
     if jobs == 1 or total < _MIN_PARALLEL:
         out = []
         for i, p in enumerate(paths, 1):
-            out.append(parse_one(p))
+            out.append(worker(p))
             if progress and (i % 64 == 0 or i == total):
                 progress(i, total)
         return out
@@ -61,13 +123,38 @@ def parse_many(paths: Sequence[str], jobs: int | None = None,
     # workers, large enough to keep the pickling overhead low.
     size = max(8, min(64, total // (jobs * 8) or 1))
     chunks = [list(paths[i:i + size]) for i in range(0, total, size)]
-    out: list[Parsed] = []
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(_parse_chunk, chunks):
-            out.extend(part)
+    results: list[list[T | ModuleReadError] | None] = [None] * len(chunks)
+    done = 0
+    try:
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(_run_chunk, worker, chunk): i for i, chunk in enumerate(chunks)}
+            for fut in as_completed(futures):
+                i = futures[fut]
+                results[i] = fut.result()
+                done += len(chunks[i])
+                if progress:
+                    progress(done, total)
+    except BrokenProcessPool:
+        pass  # the chunks still without results run again below, one process each
+    for i, chunk in enumerate(chunks):
+        if results[i] is None:
+            results[i] = _isolated(worker, chunk)
+            done += len(chunk)
             if progress:
-                progress(len(out), total)
-    return out
+                progress(done, total)
+    return [r for part in results if part is not None for r in part]
+
+
+def _isolated(worker: Callable[[str], T | ModuleReadError], paths: list[str]) -> list[T | ModuleReadError]:
+    """Run ``paths`` in a fresh process; if it dies, each path alone, to find the one that kills it."""
+    try:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            return pool.submit(_run_chunk, worker, paths).result()
+    except BrokenProcessPool:
+        if len(paths) > 1:
+            return [r for p in paths for r in _isolated(worker, [p])]
+    return [ModuleReadError(paths[0], "its parser process died (a crash, or the memory limit)", "internal-error",
+                            errno.EIO)]
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None] | None:

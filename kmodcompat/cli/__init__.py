@@ -10,10 +10,25 @@ import argparse
 import sys
 
 from .. import __version__
-from . import cache, depmod, dump_modversions, exports, graph, modinfo, report, show, simulate, symvers, validate, views
+from . import (
+    cache,
+    depmod,
+    diff,
+    dump_modversions,
+    exports,
+    graph,
+    modinfo,
+    report,
+    show,
+    simulate,
+    symvers,
+    validate,
+    views,
+)
 from .output import flush_held
 
-COMMANDS = (modinfo, dump_modversions, show, depmod, exports, graph, symvers, views, simulate, report, cache, validate)
+COMMANDS = (modinfo, dump_modversions, show, depmod, exports, graph, symvers, views, simulate, report, diff,
+            validate, cache)
 
 #: Exit status for usage errors and unreadable input, shared by every command.
 EXIT_USAGE = 2

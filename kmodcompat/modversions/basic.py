@@ -13,6 +13,8 @@ from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion,
 
 SECTION = "__versions"
 _ENTRY_FMT = {64: "Q56s", 32: "I60s"}
+#: Bytes that unterminated names may read past their fields, in total, per table (see read_entries).
+_RUN_ON_BUDGET = 1 << 16
 
 
 def name_limit(elfclass: int) -> int:
@@ -55,12 +57,16 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     """The ``size // 64`` fixed records at ``offset`` of ``data``, and how many lack a NUL.
 
     A name without NUL inside its field is read on as C's strlen() does, into
-    the next record and past the table, up to the end of ``data``.
+    the next record and past the table, up to the end of ``data``. The bytes
+    read on in total are capped (``_RUN_ON_BUDGET``): in a table of records
+    without any NUL each name would run to the end of the image, quadratic
+    time and memory; past the cap a name stops at the end of its field.
     """
     crc_len = elfclass // 8
     whole = size - size % MODVERSION_ENTRY_SIZE
     entries = []
     unterminated = 0
+    budget = _RUN_ON_BUDGET
     rows = struct_for(_ENTRY_FMT[elfclass], little).iter_unpack(memoryview(data)[offset:offset + whole])
     for i, (crc, field) in enumerate(rows):
         nul = field.find(b"\0")
@@ -69,8 +75,12 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
             continue
         unterminated += 1
         start = offset + i * MODVERSION_ENTRY_SIZE + crc_len
-        end = data.find(b"\0", start)
-        entries.append(Modversion(crc, text(data[start:end if end >= 0 else len(data)]), False))
+        field_end = start + len(field)
+        stop = min(len(data), field_end + budget)
+        end = data.find(b"\0", field_end, stop)
+        end = end if end >= 0 else stop
+        budget -= end - field_end
+        entries.append(Modversion(crc, text(data[start:end]), False))
     return entries, unterminated
 
 
