@@ -96,7 +96,7 @@ class ModuleTree:
     builtin: bytes | None  # modules.builtin, None when missing
     builtin_modinfo: bytes | None  # modules.builtin.modinfo, None when missing
     diagnostics: tuple[Diagnostic, ...] = field(default=())  # config, search and sort messages, in order
-
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) the search could not follow
     @property
     def failures(self) -> tuple[TreeModule, ...]:
         """Modules whose file could not be read (kept in the tree, listed here with the reason)."""
@@ -136,6 +136,9 @@ class _Search:
         self.shadowed: list[tuple[str, str]] = []
         self.diags: list[Diagnostic] = []
         self.excluded = {".", "..", "build", "source", *config.excludes}
+        # Paths the walk could not follow, with why. Not depmod diagnostics (its
+        # stderr stays byte-exact): the tree reports them so nothing is dropped silently.
+        self.skipped: list[tuple[str, str]] = []
 
     def run(self) -> None:
         if not self._walk_root(self.dirname, fatal=True):
@@ -145,16 +148,17 @@ class _Search:
 
     def _walk_root(self, path: str, fatal: bool) -> bool:
         try:
+            st = os.stat(path)
             it = os.scandir(path)
         except OSError as e:
             if fatal or e.errno != 2:
                 self.diags.append(diag(ERROR, "directory-unreadable",
                                        f"could not open directory {path}: {os.strerror(e.errno or 0)}"))
             return False
-        self._walk(it, path + "/")
+        self._walk(it, path + "/", frozenset({(st.st_dev, st.st_ino)}))
         return True
 
-    def _walk(self, it: os.ScandirIterator, prefix: str) -> None:
+    def _walk(self, it: os.ScandirIterator, prefix: str, ancestors: frozenset[tuple[int, int]]) -> None:
         with it:
             entries = list(it)
         for ent in entries:
@@ -164,11 +168,19 @@ class _Search:
             path = prefix + name
             try:
                 if ent.is_dir():
-                    self._walk(os.scandir(path), path + "/")
+                    st = os.stat(path)
+                    key = (st.st_dev, st.st_ino)
+                    if key in ancestors:  # a link back to a directory we are inside: a loop
+                        self.skipped.append((path, "directory already walked (symbolic link loop)"))
+                        continue
+                    self._walk(os.scandir(path), path + "/", ancestors | {key})
                     continue
                 if not ent.is_file():
+                    if ent.is_symlink() and any(name.endswith(x) for x in self.suffixes):
+                        self.skipped.append((path, "broken or looping symbolic link"))
                     continue
-            except OSError:
+            except OSError as e:
+                self.skipped.append((path, f"cannot read: {e.strerror or e}"))
                 continue
             self._file(path, name)
 
@@ -337,4 +349,4 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
                     for n, p in zip(names, parsed))
     return ModuleTree(dirname, kver, kmod, config, modules, tuple(search.shadowed), order,
                       _read(os.path.join(dirname, "modules.builtin")),
-                      _read(os.path.join(dirname, "modules.builtin.modinfo")), tuple(diags))
+                      _read(os.path.join(dirname, "modules.builtin.modinfo")), tuple(diags), tuple(search.skipped))

@@ -7,6 +7,8 @@ observed on kmod 30 and 34.2, see docs/depmod-behaviour.md).
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,27 @@ def test_bare_module_directory_and_failures_kept(tmp_path):
     assert [m.output_path for m in tree.modules] == ["kernel/bad.ko"]
     assert [m.name for m in tree.failures] == ["bad"] and tree.failures[0].error.errno == 8  # ENOEXEC
     assert tree.builtin is None and tree.builtin_names == ()
+
+
+def test_link_loops_dangling_links_and_unreadable_dirs_are_reported_not_hung(tmp_path):
+    """A hostile tree: links back to the root, a dangling module link, a directory we cannot read."""
+    fix = Path(__file__).resolve().parent.parent / "fixtures" / "modules" / "x86_64"
+    moddir = tmp_path / "lib" / "modules" / "1.2.3"
+    (moddir / "kernel").mkdir(parents=True)
+    shutil.copy(fix / "basic.ko", moddir / "kernel" / "a.ko")
+    (moddir / "kernel" / "loop1").symlink_to(moddir)
+    (moddir / "kernel" / "loop2").symlink_to(moddir / "kernel")
+    (moddir / "kernel" / "gone.ko").symlink_to(tmp_path / "nowhere.ko")
+    locked = moddir / "kernel" / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        tree = load_tree(str(tmp_path), "1.2.3", config=[])
+    finally:
+        locked.chmod(0o755)
+    assert [m.name for m in tree.modules] == ["a"]
+    reasons = dict(tree.skipped)
+    assert "symbolic link loop" in reasons[str(moddir / "kernel" / "loop1")]
+    assert "broken" in reasons[str(moddir / "kernel" / "gone.ko")]
+    if os.geteuid() != 0:  # root reads a mode-0 directory anyway
+        assert "cannot read" in reasons[str(locked)]

@@ -118,7 +118,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
         "graph": _graph_facts(graph),
         "exports": _exports_usage(graph, records),
         "findings": _findings(tree),
-        "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures],
+        "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures]
+        + [{"path": path, "reason": reason, "code": "skipped"} for path, reason in tree.skipped],
     }
     doc["headlines"] = headlines(doc)
     return doc
@@ -163,7 +164,7 @@ def _counts(tree, records) -> dict:
     return {
         "modules": len(tree.modules),
         "parsed": len(records),
-        "unreadable": len(tree.failures),
+        "unreadable": len(tree.failures) + len(tree.skipped),
         "builtin": len(tree.builtin_names),
         "imports": sum(len(r.imports) for r in records),
         "exports": sum(len(r.exports) for r in records),
