@@ -46,6 +46,10 @@ MATRIX = {
                "kernel-6.13": "refuses", "kernel-6.13+force": "refuses",
                "kernel-6.14": "refuses", "kernel-6.14+force": "refuses"},
 }
+GATES = {"none": "compatible", "basic": "compatible", "basic+ext": "incompatible", "ext-only": "incompatible",
+         "varlen": "incompatible"}
+for _kind, _gate in GATES.items():  # weak-modules and weak-modules2 follow depmod -e -E (module-only: no unknowns)
+    MATRIX[_kind]["weak-modules"] = MATRIX[_kind]["weak-modules2"] = _gate
 #: On 32-bit the fixed 60-byte name field starts inside the variable-length record's CRC,
 #: so no name matches: every import is accepted unchecked (FORMATS.md §2).
 VARLEN_32 = {"kernel-6.13": "loads-unchecked", "kernel-6.13+force": "loads-unchecked",
@@ -187,3 +191,29 @@ def test_busybox_ignores_format_and_drops_gpl_prefixed_exports():
     r = rec("x86_64", "exports-rel")
     assert busybox.exported_symbols(r) == {x.name for x in r.exports} - {"gpl_sym"}
     assert busybox.depends(rec("x86_64", "basic")) == busybox.depends(rec("x86_64", "ext-only"))
+
+
+def test_weak_modules_gates_reject_on_false_depmod_warnings():
+    from kmodcompat.consumers import weak_modules
+
+    r = rec("x86_64", "ext-only")
+    v = weak_modules.view_redhat(r, path="p.ko")
+    assert v.verdict == "incompatible" and v.messages == v.false_messages and v.notes
+    assert KERNEL_6_14.view(r).verdict == "loads"  # what the gate's rejection costs
+    assert weak_modules.view_suse(rec("x86_64", "basic")).verdict == "compatible"
+
+
+def test_weak_modules_redhat_loop_and_suse_whole_kmp():
+    from kmodcompat.consumers import weak_modules
+
+    exporter = rec("x86_64", "exports-rel")
+    importer = rec("x86_64", "basic")
+    kernel = {k: v for k, v in own_crcs(importer).items() if k not in {x.name for x in exporter.exports}}
+    bad_exporter = parse_module(str(FIX / "x86_64" / "exports-rel.ko"))
+    kernel_without_printk = {k: v for k, v in kernel.items() if k != "printk"}  # the exporter needs printk
+    mods = [("exp.ko", bad_exporter), ("imp.ko", importer)]
+    assert weak_modules.redhat_weak_links(mods, kernel) == {"exp.ko", "imp.ko"}
+    # exporter dropped for an unknown symbol, then the importer loses its exports: both links go
+    assert weak_modules.redhat_weak_links(mods, kernel_without_printk) == set()
+    assert weak_modules.suse_kmp_compatible(mods, kernel) is True
+    assert weak_modules.suse_kmp_compatible(mods, kernel_without_printk) is False

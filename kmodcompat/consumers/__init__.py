@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import busybox, mit
+from . import busybox, mit, weak_modules
 from .base import ConsumerView
 from .kernel import KERNELS
 from .kmod import Kmod
@@ -29,4 +29,6 @@ CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
     "busybox": busybox.view,
     "mit": mit.view,
     **{k.id: k.view for k in KERNELS},
+    "weak-modules": weak_modules.view_redhat,
+    "weak-modules2": weak_modules.view_suse,
 }
