@@ -217,3 +217,14 @@ def test_weak_modules_redhat_loop_and_suse_whole_kmp():
     assert weak_modules.redhat_weak_links(mods, kernel_without_printk) == set()
     assert weak_modules.suse_kmp_compatible(mods, kernel) is True
     assert weak_modules.suse_kmp_compatible(mods, kernel_without_printk) is False
+
+
+def test_tree_crcs_follow_depmod_ownership():
+    from kmodcompat.consumers.base import tree_crcs
+
+    with_crc = rec("x86_64", "exports-rel")
+    without = rec("x86_64", "exports-nocrc")  # same names, no MODVERSIONS
+    kernel = {"short_sym": 1, "printk": 2}
+    assert tree_crcs(kernel, [with_crc])["short_sym"] == next(x.crc for x in with_crc.exports if x.name == "short_sym")
+    assert tree_crcs(kernel, [with_crc, without])["short_sym"] == 0  # the last module wins; no CRC counts as 0
+    assert tree_crcs(kernel, [without])["printk"] == 2

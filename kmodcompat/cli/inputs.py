@@ -11,6 +11,7 @@ from ..depmod.kernel_symbols import KernelSymbolsError, load_module_symvers
 from ..errors import ModuleReadError
 from ..records import ModuleRecord
 from ..cache import RecordCache, parse_cached
+from ..consumers.base import tree_crcs
 from ..scan import stderr_progress
 from ..tree import load_tree
 
@@ -78,19 +79,14 @@ def _from_tree(tree, label: str) -> Inputs:
 
 
 def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
-    """Exporter CRCs: vmlinux's from Module.symvers plus every module export with a CRC."""
+    """Exporter CRCs as depmod resolves them: vmlinux from Module.symvers, module exports over it."""
     if symvers is None:
         return None
     try:
         ks = load_module_symvers(symvers)
     except KernelSymbolsError as e:
         _usage(f"{symvers}: {e}")
-    expected = {name: crc for name, crc, _ in ks.symbols}
-    for _, rec in modules:
-        for x in rec.exports:
-            if x.crc is not None:
-                expected.setdefault(x.name, x.crc)
-    return expected
+    return tree_crcs({name: crc for name, crc, _ in ks.symbols}, (rec for _, rec in modules))
 
 
 def report_failures(failures) -> None:

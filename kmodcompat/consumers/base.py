@@ -9,7 +9,7 @@ view isolates what the *format* does to a consumer, not ABI drift.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ..records import ModuleRecord, Modversion
@@ -80,6 +80,20 @@ def exporter_crcs(rec: ModuleRecord) -> dict[str, int]:
     """:func:`own_crcs` keyed as exporters name the symbols: ppc64 ELFv1 records
     function imports with a leading dot that no export carries (FORMATS.md §1.6)."""
     return {k.removeprefix("."): v for k, v in own_crcs(rec).items()}
+
+
+def tree_crcs(kernel_crcs: Mapping[str, int], records: Iterable[ModuleRecord]) -> dict[str, int]:
+    """The CRC depmod compares each import against, for a tree: exporter by symbol.
+
+    As depmod resolves (docs/depmod-behaviour.md): a module's export hides the
+    kernel's, the last module in ``records`` order wins, and an export without
+    a CRC counts as 0 (kmod_elf_get_symbols' __ksymtab_strings fallback).
+    """
+    out = dict(kernel_crcs)
+    for rec in records:
+        for x in rec.exports:
+            out[x.name] = x.crc if x.crc is not None else 0
+    return out
 
 
 def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) -> list[str]:

@@ -31,7 +31,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..records import ModuleRecord
-from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView
+from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, tree_crcs
 from .kmod34 import KMOD34
 
 _PATTERNS = (" needs unknown symbol ", " disagrees about version of symbol ")
@@ -70,11 +70,7 @@ def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: 
     """
     alive = dict(modules)
     while True:
-        expected = dict(kernel_crcs)
-        for rec in alive.values():
-            for x in rec.exports:
-                if x.crc is not None:
-                    expected.setdefault(x.name, x.crc)
+        expected = tree_crcs(kernel_crcs, alive.values())
         bad = {p for p, rec in alive.items() if _rejections(rec, expected, None, p, True)[0]}
         if not bad:
             return set(alive)
@@ -84,9 +80,5 @@ def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: 
 
 def suse_kmp_compatible(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: Mapping[str, int]) -> bool:
     """has_unresolved_symbols() is false: no module of the KMP draws a warning."""
-    expected = dict(kernel_crcs)
-    for _, rec in modules:
-        for x in rec.exports:
-            if x.crc is not None:
-                expected.setdefault(x.name, x.crc)
+    expected = tree_crcs(kernel_crcs, (rec for _, rec in modules))
     return not any(_rejections(rec, expected, None, p, True)[0] for p, rec in modules)

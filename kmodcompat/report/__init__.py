@@ -20,7 +20,7 @@ from importlib import resources
 import networkx as nx
 
 from .. import __version__
-from ..consumers.base import ConsumerView
+from ..consumers.base import ConsumerView, tree_crcs
 from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
 from ..elf import machine_name
 from ..graph import KERNEL_NODE, TreeGraph, graph_for_tree
@@ -95,11 +95,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     records = [r for _, r in mods]
     expected = None
     if kernel is not None and kernel.check_symvers:
-        expected = {name: crc for name, crc, _ in kernel.symbols}
-        for r in records:
-            for x in r.exports:
-                if x.crc is not None:
-                    expected.setdefault(x.name, x.crc)
+        expected = tree_crcs({name: crc for name, crc, _ in kernel.symbols}, records)
     graph = graph_for_tree(tree, kernel)
     views = compute_views(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                           summarize=module_summary)
