@@ -105,13 +105,7 @@ class Kernel:
             # (want None) the lookup still runs and a found entry is taken to match.
             want = exp.get(sym)
             if ext_entries is not None:
-                e = lookup("ext", ext_entries, sym)
-                if e is not None:
-                    checked.append(e)
-                    return want is None or e.crc == want
-                warn_once("%s: no extended symbol version for %s", sym)
-                unchecked.append(sym)
-                return True
+                return compare("ext", ext_entries, sym, want, "%s: no extended symbol version for %s")
             if vers is None:
                 # try_to_force_load(mod, symname)
                 if not self.force_load:
@@ -121,15 +115,19 @@ class Kernel:
                 tainted = True
                 unchecked.append(sym)
                 return True
+            return compare("vers", vers.entries, sym, want, "%s: no symbol version for %s")
+
+        def compare(kind: str, entries, sym: str, want: int | None, missing: str) -> bool:
+            """The table walk of check_version(): the first entry named ``sym`` decides."""
             # dedotify_versions() drops one leading '.' of each entry (arch/powerpc module_64.c)
-            e = lookup("vers", vers.entries, sym)
+            e = lookup(kind, entries, sym)
             if e is not None:
                 checked.append(e)
                 # version.c: `versions[i].crc == *crc`, the whole unsigned long against
                 # the exporter's u32 (1cd9502ee927): a record whose upper half is not
                 # zero (a misread layout) never matches.
                 return want is None or e.crc == want
-            warn_once("%s: no symbol version for %s", sym)
+            warn_once(missing, sym)
             unchecked.append(sym)
             return True
 

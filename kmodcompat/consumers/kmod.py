@@ -216,19 +216,26 @@ class Kmod:
         ``opened`` is the file already parsed (or its read error), to share one
         parse between several consumers.
         """
+        return self._modprobe_listing(path, opened, "modversions", self.modversions)
+
+    def show_exports(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
+        """``modprobe --show-exports PATH``: the exports libkmod reports, ``0x%08x\tname``."""
+        return self._modprobe_listing(path, opened, "symbols", self.exported_symbols)
+
+    def _modprobe_listing(self, path: str, opened, what: str, get) -> "ToolResult":
+        """tools/modprobe.c show_modversions() / show_exports(): same lookup, same error lines."""
         if not os.path.exists(path):
             return ToolResult(b"", _line(f"modprobe: FATAL: Module {path} not found."), 1)
         opened = self.open(path) if opened is None else self.as_opened(opened)
-        fail = f"modprobe: FATAL: could not get modversions of {path}: "
+        fail = f"modprobe: FATAL: could not get {what} of {path}: "
         if isinstance(opened, ModuleReadError):
             log = self._decoder_log(opened, "modprobe")
             return ToolResult(b"", log + _line(fail + os.strerror(opened.errno)), 1)
         try:
-            entries = self.modversions(opened)
+            items = get(opened)
         except KmodError as e:
             return ToolResult(b"", _line(f"{fail}{e}"), 1)
-        out = b"".join(b"0x%08x\t%s\n" % (m.crc, raw(m.name)) for m in entries)
-        return ToolResult(out, b"", 0)
+        return ToolResult(b"".join(b"0x%08x\t%s\n" % (x.crc, raw(x.name)) for x in items), b"", 0)
 
     def view(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
              truth: Mapping[str, int] | None = None, path: str | None = None,
@@ -286,22 +293,6 @@ class Kmod:
         if rec.varlen_versions is not None:
             misread = rec.varlen_versions.entries  # kmod rejects the table: every entry is lost to it
         return ConsumerView(self.id, path, verdict, tuple(visible), lost, misread, (), tuple(messages), tuple(false))
-
-    def show_exports(self, path: str, opened: ModuleRecord | ModuleReadError | None = None) -> "ToolResult":
-        """``modprobe --show-exports PATH``: the exports libkmod reports, ``0x%08x\tname``."""
-        if not os.path.exists(path):
-            return ToolResult(b"", _line(f"modprobe: FATAL: Module {path} not found."), 1)
-        opened = self.open(path) if opened is None else self.as_opened(opened)
-        if isinstance(opened, ModuleReadError):
-            log = self._decoder_log(opened, "modprobe")
-            return ToolResult(b"", log + _line(f"modprobe: FATAL: could not get symbols of {path}: "
-                                               + os.strerror(opened.errno)), 1)
-        try:
-            symbols = self.exported_symbols(opened)
-        except KmodError as e:
-            return ToolResult(b"", _line(f"modprobe: FATAL: could not get symbols of {path}: {e}"), 1)
-        out = b"".join(b"0x%08x\t%s\n" % (x.crc, raw(x.name)) for x in symbols)
-        return ToolResult(out, b"", 0)
 
     # -- libkmod-module.c kmod_module_get_info() -------------------------------
 
