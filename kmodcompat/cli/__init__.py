@@ -35,7 +35,10 @@ EXIT_USAGE = 2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="kmodcompat", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="kmodcompat",
+        description="What kmod, busybox, module-init-tools, the kernel loader and the kABI gates see in your "
+                    "kernel modules, checked byte for byte against the real tools. Start with `kmodcompat report`.")
     parser.add_argument("--version", action="version", version=f"kmodcompat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
