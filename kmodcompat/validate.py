@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from . import signature
-from .consumers import DEFAULT_KMOD, KMOD_RELEASES
+from .consumers import DEFAULT_KMOD, KMOD_MODELS
 from .consumers.kmod import KmodError
 from .elf import StringTable, struct_for
 from .errors import ModuleReadError
@@ -606,7 +606,7 @@ def _get_modinfo(blob: bytes, tag: bytes) -> str | None:
 
 def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
     """kmod_elf_new() and the libkmod-elf.c readers that refuse malformed tables (EINVAL)."""
-    kmod = KMOD_RELEASES[target.kmod]
+    kmod = KMOD_MODELS[target.kmod]
     try:
         rec = parse_module_bytes(data, path)
     except ModuleReadError as e:

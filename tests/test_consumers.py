@@ -228,3 +228,28 @@ def test_tree_crcs_follow_depmod_ownership():
     assert tree_crcs(kernel, [with_crc])["short_sym"] == next(x.crc for x in with_crc.exports if x.name == "short_sym")
     assert tree_crcs(kernel, [with_crc, without])["short_sym"] == 0  # the last module wins; no CRC counts as 0
     assert tree_crcs(kernel, [without])["printk"] == 2
+
+
+def test_cli_as_kmod_pr270_reads_the_extended_tables(tmp_path):
+    import subprocess
+    import sys
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "kmodcompat", *args], capture_output=True, text=True)
+
+    ext_only = str(FIX / "x86_64" / "ext-only.ko")
+    p = cli("dump-modversions", "--as", "kmod-pr270", ext_only)
+    assert p.returncode == 0 and p.stdout.splitlines()[-1].endswith("\tmodule_layout")
+    assert LONG in p.stdout  # the long name, which no released kmod can show
+    assert cli("dump-modversions", "--as", "kmod34", ext_only).returncode == 1
+    moddir = tmp_path / "lib" / "modules" / "1.2.3" / "kernel"
+    moddir.mkdir(parents=True)
+    (moddir / "kmc_exports_rel.ko").write_bytes((FIX / "x86_64" / "exports-rel.ko").read_bytes())
+    (moddir / "ext-only.ko").write_bytes((FIX / "x86_64" / "ext-only.ko").read_bytes())
+    out = {}
+    for kmod in ("kmod34", "kmod-pr270"):
+        p = cli("depmod", "--as", kmod, "-b", str(tmp_path), "-n", "-e", "-F", "/dev/null", "1.2.3")
+        out[kmod] = p.stderr
+    # -F never compares CRCs; what differs is only which imports PR #270 reports (module_layout from ext)
+    assert "ext-only.ko needs unknown symbol module_layout" in out["kmod-pr270"]
+    assert "ext-only.ko needs unknown symbol module_layout" not in out["kmod34"]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..consumers import KMOD_RELEASES
+from ..consumers import KMOD_MODELS
 from .output import add_as_option, emit
 
 
@@ -15,6 +15,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    result = KMOD_RELEASES[args.as_].dump_modversions(args.module)
+    result = KMOD_MODELS[args.as_].dump_modversions(args.module)
     emit(result)
     return result.status

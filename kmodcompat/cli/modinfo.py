@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from ..consumers import KMOD_RELEASES
+from ..consumers import KMOD_MODELS
 from .output import add_as_option, emit
 
 _SHORTCUTS = {"author": "-a", "description": "-d", "license": "-l", "parm": "-p", "filename": "-n"}
@@ -29,7 +29,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    kmod = KMOD_RELEASES[args.as_]
+    kmod = KMOD_MODELS[args.as_]
     sep = "\0" if args.null else "\n"
     dirname = os.path.join(args.basedir or "/", "lib/modules", args.kver or os.uname().release)
     status = 0

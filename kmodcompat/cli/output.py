@@ -34,7 +34,8 @@ def flush_held() -> None:
 
 
 def add_as_option(p, default: str = "kmod34") -> None:
-    from ..consumers import KMOD_RELEASES
+    from ..consumers import KMOD_MODELS
 
-    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_RELEASES), default=default,
-                   help=f"kmod release to emulate: {', '.join(sorted(KMOD_RELEASES))} (default {default})")
+    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_MODELS), default=default,
+                   help=f"kmod to emulate: {', '.join(sorted(KMOD_MODELS))} (default {default}; kmod-pr270 is "
+                        "kmod with the unmerged extended-modversions support)")

@@ -20,6 +20,9 @@ from .kmod_pr270 import KMOD_PR270
 #: kmod releases we emulate byte for byte, by CLI identifier; kmod34 is the default.
 KMOD_RELEASES: dict[str, Kmod] = {KMOD30.id: KMOD30, KMOD34.id: KMOD34}
 DEFAULT_KMOD = KMOD34
+#: Every kmod model a command's ``--as`` accepts: the releases, and kmod with PR #270
+#: (unreleased, so no binary checks it; its rules are pinned by fixtures).
+KMOD_MODELS: dict[str, Kmod] = {**KMOD_RELEASES, KMOD_PR270.id: KMOD_PR270}
 
 #: Every consumer model by CLI identifier, in report order.
 CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
