@@ -151,3 +151,21 @@ def test_real_tree_report_validates(name, tmp_path):
     assert doc["tree"]["kernel_release"] == krel
     html = html_report.render(doc)
     assert "name-length-histogram" in html
+
+
+def test_report_embeds_a_diff_against_an_older_tree(tmp_path):
+    base, kver = demo_tree()
+    old = tmp_path / "old"
+    shutil.copytree(Path(base) / "lib" / "modules" / kver, old)
+    (old / "kernel" / "drivers" / "demo" / "kmc_ext_only.ko").unlink()  # the new tree adds this module
+    out = tmp_path / "r"
+    p = _cli("report", "-b", base, kver, "--out", str(out), "--diff-against", str(old))
+    assert p.returncode == 0, p.stderr
+    doc = json.loads((out / "report.json").read_text())
+    jsonschema.validate(doc, schema())
+    assert doc["diff"]["kind"] == "trees"
+    from importlib import resources
+    diff_schema = json.loads(resources.files("kmodcompat.report").joinpath("diff-schema.json").read_text())
+    jsonschema.validate(doc["diff"], diff_schema)
+    assert 'id="diff"' in (out / "report.html").read_text()
+    assert _cli("report", "-b", base, kver, "--out", str(out), "--diff-against", "/nonexistent").returncode == 2

@@ -29,6 +29,8 @@ import sys
 from importlib import resources
 
 from ..consumers import CONSUMERS
+from ..diff import diff_trees
+from ..diff import to_json as diff_json
 from ..report import build_report
 from ..report import html as html_report
 from ..report import markdown as md_report
@@ -50,6 +52,8 @@ def add_parser(sub) -> None:
                    "in the tree's headers, build/ or boot/)")
     p.add_argument("-F", "--system-map", metavar="System.map", help="kernel symbols (default: found in boot/)")
     p.add_argument("--out", help="output directory (default reports/<kernel release>)")
+    p.add_argument("--diff-against", metavar="OLD_TREE", help="an older module directory (…/lib/modules/KVER): the "
+                   "report then carries what changed from it (the HTML shows it as a section)")
     p.add_argument("--fail-on", default=DEFAULT_POLICY, metavar="POLICY", help=f"what counts as a break "
                    f"(default {DEFAULT_POLICY}); see below")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
@@ -98,6 +102,12 @@ def run(args) -> int:
             print(f"kmodcompat: {path}: no such file", file=sys.stderr)
             return 2
     doc = build_report(tree, args.symvers, args.system_map, jobs=args.jobs)
+    if args.diff_against is not None:
+        if not os.path.isdir(args.diff_against):
+            print(f"kmodcompat: {args.diff_against}: not a module directory", file=sys.stderr)
+            return 2
+        old = load_tree(args.diff_against, jobs=args.jobs, cache=cache)
+        doc["diff"] = diff_json(diff_trees(old, tree, jobs=args.jobs))
     out = args.out or os.path.join("reports", tree.kver)
     write_report(doc, out)
     for m in tree.failures:
