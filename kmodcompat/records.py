@@ -28,6 +28,11 @@ EM_PPC, EM_PPC64, EM_SPARC, EM_SPARCV9 = 20, 21, 2, 43
 MODVERSION_ENTRY_SIZE = 64
 
 
+def path_to_modname(path: str) -> str:
+    """libkmod's ``path_to_modname()``: basename up to the first '.', every '-' as '_'."""
+    return path.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_")
+
+
 def text(raw: bytes) -> str:
     """Decode an ELF string so that it round-trips byte for byte."""
     return raw.decode("utf-8", "surrogateescape")
@@ -217,8 +222,7 @@ class ModuleRecord:
     @property
     def name(self) -> str:
         """Module name as kmod derives it from the path (basename up to the first '.', '-' → '_')."""
-        base = self.path.rsplit("/", 1)[-1]
-        return base.split(".", 1)[0].replace("-", "_")
+        return path_to_modname(self.path)
 
     @property
     def modversions_format(self) -> str:

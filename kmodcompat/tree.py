@@ -37,7 +37,7 @@ from .depmod.config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config
 from .depmod.diagnostics import ERROR, WARNING, Diagnostic, diag
 from .depmod.libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from .errors import ModuleReadError
-from .records import ModuleRecord, raw
+from .records import ModuleRecord, path_to_modname, raw
 from .cache import RecordCache, parse_cached
 from .depmod.stdio import fgets_lines
 
@@ -52,11 +52,6 @@ def make_absolute(path: str) -> str:
     if path.startswith("/"):
         return path
     return f"{os.getcwd()}/{path}"
-
-
-def path_to_modname(path: str) -> str:
-    """``path_to_modname()``: basename up to the first '.', every '-' as '_'."""
-    return path.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..module import parse_module
-from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, raw
+from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, path_to_modname, raw
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, exporter_crcs, versioned_order
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
@@ -352,7 +352,7 @@ class Kmod:
             return ToolResult(raw(f"{filename}{separator}"), b"", 0)
         head = raw(f"{'filename:':<16}{filename}{separator}") if field is None else b""
         opened = self.open(path) if opened is None else self.as_opened(opened)
-        modname = os.path.basename(path).split(".", 1)[0].replace("-", "_")
+        modname = path_to_modname(path)
         fail = f"modinfo: ERROR: could not get modinfo from '{modname}': "
         if isinstance(opened, ModuleReadError):
             log = self._decoder_log(opened, "modinfo")
@@ -418,7 +418,7 @@ def lookup_module(name: str, dirname: str) -> str | None:
         with open(os.path.join(dirname, "modules.dep"), "rb") as f:
             for line in f:
                 rel = line.split(b":", 1)[0].decode("utf-8", "surrogateescape")
-                if os.path.basename(rel).split(".", 1)[0].replace("-", "_") == want:
+                if path_to_modname(rel) == want:
                     return rel if rel.startswith("/") else os.path.join(dirname, rel)
     except OSError:
         pass

@@ -101,12 +101,14 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
                           summarize=module_summary)
     kinds = system_map_kinds(system_map) if system_map else {}
     useful = crc_usefulness(records, kinds)
+    census = _census(records)
     doc = {
         "schema_version": SCHEMA_VERSION,
         "generator": {"name": "kmodcompat", "version": __version__},
-        "tree": _identity(tree, records, symvers if kernel and kernel.check_symvers else None, system_map, notes),
+        "tree": _identity(tree, records, census["modules_by_format"],
+                          symvers if kernel and kernel.check_symvers else None, system_map, notes),
         "counts": _counts(tree, records),
-        "format_census": _census(records),
+        "format_census": census,
         "consumers": _consumers(views, tree),
         "simulation": _simulation(views),
         "crc_usefulness": useful.as_dict(),
@@ -121,12 +123,11 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     return doc
 
 
-def _identity(tree, records, symvers, system_map, notes) -> dict:
+def _identity(tree, records, census: dict[str, int], symvers, system_map, notes) -> dict:
     machines = Counter(r.elf.machine for r in records)
     classes = Counter((r.elf.elfclass, r.elf.endian) for r in records)
     machine = machines.most_common(1)[0][0] if machines else None
     elfclass, endian = classes.most_common(1)[0][0] if classes else (None, None)
-    census = _census(records)["modules_by_format"]
     versioned = {f: n for f, n in census.items() if f != "none"}
     if not versioned:
         flavour = "none"
@@ -265,19 +266,8 @@ def _exports_usage(g: TreeGraph, records) -> dict:
     for _, exporter, data in dg.edges(data=True):
         for sym in data.get("symbols", ()):
             used.add((exporter, sym.removeprefix(".")))
-    per_exporter = Counter()
-    unused = []
-    for r in records:
-        name = r.name
-        for x in r.exports:
-            if (name, x.name) in used:
-                per_exporter[name] += 1
-            else:
-                unused.append(x.name)
-    users = Counter()
-    for importer, exporter, data in dg.edges(data=True):
-        if exporter != KERNEL_NODE:
-            users[exporter] += 1
+    unused = [x.name for r in records for x in r.exports if (r.name, x.name) not in used]
+    users = Counter(exporter for _, exporter in dg.edges() if exporter != KERNEL_NODE)
     return {"exported": sum(len(r.exports) for r in records), "unused": len(unused),
             "unused_sample": sorted(unused)[:50],
             "top_exporters": [{"module": m, "importers": n} for m, n in users.most_common(10)]}
