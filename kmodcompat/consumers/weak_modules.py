@@ -37,9 +37,25 @@ from .kmod34 import KMOD34
 _PATTERNS = (" needs unknown symbol ", " disagrees about version of symbol ")
 
 
+#: The last depmod view and its inputs: both gates ask for the same one in a row
+#: (views.compute_views calls them back to back). Holding the inputs keeps the
+#: identity test sound; the view is immutable, so sharing it is safe.
+_last: tuple | None = None
+
+
+def _depmod_view(rec, expected, truth, path, judge_unknown) -> ConsumerView:
+    global _last
+    key = (rec, expected, truth, path, judge_unknown)
+    if _last is not None and all(a is b for a, b in zip(_last[0], key)):
+        return _last[1]
+    v = KMOD34.view(rec, expected=expected, truth=truth, path=path, judge_unknown=judge_unknown)
+    _last = (key, v)
+    return v
+
+
 def _rejections(rec: ModuleRecord, expected, truth, path, judge_unknown) -> tuple[list[str], list[str]]:
     """depmod -e -E lines a gate greps for, and the false ones among them."""
-    v = KMOD34.view(rec, expected=expected, truth=truth, path=path, judge_unknown=judge_unknown)
+    v = _depmod_view(rec, expected, truth, path, judge_unknown)
     lines = [m for m in v.messages if m.startswith("depmod: ") and any(p in m for p in _PATTERNS)]
     return lines, [m for m in lines if m in v.false_messages]
 
