@@ -1,10 +1,16 @@
-"""A persistent cache of parsed module records (SQLite, standard library).
+"""A persistent cache of parsed module records and finished reports (SQLite, standard library).
 
 Parsing a compressed tree is mostly decompression; a second run over the
 same files should not pay it again. Entries are keyed so that a changed file
 is never served stale: absolute path, size, mtime (ns), inode and ctime
 must all match, and a file modified within the last two seconds (when mtime
 cannot be trusted to have moved) is also checked by a content hash.
+
+Beside the records it keeps the last few finished reports (:meth:`RecordCache.get_report`),
+each under a digest of everything the report was computed from (:func:`input_key`):
+the package's own code, the tree's survey and every input file's identity. An
+unchanged tree is then answered without reading a module; any change anywhere
+misses, and the records of the files that did not change still serve.
 
 The cache lives in ``$XDG_CACHE_HOME/kmodcompat`` (else ``~/.cache/kmodcompat``).
 Its schema is versioned together with the parser (:data:`CACHE_VERSION`); a
@@ -18,8 +24,10 @@ import os
 import pickle
 import sqlite3
 import time
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from functools import lru_cache
 
 from . import __version__
 from .errors import ModuleReadError
@@ -43,8 +51,44 @@ def _parser_fingerprint() -> str:
 CACHE_VERSION = f"1:{__version__}:{_parser_fingerprint()}"
 _RACY_SECONDS = 2.0
 _HASH_CHUNK = 1 << 20
+#: Finished reports kept (most recently used first): a few trees, not every one ever seen.
+_REPORTS_KEPT = 8
 
 Parsed = ModuleRecord | ModuleReadError
+
+
+@lru_cache(maxsize=None)
+def package_fingerprint() -> bytes:
+    """A hash of every source and data file of the package: a report depends on all of it."""
+    h = hashlib.blake2b(digest_size=16)
+    here = os.path.dirname(os.path.abspath(__file__))
+    for top, dirs, files in os.walk(here):
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__")
+        for name in sorted(files):
+            if name.endswith((".py", ".json")):
+                path = os.path.join(top, name)
+                h.update(os.path.relpath(path, here).encode() + b"\0")
+                with open(path, "rb") as f:
+                    h.update(f.read())
+    return h.digest()
+
+
+def input_key(parts: Iterable[object], files: Iterable[str]) -> str | None:
+    """A digest of the package's code, ``parts`` (by ``repr``) and each of ``files``' identity.
+
+    None, meaning "do not memoize", when a file is missing or was modified in
+    the last two seconds (its mtime could still move without changing).
+    """
+    h = hashlib.blake2b(package_fingerprint(), digest_size=20)
+    for part in parts:
+        h.update(repr(part).encode("utf-8", "surrogateescape") + b"\0")
+    now = time.time()
+    for path in files:
+        key = _stat_key(path)
+        if key is None or now - key[2] / 1e9 < _RACY_SECONDS:
+            return None
+        h.update(repr(key).encode("utf-8", "surrogateescape"))
+    return h.hexdigest()
 
 
 def default_path() -> str:
@@ -87,9 +131,11 @@ class RecordCache:
                 row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
                 if row is None or row[0] != CACHE_VERSION:
                     db.execute("DROP TABLE IF EXISTS records")
+                    db.execute("DROP TABLE IF EXISTS reports")
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('version', ?)", (CACHE_VERSION,))
                 db.execute("CREATE TABLE IF NOT EXISTS records (path TEXT PRIMARY KEY, size INTEGER, "
                            "mtime INTEGER, ino INTEGER, ctime INTEGER, hash TEXT, blob BLOB)")
+                db.execute("CREATE TABLE IF NOT EXISTS reports (key TEXT PRIMARY KEY, used REAL, blob BLOB)")
                 db.commit()
                 return db
             except sqlite3.DatabaseError:
@@ -157,10 +203,37 @@ class RecordCache:
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
 
-    def clear(self) -> int:
+    def get_report(self, key: str) -> str | None:
+        """The report text stored under ``key`` by :meth:`put_report`, or None."""
+        try:
+            row = self._db.execute("SELECT blob FROM reports WHERE key=?", (key,)).fetchone()
+            if row is None:
+                return None
+            text = zlib.decompress(row[0]).decode("utf-8")
+            with self._db:
+                self._db.execute("UPDATE reports SET used=? WHERE key=?", (time.time(), key))
+            return text
+        except (sqlite3.DatabaseError, zlib.error, UnicodeDecodeError):
+            return None  # a damaged entry is a miss; put_report overwrites it
+
+    def put_report(self, key: str, text: str) -> None:
         with self._db:
-            n = self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            self._db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?)",
+                             (key, time.time(), zlib.compress(text.encode("utf-8"), 1)))
+            self._db.execute("DELETE FROM reports WHERE key NOT IN (SELECT key FROM reports ORDER BY used DESC "
+                             "LIMIT ?)", (_REPORTS_KEPT,))
+
+    def counts(self) -> tuple[int, int]:
+        """(records, reports) held."""
+        return (self._db.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+                self._db.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+
+    def clear(self) -> tuple[int, int]:
+        """Empty the cache; (records, reports) removed."""
+        with self._db:
+            n = self.counts()
             self._db.execute("DELETE FROM records")
+            self._db.execute("DELETE FROM reports")
         self._db.execute("VACUUM")
         return n
 

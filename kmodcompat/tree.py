@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .consumers import DEFAULT_KMOD
 from .consumers.kmod import Kmod
@@ -41,7 +41,7 @@ from .records import ModuleRecord, path_to_modname, raw
 from .cache import RecordCache, parse_cached
 from .depmod.stdio import fgets_lines
 
-__all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "path_to_modname"]
+__all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "parse_tree", "path_to_modname"]
 
 #: glibc PATH_MAX: fgets() buffer of depmod_modules_sort().
 _PATH_MAX = 4096
@@ -315,7 +315,8 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
     :class:`DepmodConfig`, or the paths to read depmod.d files from (like
     repeated ``-C``); None reads the default directories under ``basedir``
     (see :func:`kmodcompat.depmod.config.config_paths`). ``parse`` False skips
-    reading the module files (their records are then read errors "not parsed").
+    reading the module files (their records are then read errors "not parsed"):
+    the survey alone, which :func:`parse_tree` completes.
     """
     if kver is None:
         dirname = make_absolute(basedir.rstrip("/") or "/")
@@ -335,13 +336,17 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
              for n in hash_order((raw(n) for n in search.found), MODULES_BY_NAME_BUCKETS)]
     order = _read(os.path.join(dirname, "modules.order"))
     names = _sort_by_order(names, search.found, order, dirname, kmod, diags)
-    paths = [search.found[n].path for n in names]
-    if parse:
-        parsed = parse_cached(paths, cache, jobs=jobs, progress=progress)
-    else:
-        parsed = [ModuleReadError(p, "not parsed", "not-parsed") for p in paths]
-    modules = tuple(TreeModule(n, search.found[n].path, search.found[n].relpath, kmod.as_opened(p))
-                    for n, p in zip(names, parsed))
-    return ModuleTree(dirname, kver, kmod, config, modules, tuple(search.shadowed), order,
+    modules = tuple(TreeModule(n, search.found[n].path, search.found[n].relpath,
+                               ModuleReadError(search.found[n].path, "not parsed", "not-parsed")) for n in names)
+    tree = ModuleTree(dirname, kver, kmod, config, modules, tuple(search.shadowed), order,
                       _read(os.path.join(dirname, "modules.builtin")),
                       _read(os.path.join(dirname, "modules.builtin.modinfo")), tuple(diags), tuple(search.skipped))
+    return parse_tree(tree, jobs=jobs, progress=progress, cache=cache) if parse else tree
+
+
+def parse_tree(tree: ModuleTree, jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
+               cache: "RecordCache | None" = None) -> ModuleTree:
+    """``tree`` (as ``load_tree(..., parse=False)`` surveyed it) with every module file parsed once."""
+    parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress)
+    return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, tree.kmod.as_opened(p))
+                                       for m, p in zip(tree.modules, parsed)))

@@ -140,3 +140,73 @@ def test_read_errors_survive_processes_and_pickling(tmp_path):
     assert all(isinstance(e, ModuleReadError) and e.code == "not-elf" and e.errno == 8 for e in out)
     e = pickle.loads(pickle.dumps(out[0]))
     assert (e.path, e.reason, e.code, e.errno) == (out[0].path, out[0].reason, out[0].code, out[0].errno)
+
+
+def _old_demo_tree(tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the demo tree whose files are old enough to be trusted by stat."""
+    src = REPO / "kmodcompat" / "demo"
+    base = tmp_path / "demo"
+    shutil.copytree(src, base)
+    for top, _, files in os.walk(base):
+        for f in files:
+            os.utime(os.path.join(top, f), (1_600_000_000, 1_600_000_000))
+    return base, os.listdir(base / "lib" / "modules")[0]
+
+
+def _report(base: Path, kver: str, out: Path, *extra: str) -> dict[str, str]:
+    from kmodcompat.cli import main
+
+    assert main(["report", "-b", str(base), kver, "--out", str(out), "-j", "1", "--fail-on", "none", *extra]) == 0
+    return {f: (out / f).read_text() for f in ("report.json", "report.md", "report.html")}
+
+
+def test_unchanged_tree_is_answered_from_the_report_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    base, kver = _old_demo_tree(tmp_path)
+    first = _report(base, kver, tmp_path / "r1")
+    import kmodcompat.cli.report as cli_report
+
+    def no_parse(*a, **k):
+        raise AssertionError("an unchanged tree was parsed again")
+
+    monkeypatch.setattr(cli_report, "parse_tree", no_parse)
+    assert _report(base, kver, tmp_path / "r2") == first
+    monkeypatch.undo()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _report(base, kver, tmp_path / "r3", "--no-cache") == first
+    with RecordCache() as c:
+        assert c.counts()[1] == 1
+
+
+def test_any_changed_input_misses_the_report_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    base, kver = _old_demo_tree(tmp_path)
+    first = _report(base, kver, tmp_path / "r1")
+    mods = sorted(p for p in (base / "lib" / "modules" / kver).rglob("*.ko*"))
+    # Same size and mtime, other bytes: only the inode and ctime tell (and the report must follow).
+    target, donor = mods[0], mods[1]
+    st = target.stat()
+    data = donor.read_bytes()
+    target.unlink()
+    target.write_bytes(data)
+    os.utime(target, ns=(st.st_atime_ns, 1_600_000_000 * 10**9))
+    changed = _report(base, kver, tmp_path / "r2")
+    assert changed["report.json"] != first["report.json"]
+    assert changed == _report(base, kver, tmp_path / "r3", "--no-cache")
+    # modules.order is read afresh by the survey: editing it changes the key too.
+    order = base / "lib" / "modules" / kver / "modules.order"
+    order.write_text("".join(reversed(order.read_text().splitlines(keepends=True))))
+    os.utime(order, (1_600_000_000, 1_600_000_000))
+    assert _report(base, kver, tmp_path / "r4") == _report(base, kver, tmp_path / "r5", "--no-cache")
+    with RecordCache() as c:
+        assert c.counts()[1] >= 2
+
+
+def test_input_key_follows_every_input(tmp_path):
+    paths = _copy_fixtures(tmp_path)
+    key = cache_mod.input_key(("tree", 1), paths)
+    assert key == cache_mod.input_key(("tree", 1), paths)
+    assert key != cache_mod.input_key(("tree", 2), paths)
+    assert cache_mod.input_key(("tree", 1), paths + [str(tmp_path / "missing.ko")]) is None
+    Path(paths[0]).write_bytes(Path(paths[0]).read_bytes())  # just written: mtime cannot be trusted yet
+    assert cache_mod.input_key(("tree", 1), paths) is None

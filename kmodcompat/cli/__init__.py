@@ -7,34 +7,27 @@ status; a traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from .. import __version__
-from . import (
-    cache,
-    depmod,
-    diff,
-    dump_modversions,
-    exports,
-    graph,
-    modinfo,
-    report,
-    show,
-    simulate,
-    symvers,
-    validate,
-    views,
-)
 from .output import flush_held
 
-COMMANDS = (modinfo, dump_modversions, show, depmod, exports, graph, symvers, views, simulate, report, diff,
-            validate, cache)
+#: Command name → its module in this package, in help order. A run imports only
+#: the module of the command it runs (the others pull in networkx, the depmod
+#: writers, ...): start-up is part of every command's time.
+COMMANDS = {
+    "modinfo": "modinfo", "dump-modversions": "dump_modversions", "show": "show", "depmod": "depmod",
+    "exports": "exports", "graph": "graph", "symvers": "symvers", "views": "views", "simulate": "simulate",
+    "report": "report", "diff": "diff", "validate": "validate", "cache": "cache",
+}
 
 #: Exit status for usage errors and unreadable input, shared by every command.
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or with ``only`` that one command's sub-parser (same options)."""
     parser = argparse.ArgumentParser(
         prog="kmodcompat",
         description="What kmod, busybox, module-init-tools, the kernel loader and the kABI gates see in your "
@@ -42,13 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"kmodcompat {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for cmd in COMMANDS:
-        cmd.add_parser(sub)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(f".{module}", __name__).add_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
         status = args.run(args)

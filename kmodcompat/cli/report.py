@@ -28,15 +28,14 @@ import os
 import sys
 from importlib import resources
 
+from ..cache import input_key
 from ..consumers import CONSUMERS
-from ..diff import diff_trees
-from ..diff import to_json as diff_json
-from ..report import build_report
 from ..report import html as html_report
 from ..report import markdown as md_report
+from ..report import find_kernel_files
 from ..scan import stderr_progress
 from ..simulate import FORMATS
-from ..tree import load_tree
+from ..tree import ModuleTree, load_tree, parse_tree
 from .inputs import add_cache_option, open_cache
 
 DEFAULT_POLICY = "unreadable"
@@ -74,26 +73,27 @@ def run(args) -> int:
     except ValueError as e:
         print(f"kmodcompat: --fail-on: {e}", file=sys.stderr)
         return 2
-    progress = stderr_progress("reading modules")
     cache = open_cache(args)
+    # The survey first (cheap: no module is read); the modules are parsed only
+    # when no finished report for exactly these inputs is in the cache.
     if args.basedir is not None:
         if len(args.operands) != 1:
             print("kmodcompat: -b BASEDIR takes exactly one kernel version", file=sys.stderr)
             return 2
-        tree = load_tree(args.basedir, args.operands[0], jobs=args.jobs, progress=progress, cache=cache)
+        tree = load_tree(args.basedir, args.operands[0], parse=False)
     elif args.operands:
         if len(args.operands) != 1 or not os.path.isdir(args.operands[0]):
             print(f"kmodcompat: {args.operands[0]}: not a module directory", file=sys.stderr)
             return 2
-        tree = load_tree(args.operands[0], jobs=args.jobs, progress=progress, cache=cache)
+        tree = load_tree(args.operands[0], parse=False)
     else:
         running = f"/lib/modules/{os.uname().release}"
         if os.path.isdir(running):
-            tree = load_tree(running, jobs=args.jobs, progress=progress, cache=cache)
+            tree = load_tree(running, parse=False)
         else:
             base, kver = demo_tree()
             print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
-            tree = load_tree(base, kver, jobs=args.jobs, progress=progress, cache=cache)
+            tree = load_tree(base, kver, parse=False)
     if not tree.modules:
         print(f"kmodcompat: {tree.dirname}: no modules found", file=sys.stderr)
         return 2
@@ -101,28 +101,68 @@ def run(args) -> int:
         if path is not None and not os.path.isfile(path):
             print(f"kmodcompat: {path}: no such file", file=sys.stderr)
             return 2
-    doc = build_report(tree, args.symvers, args.system_map, jobs=args.jobs)
+    found = find_kernel_files(tree)
+    symvers = args.symvers or found.get("symvers")
+    system_map = args.system_map or found.get("system_map")
+    key = report_key(tree, symvers, system_map) if cache is not None else None
+    text = cache.get_report(key) if key is not None else None
+    if text is not None:
+        doc = json.loads(text)
+    else:
+        from ..report import build_report  # the analysis proper: imported only when it runs
+
+        tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
+        doc = build_report(tree, symvers, system_map, jobs=args.jobs)
+        text = report_text(doc)
+        doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
+        if key is not None:
+            cache.put_report(key, text)
     if args.diff_against is not None:
         if not os.path.isdir(args.diff_against):
             print(f"kmodcompat: {args.diff_against}: not a module directory", file=sys.stderr)
             return 2
+        from ..diff import diff_trees, to_json
+
+        if not any(m.record is not None for m in tree.modules):
+            tree = parse_tree(tree, jobs=args.jobs, cache=cache)  # the report came from the cache
         old = load_tree(args.diff_against, jobs=args.jobs, cache=cache)
-        doc["diff"] = diff_json(diff_trees(old, tree, jobs=args.jobs))
+        doc["diff"] = to_json(diff_trees(old, tree, jobs=args.jobs))
+        text = report_text(doc)
     out = args.out or os.path.join("reports", tree.kver)
-    write_report(doc, out)
-    for m in tree.failures:
-        print(f"kmodcompat: {m.error}", file=sys.stderr)
+    write_report(doc, out, text)
+    for item in doc["unreadable"]:
+        if item["code"] != "skipped":
+            print(f"kmodcompat: {item['path']}: {item['reason']}", file=sys.stderr)
     broken = evaluate(policy, doc)
     print(f"kmodcompat: report for {tree.kver} ({doc['counts']['modules']} modules) in {out}/report.html"
           + (f"; breaks: {'; '.join(broken)}" if broken else ""), file=sys.stderr)
     return 1 if broken else 0
 
 
-def write_report(doc: dict, out: str) -> None:
+def report_key(tree: ModuleTree, symvers: str | None, system_map: str | None) -> str | None:
+    """What a finished report of ``tree`` is cached under: every input it is computed from.
+
+    The survey carries the module list, the depmod.d configuration as parsed,
+    modules.order and the built-in lists (read afresh on every run); the files
+    behind it (modules, Module.symvers, System.map) count by identity (path,
+    size, mtime, inode, ctime), as for cached records.
+    """
+    survey = (tree.dirname, tree.kver, tree.kmod.id, tree.config, tree.shadowed, tree.modules_order, tree.builtin,
+              tree.builtin_modinfo, tree.diagnostics, tree.skipped,
+              tuple((m.name, m.path, m.relpath) for m in tree.modules), symvers, system_map)
+    files = [m.path for m in tree.modules] + [p for p in (symvers, system_map) if p is not None]
+    return input_key(survey, files)
+
+
+def report_text(doc: dict) -> str:
+    return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+
+
+def write_report(doc: dict, out: str, text: str | None = None) -> None:
+    """``report.json`` (``text``: the document already serialized), ``report.md`` and ``report.html``."""
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "report.json"), "w") as f:
-        json.dump(doc, f, indent=1, sort_keys=False)
-        f.write("\n")
+        f.write(report_text(doc) if text is None else text)
     with open(os.path.join(out, "report.md"), "w") as f:
         f.write(md_report.render(doc))
     with open(os.path.join(out, "report.html"), "w") as f:

@@ -16,20 +16,21 @@ import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
-
-import networkx as nx
+from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..consumers.base import ConsumerView, tree_crcs
 from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
 from ..elf import machine_name
-from ..graph import KERNEL_NODE, TreeGraph, graph_for_tree
 from ..modversions.basic import name_limit
 from ..records import raw
 from ..rust import demangle, is_rust
 from ..tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
+
+if TYPE_CHECKING:
+    from ..graph import TreeGraph
 
 SCHEMA_VERSION = 1
 #: Consumers named in headlines and policies by default.
@@ -87,6 +88,8 @@ def load_kernel(symvers: str | None, system_map: str | None) -> tuple[KernelSymb
 def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
                  formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None) -> dict:
     """Everything kmodcompat measures about ``tree``, as a JSON-ready dict."""
+    from ..graph import graph_for_tree  # networkx: imported only when a report is computed
+
     found = find_kernel_files(tree)
     symvers = symvers or found.get("symvers")
     system_map = system_map or found.get("system_map")
@@ -237,6 +240,10 @@ def _name_lengths(records) -> dict:
 
 
 def _graph_facts(g: TreeGraph) -> dict:
+    import networkx as nx
+
+    from ..graph import KERNEL_NODE
+
     dg = g.graph
     modules_only = dg.subgraph([n for n in dg if n != KERNEL_NODE])
     depth = 0
@@ -261,6 +268,8 @@ def _graph_facts(g: TreeGraph) -> dict:
 
 
 def _exports_usage(g: TreeGraph, records) -> dict:
+    from ..graph import KERNEL_NODE
+
     dg = g.graph
     used: set[tuple[str, str]] = set()
     for _, exporter, data in dg.edges(data=True):
