@@ -6,7 +6,10 @@
 Each round runs, in alternation: kmod 30's depmod, kmod 34.2's depmod (each
 writing into its own scratch root whose module directories are symlinks to
 the tree), `kmodcompat report` cold (--no-cache, all cores), warm (cache
-filled by an untimed first run), and cold on one core (-j 1). Every
+filled by an untimed first run: the finished report is served), warm with
+one module file rewritten (same bytes, new inode: the report is recomputed
+from cached records but one, the case of a rebuilt out-of-tree module),
+and cold on one core (-j 1). Every
 command is timed by GNU time (wall, user+sys CPU, peak RSS of the process
 tree's largest member). The machine is shared and noisy: what matters is
 the median ratio kmodcompat/depmod, printed per pair. Not a test.
@@ -40,6 +43,36 @@ def timed(argv: list[str], env: dict | None = None) -> dict:
     return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
 
 
+def report_root(root: Path, krel: str, dst: Path) -> tuple[Path, Path]:
+    """A root for the report runs: the tree's directories linked, one module really copied.
+
+    The copy goes to ``updates/`` (which depmod's default search puts first, so
+    it stands in for the original) and can be rewritten between runs;
+    ``boot/`` and ``usr/`` are linked so the kernel's Module.symvers and
+    System.map are found as in the tree itself.
+    """
+    moddir = oracle.depmod_scratch_root(root, dst)
+    for top in ("boot", "usr"):
+        if (root / top).exists():
+            (dst / top).symlink_to((root / top).resolve())
+    order = (root / "lib" / "modules" / krel / "modules.order").read_text().split()
+    src = next(p for p in (Path(m) for m in oracle.tree_modules(root)) if "/kernel/" in str(p)
+               and p.name.split(".")[0] + ".ko" == Path(order[0]).name)
+    copy = moddir / "updates" / "bench" / src.name
+    copy.parent.mkdir(parents=True)
+    rewrite(copy, src.read_bytes())
+    return dst, copy
+
+
+def rewrite(path: Path, data: bytes | None = None) -> None:
+    """Write ``path`` anew (new inode), dated in the past so caches may trust its stat."""
+    data = path.read_bytes() if data is None else data
+    tmp = path.with_name(path.name + ".new")
+    tmp.write_bytes(data)
+    os.utime(tmp, (1_600_000_000, 1_600_000_000))
+    tmp.replace(path)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tree", default="trixie-amd64", help="a tree of tests/oracle.py TREES (fetched if missing)")
@@ -53,7 +86,8 @@ def main() -> None:
     env = {**os.environ, "XDG_CACHE_HOME": str(cache_home)}
     empty_conf = work / "depmod.d"
     empty_conf.mkdir()
-    report = [sys.executable, "-m", "kmodcompat", "report", "-b", str(root), krel, "--out", str(work / "out"),
+    kmc_root, changed = report_root(root, krel, work / "kmc")
+    report = [sys.executable, "-m", "kmodcompat", "report", "-b", str(kmc_root), krel, "--out", str(work / "out"),
               "--fail-on", "none"]
     scratch = {}
     depmods = {}
@@ -63,17 +97,20 @@ def main() -> None:
         depmods[v] = oracle.kmod_argv(v, "depmod") + ["-C", str(empty_conf), "-b", str(scratch[v]), krel]
     timed(report, env)  # untimed: fills the cache for the warm runs
     runs: dict[str, list[dict]] = {k: [] for k in ("depmod-kmod30", "depmod-kmod34", "report-cold", "report-warm",
-                                                   "report-cold-1core")}
+                                                   "report-1-changed", "report-cold-1core")}
     for i in range(args.rounds):
         runs["depmod-kmod30"].append(timed(depmods["kmod30"]))
         runs["report-cold"].append(timed(report + ["--no-cache"], env))
         runs["depmod-kmod34"].append(timed(depmods["kmod34"]))
         runs["report-warm"].append(timed(report, env))
+        rewrite(changed)
+        runs["report-1-changed"].append(timed(report, env))
         runs["report-cold-1core"].append(timed(report + ["--no-cache", "-j", "1"], env))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
     ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
-              for a in ("report-cold", "report-warm", "report-cold-1core") for b in ("depmod-kmod30", "depmod-kmod34")}
+              for a in ("report-cold", "report-warm", "report-1-changed", "report-cold-1core")
+              for b in ("depmod-kmod30", "depmod-kmod34")}
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
           f"{args.rounds} rounds (medians)")
     print(f"{'run':<20}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")

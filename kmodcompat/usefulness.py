@@ -72,6 +72,9 @@ def crc_usefulness(records: Iterable[ModuleRecord], symbol_kinds: Mapping[str, s
     c = Counter()
     lengths: Counter[int] = Counter()
     placeholder_funcs: set[str] = set()
+    # Names repeat across a tree (~190k imports, a few thousand distinct names):
+    # each name's length, Rust-ness and placeholder CRC are computed once.
+    facts: dict[str, tuple[int, bool, int]] = {}
     for r in recs:
         c["modules"] += 1
         basic = {m.name.removeprefix(".") for m in r.versions.entries} \
@@ -80,11 +83,14 @@ def crc_usefulness(records: Iterable[ModuleRecord], symbol_kinds: Mapping[str, s
         limit = name_limit(r.elf.elfclass)
         for imp in r.imports:
             name = imp.name.removeprefix(".")
+            fact = facts.get(name)
+            if fact is None:
+                fact = facts[name] = (len(raw(name)), is_rust(name), placeholder_crc(name))
+            length, rust, placeholder = fact
             c["imports"] += 1
-            lengths[len(raw(name))] += 1
-            rust = is_rust(name)
+            lengths[length] += 1
             c["rust_imports"] += rust
-            if len(raw(name)) > limit:
+            if length > limit:
                 c["too_long_for_basic"] += 1
             crc = crcs.get(name)
             if crc is None:
@@ -96,7 +102,7 @@ def crc_usefulness(records: Iterable[ModuleRecord], symbol_kinds: Mapping[str, s
                 c["versioned_ext_only"] += 1
                 c["rust_ext_only"] += rust
             c["rust_versioned"] += rust
-            if crc == placeholder_crc(name):
+            if crc == placeholder:
                 c["placeholder_int"] += 1
                 kind = kinds.get(name)
                 if kind == "func":

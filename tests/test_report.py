@@ -169,3 +169,26 @@ def test_report_embeds_a_diff_against_an_older_tree(tmp_path):
     jsonschema.validate(doc["diff"], diff_schema)
     assert 'id="diff"' in (out / "report.html").read_text()
     assert _cli("report", "-b", base, kver, "--out", str(out), "--diff-against", "/nonexistent").returncode == 2
+
+
+def test_longest_chain_is_networkx_dag_longest_path_length():
+    import random
+
+    import networkx as nx
+
+    from kmodcompat.report import _longest_chain
+
+    rnd = random.Random(7)
+    for seed in range(200):
+        n = rnd.randint(0, 25)
+        g = nx.gnp_random_graph(n, rnd.random() * 0.2, directed=True, seed=seed)
+        if rnd.random() < 0.7:  # mostly acyclic, as real trees are
+            g = nx.DiGraph([(u, v) for u, v in g.edges() if u < v])
+            g.add_nodes_from(range(n))
+        g = nx.relabel_nodes(g, {i: f"m{i}" for i in g})
+        if rnd.random() < 0.5:
+            g.add_edges_from((f"m{i}", "vmlinux") for i in range(0, n, 3))
+        mods = [x for x in g if x != "vmlinux"]
+        sub = g.subgraph(mods)
+        want = nx.dag_longest_path_length(sub) if mods and nx.is_directed_acyclic_graph(sub) else 0
+        assert _longest_chain(g, mods, "vmlinux") == want

@@ -218,10 +218,13 @@ def _name_lengths(records) -> dict:
     hist: Counter[int] = Counter()
     over = Counter()
     longest = []
+    lengths: dict[str, int] = {}  # by name: names repeat across modules
     for r in records:
         limit = name_limit(r.elf.elfclass)
         for imp in r.imports:
-            n = len(raw(imp.name.removeprefix(".")))
+            n = lengths.get(imp.name)
+            if n is None:
+                n = lengths[imp.name] = len(raw(imp.name.removeprefix(".")))
             hist[n] += 1
             if n > limit:
                 over["imports"] += 1
@@ -240,19 +243,14 @@ def _name_lengths(records) -> dict:
 
 
 def _graph_facts(g: TreeGraph) -> dict:
-    import networkx as nx
-
     from ..graph import KERNEL_NODE
 
     dg = g.graph
-    modules_only = dg.subgraph([n for n in dg if n != KERNEL_NODE])
-    depth = 0
-    if modules_only.number_of_nodes() and nx.is_directed_acyclic_graph(modules_only):
-        depth = nx.dag_longest_path_length(modules_only)
-    indeg = sorted(((dg.in_degree(n), n) for n in modules_only), key=lambda x: (-x[0], x[1]))[:10]
+    modules = [n for n in dg if n != KERNEL_NODE]
+    indeg = sorted(((dg.in_degree(n), n) for n in modules), key=lambda x: (-x[0], x[1]))[:10]
     return {
         "nodes": dg.number_of_nodes(), "edges": dg.number_of_edges(),
-        "longest_dependency_chain": depth,
+        "longest_dependency_chain": _longest_chain(dg, modules, KERNEL_NODE),
         "cycles": [list(c) for c in g.cycles],
         "strongly_connected": [list(c) for c in g.components],
         "unresolved": [{"module": m, "symbol": s, "weak": w} for m, s, w in g.unresolved],
@@ -265,6 +263,25 @@ def _graph_facts(g: TreeGraph) -> dict:
             "by_reason": dict(Counter(d.reason for d in g.disagreements)),
         },
     }
+
+
+def _longest_chain(dg, modules: list[str], kernel: str) -> int:
+    """Edges on the longest dependency path among modules (networkx's
+    ``dag_longest_path_length``, unweighted); 0 when they form a cycle."""
+    succ = {n: [s for s in dg.successors(n) if s != kernel] for n in modules}
+    users = Counter(s for n in modules for s in succ[n])
+    ready = [n for n in modules if not users[n]]
+    dist = dict.fromkeys(modules, 0)
+    done = 0
+    while ready:
+        n = ready.pop()
+        done += 1
+        for s in succ[n]:
+            dist[s] = max(dist[s], dist[n] + 1)
+            users[s] -= 1
+            if not users[s]:
+                ready.append(s)
+    return max(dist.values(), default=0) if done == len(modules) else 0
 
 
 def _exports_usage(g: TreeGraph, records) -> dict:
