@@ -9,11 +9,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from kmodcompat import cache as cache_mod
 from kmodcompat.cache import RecordCache, parse_cached
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.records import ModuleRecord
 from kmodcompat.scan import parse_many
+
+from . import oracle
 
 REPO = Path(__file__).resolve().parent.parent
 FIX = REPO / "fixtures" / "modules" / "x86_64"
@@ -210,3 +214,29 @@ def test_input_key_follows_every_input(tmp_path):
     assert cache_mod.input_key(("tree", 1), paths + [str(tmp_path / "missing.ko")]) is None
     Path(paths[0]).write_bytes(Path(paths[0]).read_bytes())  # just written: mtime cannot be trusted yet
     assert cache_mod.input_key(("tree", 1), paths) is None
+
+
+@pytest.mark.realtree
+def test_real_tree_report_identical_cached_uncached_serial_parallel(tmp_path, monkeypatch):
+    """One real tree (s390x, big-endian): the report is the same byte for byte whether
+    computed on one process or all, served from the report cache, or recomputed
+    from cached records."""
+    root = oracle.tree_root("trixie-s390x", fetch=os.environ.get("KMODCOMPAT_FETCH_TREES") == "1")
+    if root is None:
+        pytest.skip("tree trixie-s390x not available")
+    krel = oracle.tree_info(root)["krel"]
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    from kmodcompat.cli import main
+
+    def report(name: str, *extra: str) -> dict[str, bytes]:
+        out = tmp_path / name
+        assert main(["report", "-b", str(root), krel, "--out", str(out), "--fail-on", "none", *extra]) == 0
+        return {f: (out / f).read_bytes() for f in ("report.json", "report.md", "report.html")}
+
+    serial = report("serial", "--no-cache", "-j", "1")
+    assert report("parallel", "-j", "2") == serial  # fills both caches
+    with RecordCache() as c:
+        assert c.counts() == (len(oracle.tree_modules(root)), 1)
+    assert report("memo", "-j", "2") == serial
+    monkeypatch.setattr(RecordCache, "get_report", lambda self, key: None)
+    assert report("records", "-j", "2") == serial
