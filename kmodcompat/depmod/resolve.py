@@ -223,6 +223,16 @@ def _classify(rec: ModuleRecord | None, symbol: str, module_crc: int, expected: 
     return False, "crc-differs", ext_crc
 
 
+def _plain_find(symbols: dict[str, SymbolEntry]):
+    """:meth:`Depmod.symbol_find` without a prefix: the per-import hot path of a tree."""
+    get = symbols.get
+
+    def find(name: str) -> SymbolEntry | None:
+        return get(name[1:]) if name[:1] == "." else get(name)
+
+    return find
+
+
 def _load_dependencies(dm: Depmod) -> None:
     """``depmod_load_dependencies()`` / ``depmod_load_module_dependencies()``."""
     n = len(dm.modules)
@@ -230,12 +240,13 @@ def _load_dependencies(dm: Depmod) -> None:
     dm.users = [0] * n
     dm.kernel_imports = [[] for _ in range(n)]
     check = dm.kernel is not None and dm.kernel.check_symvers
+    find = dm.symbol_find if dm.prefix else _plain_find(dm.symbols)
     for i, m in enumerate(dm.modules):
         syms = dm.dep_symbols[i]
         if syms is None:
             continue
         for s in syms:
-            entry = dm.symbol_find(s.name)
+            entry = find(s.name)
             if entry is None:
                 dm.unresolved.append(Unresolved(i, s.name, s.weak))
                 if dm.print_unknown and not s.weak:
