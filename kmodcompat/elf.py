@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import errno
 import struct
+import sys
+from array import array
+from collections.abc import Sequence
 from functools import lru_cache
+from itertools import repeat
+from operator import attrgetter
 
 from .errors import ElfError
-from .records import ElfHeader, Section, text
+from .records import ElfHeader, Section, names_text
 
 _EHDR = {
     # e_type e_machine e_version e_entry e_phoff e_shoff e_flags e_ehsize
@@ -35,6 +40,10 @@ _SHDR = {
 _SHDR_SIZE = {64: 64, 32: 40}
 _EHDR_SIZE = {64: 64, 32: 52}
 EI_NIDENT = 16
+_HOST_LITTLE = sys.byteorder == "little"
+_new_tuple = tuple.__new__  # builds Section rows in one map, without the NamedTuple's Python __new__
+_section_name = attrgetter("name")
+_UNREAD = object()
 
 
 @lru_cache(maxsize=None)
@@ -45,6 +54,20 @@ def _struct(fmt: str, little: bool) -> struct.Struct:
 def struct_for(fmt: str, little: bool) -> struct.Struct:
     """A cached ``struct.Struct`` in the file's byte order."""
     return _struct(fmt, little)
+
+
+def column(table: bytes | memoryview, typecode: str, offset: int, entsize: int, little: bool) -> list[int]:
+    """One field of every ``entsize``-byte entry of ``table``, read in one pass.
+
+    ``typecode`` is the field's :mod:`array` type (B, H, I, Q); ``offset``, its place in
+    the entry, is a multiple of its size, as in every ELF table.
+    """
+    values = array(typecode)
+    values.frombytes(table)
+    if little != _HOST_LITTLE:
+        values.byteswap()
+    width = values.itemsize
+    return values[offset // width::entsize // width].tolist()
 
 
 class ElfImage:
@@ -95,25 +118,19 @@ class ElfImage:
             raise ElfError("section name table runs past the end of the file", "truncated")
         if str_size == 0 or data[str_off + str_size - 1] != 0:
             raise ElfError("section name table does not end with NUL", "bad-elf-header")
-        names = StringTable(data, str_off, str_off + str_size)
-        sections = []
-        for i, (sh_name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link, sh_info, sh_align,
-                sh_entsize) in enumerate(rows):
-            # sh_name >= str_size: kmod fails the lookup of such a section; it can never match a name.
-            # None past that only comes from a hostile table spending StringTable's budget.
-            name = names.text(sh_name) or ""
-            sections.append(Section(i, name, sh_type, sh_flags, sh_addr, sh_offset, sh_size, sh_link,
-                                    sh_info, sh_align, sh_entsize))
-        self.sections: tuple[Section, ...] = tuple(sections)
+        # sh_name >= str_size: kmod fails the lookup of such a section; it can never match a name.
+        # None past that only comes from a hostile table spending StringTable's budget.
+        columns = list(zip(*rows))  # sh_name, sh_type, ... sh_entsize
+        names = [name or "" for name in StringTable(data, str_off, str_off + str_size).texts(columns[0])]
+        self.sections: tuple[Section, ...] = tuple(map(_new_tuple, repeat(Section),
+                                                       zip(range(e_shnum), names, *columns[1:])))
         self._names: dict[str, Section] | None = None
 
     def section(self, name: str) -> Section | None:
         """First section (index >= 1) called ``name``; flags are ignored, as in kmod."""
         if self._names is None:
-            names: dict[str, Section] = {}
-            for s in self.sections[1:]:
-                names.setdefault(s.name, s)
-            self._names = names
+            last_first = self.sections[:0:-1]  # so that the first section of a name is stored last, and wins
+            self._names = dict(zip(map(_section_name, last_first), last_first))
         return self._names.get(name)
 
     def in_bounds(self, sec: Section) -> bool:
@@ -147,6 +164,9 @@ class StringTable:
     merges common tails, and the reads of a Debian module (the ``__crc_`` /
     ``__ksymtab_`` suffixes ksymtab reads included) cover at most 1.55 times
     its table (measured over bookworm amd64 and trixie armmp).
+
+    Strings are interned: section and symbol names repeat across modules, and a
+    string shared by records pickles once per batch (see scan.parse_many).
     """
 
     BUDGET_FACTOR = 8
@@ -163,22 +183,54 @@ class StringTable:
 
     def text(self, offset: int) -> str | None:
         """The string at ``offset`` into the table, decoded; None when out of range or unterminated."""
-        try:
-            return self._cache[offset]
-        except KeyError:
-            pass
+        cache = self._cache
+        value = cache.get(offset, _UNREAD)
+        if value is not _UNREAD:
+            return value
         value = None
         if 0 <= offset < self._size:
             start = self._start + offset
             stop = min(self._start + self._size, start + self._budget)
             nul = self._data.find(b"\0", start, stop)
             if nul >= 0:
-                value = text(self._data[start:nul])
+                value = sys.intern(self._data[start:nul].decode("utf-8", "surrogateescape"))
                 self._budget -= nul - start + 1
             else:
                 self._budget -= stop - start
-        self._cache[offset] = value
+        cache[offset] = value
         return value
+
+    def texts(self, offsets: Sequence[int]) -> list[str | None]:
+        """:meth:`text` of each offset, in order, read in bulk: the same strings, cache and budget."""
+        cache = self._cache
+        fresh = set(offsets).difference(cache)
+        if fresh and not self._read_at_once(fresh):
+            return list(map(self.text, offsets))
+        return list(map(cache.__getitem__, offsets))
+
+    def _read_at_once(self, offsets: set[int]) -> bool:
+        """Cache the strings at ``offsets`` (none read yet) at once; False if they must be read one by one.
+
+        Each string's NUL is searched for no further than an equal share of the
+        remaining budget. When every search succeeds, the scans fit the budget
+        together, so reading the strings one by one, in any order, would have
+        found the same NULs and spent the same budget. Otherwise nothing is read.
+        """
+        inside = [offset for offset in offsets if 0 <= offset < self._size]
+        if inside:
+            table = self._data[self._start:self._start + self._size]
+            share = self._budget // len(inside)
+            nuls = list(map(table.find, repeat(b"\0"), inside, map(share.__add__, inside)))
+            if -1 in nuls:
+                return False
+            self._budget -= sum(nuls) - sum(inside) + len(nuls)
+            if table.isascii():  # as in every real table: offsets into the decoded table are the same
+                strings = map(sys.intern, map(table.decode("ascii").__getitem__, map(slice, inside, nuls)))
+            else:
+                strings = names_text(list(map(table.__getitem__, map(slice, inside, nuls))))
+            self._cache.update(zip(inside, strings))
+        self._cache.update(dict.fromkeys(offsets.difference(inside)))  # out of range: None
+        return True
 
 
 def machine_name(machine: int) -> str:

@@ -1,6 +1,6 @@
 """Symbol table, imports and exports, read in bulk from raw section bytes.
 
-One pass over ``.symtab`` yields what every consumer needs:
+``.symtab`` gives what every consumer needs:
 
 * imports: UND symbols in table order (kmod_elf_get_dependency_symbols);
 * ``__crc_<sym>`` symbols resolved as kmod_elf_resolve_crc does (absolute
@@ -9,26 +9,39 @@ One pass over ``.symtab`` yields what every consumer needs:
   sections, their GPL-only flag (section name, or ``__kflagstab`` in 7.x),
   their namespace (``__kstrtabns_<sym>`` label into ``__ksymtab_strings``).
 
-Only symbols whose name is interesting are decoded; the rest cost one
-bytes comparison each.
+``.symtab`` is read a field at a time, each field of every symbol in one C
+call, and the labels are found by one search of ``.strtab``; Python code then
+visits only the undefined symbols and the labels, and decodes only their names
+(and, in a module with exports, those of its global symbols, for their kinds).
 """
 
 from __future__ import annotations
 
+import re
+from itertools import compress
+from operator import not_
 from typing import NamedTuple
 
-from .elf import ElfImage, StringTable, struct_for
+from .elf import ElfImage, StringTable, column, struct_for
 from .records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
                       Import, text)
 
-_SYM = {64: ("IBBHQQ", 24), 32: ("IIIBBH", 16)}
+#: Elf_Sym: size, offsets of st_info and st_shndx, type and offset of st_value (st_name is a u32 at 0).
+_SYM = {64: (24, 4, 6, "Q", 8), 32: (16, 12, 14, "I", 4)}
 _CRC_PREFIX = b"__crc_"
 _KSYMTAB_PREFIX = b"__ksymtab_"
 _KSTRTABNS_PREFIX = b"__kstrtabns_"
+#: Where a label can start in .strtab: "__" before the rest of a prefix. Only "__" is consumed, and
+#: no prefix has "_" as its third byte, so labels overlapping each other are all found.
+_LABEL = re.compile(rb"__(?=crc_|ksymtab_|kstrtabns_)")
+_LABEL_REACH = len(_KSTRTABNS_PREFIX) - 1  # bytes a label starting inside .strtab can read past its end
 _BAD_CRC = (1 << 64) - 1  # kmod's (uint64_t)-1 for a CRC it cannot resolve
 
 _KINDS = {0: "notype", 1: "object", 2: "func", 10: "func"}  # STT_GNU_IFUNC (10) is code too
 _GPL_SECTIONS = frozenset({"__ksymtab_gpl", "__ksymtab_unused_gpl"})
+_new_tuple = tuple.__new__  # builds Import rows without the NamedTuple's Python __new__
+#: st_info -> 1 when its binding is not STB_LOCAL (bytes.translate table)
+_NOT_LOCAL = bytes(st_info >> 4 != 0 for st_info in range(256))
 
 
 class SymbolScan(NamedTuple):
@@ -48,76 +61,85 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     if not (elf.in_bounds(symtab) and elf.in_bounds(strtab)):
         return SymbolScan((), (), (), (Finding("symtab-out-of-bounds", ".symtab or .strtab runs past the end of the file",
                                                ".symtab"),), False)
-    fmt, entsize = _SYM[elf.elfclass]
+    entsize, info_at, shndx_at, value_type, value_at = _SYM[elf.elfclass]
     data = elf.data
     size = symtab.size - symtab.size % entsize
     if size != symtab.size:
         findings.append(Finding("symtab-size-not-multiple",
                                 f".symtab size {symtab.size} is not a multiple of {entsize}", ".symtab"))
         return SymbolScan((), (), (), tuple(findings), False)
-    str_off, str_end = strtab.offset, strtab.offset + strtab.size
-    names = StringTable(data, str_off, str_end)  # bounded reads: see StringTable
-    rows = struct_for(fmt, elf.little).iter_unpack(memoryview(data)[symtab.offset + entsize:symtab.offset + size])
-    is64 = elf.elfclass == 64
-    sparc = elf.header.machine in (EM_SPARC, EM_SPARCV9)
-    sections = elf.sections
-    nsec = len(sections)
+    str_off, str_size = strtab.offset, strtab.size
+    names = StringTable(data, str_off, str_off + str_size)  # bounded reads: see StringTable
+    table = memoryview(data)[symtab.offset + entsize:symtab.offset + size]  # entry 0 is the null symbol
+    st_names = column(table, "I", 0, entsize, elf.little)
+    st_infos = bytes(table[info_at::entsize])
+    st_shndxs = column(table, "H", shndx_at, entsize, elf.little)
+    value_struct = struct_for(value_type, elf.little)
 
-    imports: list[Import] = []
+    def st_value(i: int) -> int:
+        return value_struct.unpack_from(table, i * entsize + value_at)[0]
+
+    rows = range(len(st_names))
+    undefined = list(compress(rows, map(not_, st_shndxs)))
+    label_offsets = {m.start() - str_off for m in _LABEL.finditer(data, str_off, str_off + str_size + _LABEL_REACH)}
+    nsec = len(elf.sections)
+    labels: dict[int, bytes] = {}  # symbol -> its label prefix
+    for i in compress(rows, map(label_offsets.__contains__, st_names)) if label_offsets else ():
+        st_shndx = st_shndxs[i]
+        st_name = st_names[i]
+        if st_shndx == SHN_UNDEF or st_name >= str_size:
+            continue
+        if data.startswith(_CRC_PREFIX, str_off + st_name):
+            labels[i] = _CRC_PREFIX
+        elif st_shndx < nsec:
+            labels[i] = _KSYMTAB_PREFIX if data.startswith(_KSYMTAB_PREFIX, str_off + st_name) else _KSTRTABNS_PREFIX
+    # A label's name after its prefix is the table's string at st_name + len(prefix), with the
+    # same NUL: reading it there shares the cache and the budget (a prefix running past the
+    # table's end reads as out of range, as an unterminated name did). The names are read in
+    # table order, as kmod reads them, and as StringTable spends its budget.
+    if labels:
+        visited = sorted([*undefined, *labels])
+        read = dict(zip(visited, names.texts([st_names[i] + len(labels.get(i, b"")) for i in visited])))
+        und_names = list(map(read.__getitem__, undefined))
+    else:
+        und_names = names.texts(list(map(st_names.__getitem__, undefined)))
+    # Names outside .strtab (their symbols are skipped) or without NUL. An undefined symbol's
+    # name outside .strtab reads as None too: it counts once.
+    bad_names = und_names.count(None)
+    if st_names and max(st_names) >= str_size:
+        bad_names += sum(str_size <= st_name for st_name, st_shndx in zip(st_names, st_shndxs) if st_shndx)
+    und_infos = list(map(st_infos.__getitem__, undefined))
+    if elf.header.machine in (EM_SPARC, EM_SPARCV9):  # register declarations are no imports
+        und_names = [None if info & 0xF == STT_SPARC_REGISTER else name for name, info in zip(und_names, und_infos)]
+    imports = [_new_tuple(Import, (name, info >> 4, info & 0xF)) for name, info in zip(und_names, und_infos) if name]
+
     crcs: list[CrcSymbol] = []
     ksym_labels: list[tuple[str, int, int]] = []  # (name, shndx, value)
     ns_labels: dict[str, tuple[int, int]] = {}
-    defined_globals: dict[int, int] = {}  # strtab offset -> STT_* of defined global/weak symbols
-    bad_names = 0
-    for row in rows:
-        if is64:
-            st_name, st_info, _other, st_shndx, st_value, _size = row
+    for i, prefix in labels.items():
+        name = read[i]
+        if prefix == _CRC_PREFIX:
+            if name is None:
+                bad_names += 1
+            else:
+                crcs.append(CrcSymbol(name, _resolve_crc(elf, st_value(i), st_shndxs[i]), st_infos[i] >> 4))
+        elif name is None:
+            continue
+        elif prefix == _KSYMTAB_PREFIX:
+            ksym_labels.append((name, st_shndxs[i], st_value(i)))
         else:
-            st_name, st_value, _size, st_info, _other, st_shndx = row
-        if st_name >= strtab.size:
-            bad_names += 1
-            continue
-        start = str_off + st_name
-        if st_shndx == SHN_UNDEF:
-            name = names.text(st_name)
-            if name is None:
-                bad_names += 1
-                continue
-            if not name:
-                continue
-            if sparc and st_info & 0xF == STT_SPARC_REGISTER:
-                continue
-            imports.append(Import(name, st_info >> 4, st_info & 0xF))
-            continue
-        if st_info >> 4 and st_shndx != SHN_ABS:  # global or weak definition: an exported symbol's kind
-            defined_globals[st_name] = st_info & 0xF
-        if not data.startswith(b"__", start):  # every label we want starts so
-            continue
-        # A label's name after its prefix is the table's string at st_name + len(prefix), with the
-        # same NUL: reading it there shares the cache and the budget (a prefix running past the
-        # table's end reads as out of range, as an unterminated name did).
-        if data.startswith(_CRC_PREFIX, start):
-            name = names.text(st_name + len(_CRC_PREFIX))
-            if name is None:
-                bad_names += 1
-                continue
-            crcs.append(CrcSymbol(name, _resolve_crc(elf, st_value, st_shndx), st_info >> 4))
-        elif data.startswith(_KSYMTAB_PREFIX, start) and st_shndx < nsec:
-            name = names.text(st_name + len(_KSYMTAB_PREFIX))
-            if name is not None:
-                ksym_labels.append((name, st_shndx, st_value))
-        elif data.startswith(_KSTRTABNS_PREFIX, start) and st_shndx < nsec:
-            name = names.text(st_name + len(_KSTRTABNS_PREFIX))
-            if name is not None:
-                ns_labels[name] = (st_shndx, st_value)
+            ns_labels[name] = (st_shndxs[i], st_value(i))
     if bad_names:
         findings.append(Finding("symtab-bad-name", f"{bad_names} symbol name(s) outside .strtab or without NUL",
                                 ".symtab"))
     kinds = {}
-    if defined_globals and ksym_labels:
+    if ksym_labels:
+        # strtab offset -> STT_* of the defined global and weak symbols: an exported symbol's kind
+        not_local = compress(zip(st_names, st_infos, st_shndxs), st_infos.translate(_NOT_LOCAL))
+        defined_globals = {st_name: st_info & 0xF for st_name, st_info, st_shndx in not_local
+                           if st_shndx != SHN_UNDEF and st_shndx != SHN_ABS and st_name < str_size}
         wanted = {name for name, _, _ in ksym_labels}
-        for st_name, stt in defined_globals.items():
-            name = names.text(st_name)
+        for name, stt in zip(names.texts(list(defined_globals)), defined_globals.values()):
             if name in wanted:
                 kinds[name] = _KINDS.get(stt, "other")
     exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, kinds, findings)

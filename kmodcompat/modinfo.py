@@ -7,6 +7,8 @@ string at its first '='. Repeated tags are kept in file order.
 
 from __future__ import annotations
 
+from sys import intern
+
 from .elf import ElfImage
 from .records import Finding, text
 
@@ -23,10 +25,12 @@ def parse(elf: ElfImage) -> tuple[tuple[tuple[str, str | None], ...], list[Findi
     findings = []
     if blob and blob[-1] != 0:
         findings.append(Finding("modinfo-unterminated", "the last .modinfo string has no NUL", SECTION))
+    # Decoded whole, then split: '\0' and '=' are ASCII, and UTF-8 never decodes across them.
+    # Interned: tags, and values such as vermagic and license, repeat in every module of a tree.
     pairs = []
-    for s in blob.split(b"\0"):
+    for s in text(blob).split("\0"):
         if not s:
             continue
-        key, eq, value = s.partition(b"=")
-        pairs.append((text(key), text(value) if eq else None))
+        key, eq, value = s.partition("=")
+        pairs.append((intern(key), intern(value) if eq else None))
     return tuple(pairs), findings

@@ -11,8 +11,11 @@ the same way, which is how the CLI prints them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
+from itertools import chain, repeat
+from sys import intern
+from typing import NamedTuple, TypeVar
 
 # ELF constants used across the package (values from the ELF gABI).
 SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
@@ -36,6 +39,19 @@ def path_to_modname(path: str) -> str:
 def text(raw: bytes) -> str:
     """Decode an ELF string so that it round-trips byte for byte."""
     return raw.decode("utf-8", "surrogateescape")
+
+
+def names_text(raw_names: list[bytes]) -> list[str]:
+    """:func:`text` of each name (none may hold a NUL), interned, in one decode.
+
+    UTF-8 never decodes bytes across an ASCII NUL together, so decoding the names
+    NUL-joined and splitting there is decoding each. Interned, a name is the same
+    object wherever it occurs (an import's ``.symtab`` name and its ``__versions``
+    name, the same section in every module), so a batch of records pickles it once.
+    """
+    if not raw_names:
+        return []
+    return list(map(intern, text(b"\0".join(raw_names)).split("\0")))
 
 
 def raw(s: str) -> bytes:
@@ -126,6 +142,50 @@ class Finding(NamedTuple):
     section: str | None = None
 
 
+_D = TypeVar("_D")
+#: Per dataclass: (position of a field holding NamedTuple rows, the rows' class).
+_ROW_FIELDS: dict[type, tuple[tuple[int, type], ...]] = {}
+
+
+def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
+    """Pickle a frozen dataclass as its field values, the NamedTuple rows of the named fields flattened.
+
+    A tree's records hold over a million rows (sections, imports, versions). Pickled
+    as NamedTuples, every row costs a Python-level call on each side (``__getnewargs__``
+    in the worker, the generated ``__new__`` in the parent). Each field's rows go as
+    one flat tuple of their values instead, which the pickle module handles in C
+    without a memo entry per row, and are rebuilt by C-level iteration: bookworm
+    amd64's records pickle in a quarter of the time, unpickle in a little over half,
+    and take 45% less space. (A ``__reduce__`` on the row classes returning ``tuple.__new__``
+    measured slower than the default: it adds an argument tuple and a memo entry
+    per row.) The dataclass itself is rebuilt by its ``__init__``, not by the slotted
+    dataclass' default ``__setstate__``, a Python loop over ``fields()``.
+    """
+    def wrap(cls: type[_D]) -> type[_D]:
+        names = tuple(f.name for f in fields(cls))
+        _ROW_FIELDS[cls] = tuple((names.index(name), row_type) for name, row_type in row_types.items())
+
+        def __reduce__(self: _D) -> tuple[Callable[..., _D], tuple[type[_D], list]]:
+            state = list(map(getattr, repeat(self), names))
+            for i, _ in _ROW_FIELDS[cls]:
+                state[i] = tuple(chain.from_iterable(state[i]))
+            return _unpickle_flat, (cls, state)
+
+        cls.__reduce__ = __reduce__
+        return cls
+
+    return wrap
+
+
+def _unpickle_flat(cls: type[_D], state: list) -> _D:
+    new = tuple.__new__  # C-level: skips the NamedTuple's Python __new__
+    for i, row_type in _ROW_FIELDS[cls]:
+        values = iter(state[i])
+        state[i] = tuple(map(new, repeat(row_type), zip(*[values] * len(row_type._fields))))
+    return cls(*state)
+
+
+@_pickled_flat(entries=Modversion)
 @dataclass(frozen=True, slots=True)
 class BasicVersions:
     """The classic ``__versions`` section of fixed 64-byte entries."""
@@ -142,6 +202,7 @@ class BasicVersions:
         return self.size % self.entry_size == 0
 
 
+@_pickled_flat(entries=Modversion)
 @dataclass(frozen=True, slots=True)
 class ExtVersions:
     """``__version_ext_crcs`` (u32 array) + ``__version_ext_names`` (NUL-terminated names)."""
@@ -157,6 +218,7 @@ class ExtVersions:
     entries: tuple[Modversion, ...]  # pairs, as the kernel walks them (stops at the first missing name)
 
 
+@_pickled_flat(entries=Modversion)
 @dataclass(frozen=True, slots=True)
 class VarlenVersions:
     """Gary Guo's rejected 2023 variable-length ``__versions`` (u32 next, u32 crc, name)."""
@@ -164,6 +226,7 @@ class VarlenVersions:
     entries: tuple[Modversion, ...]
 
 
+@_pickled_flat()
 @dataclass(frozen=True, slots=True)
 class Signature:
     """The appended module signature (``~Module signature appended~``)."""
@@ -185,6 +248,7 @@ class Signature:
     pkcs7_error: str | None = None  # PKCS#7 present but not parseable
 
 
+@_pickled_flat(sections=Section, imports=Import, crc_symbols=CrcSymbol, exports=Export, findings=Finding)
 @dataclass(frozen=True, slots=True)
 class ModuleRecord:
     """Everything kmodcompat knows about one module file."""

@@ -8,6 +8,8 @@ in input order, and a module that fails never stops the others.
 from __future__ import annotations
 
 import errno
+import gc
+import multiprocessing
 import os
 import signal
 import sys
@@ -100,6 +102,40 @@ def _run_chunk(worker: Callable[[str], T], paths: list[str]) -> list[T]:
     return [worker(p) for p in paths]
 
 
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while results pile up.
+
+    A tree's records are over a million objects, made in one go and free of
+    cycles. With the collector on, its passes over the growing heap cost more
+    than building them: on bookworm amd64 it was 1.1 s of the 1.5 s the parent
+    spent unpickling the records, and a third of a one-process parse.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def _start_worker() -> None:
+    # A forked worker inherits the parent's heap and its paused collector. Frozen, the
+    # inherited objects are never traversed (nor copied on write by the collector's
+    # bookkeeping); the worker's own garbage is collected as usual.
+    gc.freeze()
+    gc.enable()
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    # fork where the platform has it: no interpreter start and re-import per worker
+    # (Python 3.14 makes forkserver the default on Linux).
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker)
+
+
 def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str], jobs: int | None = None,
               progress: Callable[[int, int], None] | None = None) -> list[T | ModuleReadError]:
     """``worker(path)`` for every path, with ``jobs`` processes, in input order.
@@ -110,7 +146,12 @@ def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str]
     chunks run again, each in a fresh process, and a file that kills its
     process alone is reported as unreadable.
     """
-    jobs = default_jobs() if jobs is None else max(1, jobs)
+    with _gc_paused():
+        return _map_files(worker, paths, default_jobs() if jobs is None else max(1, jobs), progress)
+
+
+def _map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str], jobs: int,
+               progress: Callable[[int, int], None] | None) -> list[T | ModuleReadError]:
     total = len(paths)
     if jobs == 1 or total < _MIN_PARALLEL:
         out = []
@@ -126,7 +167,7 @@ def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str]
     results: list[list[T | ModuleReadError] | None] = [None] * len(chunks)
     done = 0
     try:
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
+        with _pool(jobs) as pool:
             futures = {pool.submit(_run_chunk, worker, chunk): i for i, chunk in enumerate(chunks)}
             for fut in as_completed(futures):
                 i = futures[fut]
@@ -148,7 +189,7 @@ def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str]
 def _isolated(worker: Callable[[str], T | ModuleReadError], paths: list[str]) -> list[T | ModuleReadError]:
     """Run ``paths`` in a fresh process; if it dies, each path alone, to find the one that kills it."""
     try:
-        with ProcessPoolExecutor(max_workers=1) as pool:
+        with _pool(1) as pool:
             return pool.submit(_run_chunk, worker, paths).result()
     except BrokenProcessPool:
         if len(paths) > 1:

@@ -8,13 +8,16 @@ four bytes of the field: reading only the first four would give 0.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 from ..elf import ElfImage, struct_for
-from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, raw, text
+from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
 
 SECTION = "__versions"
 _ENTRY_FMT = {64: "Q56s", 32: "I60s"}
 #: Bytes that unterminated names may read past their fields, in total, per table (see read_entries).
 _RUN_ON_BUDGET = 1 << 16
+_new_tuple = tuple.__new__  # builds Modversion rows without the NamedTuple's Python __new__
 
 
 def name_limit(elfclass: int) -> int:
@@ -63,25 +66,26 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     time and memory; past the cap a name stops at the end of its field.
     """
     crc_len = elfclass // 8
+    field_len = MODVERSION_ENTRY_SIZE - crc_len
     whole = size - size % MODVERSION_ENTRY_SIZE
-    entries = []
-    unterminated = 0
+    rows = list(struct_for(_ENTRY_FMT[elfclass], little).iter_unpack(memoryview(data)[offset:offset + whole]))
+    if not rows:
+        return [], 0
+    crcs, fields = zip(*rows)
+    raw_names = [f.partition(b"\0")[0] for f in fields]
+    entries = list(map(_new_tuple, repeat(Modversion), zip(crcs, names_text(raw_names), repeat(True))))
+    # A name filling its whole field has no NUL in it.
+    unterminated = [i for i, name in enumerate(raw_names) if len(name) == field_len]
     budget = _RUN_ON_BUDGET
-    rows = struct_for(_ENTRY_FMT[elfclass], little).iter_unpack(memoryview(data)[offset:offset + whole])
-    for i, (crc, field) in enumerate(rows):
-        nul = field.find(b"\0")
-        if nul >= 0:
-            entries.append(Modversion(crc, text(field[:nul])))
-            continue
-        unterminated += 1
+    for i in unterminated:
         start = offset + i * MODVERSION_ENTRY_SIZE + crc_len
-        field_end = start + len(field)
+        field_end = start + field_len
         stop = min(len(data), field_end + budget)
         end = data.find(b"\0", field_end, stop)
         end = end if end >= 0 else stop
         budget -= end - field_end
-        entries.append(Modversion(crc, text(data[start:end]), False))
-    return entries, unterminated
+        entries[i] = Modversion(crcs[i], text(data[start:end]), False)
+    return entries, len(unterminated)
 
 
 def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes:

@@ -12,11 +12,14 @@ names"), extra names after the last CRC are allowed.
 
 from __future__ import annotations
 
+from itertools import repeat
+
 from ..elf import ElfImage, struct_for
-from ..records import ExtVersions, Finding, Modversion, raw, text
+from ..records import ExtVersions, Finding, Modversion, names_text, raw
 
 CRCS = "__version_ext_crcs"
 NAMES = "__version_ext_names"
+_new_tuple = tuple.__new__  # builds Modversion rows without the NamedTuple's Python __new__
 
 
 def parse(elf: ElfImage) -> tuple[ExtVersions | None, list[Finding]]:
@@ -57,7 +60,7 @@ def parse(elf: ElfImage) -> tuple[ExtVersions | None, list[Finding]]:
             unterminated_tail = pieces[-1] != b""
             names = pieces[:-1]
     n = len(crcs)
-    entries = tuple(Modversion(crc, text(name)) for crc, name in zip(crcs, names))
+    entries = tuple(map(_new_tuple, repeat(Modversion), zip(crcs, names_text(names[:n]), repeat(True))))
     if csec is not None and nsec is not None:
         if len(names) < n:
             why = " (the last name has no NUL)" if unterminated_tail else ""
