@@ -160,6 +160,12 @@ class RecordCache:
 
     def get_many(self, paths: Sequence[str]) -> list[Parsed | None]:
         """Cached results for ``paths`` (None where missing or stale), in order."""
+        from .scan import gc_paused  # a tree's records: a million objects, no cycles
+
+        with gc_paused():
+            return self._get_many(paths)
+
+    def _get_many(self, paths: Sequence[str]) -> list[Parsed | None]:
         out: list[Parsed | None] = []
         now = time.time()
         for p in paths:

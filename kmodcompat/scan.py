@@ -103,7 +103,7 @@ def _run_chunk(worker: Callable[[str], T], paths: list[str]) -> list[T]:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while results pile up.
 
     A tree's records are over a million objects, made in one go and free of
@@ -146,7 +146,7 @@ def map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str]
     chunks run again, each in a fresh process, and a file that kills its
     process alone is reported as unreadable.
     """
-    with _gc_paused():
+    with gc_paused():
         return _map_files(worker, paths, default_jobs() if jobs is None else max(1, jobs), progress)
 
 
