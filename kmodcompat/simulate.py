@@ -23,11 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dataclasses import replace
+from functools import cached_property, lru_cache
 
 from .consumers.base import own_crcs
 from .elf import ElfImage, struct_for
 from .modversions import basic, extended, varlen
-from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, ModuleRecord, Section, raw
+from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, ModuleRecord, Section, raw
 from .signature import unsigned_length
 
 FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
@@ -54,43 +55,75 @@ def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -
     exporters' CRCs in a tree); imports with no known CRC are left out, as
     modpost skips them.
     """
-    crcs = dict(extra or {})
-    crcs.update(own_crcs(rec))
+    own = own_crcs(rec)
+    extra = extra or {}
     out: list[tuple[int, str]] = []
     seen: set[str] = set()
     for imp in rec.imports:
-        if imp.name in crcs and imp.name not in seen and imp.name != "module_layout":
-            out.append((crcs[imp.name], imp.name))
-            seen.add(imp.name)
-    if "module_layout" in crcs:
-        out.append((crcs["module_layout"], "module_layout"))
+        name = imp.name
+        if name in seen or name == "module_layout":
+            continue
+        if name in own:
+            out.append((own[name], name))
+        elif name in extra:
+            out.append((extra[name], name))
+        else:
+            continue
+        seen.add(name)
+    if "module_layout" in own:
+        out.append((own["module_layout"], "module_layout"))
+    elif "module_layout" in extra:
+        out.append((extra["module_layout"], "module_layout"))
     return out
 
 
 def encode(entries: list[tuple[int, str]], fmt: str, elfclass: int, little: bool) -> dict[str, tuple[bytes, int]]:
     """Section name → (bytes, alignment) for ``fmt``."""
-    if fmt not in FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
-    if not entries and fmt != "none":
-        raise NoVersionsError("no import has a known CRC: the module was built without MODVERSIONS")
-    word = elfclass // 8
-    out: dict[str, tuple[bytes, int]] = {}
-    limit = basic.name_limit(elfclass)
-    if fmt == "basic":
-        long = [n for _, n in entries if len(raw(n)) > limit]
-        if long:
+    return _Tables(entries, elfclass, little).encode(fmt)
+
+
+class _Tables:
+    """:func:`encode` of one list of entries in several formats: a table two formats share is encoded once."""
+
+    def __init__(self, entries: list[tuple[int, str]], elfclass: int, little: bool):
+        self.entries = entries
+        self.elfclass = elfclass
+        self.little = little
+        self.limit = basic.name_limit(elfclass)
+        self.short = [(c, n) for c, n in entries if len(raw(n)) <= self.limit]
+
+    @cached_property
+    def basic_table(self) -> bytes:
+        """``__versions`` of the names that fit (every name, in a basic-only build that succeeds)."""
+        return basic.encode(self.short, self.elfclass, self.little)
+
+    @cached_property
+    def ext_tables(self) -> tuple[bytes, bytes]:
+        return extended.encode(self.entries, self.little)
+
+    @cached_property
+    def varlen_table(self) -> bytes:
+        return varlen.encode(self.entries, self.little)
+
+    def encode(self, fmt: str) -> dict[str, tuple[bytes, int]]:
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
+        entries, limit = self.entries, self.limit
+        if not entries and fmt != "none":
+            raise NoVersionsError("no import has a known CRC: the module was built without MODVERSIONS")
+        out: dict[str, tuple[bytes, int]] = {}
+        if fmt == "basic" and len(self.short) < len(entries):
+            long = [n for _, n in entries if len(raw(n)) > limit]
             raise BuildError(f'modpost: too long symbol "{long[0]}" ({len(long)} name(s) over {limit} characters)')
-        out[basic.SECTION] = (basic.encode(entries, elfclass, little), word)
-    elif fmt == "basic+ext":
-        short = [(c, n) for c, n in entries if len(raw(n)) <= limit]
-        out[basic.SECTION] = (basic.encode(short, elfclass, little), word)
-    if fmt in ("basic+ext", "ext-only"):
-        crcs, names = extended.encode(entries, little)
-        out[extended.CRCS] = (crcs, 4)
-        out[extended.NAMES] = (names, 1)
-    if fmt == "varlen":
-        out[varlen.SECTION] = (varlen.encode(entries, little), 1)
-    return out
+        if fmt in ("basic", "basic+ext"):
+            out[basic.SECTION] = (self.basic_table, self.elfclass // 8)
+        if fmt in ("basic+ext", "ext-only"):
+            crcs, names = self.ext_tables
+            out[extended.CRCS] = (crcs, 4)
+            out[extended.NAMES] = (names, 1)
+        if fmt == "varlen":
+            out[varlen.SECTION] = (self.varlen_table, 1)
+        return out
 
 
 def simulate(rec: ModuleRecord, data: bytes, fmt: str, extra: Mapping[str, int] | None = None) -> bytes:
@@ -108,30 +141,82 @@ def simulate_record(rec: ModuleRecord, fmt: str, extra: Mapping[str, int] | None
     the original's, less the signature. Tree-wide views use this: it costs
     no decompression.
     """
-    tables = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
-    base = rec.signature.offset if rec.signature is not None and rec.signature.kmod_accepts else rec.image_size
-    kept = [s for s in rec.sections if s.name not in VERSION_SECTIONS]
-    sections = [s._replace(index=i) for i, s in enumerate(kept)]
-    end = base
+    return Simulation(rec, extra).record(fmt)
+
+
+class Simulation:
+    """:func:`simulate_record` of one module in several formats: what no format changes is done once."""
+
+    def __init__(self, rec: ModuleRecord, extra: Mapping[str, int] | None = None):
+        self.rec = rec
+        self._tables = _Tables(import_versions(rec, extra), rec.elf.elfclass, rec.elf.little_endian)
+        self._base = rec.signature.offset if rec.signature is not None and rec.signature.kmod_accepts \
+            else rec.image_size
+        kept = [s for s in rec.sections if s.name not in VERSION_SECTIONS]
+        self._sections = tuple(s if s.index == i else Section(i, *s[1:]) for i, s in enumerate(kept))
+        self._findings = tuple(f for f in rec.findings if f.section not in VERSION_SECTIONS
+                               and not f.code.startswith("signature"))
+
+    def record(self, fmt: str) -> ModuleRecord:
+        """:func:`simulate_record` in ``fmt``."""
+        rec = self.rec
+        tables = self._tables.encode(fmt)
+        sections = list(self._sections)
+        end = self._base
+        for name, (blob, alignment) in tables.items():
+            end += -end % alignment
+            sections.append(Section(len(sections), name, SHT_PROGBITS, SHF_ALLOC, 0, end, len(blob), 0, 0,
+                                    alignment, 0))
+            end += len(blob)
+        vers = ext = var = None
+        findings = self._findings
+        if tables:  # without version sections every parser finds nothing
+            mini = ElfImage(_tables_image(tables, rec.elf.elfclass, rec.elf.little_endian))
+            vers, f1 = basic.parse(mini)
+            var, f2 = varlen.parse(mini)
+            ext, f3 = extended.parse(mini)
+            index = {name: i for i, name in enumerate(tables, len(self._sections))}
+            if vers is not None:
+                vers = replace(vers, section_index=index[basic.SECTION])
+            if ext is not None:
+                ext = replace(ext, crcs_section_index=index[extended.CRCS], names_section_index=index[extended.NAMES])
+            findings += tuple(f1 + f2 + f3)
+        return replace(rec, sections=tuple(sections), versions=vers, ext_versions=ext, varlen_versions=var,
+                       signature=None, findings=findings, image_size=end)
+
+
+def _tables_image(tables: dict[str, tuple[bytes, int]], elfclass: int, little: bool) -> bytes:
+    """``rewrite_sections(_empty_elf(elfclass, little), (), tables)``, written directly.
+
+    The same bytes (the tests compare them) without parsing the empty image
+    and looking its names up each time: the tables' names are all new to it.
+    """
+    is64 = elfclass == 64
+    out = bytearray(_empty_elf(elfclass, little))
+    names = bytearray(b"\0.shstrtab\0")
+    rows = [(0,) * 10, ()]
     for name, (blob, alignment) in tables.items():
-        end += -end % alignment
-        sections.append(Section(len(sections), name, SHT_PROGBITS, SHF_ALLOC, 0, end, len(blob), 0, 0, alignment, 0))
-        end += len(blob)
-    mini = ElfImage(rewrite_sections(_empty_elf(rec.elf.elfclass, rec.elf.little_endian), (), tables))
-    vers, f1 = basic.parse(mini)
-    var, f2 = varlen.parse(mini)
-    ext, f3 = extended.parse(mini)
-    index = {s.name: s.index for s in sections}
-    if vers is not None:
-        vers = replace(vers, section_index=index[basic.SECTION])
-    if ext is not None:
-        ext = replace(ext, crcs_section_index=index[extended.CRCS], names_section_index=index[extended.NAMES])
-    findings = tuple(f for f in rec.findings if f.section not in VERSION_SECTIONS
-                     and not f.code.startswith("signature")) + tuple(f1 + f2 + f3)
-    return replace(rec, sections=tuple(sections), versions=vers, ext_versions=ext, varlen_versions=var,
-                   signature=None, findings=findings, image_size=end)
+        out += bytes(-len(out) % max(alignment, 1))
+        rows.append((len(names), SHT_PROGBITS, SHF_ALLOC, 0, len(out), len(blob), 0, 0, alignment, 0))
+        names += raw(name) + b"\0"
+        out += blob
+    rows[1] = (1, SHT_STRTAB, 0, 0, len(out), len(names), 0, 0, 1, 0)
+    out += names
+    out += bytes(-len(out) % (8 if is64 else 4))
+    shoff = len(out)
+    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
+    for row in rows:
+        out += shdr.pack(*row)
+    if is64:
+        struct_for("Q", little).pack_into(out, 0x28, shoff)
+        struct_for("HH", little).pack_into(out, 0x3C, len(rows), 1)
+    else:
+        struct_for("I", little).pack_into(out, 0x20, shoff)
+        struct_for("HH", little).pack_into(out, 0x30, len(rows), 1)
+    return bytes(out)
 
 
+@lru_cache(maxsize=None)
 def _empty_elf(elfclass: int, little: bool) -> bytes:
     """ELF header + NULL section + .shstrtab: the smallest image the reader accepts."""
     is64 = elfclass == 64

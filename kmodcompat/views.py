@@ -19,11 +19,11 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS
-from .consumers.base import ConsumerView, exporter_crcs
+from .consumers import CONSUMERS, READERS
+from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
 from .scan import default_jobs
-from .simulate import FORMATS, BuildError, NoVersionsError, simulate_record
+from .simulate import FORMATS, BuildError, Simulation
 
 AS_IS = "as-is"
 ALL_FORMATS = (AS_IS,) + FORMATS
@@ -135,50 +135,56 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     bad = [f for f in formats if f not in ALL_FORMATS]
     if bad:
         raise ValueError(f"unknown format(s): {', '.join(bad)}; known: {', '.join(ALL_FORMATS)}")
-    acc: dict[tuple[str, str], Counter] = {(f, c): Counter() for f in formats for c in consumers}
-    verdicts: dict[tuple[str, str], Counter] = {(f, c): Counter() for f in formats for c in consumers}
+    readers = [READERS[c] for c in consumers]
+    simulated = [f for f in formats if f != AS_IS]
+    # Per format, per consumer (in ``consumers`` order): the _COUNTED sums and the verdicts.
+    counts = {f: [[0] * len(_COUNTED) for _ in consumers] for f in formats}
+    verdicts: dict[str, list[Counter]] = {f: [Counter() for _ in consumers] for f in formats}
+    modules = Counter()  # format → modules it could hold
+    versioned = Counter()  # format → versioned imports of those modules
+    not_buildable = Counter()
     kept: list[ModuleViews] = []
     for path, rec in entries:
         truth = exporter_crcs(rec)
-        exp = expected if expected is not None else truth
+        # One Reading per module and format: the consumers share what they derive from it.
+        reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
+        simulation = Simulation(rec, expected) if simulated else None
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
         for fmt in formats:
             if fmt == AS_IS:
-                target = rec
+                r = reading
             else:
                 try:
-                    target = simulate_record(rec, fmt, extra=expected)
-                except NoVersionsError as e:
-                    target = None
-                    why = str(e)
-                except BuildError as e:
-                    target = None
-                    why = str(e)
-            if target is None:
-                for c in consumers:
-                    acc[fmt, c]["not_buildable"] += 1
-                per_format[fmt] = why
-                continue
-            views = {}
-            for c in consumers:
-                v = CONSUMERS[c](target, expected=exp, truth=truth, path=path, judge_unknown=expected is not None)
-                views[c] = v
-                a = acc[fmt, c]
-                a["modules"] += 1
-                a["versioned_imports"] += len(truth)
-                a["visible"] += len(v.visible)
-                a["lost"] += len(v.lost)
-                a["modules_losing"] += bool(v.lost)
-                a["misread"] += len(v.misread)
-                a["unchecked"] += len(v.unchecked)
-                a["messages"] += len(v.messages)
-                a["false_messages"] += len(v.false_messages)
-                a["modules_false"] += bool(v.false_messages)
-                verdicts[fmt, c][v.verdict] += 1
-            per_format[fmt] = views
+                    r = reading.for_record(simulation.record(fmt))
+                except BuildError as e:  # NoVersionsError included
+                    not_buildable[fmt] += 1
+                    per_format[fmt] = str(e)
+                    continue
+            modules[fmt] += 1
+            versioned[fmt] += len(truth)
+            views = [read(r) for read in readers]
+            for v, a, verdict in zip(views, counts[fmt], verdicts[fmt]):
+                a[0] += len(v.visible)
+                a[1] += len(v.lost)
+                a[2] += len(v.misread)
+                a[3] += len(v.unchecked)
+                a[4] += len(v.messages)
+                a[5] += len(v.false_messages)
+                if v.lost:
+                    a[6] += 1
+                if v.false_messages:
+                    a[7] += 1
+                verdict[v.verdict] += 1
+            if fmt in keep_formats:
+                per_format[fmt] = dict(zip(consumers, views))
         if keep_formats:
             kept.append(ModuleViews(path, {f: (summarize(path, v) if summarize and not isinstance(v, str) else v)
                                            for f, v in per_format.items() if f in keep_formats}))
-    totals = tuple(Totals(f, c, **acc[f, c], verdicts=dict(sorted(verdicts[f, c].items())))
-                   for f in formats for c in consumers)
+    totals = tuple(Totals(f, c, modules[f], not_buildable[f], versioned[f], **dict(zip(_COUNTED, a)),
+                          verdicts=dict(sorted(verdict.items())))
+                   for f in formats for c, a, verdict in zip(consumers, counts[f], verdicts[f]))
     return ViewsResult(tuple(formats), consumers, totals, tuple(kept), expected is not None)
+
+
+#: The per-view counts of Totals, in the order _compute accumulates them.
+_COUNTED = ("visible", "lost", "misread", "unchecked", "messages", "false_messages", "modules_losing", "modules_false")

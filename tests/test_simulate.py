@@ -19,7 +19,7 @@ from kmodcompat.consumers.base import own_crcs
 from kmodcompat.depmod.kernel_symbols import load_module_symvers
 from kmodcompat.module import parse_module, parse_module_bytes
 from kmodcompat.opener import read_module_bytes
-from kmodcompat.simulate import FORMATS, BuildError, import_versions, simulate, simulate_record
+from kmodcompat.simulate import FORMATS, BuildError, import_versions, rewrite_sections, simulate, simulate_record
 
 from . import oracle
 
@@ -48,6 +48,20 @@ def test_simulated_fixture_has_the_format_and_the_same_versions(arch, fmt):
                       if s.name not in ("__versions", "__version_ext_crcs", "__version_ext_names", ".shstrtab")]
     assert keep(sim) == keep(rec)
     assert sim.imports == rec.imports and sim.exports == rec.exports and sim.modinfo == rec.modinfo
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "s390x", "arm", "ppc", "ppc64"])
+def test_simulated_record_reads_the_tables_from_the_rewritten_bytes(arch):
+    # simulate_record writes its minimal ELF directly; it must be rewrite_sections' image, byte for byte.
+    from kmodcompat.simulate import _empty_elf, _tables_image, encode
+    rec = parse_module(str(FIX / arch / "basic+ext.ko"))
+    for fmt in FORMATS:
+        try:
+            tables = encode(import_versions(rec), fmt, rec.elf.elfclass, rec.elf.little_endian)
+        except BuildError:
+            continue
+        empty = _empty_elf(rec.elf.elfclass, rec.elf.little_endian)
+        assert _tables_image(tables, rec.elf.elfclass, rec.elf.little_endian) == rewrite_sections(empty, (), tables)
 
 
 def _vmlinux_symvers(root: Path) -> tuple[Path, dict[str, int]]:

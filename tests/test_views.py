@@ -50,6 +50,31 @@ def test_as_is_equals_each_consumer_called_directly():
             assert m.by_format[AS_IS][c].as_dict() == view(rec, path=path, judge_unknown=False).as_dict()
 
 
+def test_every_format_equals_each_consumer_called_directly():
+    # The consumers share their work across the models and the formats of a module; each
+    # view must still be what that model alone makes of that simulated record.
+    from kmodcompat.consumers.base import exporter_crcs
+    from kmodcompat.simulate import BuildError, simulate_record
+
+    mods = entries()
+    tree = {}
+    for _, rec in mods:
+        tree.update({k: v ^ (len(k) % 3 == 0) for k, v in exporter_crcs(rec).items()})  # some CRCs differ
+    for expected in (None, tree):
+        res = compute_views(mods, formats=ALL_FORMATS, expected=expected, keep_formats=ALL_FORMATS)
+        for (path, rec), m in zip(mods, res.modules):
+            truth = exporter_crcs(rec)
+            for fmt, views in m.by_format.items():
+                try:
+                    target = rec if fmt == AS_IS else simulate_record(rec, fmt, extra=expected)
+                except BuildError as e:
+                    assert views == str(e)
+                    continue
+                for c, view in CONSUMERS.items():
+                    assert views[c] == view(target, expected=truth if expected is None else expected, truth=truth,
+                                            path=path, judge_unknown=expected is not None), (path, fmt, c)
+
+
 def test_simulated_basic_cannot_hold_long_names():
     rec = parse_module(str(FIX / "x86_64" / "basic+ext.ko"))
     res = compute_views([("m", rec)], formats=("basic",), keep_formats=("basic",))

@@ -2,7 +2,8 @@
 
 One file per consumer; each offers ``view(rec, expected=None, truth=None, path=None)``
 returning a :class:`~kmodcompat.consumers.base.ConsumerView`. :data:`CONSUMERS`
-maps the CLI identifiers to those functions.
+maps the CLI identifiers to those functions, :data:`READERS` to the same
+models reading a :class:`~kmodcompat.consumers.base.Reading`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import busybox, mit, weak_modules
-from .base import ConsumerView
+from .base import ConsumerView, Reading
 from .kernel import KERNELS
 from .kmod import Kmod
 from .kmod30 import KMOD30
@@ -34,4 +35,16 @@ CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
     **{k.id: k.view for k in KERNELS},
     "weak-modules": weak_modules.view_redhat,
     "weak-modules2": weak_modules.view_suse,
+}
+
+#: :data:`CONSUMERS` as readers of one :class:`Reading`: models handed the same one share their work.
+READERS: dict[str, Callable[[Reading], ConsumerView]] = {
+    KMOD30.id: KMOD30.read,
+    KMOD34.id: KMOD34.read,
+    KMOD_PR270.id: KMOD_PR270.read,
+    "busybox": busybox.read,
+    "mit": mit.read,
+    **{k.id: k.read for k in KERNELS},
+    "weak-modules": weak_modules.read_redhat,
+    "weak-modules2": weak_modules.read_suse,
 }

@@ -5,14 +5,21 @@ A consumer model is a function ``view(rec, expected) -> ConsumerView``:
 at its exporter (the kernel's or another module's). Without a tree, the
 module's own recorded CRCs stand in for the exporters' (``own_crcs``), so a
 view isolates what the *format* does to a consumer, not ABI drift.
+
+Each model's ``view`` is its ``read`` of a :class:`Reading`, which holds
+what several models derive from the same question.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
-from ..records import ModuleRecord, Modversion
+from ..records import ModuleRecord, Modversion, Section
+
+T = TypeVar("T")
+_UNSET = object()
 
 # Verdicts, from the user's point of view.
 OK = "ok"  # sees and checks every versioned import, prints nothing false
@@ -106,7 +113,7 @@ def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) ->
         names = [i.name for i in rec.imports if i.name in crcs]
         seen = set(names)
         return names + [n for n in crcs if n not in seen]
-    names = [i.name.removeprefix(".") for i in rec.imports if i.name.removeprefix(".") in crcs]
+    names = [n for n in (i.name.removeprefix(".") for i in rec.imports) if n in crcs]
     seen = set(names)
     names += [n for n in crcs if n not in seen]
     return names
@@ -114,3 +121,101 @@ def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) ->
 
 def expected_for(rec: ModuleRecord, expected: Mapping[str, int] | None) -> Mapping[str, int]:
     return own_crcs(rec) if expected is None else expected
+
+
+class Reading:
+    """One question put to the consumer models: a module, its exporters' CRCs, the truth.
+
+    ``view(rec, expected, truth, path, judge_unknown)`` of every model is its
+    ``read(Reading(rec, expected, truth, path, judge_unknown))``: the defaults
+    are applied here, alike for all (exporter and true CRCs default to the
+    module's own, ``path`` to the record's, ``judge_unknown`` to whether
+    ``expected`` is given).
+
+    Models handed the same Reading (compute_views hands one to all of them
+    for each module and format) share what they derive from it: through
+    :meth:`of`, once per Reading (kmod 34's view is also the weak-modules
+    gates' depmod run); through :meth:`shared` and :meth:`per_table`, facts
+    of the module alone, or of the module and one version table, which
+    :meth:`for_record` carries over to the module's other builds, so that
+    kmod releases, kernels and formats reading equal tables read them once.
+    """
+
+    __slots__ = ("rec", "path", "judge_unknown", "_expected", "_truth", "_own", "_memo", "_shared", "_sections")
+
+    def __init__(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
+                 truth: Mapping[str, int] | None = None, path: str | None = None,
+                 judge_unknown: bool | None = None):
+        self.rec = rec
+        self.path = rec.path if path is None else path
+        self.judge_unknown = expected is not None if judge_unknown is None else judge_unknown
+        self._expected = expected
+        self._truth = truth
+        self._own: dict[str, int] | None = None
+        self._memo: dict[Any, Any] = {}
+        self._shared: dict[Any, Any] = {}
+        self._sections: dict[str, Section | None] = {}
+
+    @property
+    def own(self) -> dict[str, int]:
+        """:func:`exporter_crcs` of the record."""
+        if self._own is None:
+            self._own = exporter_crcs(self.rec)
+        return self._own
+
+    @property
+    def exp(self) -> Mapping[str, int]:
+        """The exporters' CRCs."""
+        return self.own if self._expected is None else self._expected
+
+    @property
+    def truth(self) -> Mapping[str, int]:
+        """The CRCs the module was really built against."""
+        return self.own if self._truth is None else self._truth
+
+    def of(self, kind: Any, obj: Any, compute: Callable[[Any], T]) -> T:
+        """``compute(obj)``, once per ``kind`` and object (by identity, without hashing it) in this Reading."""
+        key = (kind, id(obj))
+        held = self._memo.get(key)
+        if held is None:
+            held = self._memo[key] = (obj, compute(obj))  # holding obj keeps its id from being reused
+        return held[1]
+
+    def shared(self, key: Any, compute: Callable[["Reading"], T]) -> T:
+        """``compute(self)`` for a fact of ``key`` and of the imports, header, ``.modinfo``, path and CRCs
+        alone: once per module (see :meth:`for_record`)."""
+        value = self._shared.get(key, _UNSET)
+        if value is _UNSET:
+            value = self._shared[key] = compute(self)
+        return value
+
+    def per_table(self, kind: Any, table: Any, compute: Callable[["Reading"], T]) -> T:
+        """:meth:`shared` for a fact of ``table`` (and the module) alone: computed once per equal
+        table, whichever model or format reads it, and looked up once per table object."""
+        return self.of(kind, table, lambda t: self.shared((kind, t), compute))
+
+    def for_record(self, rec: ModuleRecord) -> "Reading":
+        """The same question about another build of the module.
+
+        The shared facts carry over when ``rec`` holds the very same imports,
+        header and ``.modinfo`` and the CRCs were given (defaults would be
+        each record's own).
+        """
+        other = Reading(rec, self._expected, self._truth, self.path, self.judge_unknown)
+        old = self.rec
+        if (self._expected is not None and self._truth is not None and rec.imports is old.imports
+                and rec.elf is old.elf and rec.modinfo is old.modinfo and rec.path == old.path):
+            other._shared = self._shared
+        return other
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """:func:`versioned_order` against the truth."""
+        return self.shared("order", lambda r: tuple(versioned_order(r.rec, r.truth)))
+
+    def section(self, name: str) -> Section | None:
+        """``rec.section(name)``."""
+        found = self._sections.get(name, _UNSET)
+        if found is _UNSET:
+            found = self._sections[name] = self.rec.section(name)
+        return found

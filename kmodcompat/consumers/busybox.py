@@ -13,14 +13,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..records import ModuleRecord
-from .base import IGNORES, ConsumerView, exporter_crcs, versioned_order
+from .base import IGNORES, ConsumerView, Reading
 
 
 def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
          path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    path = rec.path if path is None else path
-    truth = exporter_crcs(rec) if truth is None else truth
-    return ConsumerView("busybox", path, IGNORES, unchecked=tuple(versioned_order(rec, truth)),
+    return read(Reading(rec, expected, truth, path, judge_unknown))
+
+
+def read(r: Reading) -> ConsumerView:
+    """:func:`view` of a :class:`Reading`."""
+    return ConsumerView("busybox", r.path, IGNORES, unchecked=r.order,
                         notes=("dependencies come from .modinfo depends=, never from symbol versions",))
 
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 
-from ..records import ModuleRecord, Modversion
-from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, exporter_crcs, versioned_order
+from ..records import EM_PPC64, ModuleRecord, Modversion
+from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
 
 @dataclass(frozen=True)
@@ -45,138 +46,52 @@ class Kernel:
         ``expected``. Unresolved symbols are the dependency graph's business
         (``judge_unknown`` is accepted for a uniform signature).
         """
-        path = rec.path if path is None else path
-        ppc64 = rec.elf.machine == 21
-        own = exporter_crcs(rec)
-        exp = own if expected is None else expected
-        truth = own if truth is None else truth
-        name = next((v for k, v in rec.modinfo if k == "name" and v), rec.name)
-        messages: list[str] = []
-        false: list[str] = []
-        unchecked: list[str] = []
-        warned_once: set[str] = set()
+        return self.read(Reading(rec, expected, truth, path, judge_unknown))
 
-        def warn_once(fmt: str, sym: str) -> None:
-            # pr_warn_once(): once per call site per boot; one module here.
-            if fmt not in warned_once:
-                warned_once.add(fmt)
-                messages.append(fmt % (name, sym))
-
-        # find_sec() ignores sections without SHF_ALLOC (main.c find_sec).
-        vers = rec.versions if rec.versions is not None and rec.versions.alloc else None
-        ext_entries: tuple[Modversion, ...] | None = None
+    def read(self, r: Reading) -> ConsumerView:
+        """:meth:`view` of a :class:`Reading`."""
+        rec = r.rec
         ext = rec.ext_versions
+        # find_sec() ignores sections without SHF_ALLOC (main.c find_sec).
+        table = "vers" if rec.versions is not None and rec.versions.alloc else None
         if self.reads_extended and ext is not None:
             has_crcs = ext.crcs_section_index is not None and ext.crcs_alloc
             has_names = ext.names_section_index is not None and ext.names_alloc
             if has_crcs != has_names:
                 # elf_validity_cache_index_versions(): pr_err without a newline, -ENOEXEC
-                messages.append("extended version crc+name presence does not match")
-                return self._refused(rec, path, messages)
+                return self._refused(rec, r.path, "extended version crc+name presence does not match")
             if has_crcs:
                 if len(ext.entries) < ext.crc_count:
-                    messages.append("more extended version crcs than names")
-                    return self._refused(rec, path, messages)
-                ext_entries = ext.entries
-        tainted = False
-        checked: list[Modversion] = []
-        dedotted = False  # module_frob_arch_sections() has run (ppc64: after module_layout)
-
-        def first_by_name(entries, strip: bool) -> dict[str, Modversion]:
-            # The kernel scans the table and stops at the first strcmp() match; a
-            # first-occurrence map gives the same answer without the quadratic scan.
-            out: dict[str, Modversion] = {}
-            for e in entries:
-                out.setdefault(e.name.removeprefix(".") if strip else e.name, e)
-            return out
-
-        tables: dict[tuple[str, bool], dict[str, Modversion]] = {}
-
-        def lookup(kind: str, entries, sym: str) -> Modversion | None:
-            key = (kind, dedotted)
-            if key not in tables:
-                tables[key] = first_by_name(entries, dedotted)
-            return tables[key].get(sym)
-
-        def check_version(sym: str) -> bool | None:
-            """version.c check_version(): True ok, False mismatch, None refused (no versions, no force)."""
-            nonlocal tainted
-            # On a MODVERSIONS kernel every export has a CRC; when we do not know it
-            # (want None) the lookup still runs and a found entry is taken to match.
-            want = exp.get(sym)
-            if ext_entries is not None:
-                return compare("ext", ext_entries, sym, want, "%s: no extended symbol version for %s")
-            if vers is None:
-                # try_to_force_load(mod, symname)
-                if not self.force_load:
-                    return None
-                if not tainted:
-                    messages.append(f"{name}: {sym}: kernel tainted.")
-                tainted = True
-                unchecked.append(sym)
-                return True
-            return compare("vers", vers.entries, sym, want, "%s: no symbol version for %s")
-
-        def compare(kind: str, entries, sym: str, want: int | None, missing: str) -> bool:
-            """The table walk of check_version(): the first entry named ``sym`` decides."""
-            # dedotify_versions() drops one leading '.' of each entry (arch/powerpc module_64.c)
-            e = lookup(kind, entries, sym)
-            if e is not None:
-                checked.append(e)
-                # version.c: `versions[i].crc == *crc`, the whole unsigned long against
-                # the exporter's u32 (1cd9502ee927): a record whose upper half is not
-                # zero (a misread layout) never matches.
-                return want is None or e.crc == want
-            warn_once(missing, sym)
-            unchecked.append(sym)
-            return True
-
-        def mismatch(sym: str) -> None:
-            line = f"{name}: disagrees about version of symbol {sym}"
-            messages.append(line)
-            if truth.get(sym) == exp.get(sym):
-                false.append(line)
-
-        # check_modstruct_version() runs first (early_mod_check), with module_layout;
-        # a failure there is -ENOEXEC before any other symbol is looked at.
-        ok = check_version("module_layout")
-        if ok is None:
-            return self._refused(rec, path, messages, unchecked, checked)
-        if ok is False:
-            mismatch("module_layout")
-            return self._refused(rec, path, messages, unchecked, checked, false)
-        # simplify_symbols() walks .symtab; resolve_symbol() checks each UND symbol.
-        # ppc64 de-dots names first (module_frob_arch_sections, after module_layout).
-        dedotted = ppc64
-        for imp in rec.imports:
-            sym = imp.name.removeprefix(".") if ppc64 else imp.name
-            if sym == ".TOC." or sym == "TOC.":
-                continue  # made SHN_ABS by dedotify() on ppc64
-            ok = check_version(sym)
-            if ok is None:
-                return self._refused(rec, path, messages, unchecked, checked)
-            if ok is False:
-                mismatch(sym)
-                messages.append(f"{name}: Unknown symbol {sym} (err -22)")
-                return self._refused(rec, path, messages, unchecked, checked, false)
-        notes = []
-        if ext_entries is not None and vers is None:
-            notes.append("no __versions: vermagic must match exactly, release included (same_magic has_crcs=0)")
-        if tainted:
-            verdict = LOADS_TAINTED
-        elif unchecked:
-            verdict = LOADS_UNCHECKED
+                    return self._refused(rec, r.path, "more extended version crcs than names")
+                table = "ext"
+        # check_version() prefers the extended tables. Its outcome depends on the module and the
+        # table alone: kernels (and formats) reading equal tables share it; force_load matters
+        # only without one.
+        if table is None:
+            walk = r.shared(("kernel", None, self.force_load), self._unversioned)
         else:
-            verdict = LOADS
-        unchecked_set = set(unchecked)
-        lost = tuple(n for n in versioned_order(rec, truth) if n in unchecked_set)
-        return ConsumerView(self.id, path, verdict, tuple(checked), lost, self._misread(rec), tuple(unchecked),
-                            tuple(messages), tuple(false), tuple(notes))
+            entries = ext.entries if table == "ext" else rec.versions.entries
+            walk = r.per_table(("kernel", table), entries, lambda r: _check_versions(r, table, entries))
+        verdict, checked, lost, unchecked, messages, false = walk
+        notes = ()
+        if table == "ext" and verdict != REFUSES and (rec.versions is None or not rec.versions.alloc):
+            notes = ("no __versions: vermagic must match exactly, release included (same_magic has_crcs=0)",)
+        return ConsumerView(self.id, r.path, verdict, checked, lost, self._misread(rec), unchecked, messages, false,
+                            notes)
 
-    def _refused(self, rec: ModuleRecord, path: str, messages: list[str], unchecked: list[str] = (),
-                 checked: list[Modversion] = (), false: list[str] = ()) -> ConsumerView:
-        return ConsumerView(self.id, path, REFUSES, tuple(checked), (), self._misread(rec), tuple(unchecked),
-                            tuple(messages), tuple(false))
+    def _unversioned(self, r: Reading) -> tuple:
+        """check_version() without versions: try_to_force_load(mod, symname) for each symbol."""
+        if not self.force_load:
+            return REFUSES, (), (), (), (), ()  # -ENOEXEC at module_layout, without a word
+        symbols, _ = r.shared("loader-symbols", _loader_symbols)
+        unchecked = tuple(sym for sym, _ in symbols)
+        unchecked_set = set(unchecked)
+        lost = tuple(n for n in r.order if n in unchecked_set)
+        name = r.shared("modname", _modname)
+        return LOADS_TAINTED, (), lost, unchecked, (f"{name}: module_layout: kernel tainted.",), ()
+
+    def _refused(self, rec: ModuleRecord, path: str, message: str) -> ConsumerView:
+        return ConsumerView(self.id, path, REFUSES, misread=self._misread(rec), messages=(message,))
 
     def _misread(self, rec: ModuleRecord) -> tuple[Modversion, ...]:
         """Records the loader reads from a table that is not in the fixed layout."""
@@ -185,6 +100,81 @@ class Kernel:
         if self.reads_extended and rec.ext_versions is not None and rec.ext_versions.crcs_section_index is not None:
             return ()  # __versions is not consulted when the extended tables exist
         return rec.versions.entries
+
+
+def _modname(r: Reading) -> str:
+    return next((v for k, v in r.rec.modinfo if k == "name" and v), r.rec.name)
+
+
+def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...]) -> tuple:
+    """version.c check_version() for each symbol of :func:`_loader_symbols`, against ``entries``
+    (``table`` "ext" or "vers"): the view's (verdict, visible, lost, unchecked, messages, false_messages)."""
+    truth = r.truth
+    name = r.shared("modname", _modname)
+    symbols, known = r.shared("loader-symbols", _loader_symbols)
+    missing = "%s: no extended symbol version for %s" if table == "ext" else "%s: no symbol version for %s"
+    # The kernel scans the table and stops at the first strcmp() match; a
+    # first-occurrence map gives the same answer without the quadratic scan.
+    names = list(map(attrgetter("name"), reversed(entries)))
+    first = dict(zip(names, reversed(entries)))
+    ppc64 = r.rec.elf.machine == EM_PPC64
+    if not ppc64:
+        found = list(map(first.get, [sym for sym, _ in symbols]))
+        if None not in found and known.items() <= dict(zip(names, map(attrgetter("crc"), reversed(entries)))).items():
+            return LOADS, tuple(found), (), (), (), ()  # every symbol found, every known CRC equal
+    messages: list[str] = []
+    false: list[str] = []
+    unchecked: list[str] = []
+    checked: list[Modversion] = []
+    warned = False  # pr_warn_once(): once per call site per boot; one module here
+    for i, (sym, want) in enumerate(symbols):
+        if i == 1 and ppc64:
+            # After module_layout, module_frob_arch_sections() has de-dotted the names and
+            # dedotify_versions() dropped one leading '.' of each entry (arch/powerpc module_64.c).
+            first = {e.name.removeprefix("."): e for e in reversed(entries)}
+        e = first.get(sym)
+        if e is None:
+            if not warned:
+                warned = True
+                messages.append(missing % (name, sym))
+            unchecked.append(sym)
+            continue
+        checked.append(e)
+        # version.c: `versions[i].crc == *crc`, the whole unsigned long against
+        # the exporter's u32 (1cd9502ee927): a record whose upper half is not
+        # zero (a misread layout) never matches. On a MODVERSIONS kernel every
+        # export has a CRC; when we do not know it (want None) a found entry is
+        # taken to match.
+        if want is not None and e.crc != want:
+            line = f"{name}: disagrees about version of symbol {sym}"
+            messages.append(line)
+            if truth.get(sym) == want:
+                false.append(line)
+            if i:
+                messages.append(f"{name}: Unknown symbol {sym} (err -22)")
+            return REFUSES, tuple(checked), (), tuple(unchecked), tuple(messages), tuple(false)
+    unchecked_set = set(unchecked)
+    lost = tuple(n for n in r.order if n in unchecked_set)
+    return (LOADS_UNCHECKED if unchecked else LOADS), tuple(checked), lost, tuple(unchecked), tuple(messages), ()
+
+
+def _loader_symbols(r: Reading) -> tuple[tuple[tuple[str, int | None], ...], dict[str, int]]:
+    """The symbols the loader checks, as (name looked up, exporter's CRC or None); the known CRCs by name.
+
+    check_modstruct_version() runs first (early_mod_check), with module_layout: a
+    failure there is -ENOEXEC before any other symbol is looked at. Then
+    simplify_symbols() walks .symtab and resolve_symbol() checks each UND symbol,
+    on ppc64 by its de-dotted name (module_frob_arch_sections).
+    """
+    ppc64 = r.rec.elf.machine == EM_PPC64
+    exp = r.exp
+    out = [("module_layout", exp.get("module_layout"))]
+    for imp in r.rec.imports:
+        sym = imp.name.removeprefix(".") if ppc64 else imp.name
+        if sym == ".TOC." or sym == "TOC.":
+            continue  # made SHN_ABS by dedotify() on ppc64
+        out.append((sym, exp.get(sym)))
+    return tuple(out), {sym: want for sym, want in out if want is not None}
 
 
 KERNEL_6_13 = Kernel("kernel-6.13", (6, 13), False)

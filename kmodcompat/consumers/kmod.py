@@ -13,12 +13,13 @@ import errno
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..module import parse_module
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, path_to_modname, raw
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, exporter_crcs, versioned_order
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
 DEPMOD_FAKE_SYMBOLS = frozenset({"__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC."})
@@ -120,21 +121,26 @@ class Kmod:
         Raises KmodError as libkmod returns it: missing section (ENOENT/ENODATA),
         size not a multiple of 64, or (v34) a name without NUL (EINVAL).
         """
-        if self.reads_extended and rec.section("__version_ext_crcs") and rec.section("__version_ext_names"):
-            return self._extended_modversions(rec)
-        sec = rec.section("__versions")
+        return list(self._modversions(Reading(rec)))
+
+    def _modversions(self, r: Reading) -> tuple[Modversion, ...]:
+        """:meth:`modversions` (the table's own tuple when no name has a dot)."""
+        rec = r.rec
+        if self.reads_extended and r.section("__version_ext_crcs") and r.section("__version_ext_names"):
+            return self._extended_modversions(r)
+        sec = r.section("__versions")
         if sec is None:
             raise KmodError(self.missing_section_errno)
         if sec.offset + sec.size > rec.image_size:
             raise KmodError(errno.EINVAL)
         if sec.size == 0:
-            return []
+            return ()
         if sec.size % MODVERSION_ENTRY_SIZE:
             raise KmodError(errno.EINVAL)
         entries = rec.versions.entries if rec.versions is not None else ()
-        if self.names_must_be_terminated and not all(e.terminated for e in entries):
+        if self.names_must_be_terminated and not r.of("terminated", entries, _all_terminated):
             raise KmodError(errno.EINVAL)
-        return [Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries]
+        return r.of("dedot", entries, _dedot)
 
     def exported_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
         """kmod_elf_get_symbols(): what depmod and ``--show-exports`` take as exports.
@@ -152,14 +158,14 @@ class Kmod:
             raise KmodError(errno.EINVAL)  # v34 (e5ef157): __ksymtab_strings must end with NUL
         return [KmodSymbol(name, 0, False) for name in rec.ksymtab_strings]
 
-    def _extended_modversions(self, rec: ModuleRecord) -> list[Modversion]:
+    def _extended_modversions(self, r: Reading) -> tuple[Modversion, ...]:
         """PR #270 ffe6c67 "libkmod: Support EXTENDED_MODVERSIONS": crc size must be a
         multiple of 4, then crc_size/4 names are walked; running out of names or an
         unterminated one is EINVAL; one leading '.' is stripped (FORMATS.md §3.3, §3.12)."""
-        ext = rec.ext_versions
+        ext = r.rec.ext_versions
         if ext is None or ext.crcs_size % 4 or len(ext.entries) < ext.crc_count:
             raise KmodError(errno.EINVAL)
-        return [Modversion(e.crc, e.name[1:]) if e.name.startswith(".") else e for e in ext.entries]
+        return r.of("dedot", ext.entries, _dedot)
 
     def dependency_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
         """kmod_elf_get_dependency_symbols(): depmod's imports with the CRC it compares.
@@ -172,6 +178,15 @@ class Kmod:
         as absent. v34 skips unterminated names while matching and fails the
         whole call (EINVAL) if one is left unmatched.
         """
+        crcs, rest = _match_imports(self._dependency_entries(Reading(rec)), rec.imports)
+        return [KmodSymbol(imp.name, crcs.get(imp.name, 0), imp.weak) for imp in rec.imports] + \
+            [KmodSymbol(e.name, e.crc, False) for e in rest]
+
+    def _dependency_entries(self, r: Reading) -> tuple[Modversion, ...]:
+        """The table kmod_elf_get_dependency_symbols() matches the imports against.
+
+        Raises KmodError where the whole call fails.
+        """
         entries: tuple[Modversion, ...] = ()
         if self.reads_extended:
             # PR #270 4e79a46 "Centralize modversions parsing": ENODATA means no versions,
@@ -180,33 +195,16 @@ class Kmod:
             # back de-dotted while .symtab names keep their dot, so on ppc64 ELFv1 the
             # strcmp() match below fails and dotted imports compare CRC 0.
             try:
-                entries = tuple(self.modversions(rec))
+                entries = self._modversions(r)
             except KmodError as e:
                 if e.errno != self.missing_section_errno:
                     raise
-        elif rec.versions is not None and rec.versions.well_formed:
-            entries = rec.versions.entries
-        first: dict[str, int] = {}
-        for i, e in enumerate(entries):
-            if self.names_must_be_terminated and not e.terminated:
-                continue
-            first.setdefault(e.name, i)
-        visited = set()
-        out = []
-        for imp in rec.imports:
-            i = first.get(imp.name)
-            crc = 0
-            if i is not None:
-                crc = entries[i].crc
-                visited.add(i)
-            out.append(KmodSymbol(imp.name, crc, imp.weak))
-        for i, e in enumerate(entries):
-            if i in visited:
-                continue
-            if self.names_must_be_terminated and not e.terminated:
-                raise KmodError(errno.EINVAL)
-            out.append(KmodSymbol(e.name, e.crc, False))
-        return out
+        elif r.rec.versions is not None and r.rec.versions.well_formed:
+            entries = r.rec.versions.entries
+        # An unterminated name is skipped while matching, so it is always left over: EINVAL.
+        if self.names_must_be_terminated and not r.of("terminated", entries, _all_terminated):
+            raise KmodError(errno.EINVAL)
+        return entries
 
     # -- tools/modprobe.c ------------------------------------------------------
 
@@ -248,42 +246,34 @@ class Kmod:
         ``judge_unknown``: report symbols missing from ``expected`` as unknown,
         which only a complete tree can tell (default: when ``expected`` is given).
         """
-        if judge_unknown is None:
-            judge_unknown = expected is not None
-        path = rec.path if path is None else path
-        own = exporter_crcs(rec)
-        truth = own if truth is None else truth
-        exp = own if expected is None else expected
+        return self.read(Reading(rec, expected, truth, path, judge_unknown))
+
+    def read(self, r: Reading) -> ConsumerView:
+        """:meth:`view` of a :class:`Reading` (once per model: the weak-modules gates ask for kmod 34's)."""
+        return r.of("kmod", self, lambda _: self._read(r))
+
+    def _read(self, r: Reading) -> ConsumerView:
+        rec, path = r.rec, r.path
         messages: list[str] = []
-        false: list[str] = []
         try:
-            visible = self.modversions(rec)
+            visible = self._modversions(r)
         except KmodError as e:
-            visible = []
+            visible = ()
             messages.append(f"modprobe: FATAL: could not get modversions of {path}: {e}")
-        seen = {m.name for m in visible}
-        lost = tuple(n for n in versioned_order(rec, truth) if n not in seen)
+        # What is lost and what depmod says depend on the module and the table alone: a
+        # table equal to one read before (another kmod, another format) is not read again.
+        lost = r.per_table("unseen", visible, lambda r: _unseen(r.order, visible))
         try:
-            deps = self.dependency_symbols(rec)
+            entries = self._dependency_entries(r)
         except KmodError:
-            deps = []  # PR #270: depmod drops the module's dependencies without a word
-        for sym in deps:
-            if sym.weak:
-                continue
-            name = sym.name.removeprefix(".")  # depmod_symbol_find() strips one leading dot
-            want = exp.get(name)
-            if want is None:
-                if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
-                    messages.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
-                continue
-            if sym.crc != want:
-                line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
-                messages.append(line)
-                if truth.get(name) == want:
-                    false.append(line)
+            false = ()  # PR #270: depmod drops the module's dependencies without a word
+        else:
+            warnings, false = r.per_table("depmod", entries,
+                                          lambda r: _depmod_warnings(r, *_match_imports(entries, r.rec.imports)))
+            messages += warnings
         if false:
             verdict = FALSE_MISMATCH
-        elif own and not visible:
+        elif not visible and r.own:
             verdict = UNREADABLE
         elif lost:
             verdict = PARTIAL
@@ -292,7 +282,7 @@ class Kmod:
         misread = ()
         if rec.varlen_versions is not None:
             misread = rec.varlen_versions.entries  # kmod rejects the table: every entry is lost to it
-        return ConsumerView(self.id, path, verdict, tuple(visible), lost, misread, (), tuple(messages), tuple(false))
+        return ConsumerView(self.id, path, verdict, visible, lost, misread, (), tuple(messages), false)
 
     # -- libkmod-module.c kmod_module_get_info() -------------------------------
 
@@ -395,6 +385,77 @@ class Kmod:
             lines, errors = _params(items, listing=True)
             out.extend(f"{'parm:':<16}{line}{sep}" for line in lines)
         return raw("".join(out)), errors
+
+
+def _all_terminated(entries: tuple[Modversion, ...]) -> bool:
+    return all(map(attrgetter("terminated"), entries))
+
+
+def _dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
+    """One leading '.' dropped from each name (libkmod's modversions readers)."""
+    names = "\0".join(map(attrgetter("name"), entries))
+    if not names.startswith(".") and "\0." not in names:
+        return entries  # no name starts with a dot
+    return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)
+
+
+def _match_imports(entries: tuple[Modversion, ...], imports) -> tuple[dict[str, int], list[Modversion]]:
+    """Each import name's CRC, from the first entry of that name; the entries no import took, in order."""
+    names = list(map(attrgetter("name"), entries))
+    first = dict(zip(reversed(names), range(len(names) - 1, -1, -1)))  # the lowest index of each name wins
+    visited = {first[imp.name] for imp in imports if imp.name in first}
+    rest = [e for i, e in enumerate(entries) if i not in visited] if len(visited) < len(entries) else []
+    return dict(zip(reversed(names), map(attrgetter("crc"), reversed(entries)))), rest
+
+
+def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[str, ...]:
+    seen = set(map(attrgetter("name"), visible))
+    return tuple(n for n in order if n not in seen)
+
+
+def _depmod_imports(r: Reading) -> tuple[tuple[tuple[str, str, int | None], ...], dict[str, int], tuple[str, ...]]:
+    """The non-weak imports depmod looks up, as (.symtab name, name looked up, exporter's CRC or None);
+    the known CRCs by .symtab name; the "needs unknown symbol" warnings they draw, in order."""
+    exp, path, judge_unknown = r.exp, r.path, r.judge_unknown
+    symbols = []
+    unknown = []
+    for imp in r.rec.imports:
+        if imp.binding != STB_WEAK:
+            name = imp.name.removeprefix(".")  # depmod_symbol_find() strips one leading dot
+            want = exp.get(name)
+            symbols.append((imp.name, name, want))
+            if want is None and judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
+                unknown.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
+    return tuple(symbols), {raw_name: want for raw_name, _, want in symbols if want is not None}, tuple(unknown)
+
+
+def _depmod_warnings(r: Reading, crcs: dict[str, int],
+                     rest: list[Modversion]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """``depmod -e -E`` on the dependency symbols (:meth:`Kmod.dependency_symbols`): all warnings, the false ones."""
+    path, truth, exp, judge_unknown = r.path, r.truth, r.exp, r.judge_unknown
+    symbols, wants, unknown = r.shared("depmod-imports", _depmod_imports)
+    if wants.items() <= crcs.items():
+        # Every import's CRC is its exporter's: the imports draw only the unknown-symbol warnings.
+        messages = list(unknown)
+        checks = []
+    else:
+        messages = []
+        checks = [(crcs.get(raw_name, 0), name, want) for raw_name, name, want in symbols]
+    for e in rest:
+        name = e.name.removeprefix(".")
+        checks.append((e.crc, name, exp.get(name)))
+    false: list[str] = []
+    for crc, name, want in checks:
+        if want is None:
+            if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
+                messages.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
+            continue
+        if crc != want:
+            line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
+            messages.append(line)
+            if truth.get(name) == want:
+                false.append(line)
+    return tuple(messages), tuple(false)
 
 
 class KmodSymbol(NamedTuple):

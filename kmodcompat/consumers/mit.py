@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, exporter_crcs, versioned_order
+from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:
@@ -30,40 +30,64 @@ def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], li
         return [], []
     if sec.size % MODVERSION_ENTRY_SIZE:
         return [], [f"Wrong section size in '{path}'"]
-    return [Modversion(e.crc, e.name.removeprefix("."), e.terminated) for e in rec.versions.entries], []
+    return [Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e
+            for e in rec.versions.entries], []
 
 
 def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
          path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    path = rec.path if path is None else path
-    own = exporter_crcs(rec)
-    truth = own if truth is None else truth
-    exp = own if expected is None else expected
+    return read(Reading(rec, expected, truth, path, judge_unknown))
+
+
+def read(r: Reading) -> ConsumerView:
+    """:func:`view` of a :class:`Reading`."""
+    rec, path = r.rec, r.path
     if rec.compression in ("xz", "zstd"):
-        return ConsumerView("mit", path, UNREADABLE, lost=tuple(versioned_order(rec, truth)),
+        return ConsumerView("mit", path, UNREADABLE, lost=r.order,
                             notes=(f".ko.{'xz' if rec.compression == 'xz' else 'zst'} is not a module file to "
                                    "module-init-tools: the module is invisible",))
+    sec = r.section("__versions")
+    table = None if sec is None else "bad-size" if sec.size % MODVERSION_ENTRY_SIZE else rec.versions.entries
+    # The tools' reading depends on the module and the table alone: an equal table is read once.
+    visible, lost, messages, false = r.per_table("mit", table, _read_versions)
+    verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
+    if verdict == PARTIAL and not visible and r.own:
+        verdict = UNREADABLE if sec is not None else PARTIAL
+    return ConsumerView("mit", path, verdict, visible, lost, (), (), messages, false)
+
+
+def _read_versions(r: Reading) -> tuple:
+    """dump_modversions and depmod -E's checks: (visible, lost, messages, false messages)."""
+    rec, path, truth = r.rec, r.path, r.truth
     visible, messages = dump_modversions(rec, path)
-    sec = rec.section("__versions")
+    sec = r.section("__versions")
     if sec is None:
         messages.append(f"WARNING: {path} is built without modversions")
     elif sec.size % MODVERSION_ENTRY_SIZE:
         messages.append(f"WARNING: invalid __versions section size in {path}")
     crc_of = {m.name: m.crc for m in visible} if sec is not None and not sec.size % MODVERSION_ENTRY_SIZE else {}
     false = []
-    for imp in rec.imports:
-        if imp.weak:
-            continue
-        name = imp.name.removeprefix(".")
-        mine, want = crc_of.get(name, 0), exp.get(name, 0)
-        if mine and want and mine != want:
-            line = f"WARNING: {path} disagrees about version of symbol {name}"
-            messages.append(line)
-            if truth.get(name) == want:
-                false.append(line)
+    if crc_of:
+        for name, want in r.shared("mit-imports", _versioned_imports):
+            mine = crc_of.get(name, 0)
+            if mine and mine != want:
+                line = f"WARNING: {path} disagrees about version of symbol {name}"
+                messages.append(line)
+                if truth.get(name) == want:
+                    false.append(line)
     seen = {m.name for m in visible}
-    lost = tuple(n for n in versioned_order(rec, truth) if n not in seen)
-    verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
-    if own and not visible and verdict == PARTIAL:
-        verdict = UNREADABLE if sec is not None else PARTIAL
-    return ConsumerView("mit", path, verdict, tuple(visible), lost, (), (), tuple(messages), tuple(false))
+    lost = tuple(n for n in r.order if n not in seen)
+    return tuple(visible), lost, tuple(messages), tuple(false)
+
+
+def _versioned_imports(r: Reading) -> tuple[tuple[str, int], ...]:
+    """(name, exporter's CRC) of the non-weak imports, where that CRC is not 0 (find_symbol ignores a 0)."""
+    exp = r.exp
+    out = []
+    for imp in r.rec.imports:
+        if imp.binding != STB_WEAK:
+            name = imp.name.removeprefix(".")
+            want = exp.get(name, 0)
+            if want:
+                out.append((name, want))
+    return tuple(out)

@@ -31,51 +31,49 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from ..records import ModuleRecord
-from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, tree_crcs
+from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, Reading, tree_crcs
 from .kmod34 import KMOD34
 
-_PATTERNS = (" needs unknown symbol ", " disagrees about version of symbol ")
+_UNKNOWN, _DISAGREES = " needs unknown symbol ", " disagrees about version of symbol "
 
 
-#: The last depmod view and its inputs: both gates ask for the same one in a row
-#: (views.compute_views calls them back to back). Holding the inputs keeps the
-#: identity test sound; the view is immutable, so sharing it is safe.
-_last: tuple | None = None
+def _rejections(r: Reading) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """depmod -e -E lines a gate greps for, and the false ones among them (both gates, one depmod run)."""
+    v = KMOD34.read(r)
+    return r.shared(("weak-modules", v.messages, v.false_messages), lambda _: _grep(v.messages, v.false_messages))
 
 
-def _depmod_view(rec, expected, truth, path, judge_unknown) -> ConsumerView:
-    global _last
-    key = (rec, expected, truth, path, judge_unknown)
-    if _last is not None and all(a is b for a, b in zip(_last[0], key)):
-        return _last[1]
-    v = KMOD34.view(rec, expected=expected, truth=truth, path=path, judge_unknown=judge_unknown)
-    _last = (key, v)
-    return v
+def _grep(messages: tuple[str, ...], false_messages: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    lines = tuple(m for m in messages if m.startswith("depmod: ") and (_UNKNOWN in m or _DISAGREES in m))
+    false = set(false_messages)
+    return lines, tuple(m for m in lines if m in false)
 
 
-def _rejections(rec: ModuleRecord, expected, truth, path, judge_unknown) -> tuple[list[str], list[str]]:
-    """depmod -e -E lines a gate greps for, and the false ones among them."""
-    v = _depmod_view(rec, expected, truth, path, judge_unknown)
-    lines = [m for m in v.messages if m.startswith("depmod: ") and any(p in m for p in _PATTERNS)]
-    return lines, [m for m in lines if m in v.false_messages]
-
-
-def _view(consumer: str, rec, expected, truth, path, judge_unknown) -> ConsumerView:
-    path = rec.path if path is None else path
-    lines, false = _rejections(rec, expected, truth, path, judge_unknown)
+def _read(consumer: str, r: Reading) -> ConsumerView:
+    lines, false = _rejections(r)
     verdict = INCOMPATIBLE if lines else COMPATIBLE
     notes = ("rejected only by false depmod warnings: the kernel would load it",) if lines and lines == false else ()
-    return ConsumerView(consumer, path, verdict, messages=tuple(lines), false_messages=tuple(false), notes=notes)
+    return ConsumerView(consumer, r.path, verdict, messages=lines, false_messages=false, notes=notes)
 
 
 def view_redhat(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
                 path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return _view("weak-modules", rec, expected, truth, path, judge_unknown)
+    return read_redhat(Reading(rec, expected, truth, path, judge_unknown))
 
 
 def view_suse(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
               path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return _view("weak-modules2", rec, expected, truth, path, judge_unknown)
+    return read_suse(Reading(rec, expected, truth, path, judge_unknown))
+
+
+def read_redhat(r: Reading) -> ConsumerView:
+    """:func:`view_redhat` of a :class:`Reading`."""
+    return _read("weak-modules", r)
+
+
+def read_suse(r: Reading) -> ConsumerView:
+    """:func:`view_suse` of a :class:`Reading`."""
+    return _read("weak-modules2", r)
 
 
 def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: Mapping[str, int]) -> set[str]:
@@ -87,7 +85,7 @@ def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: 
     alive = dict(modules)
     while True:
         expected = tree_crcs(kernel_crcs, alive.values())
-        bad = {p for p, rec in alive.items() if _rejections(rec, expected, None, p, True)[0]}
+        bad = {p for p, rec in alive.items() if _rejections(Reading(rec, expected, None, p, True))[0]}
         if not bad:
             return set(alive)
         for p in bad:
@@ -97,4 +95,4 @@ def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: 
 def suse_kmp_compatible(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: Mapping[str, int]) -> bool:
     """has_unresolved_symbols() is false: no module of the KMP draws a warning."""
     expected = tree_crcs(kernel_crcs, (rec for _, rec in modules))
-    return not any(_rejections(rec, expected, None, p, True)[0] for p, rec in modules)
+    return not any(_rejections(Reading(rec, expected, None, p, True))[0] for p, rec in modules)
