@@ -85,7 +85,7 @@ def input_key(parts: Iterable[object], files: Iterable[str]) -> str | None:
     now = time.time()
     for path in files:
         key = _stat_key(path)
-        if key is None or now - key[2] / 1e9 < _RACY_SECONDS:
+        if key is None or _racy(key, now):
             return None
         h.update(repr(key).encode("utf-8", "surrogateescape"))
     return h.hexdigest()
@@ -102,6 +102,11 @@ def _stat_key(path: str) -> tuple[str, int, int, int, int] | None:
     except OSError:
         return None
     return os.path.abspath(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
+def _racy(key: tuple[str, int, int, int, int], now: float) -> bool:
+    """Modified so recently that a further change could leave the mtime as it is."""
+    return now - key[2] / 1e9 < _RACY_SECONDS
 
 
 def _content_hash(path: str) -> str:
@@ -181,7 +186,7 @@ class RecordCache:
             if row is None or tuple(row[:4]) != key[1:]:
                 out.append(None)
                 continue
-            if row[4] is not None or now - key[2] / 1e9 < _RACY_SECONDS:
+            if row[4] is not None or _racy(key, now):
                 if row[4] != _content_hash(p):
                     out.append(None)
                     continue
@@ -203,8 +208,7 @@ class RecordCache:
             key = _stat_key(p)
             if key is None:
                 continue
-            racy = now - key[2] / 1e9 < _RACY_SECONDS
-            rows.append((*key, _content_hash(p) if racy else None,
+            rows.append((*key, _content_hash(p) if _racy(key, now) else None,
                          pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
         with self._db:
             self._db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?, ?, ?)", rows)

@@ -202,18 +202,7 @@ def _tables_image(tables: dict[str, tuple[bytes, int]], elfclass: int, little: b
         out += blob
     rows[1] = (1, SHT_STRTAB, 0, 0, len(out), len(names), 0, 0, 1, 0)
     out += names
-    out += bytes(-len(out) % (8 if is64 else 4))
-    shoff = len(out)
-    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
-    for row in rows:
-        out += shdr.pack(*row)
-    if is64:
-        struct_for("Q", little).pack_into(out, 0x28, shoff)
-        struct_for("HH", little).pack_into(out, 0x3C, len(rows), 1)
-    else:
-        struct_for("I", little).pack_into(out, 0x20, shoff)
-        struct_for("HH", little).pack_into(out, 0x30, len(rows), 1)
-    return bytes(out)
+    return _end_with_section_headers(out, rows, 1, is64, little)
 
 
 @lru_cache(maxsize=None)
@@ -286,11 +275,16 @@ def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[
     rows[shstrndx][4] = len(out)
     rows[shstrndx][5] = len(shstr)
     out.extend(shstr)
-    align(8 if is64 else 4)
+    return _end_with_section_headers(out, rows, shstrndx, is64, little)
+
+
+def _end_with_section_headers(out: bytearray, rows: list, shstrndx: int, is64: bool, little: bool) -> bytes:
+    """``out`` with the section header table of ``rows`` appended (aligned) and the ELF header pointing at it."""
+    out += bytes(-len(out) % (8 if is64 else 4))
     shoff = len(out)
     shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
     for r in rows:
-        out.extend(shdr.pack(*r))
+        out += shdr.pack(*r)
     # e_shoff, e_shnum, e_shstrndx in the ELF header.
     if is64:
         struct_for("Q", little).pack_into(out, 0x28, shoff)

@@ -119,10 +119,6 @@ def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) ->
     return names
 
 
-def expected_for(rec: ModuleRecord, expected: Mapping[str, int] | None) -> Mapping[str, int]:
-    return own_crcs(rec) if expected is None else expected
-
-
 class Reading:
     """One question put to the consumer models: a module, its exporters' CRCs, the truth.
 

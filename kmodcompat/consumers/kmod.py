@@ -413,6 +413,10 @@ def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[st
     return tuple(n for n in order if n not in seen)
 
 
+def _unknown_symbol(path: str, name: str) -> str:
+    return f"depmod: WARNING: {path} needs unknown symbol {name}"
+
+
 def _depmod_imports(r: Reading) -> tuple[tuple[tuple[str, str, int | None], ...], dict[str, int], tuple[str, ...]]:
     """The non-weak imports depmod looks up, as (.symtab name, name looked up, exporter's CRC or None);
     the known CRCs by .symtab name; the "needs unknown symbol" warnings they draw, in order."""
@@ -425,7 +429,7 @@ def _depmod_imports(r: Reading) -> tuple[tuple[tuple[str, str, int | None], ...]
             want = exp.get(name)
             symbols.append((imp.name, name, want))
             if want is None and judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
-                unknown.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
+                unknown.append(_unknown_symbol(path, name))
     return tuple(symbols), {raw_name: want for raw_name, _, want in symbols if want is not None}, tuple(unknown)
 
 
@@ -448,7 +452,7 @@ def _depmod_warnings(r: Reading, crcs: dict[str, int],
     for crc, name, want in checks:
         if want is None:
             if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
-                messages.append(f"depmod: WARNING: {path} needs unknown symbol {name}")
+                messages.append(_unknown_symbol(path, name))
             continue
         if crc != want:
             line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
