@@ -24,6 +24,7 @@ from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
 from .scan import default_jobs
 from .simulate import FORMATS, BuildError, Simulation
+from .tally import tally
 
 AS_IS = "as-is"
 ALL_FORMATS = (AS_IS,) + FORMATS
@@ -127,7 +128,7 @@ def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
     return ViewsResult(first.formats, first.consumers, tuple(totals), modules, first.tree_crcs)
 
 
-def _compute(entries, consumers, formats, expected, keep_formats, summarize=None) -> "ViewsResult":
+def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, count=True) -> "ViewsResult":
     consumers = tuple(consumers or CONSUMERS)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -144,13 +145,35 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     versioned = Counter()  # format → versioned imports of those modules
     not_buildable = Counter()
     kept: list[ModuleViews] = []
+    # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold.
+    counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
     for path, rec in entries:
         truth = exporter_crcs(rec)
+        tallied = tally(rec, truth, expected, counted) if counted else None
+        if tallied is not None:
+            for fmt, by_consumer in tallied.items():
+                if by_consumer is None:
+                    not_buildable[fmt] += 1
+                    continue
+                modules[fmt] += 1
+                versioned[fmt] += len(truth)
+                for c, a, verdict in zip(consumers, counts[fmt], verdicts[fmt]):
+                    visible, lost, misread, unchecked, messages, false, v = by_consumer[c]
+                    a[0] += visible
+                    a[1] += lost
+                    a[2] += misread
+                    a[3] += unchecked
+                    a[4] += messages
+                    a[5] += false
+                    a[6] += lost > 0
+                    a[7] += false > 0
+                    verdict[v] += 1
         # One Reading per module and format: the consumers share what they derive from it.
         reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
-        simulation = Simulation(rec, expected) if simulated else None
+        modelled = [f for f in formats if f not in tallied] if tallied is not None else formats
+        simulation = Simulation(rec, expected) if any(f != AS_IS for f in modelled) else None
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
-        for fmt in formats:
+        for fmt in modelled:
             if fmt == AS_IS:
                 r = reading
             else:

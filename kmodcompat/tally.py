@@ -1,0 +1,204 @@
+"""The simulated formats' totals, counted from each module's facts instead of re-encoded records.
+
+A tree report asks every consumer model about every module in five simulated
+formats: 220,000 views on a distribution tree, most of the report's time when
+each is a re-encoded record (:class:`kmodcompat.simulate.Simulation`) read by
+the full models. Yet a simulated table is modpost's clean output: unique
+names, one CRC each, the order of ``.symtab``. On such tables each model's
+rules reduce to counting, per import, whether its name is in the table, the
+CRC it carries there and the exporter's CRC, which is what :func:`tally` does.
+
+The counts are the models' own, rule for rule (the comments name the model
+each follows), and tests hold them equal to the models' totals on every real
+tree and fixture, and on trees whose exporter CRCs were perturbed. What the
+rules here do not cover (ppc64 ELFv1 dot names, an import listed twice or
+named ``module_layout`` or ``TOC.``, CRCs over 32 bits) makes :func:`tally`
+return None, and the caller runs the models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
+                             LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, own_crcs)
+from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
+from .modversions import basic, varlen
+from .records import EM_PPC64, ModuleRecord, raw
+from .simulate import FORMATS, import_versions
+
+#: One consumer's view of one module, counted: the per-view fields of views.Totals, then the verdict.
+Counts = tuple[int, int, int, int, int, int, str]  # visible, lost, misread, unchecked, messages, false, verdict
+
+_MISSING = object()
+
+
+def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, int] | None,
+          formats: tuple[str, ...] = FORMATS) -> dict[str, dict[str, Counts] | None] | None:
+    """Format → consumer id → :data:`Counts` (None: modpost cannot build the module in that format).
+
+    ``truth`` and ``expected`` as compute_views passes them (``exporter_crcs(rec)``
+    and the tree's exporter CRCs, or None). None when the module is outside
+    what the counting rules cover.
+    """
+    names = [imp.name for imp in rec.imports]
+    unique = set(names)
+    if (rec.elf.machine == EM_PPC64 or len(unique) != len(names) or "module_layout" in unique
+            or "TOC." in unique or "" in unique or any(n.startswith(".") for n in names)
+            or any(n.startswith(".") for n in truth)):
+        return None
+    entries = import_versions(rec, expected)  # modpost's list, as Simulation encodes it
+    if any(crc >> 32 for crc, _ in entries):
+        return None
+    return _Module(rec, names, truth, expected, entries).counts(formats)
+
+
+class _Module:
+    def __init__(self, rec: ModuleRecord, names: list[str], truth: Mapping[str, int],
+                 expected: Mapping[str, int] | None, entries: list[tuple[int, str]]):
+        self.rec = rec
+        self.names = names
+        self.nonweak = [imp.name for imp in rec.imports if not imp.weak]
+        self.truth = truth
+        # compute_views hands the models the tree's CRCs, else the module's own, as the exporters'.
+        self.exp = truth if expected is None else expected
+        self.judge = expected is not None
+        self.entries = entries
+        self.all = {name: crc for crc, name in entries}
+        limit = basic.name_limit(rec.elf.elfclass)
+        self.short = {name: crc for crc, name in entries if len(raw(name)) <= limit}
+        # The kernel's loader checks module_layout, then every UND symbol (kernel.py _loader_symbols).
+        self.loader = [("module_layout", self.exp.get("module_layout"))] + [(n, self.exp.get(n)) for n in names]
+        loaded = {"module_layout", *names}
+        self.lost_unversioned = sum(1 for n in truth if n in loaded)
+
+    def counts(self, formats: tuple[str, ...]) -> dict[str, dict[str, Counts] | None]:
+        out: dict[str, dict[str, Counts] | None] = {}
+        for fmt in formats:
+            if fmt != "none" and (not self.entries or fmt == "basic" and len(self.short) < len(self.all)):
+                out[fmt] = None  # simulate.BuildError: nothing to encode, or a name too long for __versions
+                continue
+            out[fmt] = self.views(fmt)
+        return out
+
+    def views(self, fmt: str) -> dict[str, Counts]:
+        """Every consumer's counts in ``fmt``: which tables exist decides which rules apply."""
+        truth = self.truth
+        # kmod's __versions: a dict when readable, "odd" for the variable-length layout, None when absent.
+        versions = self.all if fmt == "basic" else self.short if fmt == "basic+ext" else \
+            "odd" if fmt == "varlen" else None
+        extended = fmt in ("basic+ext", "ext-only")
+        own = fmt != "none"  # exporter_crcs of the simulated record is not empty
+        misread = len(self.entries) if fmt == "varlen" else 0  # kmod rejects the variable-length entries
+
+        kmod = self._kmod(versions, own, misread)
+        if extended:  # PR #270 prefers the extended tables, then goes through them for depmod too
+            pr270 = self._kmod_verdict(len(self.all), self._lost(self.all), misread, 0, *self._depmod(self.all), own)
+        elif versions == "odd":  # EINVAL, not ENODATA: depmod drops the module's dependencies silently
+            pr270 = self._kmod_verdict(0, len(truth), misread, 1, 0, 0, own)
+        else:
+            pr270 = kmod
+        lines, false = kmod[4] - (not isinstance(versions, dict)), kmod[5]  # depmod's lines, not modprobe's
+        gate = (0, 0, 0, 0, lines, false, INCOMPATIBLE if lines else COMPATIBLE)
+        out = {"kmod30": kmod, "kmod34": kmod, "kmod-pr270": pr270,
+               "busybox": (0, 0, 0, len(truth), 0, 0, IGNORES), "mit": self._mit(versions, own),
+               "weak-modules": gate, "weak-modules2": gate}
+        # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
+        # variable-length layout as fixed records (kernel.py _misread).
+        vers_table, misread = self._misread_table() if versions == "odd" else (versions, 0)
+        for release, table in (("6.13", vers_table), ("6.14", self.all if extended else vers_table)):
+            if table is None:
+                out[f"kernel-{release}"] = (0, 0, 0, 0, 0, 0, REFUSES)
+                out[f"kernel-{release}+force"] = (0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
+            else:
+                out[f"kernel-{release}"] = out[f"kernel-{release}+force"] = self._loader(table, misread)
+        return out
+
+    # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------
+
+    def _kmod(self, versions, own: bool, misread: int) -> Counts:
+        if isinstance(versions, dict):
+            return self._kmod_verdict(len(versions), self._lost(versions), misread, 0, *self._depmod(versions), own)
+        # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL
+        # line, and depmod matches the imports against nothing.
+        return self._kmod_verdict(0, len(self.truth), misread, 1, *self._depmod({}), own)
+
+    @staticmethod
+    def _kmod_verdict(visible: int, lost: int, misread: int, fatal: int, messages: int, false: int,
+                      own: bool) -> Counts:
+        verdict = FALSE_MISMATCH if false else UNREADABLE if not visible and own else PARTIAL if lost else OK
+        return (visible, lost, misread, 0, fatal + messages, false, verdict)
+
+    def _lost(self, table: dict[str, int]) -> int:
+        return sum(1 for n in self.truth if n not in table)
+
+    def _depmod(self, table: dict[str, int]) -> tuple[int, int]:
+        """kmod.py _depmod_warnings: (warnings, false ones) of ``depmod -e -E`` against ``table``."""
+        exp, truth, judge = self.exp, self.truth, self.judge
+        messages = false = 0
+        for name in self.nonweak:
+            want = exp.get(name)
+            if want is None:
+                messages += judge and name not in DEPMOD_FAKE_SYMBOLS  # needs unknown symbol
+            elif table.get(name, 0) != want:
+                messages += 1  # disagrees about version of symbol
+                false += truth.get(name) == want
+        if "module_layout" in table:  # the entry no import took
+            want = exp.get("module_layout")
+            if want is None:
+                messages += judge
+            elif table["module_layout"] != want:
+                messages += 1
+                false += truth.get("module_layout") == want
+        return messages, false
+
+    # -- module-init-tools (consumers/mit.py) ----------------------------------------------
+
+    def _mit(self, versions, own: bool) -> Counts:
+        lost_all = len(self.truth)
+        if self.rec.compression in ("xz", "zstd"):
+            return (0, lost_all, 0, 0, 0, 0, UNREADABLE)  # not a module file to it
+        if versions is None:  # "built without modversions"
+            return (0, lost_all, 0, 0, 1, 0, PARTIAL if lost_all else OK)
+        if versions == "odd":  # "Wrong section size" and "invalid __versions section size"
+            return (0, lost_all, 0, 0, 2, 0, UNREADABLE if lost_all and own else PARTIAL if lost_all else OK)
+        exp, truth = self.exp, self.truth
+        messages = false = 0
+        for name in self.nonweak:
+            want = exp.get(name, 0)
+            mine = versions.get(name, 0)
+            if want and mine and mine != want:  # find_symbol: both CRCs non-zero and different
+                messages += 1
+                false += truth.get(name) == want
+        lost = self._lost(versions)
+        verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
+        if verdict == PARTIAL and not versions and own:
+            verdict = UNREADABLE
+        return (len(versions), lost, 0, 0, messages, false, verdict)
+
+    # -- the kernel's loader (consumers/kernel.py _check_versions) --------------------------
+
+    def _misread_table(self) -> tuple[dict[str, int], int]:
+        """The variable-length table read as fixed 64-byte records (first CRC of each name), and how many."""
+        elf = self.rec.elf
+        blob = varlen.encode(self.entries, elf.little_endian)
+        records, _ = basic.read_entries(blob, 0, len(blob), elf.elfclass, elf.little_endian)
+        return {e.name: e.crc for e in reversed(records)}, len(records)
+
+    def _loader(self, table: dict[str, int], misread: int) -> Counts:
+        """check_version() for module_layout and each import, stopping at the first mismatch."""
+        truth = self.truth
+        unchecked: list[str] = []
+        checked = messages = 0
+        for i, (name, want) in enumerate(self.loader):
+            crc = table.get(name, _MISSING)
+            if crc is _MISSING:
+                messages += not unchecked  # "no symbol version for", pr_warn_once()
+                unchecked.append(name)
+                continue
+            checked += 1
+            if want is not None and crc != want:  # "disagrees", then "Unknown symbol" past module_layout
+                return (checked, 0, misread, len(unchecked), messages + 1 + (i > 0), int(truth.get(name) == want),
+                        REFUSES)
+        lost = sum(1 for n in unchecked if n in truth)
+        return (checked, lost, misread, len(unchecked), messages, 0, LOADS_UNCHECKED if unchecked else LOADS)

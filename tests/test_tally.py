@@ -1,0 +1,152 @@
+"""The simulated formats' totals counted by tally.py equal the consumer models' totals.
+
+compute_views counts the simulated formats from each module's facts; with
+``count=False`` it runs every model on every re-encoded record instead. The
+two must give the same Totals on fixtures of every architecture, on a real
+tree, and when exporter CRCs disagree with the modules (drift, unknown
+symbols, CRC 0), when names are too long for ``__versions``, and when imports
+are weak or are depmod's fake symbols.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from kmodcompat.consumers.base import exporter_crcs, tree_crcs
+from kmodcompat.errors import ModuleReadError
+from kmodcompat.module import parse_module
+from kmodcompat.records import STB_WEAK, Import, Modversion
+from kmodcompat.simulate import FORMATS
+from kmodcompat.tally import tally
+from kmodcompat.views import ALL_FORMATS, AS_IS, _compute
+
+from . import oracle
+
+REPO = Path(__file__).resolve().parent.parent
+FIX = REPO / "fixtures" / "modules"
+
+
+def fixture_entries() -> list[tuple[str, object]]:
+    """Every fixture module that parses (some are corrupt on purpose)."""
+    out = []
+    for p in sorted(FIX.glob("*/*.ko*")):
+        try:
+            out.append((str(p), parse_module(str(p))))
+        except ModuleReadError:
+            pass
+    return out
+
+
+def assert_counts_equal_models(mods, expected, formats=FORMATS) -> int:
+    """Totals equal both ways; returns how many modules the counting rules covered."""
+    counted = _compute(mods, None, formats, expected, (), None, True)
+    modelled = _compute(mods, None, formats, expected, (), None, False)
+    for a, b in zip(counted.totals, modelled.totals):
+        assert a == b, (a.format, a.consumer)
+    assert counted == modelled
+    return sum(tally(rec, exporter_crcs(rec), expected) is not None for _, rec in mods)
+
+
+def perturbed(expected: dict[str, int], rnd: random.Random) -> dict[str, int]:
+    """Exporter CRCs that disagree with the modules' in every way depmod and the loader tell apart."""
+    out = dict(expected)
+    for name in rnd.sample(sorted(expected), len(expected) // 4):
+        k = rnd.random()
+        if k < 0.4:
+            out[name] = rnd.getrandbits(32)  # ABI drift
+        elif k < 0.7:
+            del out[name]  # unknown symbol
+        else:
+            out[name] = 0  # exported without a CRC
+    if rnd.random() < 0.5:
+        out["module_layout"] = rnd.getrandbits(32)
+    return out
+
+
+def test_fixtures_own_and_tree_crcs():
+    mods = fixture_entries()
+    assert assert_counts_equal_models(mods, None) > len(mods) // 2
+    expected = tree_crcs({}, [r for _, r in mods])
+    assert assert_counts_equal_models(mods, expected) > len(mods) // 2
+
+
+def test_fixtures_with_disagreeing_exporters():
+    mods = fixture_entries()
+    rnd = random.Random(7)
+    names = {n for _, r in mods for n in exporter_crcs(r)} | {i.name for _, r in mods for i in r.imports}
+    base = {n: rnd.getrandbits(32) for n in sorted(names)} | tree_crcs({}, [r for _, r in mods])
+    for _ in range(20):
+        assert_counts_equal_models(mods, perturbed(base, rnd))
+
+
+def _renamed(rec, rename):
+    """The record with import names (and the version tables naming them) mapped through ``rename``."""
+    def entries(table):
+        return None if table is None else replace(table, entries=tuple(
+            Modversion(e.crc, rename.get(e.name, e.name), e.terminated) for e in table.entries))
+    return replace(rec, imports=tuple(Import(rename.get(i.name, i.name), i.binding, i.type) for i in rec.imports),
+                   versions=entries(rec.versions), ext_versions=entries(rec.ext_versions),
+                   varlen_versions=entries(rec.varlen_versions))
+
+
+def test_long_names_weak_imports_and_fake_symbols():
+    # Rust-length names (basic cannot be built, basic+ext leaves them out of __versions),
+    # weak imports (the loader checks them, depmod does not), and a fake symbol depmod
+    # never calls unknown.
+    rnd = random.Random(3)
+    mods = []
+    for path, rec in fixture_entries():
+        names = [i.name for i in rec.imports if i.name != "module_layout"]
+        rename = {n: "_RNvNtCs" + "x" * rnd.choice((40, 47, 48, 52, 60, 80)) + n for n in names if rnd.random() < .4}
+        if names and rnd.random() < .3:
+            rename[names[0]] = "_GLOBAL_OFFSET_TABLE_"
+        long = _renamed(rec, rename)
+        weak = replace(long, imports=tuple(Import(i.name, STB_WEAK, i.type) if rnd.random() < .3 else i
+                                           for i in long.imports))
+        mods += [(path, long), (path + "#weak", weak)]
+    assert assert_counts_equal_models(mods, None) > len(mods) // 2
+    expected = tree_crcs({}, [r for _, r in mods])
+    for _ in range(10):
+        assert_counts_equal_models(mods, perturbed(expected, rnd))
+
+
+def test_declines_what_its_rules_do_not_cover():
+    recs = {p: r for p, r in fixture_entries()}
+    ppc64 = recs[str(FIX / "ppc64" / "basic.ko")]
+    assert tally(ppc64, exporter_crcs(ppc64), None) is None  # ELFv1 dot names
+    x86 = recs[str(FIX / "x86_64" / "basic.ko")]
+    twice = replace(x86, imports=x86.imports + x86.imports[:1])
+    assert tally(twice, exporter_crcs(twice), None) is None
+    assert tally(x86, exporter_crcs(x86), None) is not None
+    mods = [("twice", twice), ("ppc64", ppc64), ("x86", x86)]
+    assert_counts_equal_models(mods, None)
+
+
+def test_kept_formats_still_come_from_the_models():
+    mods = fixture_entries()
+    res = _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, True)
+    assert all(isinstance(m.by_format["basic"], (dict, str)) for m in res.modules)
+    assert res == _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, False)
+
+
+@pytest.mark.realtree
+def test_real_tree_tree_crcs_and_disagreeing_exporters():
+    """trixie s390x (big-endian, 64-bit): every module counted, totals equal the models'."""
+    root = oracle.tree_root("trixie-s390x", fetch=os.environ.get("KMODCOMPAT_FETCH_TREES") == "1")
+    if root is None:
+        pytest.skip("tree trixie-s390x not available")
+    from kmodcompat.tree import load_tree
+
+    tree = load_tree(str(root), oracle.tree_info(root)["krel"], jobs=2)
+    mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
+    expected = tree_crcs({}, [r for _, r in mods])
+    assert assert_counts_equal_models(mods, expected) == len(mods)
+    rnd = random.Random(11)
+    sample = rnd.sample(mods, 300)
+    for _ in range(3):
+        assert_counts_equal_models(sample, perturbed(expected, rnd))
