@@ -44,8 +44,7 @@ def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, in
     names = [imp.name for imp in rec.imports]
     unique = set(names)
     if (rec.elf.machine == EM_PPC64 or len(unique) != len(names) or "module_layout" in unique
-            or "TOC." in unique or "" in unique or any(n.startswith(".") for n in names)
-            or any(n.startswith(".") for n in truth)):
+            or "TOC." in unique or "" in unique or "\0." in "\0".join(["", *names, *truth])):
         return None
     entries = import_versions(rec, expected)  # modpost's list, as Simulation encodes it
     if any(crc >> 32 for crc, _ in entries):
@@ -66,7 +65,12 @@ class _Module:
         self.entries = entries
         self.all = {name: crc for crc, name in entries}
         limit = basic.name_limit(rec.elf.elfclass)
-        self.short = {name: crc for crc, name in entries if len(raw(name)) <= limit}
+        short = {name: crc for crc, name in entries if len(name) <= limit and name.isascii() or len(raw(name)) <= limit}
+        # Formats share tables (basic's is basic+ext's when every name fits; PR #270 and 6.14 read the
+        # extended one): each rule runs once per table object.
+        self.short = self.all if len(short) == len(self.all) else short
+        self.empty: dict[str, int] = {}
+        self._memo: dict[tuple, object] = {}
         # The kernel's loader checks module_layout, then every UND symbol (kernel.py _loader_symbols).
         self.loader = [("module_layout", self.exp.get("module_layout"))] + [(n, self.exp.get(n)) for n in names]
         loaded = {"module_layout", *names}
@@ -121,7 +125,7 @@ class _Module:
             return self._kmod_verdict(len(versions), self._lost(versions), misread, 0, *self._depmod(versions), own)
         # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL
         # line, and depmod matches the imports against nothing.
-        return self._kmod_verdict(0, len(self.truth), misread, 1, *self._depmod({}), own)
+        return self._kmod_verdict(0, len(self.truth), misread, 1, *self._depmod(self.empty), own)
 
     @staticmethod
     def _kmod_verdict(visible: int, lost: int, misread: int, fatal: int, messages: int, false: int,
@@ -129,10 +133,22 @@ class _Module:
         verdict = FALSE_MISMATCH if false else UNREADABLE if not visible and own else PARTIAL if lost else OK
         return (visible, lost, misread, 0, fatal + messages, false, verdict)
 
+    def _once(self, rule, table: dict[str, int], *args):
+        key = (rule, id(table), args)
+        if key not in self._memo:
+            self._memo[key] = rule(table, *args)
+        return self._memo[key]
+
     def _lost(self, table: dict[str, int]) -> int:
+        return self._once(self._count_lost, table)
+
+    def _count_lost(self, table: dict[str, int]) -> int:
         return sum(1 for n in self.truth if n not in table)
 
     def _depmod(self, table: dict[str, int]) -> tuple[int, int]:
+        return self._once(self._depmod_warnings, table)
+
+    def _depmod_warnings(self, table: dict[str, int]) -> tuple[int, int]:
         """kmod.py _depmod_warnings: (warnings, false ones) of ``depmod -e -E`` against ``table``."""
         exp, truth, judge = self.exp, self.truth, self.judge
         messages = false = 0
@@ -155,6 +171,9 @@ class _Module:
     # -- module-init-tools (consumers/mit.py) ----------------------------------------------
 
     def _mit(self, versions, own: bool) -> Counts:
+        return self._once(self._mit_view, versions, own) if isinstance(versions, dict) else self._mit_view(versions, own)
+
+    def _mit_view(self, versions, own: bool) -> Counts:
         lost_all = len(self.truth)
         if self.rec.compression in ("xz", "zstd"):
             return (0, lost_all, 0, 0, 0, 0, UNREADABLE)  # not a module file to it
@@ -186,6 +205,9 @@ class _Module:
         return {e.name: e.crc for e in reversed(records)}, len(records)
 
     def _loader(self, table: dict[str, int], misread: int) -> Counts:
+        return self._once(self._check_versions, table, misread)
+
+    def _check_versions(self, table: dict[str, int], misread: int) -> Counts:
         """check_version() for module_layout and each import, stopping at the first mismatch."""
         truth = self.truth
         unchecked: list[str] = []

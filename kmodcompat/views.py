@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from collections import Counter
 import multiprocessing
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .consumers import CONSUMERS, READERS
@@ -86,23 +87,38 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     (None: all cores) splits the modules over worker processes; the result is
     the same as with one.
     """
+    with views_started(entries, consumers, formats, expected, keep_formats, jobs, summarize) as result:
+        return result()
+
+
+@contextmanager
+def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
+                  formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
+                  keep_formats: Sequence[str] = (), jobs: int | None = 1,
+                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None
+                  ) -> Iterator[Callable[[], ViewsResult]]:
+    """:func:`compute_views` begun in worker processes: the caller does other work, then calls the
+    function it is given for the result. With one process the views are computed in that call."""
     entries = list(entries)
     args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize)
     jobs = default_jobs() if jobs is None else max(1, jobs)
-    if jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods():
-        # Forked workers inherit the records copy-on-write: a task is an index
-        # range, and only totals and (summarized) per-module views come back.
-        global _SHARED
-        _SHARED = (entries, args)
-        size = -(-len(entries) // (jobs * 4))
-        ranges = [(i, min(i + size, len(entries))) for i in range(0, len(entries), size)]
-        try:
-            with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
-                parts = list(pool.map(_views_range, ranges))
-        finally:
-            _SHARED = None
-        return _merge(parts)
-    return _compute(entries, *args)
+    if not (jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods()):
+        yield lambda: _compute(entries, *args)
+        return
+    # Forked workers inherit the records copy-on-write: a task is an index
+    # range, and only totals and (summarized) per-module views come back. The
+    # workers are forked at the first submit, before the caller goes on.
+    global _SHARED
+    _SHARED = (entries, args)
+    size = -(-len(entries) // (jobs * 4))
+    ranges = [(i, min(i + size, len(entries))) for i in range(0, len(entries), size)]
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
+    try:
+        parts = [pool.submit(_views_range, r) for r in ranges]
+        yield lambda: _merge([p.result() for p in parts])
+    finally:
+        pool.shutdown(cancel_futures=True)
+        _SHARED = None
 
 
 _SHARED: tuple | None = None
@@ -147,6 +163,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     kept: list[ModuleViews] = []
     # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold.
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
+    tallies: dict[str, list[list[tuple]]] = {f: [[] for _ in consumers] for f in counted}  # tally.Counts rows
     for path, rec in entries:
         truth = exporter_crcs(rec)
         tallied = tally(rec, truth, expected, counted) if counted else None
@@ -157,17 +174,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                     continue
                 modules[fmt] += 1
                 versioned[fmt] += len(truth)
-                for c, a, verdict in zip(consumers, counts[fmt], verdicts[fmt]):
-                    visible, lost, misread, unchecked, messages, false, v = by_consumer[c]
-                    a[0] += visible
-                    a[1] += lost
-                    a[2] += misread
-                    a[3] += unchecked
-                    a[4] += messages
-                    a[5] += false
-                    a[6] += lost > 0
-                    a[7] += false > 0
-                    verdict[v] += 1
+                for c, rows in zip(consumers, tallies[fmt]):
+                    rows.append(by_consumer[c])
         # One Reading per module and format: the consumers share what they derive from it.
         reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
         modelled = [f for f in formats if f not in tallied] if tallied is not None else formats
@@ -203,6 +211,15 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         if keep_formats:
             kept.append(ModuleViews(path, {f: (summarize(path, v) if summarize and not isinstance(v, str) else v)
                                            for f, v in per_format.items() if f in keep_formats}))
+    for fmt, by_consumer in tallies.items():
+        for rows, a, verdict in zip(by_consumer, counts[fmt], verdicts[fmt]):
+            if rows:
+                visible, lost, misread, unchecked, messages, false, v = zip(*rows)
+                for i, column in enumerate((visible, lost, misread, unchecked, messages, false)):
+                    a[i] += sum(column)
+                a[6] += len(lost) - lost.count(0)
+                a[7] += len(false) - false.count(0)
+                verdict.update(v)
     totals = tuple(Totals(f, c, modules[f], not_buildable[f], versioned[f], **dict(zip(_COUNTED, a)),
                           verdicts=dict(sorted(verdict.items())))
                    for f in formats for c, a, verdict in zip(consumers, counts[f], verdicts[f]))

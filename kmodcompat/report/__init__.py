@@ -27,7 +27,7 @@ from ..records import raw
 from ..rust import demangle, is_rust
 from ..tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
-from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
+from ..views import ALL_FORMATS, AS_IS, ViewsResult, views_started
 
 if TYPE_CHECKING:
     from ..graph import TreeGraph
@@ -99,29 +99,32 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     expected = None
     if kernel is not None and kernel.check_symvers:
         expected = tree_crcs({name: crc for name, crc, _ in kernel.symbols}, records)
-    graph = graph_for_tree(tree, kernel)
-    views = compute_views(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
-                          summarize=module_summary)
-    kinds = system_map_kinds(system_map) if system_map else {}
-    useful = crc_usefulness(records, kinds)
-    census = _census(records)
-    doc = {
-        "schema_version": SCHEMA_VERSION,
-        "generator": {"name": "kmodcompat", "version": __version__},
-        "tree": _identity(tree, records, census["modules_by_format"],
-                          symvers if kernel and kernel.check_symvers else None, system_map, notes),
-        "counts": _counts(tree, records),
-        "format_census": census,
-        "consumers": _consumers(views, tree),
-        "simulation": _simulation(views),
-        "crc_usefulness": useful.as_dict(),
-        "name_lengths": _name_lengths(records),
-        "graph": _graph_facts(graph),
-        "exports": _exports_usage(graph, records),
-        "findings": _findings(tree),
-        "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures]
-        + [{"path": path, "reason": reason, "code": "skipped"} for path, reason in tree.skipped],
-    }
+    # The views (most of the work) run in worker processes while this one does the rest.
+    with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
+                       summarize=module_summary) as views_result:
+        graph = graph_for_tree(tree, kernel)
+        kinds = system_map_kinds(system_map) if system_map else {}
+        census = _census(records)
+        doc = {
+            "schema_version": SCHEMA_VERSION,
+            "generator": {"name": "kmodcompat", "version": __version__},
+            "tree": _identity(tree, records, census["modules_by_format"],
+                              symvers if kernel and kernel.check_symvers else None, system_map, notes),
+            "counts": _counts(tree, records),
+            "format_census": census,
+            "consumers": None,
+            "simulation": None,
+            "crc_usefulness": crc_usefulness(records, kinds).as_dict(),
+            "name_lengths": _name_lengths(records),
+            "graph": _graph_facts(graph),
+            "exports": _exports_usage(graph, records),
+            "findings": _findings(tree),
+            "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures]
+            + [{"path": path, "reason": reason, "code": "skipped"} for path, reason in tree.skipped],
+        }
+        views = views_result()
+    doc["consumers"] = _consumers(views, tree)
+    doc["simulation"] = _simulation(views)
     doc["headlines"] = headlines(doc)
     return doc
 
