@@ -23,6 +23,7 @@ without it the term applies to the modules as built.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import sys
@@ -112,6 +113,9 @@ def run(args) -> int:
         from ..report import build_report  # the analysis proper: imported only when it runs
 
         tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
+        # The records (millions of objects, free of cycles) live until the end: frozen, the
+        # collector's full passes during the analysis never traverse them (0.5 s of CPU on bookworm).
+        gc.freeze()
         doc = build_report(tree, symvers, system_map, jobs=args.jobs)
         text = report_text(doc)
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
