@@ -9,7 +9,10 @@ the tree), `kmodcompat report` cold (--no-cache, all cores), warm (cache
 filled by an untimed first run: the finished report is served), warm with
 one module file rewritten (same bytes, new inode: the report is recomputed
 from cached records but one, the case of a rebuilt out-of-tree module),
-and cold on one core (-j 1). Every
+and cold on one core (-j 1). With ``--liblzma FILE`` one more cold run loads
+that liblzma build (e.g. the one kmod 34.2 runs with) instead of the
+system's: on .ko.xz trees the decoder build alone changes the time a lot, and
+this puts the same decoder on both sides of the ratio. Every
 command is timed by GNU time (wall, user+sys CPU, peak RSS of the process
 tree's largest member). The machine is shared and noisy: what matters is
 the median ratio kmodcompat/depmod, printed per pair. Not a test.
@@ -78,6 +81,8 @@ def main() -> None:
     ap.add_argument("--tree", default="trixie-amd64", help="a tree of tests/oracle.py TREES (fetched if missing)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--liblzma", default=None, metavar="FILE", help="a liblzma.so.5 for one more cold run, e.g. "
+                    "/opt/kmod-34/root/usr/lib/x86_64-linux-gnu/liblzma.so.5 (kmod 34.2's)")
     args = ap.parse_args()
     root = oracle.tree_root(args.tree, fetch=True)
     krel = oracle.tree_info(root)["krel"]
@@ -98,6 +103,17 @@ def main() -> None:
     timed(report, env)  # untimed: fills the cache for the warm runs
     runs: dict[str, list[dict]] = {k: [] for k in ("depmod-kmod30", "depmod-kmod34", "report-cold", "report-warm",
                                                    "report-1-changed", "report-cold-1core")}
+    if args.liblzma:
+        # Only that one library: the directory of another distribution's libraries would bring its libc along.
+        lib_dir = work / "liblzma"
+        lib_dir.mkdir()
+        (lib_dir / "liblzma.so.5").symlink_to(Path(args.liblzma).resolve())
+        xz_env = {**env, "LD_LIBRARY_PATH": str(lib_dir)}
+        loaded = subprocess.run([sys.executable, "-c", "import lzma; print(next(line.split()[-1] for line in "
+                                 "open('/proc/self/maps') if 'liblzma' in line))"], env=xz_env, check=True,
+                                capture_output=True, text=True).stdout.strip()
+        print(f"report-cold-same-xz loads {loaded}", file=sys.stderr)
+        runs["report-cold-same-xz"] = []
     for i in range(args.rounds):
         runs["depmod-kmod30"].append(timed(depmods["kmod30"]))
         runs["report-cold"].append(timed(report + ["--no-cache"], env))
@@ -106,10 +122,12 @@ def main() -> None:
         rewrite(changed)
         runs["report-1-changed"].append(timed(report, env))
         runs["report-cold-1core"].append(timed(report + ["--no-cache", "-j", "1"], env))
+        if args.liblzma:
+            runs["report-cold-same-xz"].append(timed(report + ["--no-cache"], xz_env))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
     ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
-              for a in ("report-cold", "report-warm", "report-1-changed", "report-cold-1core")
+              for a in runs if a.startswith("report-")
               for b in ("depmod-kmod30", "depmod-kmod34")}
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
           f"{args.rounds} rounds (medians)")

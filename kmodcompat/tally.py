@@ -33,6 +33,12 @@ Counts = tuple[int, int, int, int, int, int, str]  # visible, lost, misread, unc
 _MISSING = object()
 
 
+def _is_table(entries, table: dict[str, int]) -> bool:
+    """``entries`` hold each name of ``table`` once, with its CRC, NUL-terminated."""
+    return (len(entries) == len(table) == len({e.name for e in entries})
+            and all(e.terminated and table.get(e.name, -1) == e.crc for e in entries))
+
+
 def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, int] | None,
           formats: tuple[str, ...] = FORMATS) -> dict[str, dict[str, Counts] | None] | None:
     """Format → consumer id → :data:`Counts` (None: modpost cannot build the module in that format).
@@ -41,6 +47,13 @@ def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, in
     and the tree's exporter CRCs, or None). None when the module is outside
     what the counting rules cover.
     """
+    counted = module_tally(rec, truth, expected)
+    return None if counted is None else counted.counts(formats)
+
+
+def module_tally(rec: ModuleRecord, truth: Mapping[str, int],
+                 expected: Mapping[str, int] | None) -> "ModuleTally | None":
+    """The module's facts for :func:`tally`; None when they are outside what the counting rules cover."""
     names = [imp.name for imp in rec.imports]
     unique = set(names)
     if (rec.elf.machine == EM_PPC64 or len(unique) != len(names) or "module_layout" in unique
@@ -49,10 +62,12 @@ def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, in
     entries = import_versions(rec, expected)  # modpost's list, as Simulation encodes it
     if any(crc >> 32 for crc, _ in entries):
         return None
-    return _Module(rec, names, truth, expected, entries).counts(formats)
+    return ModuleTally(rec, names, truth, expected, entries)
 
 
-class _Module:
+class ModuleTally:
+    """One module's import facts, and every consumer's counts in each format."""
+
     def __init__(self, rec: ModuleRecord, names: list[str], truth: Mapping[str, int],
                  expected: Mapping[str, int] | None, entries: list[tuple[int, str]]):
         self.rec = rec
@@ -84,6 +99,27 @@ class _Module:
                 continue
             out[fmt] = self.views(fmt)
         return out
+
+    def as_built(self) -> dict[str, Counts] | None:
+        """The counts of the module as it is, when its tables are exactly those modpost writes for its format
+        from its imports (then every model reads it as that simulated format); None otherwise."""
+        rec = self.rec
+        fmt = rec.modversions_format
+        if fmt not in ("none", "basic", "basic+ext", "ext-only") or fmt != "none" and not self.entries:
+            return None
+        if fmt in ("basic", "basic+ext"):
+            table = self.all if fmt == "basic" else self.short
+            v = rec.versions
+            sec = rec.section("__versions")
+            if not (v.alloc and v.size == 64 * len(v.entries) and sec.offset + sec.size <= rec.image_size
+                    and _is_table(v.entries, table)):
+                return None
+        if fmt in ("basic+ext", "ext-only"):
+            e = rec.ext_versions
+            if not (e.crcs_alloc and e.names_alloc and e.crc_count == len(e.entries) and e.crcs_size == 4 * e.crc_count
+                    and _is_table(e.entries, self.all)):
+                return None
+        return self.counts((fmt,))[fmt]
 
     def views(self, fmt: str) -> dict[str, Counts]:
         """Every consumer's counts in ``fmt``: which tables exist decides which rules apply."""

@@ -25,7 +25,7 @@ from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
 from .scan import default_jobs
 from .simulate import FORMATS, BuildError, Simulation
-from .tally import tally
+from .tally import module_tally
 
 AS_IS = "as-is"
 ALL_FORMATS = (AS_IS,) + FORMATS
@@ -83,7 +83,11 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     ``ViewsResult.modules`` (the totals always cover every format);
     ``summarize(path, views)``, a module-level function, replaces each kept
     format's views by what it returns (computed where the views are, so only
-    the summary travels between processes). ``jobs`` > 1
+    the summary travels between processes). When ``summarize`` has a
+    ``from_counts(path, counts, view)`` attribute, a module as built that
+    tally.py can count is summarized by it instead, from each consumer's
+    :data:`~kmodcompat.tally.Counts` and ``view(consumer)``, that model's
+    full view (None: the full views are needed after all). ``jobs`` > 1
     (None: all cores) splits the modules over worker processes; the result is
     the same as with one.
     """
@@ -161,26 +165,40 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     versioned = Counter()  # format → versioned imports of those modules
     not_buildable = Counter()
     kept: list[ModuleViews] = []
-    # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold.
+    # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold;
+    # so is the module as built when its tables are what modpost writes, unless its views are kept
+    # and its summary needs more than the counts.
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
-    tallies: dict[str, list[list[tuple]]] = {f: [[] for _ in consumers] for f in counted}  # tally.Counts rows
+    from_counts = getattr(summarize, "from_counts", None)
+    count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or from_counts is not None)
+    tallies: dict[str, list[list[tuple]]] = {f: [[] for _ in consumers] for f in formats}  # Counts rows
     for path, rec in entries:
         truth = exporter_crcs(rec)
-        tallied = tally(rec, truth, expected, counted) if counted else None
-        if tallied is not None:
-            for fmt, by_consumer in tallied.items():
-                if by_consumer is None:
-                    not_buildable[fmt] += 1
-                    continue
-                modules[fmt] += 1
-                versioned[fmt] += len(truth)
-                for c, rows in zip(consumers, tallies[fmt]):
-                    rows.append(by_consumer[c])
+        per_format: dict[str, dict[str, ConsumerView] | str] = {}
+        summaries: dict[str, object] = {}  # kept formats' summaries made from counts
+        done: dict[str, dict[str, tuple] | None] = {}
         # One Reading per module and format: the consumers share what they derive from it.
         reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
-        modelled = [f for f in formats if f not in tallied] if tallied is not None else formats
+        facts = module_tally(rec, truth, expected) if counted or count_as_built else None
+        if facts is not None:
+            done = facts.counts(counted)
+            built = facts.as_built() if count_as_built else None
+            if built is not None:
+                built = {c: built[c] for c in consumers}
+                summary = from_counts(path, built, lambda c: READERS[c](reading)) if AS_IS in keep_formats else None
+                if summary is not None or AS_IS not in keep_formats:
+                    done[AS_IS] = built
+                    summaries[AS_IS] = summary
+        for fmt, by_consumer in done.items():
+            if by_consumer is None:
+                not_buildable[fmt] += 1
+                continue
+            modules[fmt] += 1
+            versioned[fmt] += len(truth)
+            for c, rows in zip(consumers, tallies[fmt]):
+                rows.append(by_consumer[c])
+        modelled = [f for f in formats if f not in done]
         simulation = Simulation(rec, expected) if any(f != AS_IS for f in modelled) else None
-        per_format: dict[str, dict[str, ConsumerView] | str] = {}
         for fmt in modelled:
             if fmt == AS_IS:
                 r = reading
@@ -209,8 +227,14 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             if fmt in keep_formats:
                 per_format[fmt] = dict(zip(consumers, views))
         if keep_formats:
-            kept.append(ModuleViews(path, {f: (summarize(path, v) if summarize and not isinstance(v, str) else v)
-                                           for f, v in per_format.items() if f in keep_formats}))
+            kept_views: dict[str, object] = {}
+            for fmt in formats:
+                if fmt in summaries:
+                    kept_views[fmt] = summaries[fmt]
+                elif fmt in keep_formats and fmt in per_format:
+                    v = per_format[fmt]
+                    kept_views[fmt] = summarize(path, v) if summarize and not isinstance(v, str) else v
+            kept.append(ModuleViews(path, kept_views))
     for fmt, by_consumer in tallies.items():
         for rows, a, verdict in zip(by_consumer, counts[fmt], verdicts[fmt]):
             if rows:

@@ -1,4 +1,4 @@
-"""The simulated formats' totals counted by tally.py equal the consumer models' totals.
+"""What tally.py counts equals what the consumer models give: the simulated formats' totals, and the views of modules as built.
 
 compute_views counts the simulated formats from each module's facts; with
 ``count=False`` it runs every model on every re-encoded record instead. The
@@ -22,7 +22,8 @@ from kmodcompat.errors import ModuleReadError
 from kmodcompat.module import parse_module
 from kmodcompat.records import STB_WEAK, Import, Modversion
 from kmodcompat.simulate import FORMATS
-from kmodcompat.tally import tally
+from kmodcompat.report import module_summary
+from kmodcompat.tally import module_tally, tally
 from kmodcompat.views import ALL_FORMATS, AS_IS, _compute
 
 from . import oracle
@@ -42,14 +43,22 @@ def fixture_entries() -> list[tuple[str, object]]:
     return out
 
 
-def assert_counts_equal_models(mods, expected, formats=FORMATS) -> int:
-    """Totals equal both ways; returns how many modules the counting rules covered."""
-    counted = _compute(mods, None, formats, expected, (), None, True)
-    modelled = _compute(mods, None, formats, expected, (), None, False)
-    for a, b in zip(counted.totals, modelled.totals):
-        assert a == b, (a.format, a.consumer)
-    assert counted == modelled
+def assert_counts_equal_models(mods, expected, formats=ALL_FORMATS) -> int:
+    """Totals equal both ways, and so do the report's per-module summaries of the modules as built
+    (with as without the views kept); returns how many modules the counting rules covered."""
+    for keep, summarize in (((), None), ((AS_IS,), module_summary)):
+        counted = _compute(mods, None, formats, expected, keep, summarize, True)
+        modelled = _compute(mods, None, formats, expected, keep, summarize, False)
+        for a, b in zip(counted.totals, modelled.totals):
+            assert a == b, (a.format, a.consumer)
+        assert counted == modelled
     return sum(tally(rec, exporter_crcs(rec), expected) is not None for _, rec in mods)
+
+
+def as_built_counted(mods, expected) -> int:
+    """Modules whose tables are modpost's own for their format (their as-built views are counted)."""
+    return sum(t is not None and t.as_built() is not None
+               for t in (module_tally(rec, exporter_crcs(rec), expected) for _, rec in mods))
 
 
 def perturbed(expected: dict[str, int], rnd: random.Random) -> dict[str, int]:
@@ -73,6 +82,29 @@ def test_fixtures_own_and_tree_crcs():
     assert assert_counts_equal_models(mods, None) > len(mods) // 2
     expected = tree_crcs({}, [r for _, r in mods])
     assert assert_counts_equal_models(mods, expected) > len(mods) // 2
+    assert as_built_counted(mods, None) > len(mods) // 4
+
+
+def test_as_built_only_when_the_tables_are_modpost_s():
+    recs = {p: r for p, r in fixture_entries()}
+    x86 = recs[str(FIX / "x86_64" / "basic.ko")]
+    facts = module_tally(x86, exporter_crcs(x86), None)
+    assert facts.as_built() == facts.counts(("basic",))["basic"]
+    v = x86.versions
+    stale = replace(x86, versions=replace(v, entries=v.entries + (Modversion(1, "stale_entry"),), size=v.size + 64))
+    assert module_tally(stale, exporter_crcs(stale), None).as_built() is None
+    unterminated = replace(x86, versions=replace(v, entries=(v.entries[0]._replace(terminated=False),) + v.entries[1:]))
+    assert module_tally(unterminated, exporter_crcs(unterminated), None).as_built() is None
+    # An import the module did not version but the tree's exporters do: modpost would have versioned it.
+    dropped = v.entries[0]
+    assert dropped.name in {i.name for i in x86.imports}
+    unversioned = replace(x86, versions=replace(v, entries=v.entries[1:], size=v.size - 64))
+    assert module_tally(unversioned, exporter_crcs(unversioned), None).as_built() is not None
+    expected = {**exporter_crcs(x86), dropped.name: 7}
+    assert module_tally(unversioned, exporter_crcs(unversioned), expected).as_built() is None
+    mods = [("stale", stale), ("unterminated", unterminated), ("unversioned", unversioned), ("x86", x86)]
+    assert_counts_equal_models(mods, expected)
+    assert_counts_equal_models(mods, None)
 
 
 def test_fixtures_with_disagreeing_exporters():
@@ -131,6 +163,7 @@ def test_kept_formats_still_come_from_the_models():
     mods = fixture_entries()
     res = _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, True)
     assert all(isinstance(m.by_format["basic"], (dict, str)) for m in res.modules)
+    assert all(isinstance(m.by_format[AS_IS], dict) for m in res.modules)  # full views: no summary to count
     assert res == _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, False)
 
 
@@ -146,6 +179,7 @@ def test_real_tree_tree_crcs_and_disagreeing_exporters():
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
     expected = tree_crcs({}, [r for _, r in mods])
     assert assert_counts_equal_models(mods, expected) == len(mods)
+    assert as_built_counted(mods, expected) == len(mods)
     rnd = random.Random(11)
     sample = rnd.sample(mods, 300)
     for _ in range(3):

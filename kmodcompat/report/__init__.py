@@ -196,6 +196,19 @@ def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
     return entry
 
 
+def _summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
+    """:func:`module_summary` of views counted by tally.py: the models run only where there are problems to list."""
+    entry = {"verdicts": {c: n[6] for c, n in counts.items()}}
+    problems = {c: _problem(view(c)) for c, (_, lost, misread, _, _, false, _) in counts.items()
+                if lost or misread or false}
+    if problems:
+        entry["problems"] = problems
+    return entry
+
+
+module_summary.from_counts = _summary_from_counts  # compute_views asks for it by this name
+
+
 def _consumers(views: ViewsResult, tree) -> dict:
     totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
     per_module = []
