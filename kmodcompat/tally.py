@@ -19,6 +19,7 @@ return None, and the caller runs the models.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import attrgetter
 
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
                              LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, own_crcs)
@@ -35,8 +36,8 @@ _MISSING = object()
 
 def _is_table(entries, table: dict[str, int]) -> bool:
     """``entries`` hold each name of ``table`` once, with its CRC, NUL-terminated."""
-    return (len(entries) == len(table) == len({e.name for e in entries})
-            and all(e.terminated and table.get(e.name, -1) == e.crc for e in entries))
+    return (len(entries) == len(table) and {e.name: e.crc for e in entries} == table
+            and all(map(attrgetter("terminated"), entries)))
 
 
 def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, int] | None,
