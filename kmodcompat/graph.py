@@ -58,20 +58,20 @@ def _name(dm: Depmod, i: int) -> str:
 
 def build_graph(dm: Depmod) -> TreeGraph:
     """The :class:`TreeGraph` of a depmod run."""
+    mods = dm.modules
     g = nx.DiGraph()
-    for i, m in enumerate(dm.modules):
+    for i, m in enumerate(mods):
         g.add_node(m.name, kind="module", path=m.output_path, index=i,
                    error=None if m.error is None else m.error.reason,
                    exports=len(dm.exports[i]) if i < len(dm.exports) else 0)
     if dm.kernel is not None:
         g.add_node(KERNEL_NODE, kind="kernel", path=dm.kernel.path, index=KERNEL, error=None,
                    exports=len(dm.kernel.symbols))
-    for (i, owner), syms in dm.edges.items():
-        g.add_edge(dm.modules[i].name, dm.modules[owner].name, symbols=tuple(syms))
+    g.add_edges_from((mods[i].name, mods[owner].name, {"symbols": tuple(syms)})
+                     for (i, owner), syms in dm.edges.items())
     if dm.kernel is not None:
-        for i, syms in enumerate(dm.kernel_imports):
-            if syms:
-                g.add_edge(dm.modules[i].name, KERNEL_NODE, symbols=tuple(syms))
+        g.add_edges_from((mods[i].name, KERNEL_NODE, {"symbols": tuple(syms)})
+                         for i, syms in enumerate(dm.kernel_imports) if syms)
     exporters: dict[str, list[str]] = {}
     if dm.kernel is not None:
         for name, _crc, _skipped in dm.kernel.symbols:
@@ -80,15 +80,15 @@ def build_graph(dm: Depmod) -> TreeGraph:
         for name, _crc in exp:
             key = name[1:] if dm.prefix and name.startswith(dm.prefix) else name
             lst = exporters.setdefault(key, [])
-            if dm.modules[i].name not in lst:
-                lst.append(dm.modules[i].name)
+            if mods[i].name not in lst:
+                lst.append(mods[i].name)
     dups = tuple(DuplicateExport(s, tuple(e), _name(dm, dm.symbols[s].owner))
                  for s, e in exporters.items() if len(e) > 1 and s in dm.symbols)
     comps = []
     for comp in nx.strongly_connected_components(g):
         if len(comp) > 1 or any(g.has_edge(n, n) for n in comp):
             comps.append(tuple(sorted(comp)))
-    return TreeGraph(g, dm, tuple((dm.modules[u.module].name, u.symbol, u.weak) for u in dm.unresolved),
+    return TreeGraph(g, dm, tuple((mods[u.module].name, u.symbol, u.weak) for u in dm.unresolved),
                      dups, tuple(tuple(c) for c in dm.cycles), tuple(sorted(comps)), tuple(dm.disagreements))
 
 

@@ -19,8 +19,9 @@ import zlib
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
+from itertools import repeat
 
-from .consumers.base import own_crcs
+from .consumers.base import exporter_crcs
 from .modversions.basic import name_limit
 from .records import ModuleRecord, raw
 from .rust import is_rust
@@ -69,47 +70,52 @@ def crc_usefulness(records: Iterable[ModuleRecord], symbol_kinds: Mapping[str, s
     for r in recs:
         for x in r.exports:
             kinds.setdefault(x.name, x.kind)
-    c = Counter()
-    lengths: Counter[int] = Counter()
-    placeholder_funcs: set[str] = set()
-    # Names repeat across a tree (~190k imports, a few thousand distinct names):
-    # each name's length, Rust-ness and placeholder CRC are computed once.
-    facts: dict[str, tuple[int, bool, int]] = {}
+    # Every figure of an import follows from its name, the CRC its module recorded (or none),
+    # whether __versions has the name and the module's name limit. A tree's ~190k imports
+    # share ~20k such facts (names repeat, with the same CRC): counted first, in C, then
+    # each distinct one is judged once.
+    facts: Counter[tuple[str, int | None, bool, int]] = Counter()
     for r in recs:
-        c["modules"] += 1
         basic = {m.name.removeprefix(".") for m in r.versions.entries} \
             if r.versions is not None and r.versions.well_formed else set()
-        crcs = {k.removeprefix("."): v for k, v in own_crcs(r).items()}
-        limit = name_limit(r.elf.elfclass)
-        for imp in r.imports:
-            name = imp.name.removeprefix(".")
-            fact = facts.get(name)
-            if fact is None:
-                fact = facts[name] = (len(raw(name)), is_rust(name), placeholder_crc(name))
-            length, rust, placeholder = fact
-            c["imports"] += 1
-            lengths[length] += 1
-            c["rust_imports"] += rust
-            if length > limit:
-                c["too_long_for_basic"] += 1
-            crc = crcs.get(name)
-            if crc is None:
-                c["unversioned"] += 1
-                continue
-            if name in basic:
-                c["versioned_basic"] += 1
-            else:
-                c["versioned_ext_only"] += 1
-                c["rust_ext_only"] += rust
-            c["rust_versioned"] += rust
-            if crc == placeholder:
-                c["placeholder_int"] += 1
-                kind = kinds.get(name)
-                if kind == "func":
-                    c["placeholder_on_functions"] += 1
-                    placeholder_funcs.add(name)
-                elif kind not in ("object",):
-                    c["placeholder_unknown_kind"] += 1
+        crcs = exporter_crcs(r)
+        names = [imp.name.removeprefix(".") for imp in r.imports]
+        facts.update(zip(names, map(crcs.get, names), map(basic.__contains__, names),
+                         repeat(name_limit(r.elf.elfclass))))
+    return _figures(len(recs), facts, kinds)
+
+
+def _figures(modules: int, facts: Counter[tuple[str, int | None, bool, int]],
+             kinds: Mapping[str, str]) -> CrcUsefulness:
+    """:func:`crc_usefulness` from the imports counted by (name, CRC or None, in __versions, name limit)."""
+    c = Counter(modules=modules)
+    lengths: Counter[int] = Counter()
+    placeholder_funcs: set[str] = set()
+    for (name, crc, basic, limit), n in facts.items():
+        length = len(raw(name))
+        rust = n if is_rust(name) else 0
+        c["imports"] += n
+        lengths[length] += n
+        c["rust_imports"] += rust
+        if length > limit:
+            c["too_long_for_basic"] += n
+        if crc is None:
+            c["unversioned"] += n
+            continue
+        if basic:
+            c["versioned_basic"] += n
+        else:
+            c["versioned_ext_only"] += n
+            c["rust_ext_only"] += rust
+        c["rust_versioned"] += rust
+        if crc == placeholder_crc(name):
+            c["placeholder_int"] += n
+            kind = kinds.get(name)
+            if kind == "func":
+                c["placeholder_on_functions"] += n
+                placeholder_funcs.add(name)
+            elif kind not in ("object",):
+                c["placeholder_unknown_kind"] += n
     return CrcUsefulness(**c, name_length_histogram=dict(sorted(lengths.items())),
                          placeholder_function_names=tuple(sorted(placeholder_funcs)))
 

@@ -55,7 +55,8 @@ def _dep_line(dm: Depmod, i: int) -> str:
 
 
 def _values(dm: Depmod, i: int, key: str) -> list[str]:
-    return [v for k, v in dm.info[i] if k == key]
+    """kmod_module_get_info()'s values of ``key``: "" for a string without '='."""
+    return [v if v is not None else "" for k, v in dm.info[i] if k == key]
 
 
 def _u32(text: str) -> int:
