@@ -208,7 +208,9 @@ class ModuleTally:
     # -- module-init-tools (consumers/mit.py) ----------------------------------------------
 
     def _mit(self, versions, own: bool) -> Counts:
-        return self._once(self._mit_view, versions, own) if isinstance(versions, dict) else self._mit_view(versions, own)
+        if isinstance(versions, dict):
+            return self._once(self._mit_view, versions, own)
+        return self._mit_view(versions, own)
 
     def _mit_view(self, versions, own: bool) -> Counts:
         lost_all = len(self.truth)

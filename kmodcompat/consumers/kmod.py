@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from operator import attrgetter
+from functools import partial
+from itertools import compress, repeat
+from operator import attrgetter, not_
 from typing import NamedTuple
 
 from ..errors import ModuleReadError
@@ -178,8 +180,11 @@ class Kmod:
         as absent. v34 skips unterminated names while matching and fails the
         whole call (EINVAL) if one is left unmatched.
         """
-        crcs, rest = _match_imports(self._dependency_entries(Reading(rec)), rec.imports)
-        return [KmodSymbol(imp.name, crcs.get(imp.name, 0), imp.weak) for imp in rec.imports] + \
+        imports = rec.imports
+        names = list(map(_name, imports))
+        crcs, rest = _match_imports(self._dependency_entries(Reading(rec)), names)
+        weak = map(STB_WEAK.__eq__, map(_binding, imports))  # Import.weak, without a call per import
+        return list(map(_new_symbol, zip(names, map(crcs.get, names, repeat(0)), weak))) + \
             [KmodSymbol(e.name, e.crc, False) for e in rest]
 
     def _dependency_entries(self, r: Reading) -> tuple[Modversion, ...]:
@@ -268,8 +273,8 @@ class Kmod:
         except KmodError:
             false = ()  # PR #270: depmod drops the module's dependencies without a word
         else:
-            warnings, false = r.per_table("depmod", entries,
-                                          lambda r: _depmod_warnings(r, *_match_imports(entries, r.rec.imports)))
+            warnings, false = r.per_table("depmod", entries, lambda r: _depmod_warnings(
+                r, *_match_imports(entries, map(_name, r.rec.imports))))
             messages += warnings
         if false:
             verdict = FALSE_MISMATCH
@@ -399,13 +404,21 @@ def _dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
     return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)
 
 
-def _match_imports(entries: tuple[Modversion, ...], imports) -> tuple[dict[str, int], list[Modversion]]:
+def _match_imports(entries: tuple[Modversion, ...],
+                   import_names: Iterable[str]) -> tuple[dict[str, int], list[Modversion]]:
     """Each import name's CRC, from the first entry of that name; the entries no import took, in order."""
-    names = list(map(attrgetter("name"), entries))
+    names = list(map(_name, entries))
+    crcs = dict(zip(names, map(_crc, entries)))
+    if len(crcs) == len(names):
+        # Every name once (modpost writes each symbol once): an entry is left over
+        # exactly when no import names it.
+        imported = set(import_names)
+        return crcs, list(compress(entries, map(not_, map(imported.__contains__, names))))
     first = dict(zip(reversed(names), range(len(names) - 1, -1, -1)))  # the lowest index of each name wins
-    visited = {first[imp.name] for imp in imports if imp.name in first}
-    rest = [e for i, e in enumerate(entries) if i not in visited] if len(visited) < len(entries) else []
-    return dict(zip(reversed(names), map(attrgetter("crc"), reversed(entries)))), rest
+    visited = set(map(first.get, import_names))
+    visited.discard(None)  # imports no entry versions
+    rest = [e for i, e in enumerate(entries) if i not in visited]
+    return dict(zip(reversed(names), map(_crc, reversed(entries)))), rest
 
 
 def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[str, ...]:
@@ -468,6 +481,14 @@ class KmodSymbol(NamedTuple):
     name: str
     crc: int
     weak: bool
+
+
+_name = attrgetter("name")
+_crc = attrgetter("crc")
+_binding = attrgetter("binding")
+#: KmodSymbol from a (name, crc, weak) tuple without the NamedTuple's Python-level
+#: __new__ (as records._unpickle_flat builds rows): a tree's 190k dependency symbols in C.
+_new_symbol = partial(tuple.__new__, KmodSymbol)
 
 
 class ToolResult(NamedTuple):
