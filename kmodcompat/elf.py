@@ -21,7 +21,7 @@ from array import array
 from collections.abc import Sequence
 from functools import lru_cache
 from itertools import repeat
-from operator import attrgetter
+from operator import add
 
 from .errors import ElfError
 from .records import ElfHeader, Section, names_text
@@ -42,7 +42,6 @@ _EHDR_SIZE = {64: 64, 32: 52}
 EI_NIDENT = 16
 _HOST_LITTLE = sys.byteorder == "little"
 _new_tuple = tuple.__new__  # builds Section rows in one map, without the NamedTuple's Python __new__
-_section_name = attrgetter("name")
 _UNREAD = object()
 
 
@@ -96,8 +95,8 @@ class ElfImage:
             raise ElfError(f"file too short for an ELF{elfclass} header ({size} bytes)", "truncated")
         (e_type, e_machine, _ver, _entry, _phoff, e_shoff, e_flags, e_ehsize, _phentsize, _phnum,
          e_shentsize, e_shnum, e_shstrndx) = _struct(_EHDR[elfclass], little).unpack_from(data, EI_NIDENT)
-        self.header = ElfHeader(elfclass, little, e_type, e_machine, e_flags, data[7], e_shoff,
-                                e_shentsize, e_shnum, e_shstrndx, e_ehsize)
+        self.header = _new_tuple(ElfHeader, (elfclass, little, e_type, e_machine, e_flags, data[7], e_shoff,
+                                             e_shentsize, e_shnum, e_shstrndx, e_ehsize))
         self.little = little
         self.elfclass = elfclass
         shdr_size = _SHDR_SIZE[elfclass]
@@ -121,16 +120,16 @@ class ElfImage:
         # sh_name >= str_size: kmod fails the lookup of such a section; it can never match a name.
         # None past that only comes from a hostile table spending StringTable's budget.
         columns = list(zip(*rows))  # sh_name, sh_type, ... sh_entsize
-        names = [name or "" for name in StringTable(data, str_off, str_off + str_size).texts(columns[0])]
+        names = StringTable(data, str_off, str_off + str_size).texts(columns[0])
+        if None in names:
+            names = [name or "" for name in names]
         self.sections: tuple[Section, ...] = tuple(map(_new_tuple, repeat(Section),
                                                        zip(range(e_shnum), names, *columns[1:])))
-        self._names: dict[str, Section] | None = None
+        # Stored last first, so that the first section (index >= 1) of a name wins.
+        self._names = dict(zip(names[:0:-1], self.sections[:0:-1]))
 
     def section(self, name: str) -> Section | None:
         """First section (index >= 1) called ``name``; flags are ignored, as in kmod."""
-        if self._names is None:
-            last_first = self.sections[:0:-1]  # so that the first section of a name is stored last, and wins
-            self._names = dict(zip(map(_section_name, last_first), last_first))
         return self._names.get(name)
 
     def in_bounds(self, sec: Section) -> bool:
@@ -172,7 +171,7 @@ class StringTable:
     BUDGET_FACTOR = 8
     BUDGET_SLACK = 1 << 16
 
-    __slots__ = ("_data", "_start", "_size", "_budget", "_cache")
+    __slots__ = ("_data", "_start", "_size", "_budget", "_cache", "_table", "_decoded")
 
     def __init__(self, data: bytes, start: int, end: int):
         self._data = data
@@ -180,6 +179,8 @@ class StringTable:
         self._size = max(0, min(end, len(data)) - start)
         self._budget = self.BUDGET_FACTOR * self._size + self.BUDGET_SLACK
         self._cache: dict[int, str | None] = {}
+        self._table: bytes | None = None  # the table's bytes, and their text when ASCII: see _read_at_once
+        self._decoded: str | None = None
 
     def text(self, offset: int) -> str | None:
         """The string at ``offset`` into the table, decoded; None when out of range or unterminated."""
@@ -203,34 +204,54 @@ class StringTable:
     def texts(self, offsets: Sequence[int]) -> list[str | None]:
         """:meth:`text` of each offset, in order, read in bulk: the same strings, cache and budget."""
         cache = self._cache
-        fresh = set(offsets).difference(cache)
-        if fresh and not self._read_at_once(fresh):
-            return list(map(self.text, offsets))
-        return list(map(cache.__getitem__, offsets))
+        fresh = set(offsets).difference(cache) if cache else set(offsets)
+        if len(fresh) == len(offsets):  # each offset once, none read yet (a table's first read, as a rule)
+            strings = self._read_at_once(offsets)
+        elif fresh:
+            strings = self._read_at_once(list(fresh))
+            if strings is not None:
+                strings = list(map(cache.__getitem__, offsets))
+        else:
+            strings = list(map(cache.__getitem__, offsets))
+        return strings if strings is not None else list(map(self.text, offsets))
 
-    def _read_at_once(self, offsets: set[int]) -> bool:
-        """Cache the strings at ``offsets`` (none read yet) at once; False if they must be read one by one.
+    def _read_at_once(self, offsets: Sequence[int]) -> list[str | None] | None:
+        """Read and cache the strings at ``offsets`` (distinct, none read yet) at once, in order.
 
-        Each string's NUL is searched for no further than an equal share of the
-        remaining budget. When every search succeeds, the scans fit the budget
-        together, so reading the strings one by one, in any order, would have
-        found the same NULs and spent the same budget. Otherwise nothing is read.
+        None if they must be read one by one: each string's NUL is searched for
+        no further than an equal share of the remaining budget. When every
+        search succeeds, the scans fit the budget together, so reading the
+        strings one by one, in any order, would have found the same NULs and
+        spent the same budget. Otherwise nothing is read.
         """
-        inside = [offset for offset in offsets if 0 <= offset < self._size]
-        if inside:
-            table = self._data[self._start:self._start + self._size]
-            share = self._budget // len(inside)
-            nuls = list(map(table.find, repeat(b"\0"), inside, map(share.__add__, inside)))
-            if -1 in nuls:
-                return False
-            self._budget -= sum(nuls) - sum(inside) + len(nuls)
+        if not offsets:
+            return []
+        size = self._size
+        if min(offsets) < 0 or max(offsets) >= size:  # the strings out of range read as None
+            inside = [offset for offset in offsets if 0 <= offset < size]
+            if self._read_at_once(inside) is None:
+                return None
+            self._cache.update(dict.fromkeys(set(offsets).difference(inside)))
+            return list(map(self._cache.__getitem__, offsets))
+        table = self._table
+        if table is None:
+            table = self._table = self._data[self._start:self._start + size]
             if table.isascii():  # as in every real table: offsets into the decoded table are the same
-                strings = map(sys.intern, map(table.decode("ascii").__getitem__, map(slice, inside, nuls)))
-            else:
-                strings = names_text(list(map(table.__getitem__, map(slice, inside, nuls))))
-            self._cache.update(zip(inside, strings))
-        self._cache.update(dict.fromkeys(offsets.difference(inside)))  # out of range: None
-        return True
+                self._decoded = table.decode("ascii")
+        share = self._budget // len(offsets)
+        if share >= size:  # no search can reach past its share (as a rule, for section names)
+            nuls = list(map(table.find, repeat(b"\0"), offsets))
+        else:
+            nuls = list(map(table.find, repeat(b"\0"), offsets, map(add, offsets, repeat(share))))
+        if -1 in nuls:
+            return None
+        self._budget -= sum(nuls) - sum(offsets) + len(nuls)
+        if self._decoded is not None:
+            strings = list(map(sys.intern, map(self._decoded.__getitem__, map(slice, offsets, nuls))))
+        else:
+            strings = names_text(list(map(table.__getitem__, map(slice, offsets, nuls))))
+        self._cache.update(zip(offsets, strings))
+        return strings
 
 
 def machine_name(machine: int) -> str:

@@ -18,8 +18,7 @@ visits only the undefined symbols and the labels, and decodes only their names
 from __future__ import annotations
 
 import re
-from itertools import compress
-from operator import not_
+from itertools import compress, repeat
 from typing import NamedTuple
 
 from .elf import ElfImage, StringTable, column, struct_for
@@ -39,9 +38,12 @@ _BAD_CRC = (1 << 64) - 1  # kmod's (uint64_t)-1 for a CRC it cannot resolve
 
 _KINDS = {0: "notype", 1: "object", 2: "func", 10: "func"}  # STT_GNU_IFUNC (10) is code too
 _GPL_SECTIONS = frozenset({"__ksymtab_gpl", "__ksymtab_unused_gpl"})
-_new_tuple = tuple.__new__  # builds Import rows without the NamedTuple's Python __new__
-#: st_info -> 1 when its binding is not STB_LOCAL (bytes.translate table)
-_NOT_LOCAL = bytes(st_info >> 4 != 0 for st_info in range(256))
+_new_tuple = tuple.__new__  # builds rows without the NamedTuple's Python __new__
+# bytes.translate tables
+_NOT_LOCAL = bytes(st_info >> 4 != 0 for st_info in range(256))  #: st_info -> 1 when not STB_LOCAL
+_BINDING = bytes(st_info >> 4 for st_info in range(256))  #: st_info -> STB_*
+_TYPE = bytes(st_info & 0xF for st_info in range(256))  #: st_info -> STT_*
+_IS_ZERO = bytes(byte == 0 for byte in range(256))
 
 
 class SymbolScan(NamedTuple):
@@ -70,48 +72,56 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
         return SymbolScan((), (), (), tuple(findings), False)
     str_off, str_size = strtab.offset, strtab.size
     names = StringTable(data, str_off, str_off + str_size)  # bounded reads: see StringTable
+    little = elf.little
     table = memoryview(data)[symtab.offset + entsize:symtab.offset + size]  # entry 0 is the null symbol
-    st_names = column(table, "I", 0, entsize, elf.little)
+    st_names = column(table, "I", 0, entsize, little)
     st_infos = bytes(table[info_at::entsize])
-    st_shndxs = column(table, "H", shndx_at, entsize, elf.little)
-    value_struct = struct_for(value_type, elf.little)
-
-    def st_value(i: int) -> int:
-        return value_struct.unpack_from(table, i * entsize + value_at)[0]
-
+    # 1 for each symbol whose st_shndx is SHN_UNDEF, both its bytes zero: the bytes of every
+    # st_shndx OR-ed together as two big integers, in one C call, for compress().
+    undefined_sel = (int.from_bytes(table[shndx_at::entsize]) | int.from_bytes(table[shndx_at + 1::entsize])
+                     ).to_bytes(len(st_names)).translate(_IS_ZERO)
     rows = range(len(st_names))
-    undefined = list(compress(rows, map(not_, st_shndxs)))
-    label_offsets = {m.start() - str_off for m in _LABEL.finditer(data, str_off, str_off + str_size + _LABEL_REACH)}
-    nsec = len(elf.sections)
     labels: dict[int, bytes] = {}  # symbol -> its label prefix
-    for i in compress(rows, map(label_offsets.__contains__, st_names)) if label_offsets else ():
-        st_shndx = st_shndxs[i]
-        st_name = st_names[i]
-        if st_shndx == SHN_UNDEF or st_name >= str_size:
-            continue
-        if data.startswith(_CRC_PREFIX, str_off + st_name):
-            labels[i] = _CRC_PREFIX
-        elif st_shndx < nsec:
-            labels[i] = _KSYMTAB_PREFIX if data.startswith(_KSYMTAB_PREFIX, str_off + st_name) else _KSTRTABNS_PREFIX
+    label_offsets = {m.start() - str_off for m in _LABEL.finditer(data, str_off, str_off + str_size + _LABEL_REACH)}
+    if label_offsets:  # as a rule, only in modules with exports
+        st_shndxs = column(table, "H", shndx_at, entsize, little)
+        value_struct = struct_for(value_type, little)
+
+        def st_value(i: int) -> int:
+            return value_struct.unpack_from(table, i * entsize + value_at)[0]
+
+        nsec = len(elf.sections)
+        for i in compress(rows, map(label_offsets.__contains__, st_names)):
+            st_shndx = st_shndxs[i]
+            st_name = st_names[i]
+            if st_shndx == SHN_UNDEF or st_name >= str_size:
+                continue
+            if data.startswith(_CRC_PREFIX, str_off + st_name):
+                labels[i] = _CRC_PREFIX
+            elif st_shndx < nsec:
+                labels[i] = _KSYMTAB_PREFIX if data.startswith(_KSYMTAB_PREFIX, str_off + st_name) else _KSTRTABNS_PREFIX
     # A label's name after its prefix is the table's string at st_name + len(prefix), with the
     # same NUL: reading it there shares the cache and the budget (a prefix running past the
     # table's end reads as out of range, as an unterminated name did). The names are read in
     # table order, as kmod reads them, and as StringTable spends its budget.
     if labels:
+        undefined = list(compress(rows, undefined_sel))
         visited = sorted([*undefined, *labels])
         read = dict(zip(visited, names.texts([st_names[i] + len(labels.get(i, b"")) for i in visited])))
         und_names = list(map(read.__getitem__, undefined))
     else:
-        und_names = names.texts(list(map(st_names.__getitem__, undefined)))
+        und_names = names.texts(list(compress(st_names, undefined_sel)))
     # Names outside .strtab (their symbols are skipped) or without NUL. An undefined symbol's
     # name outside .strtab reads as None too: it counts once.
     bad_names = und_names.count(None)
     if st_names and max(st_names) >= str_size:
-        bad_names += sum(str_size <= st_name for st_name, st_shndx in zip(st_names, st_shndxs) if st_shndx)
-    und_infos = list(map(st_infos.__getitem__, undefined))
+        bad_names += sum(map(str_size.__le__, compress(st_names, undefined_sel.translate(_IS_ZERO))))
+    und_infos = bytes(compress(st_infos, undefined_sel))
     if elf.header.machine in (EM_SPARC, EM_SPARCV9):  # register declarations are no imports
         und_names = [None if info & 0xF == STT_SPARC_REGISTER else name for name, info in zip(und_names, und_infos)]
-    imports = [_new_tuple(Import, (name, info >> 4, info & 0xF)) for name, info in zip(und_names, und_infos) if name]
+    # Named symbols only: None and "" are false.
+    imports = tuple(map(_new_tuple, repeat(Import), compress(
+        zip(und_names, und_infos.translate(_BINDING), und_infos.translate(_TYPE)), und_names)))
 
     crcs: list[CrcSymbol] = []
     ksym_labels: list[tuple[str, int, int]] = []  # (name, shndx, value)
@@ -122,7 +132,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             if name is None:
                 bad_names += 1
             else:
-                crcs.append(CrcSymbol(name, _resolve_crc(elf, st_value(i), st_shndxs[i]), st_infos[i] >> 4))
+                crcs.append(_new_tuple(CrcSymbol, (name, _resolve_crc(elf, st_value(i), st_shndxs[i]), st_infos[i] >> 4)))
         elif name is None:
             continue
         elif prefix == _KSYMTAB_PREFIX:
@@ -143,7 +153,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             if name in wanted:
                 kinds[name] = _KINDS.get(stt, "other")
     exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, kinds, findings)
-    return SymbolScan(tuple(imports), tuple(crcs), exports, tuple(findings), True)
+    return SymbolScan(imports, tuple(crcs), exports, tuple(findings), True)
 
 
 def _resolve_crc(elf: ElfImage, value: int, shndx: int) -> int:
@@ -190,8 +200,8 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
             crc = crc_by_name.get(name)
             if crc == _BAD_CRC:
                 crc = None
-            out.append(Export(name, crc, gpl, _namespace(elf, ns_labels.get(name), ns_tables), sname,
-                              kinds.get(name, "unknown")))
+            out.append(_new_tuple(Export, (name, crc, gpl, _namespace(elf, ns_labels.get(name), ns_tables), sname,
+                                           kinds.get(name, "unknown"))))
     return tuple(out)
 
 

@@ -180,8 +180,29 @@ def _shaped(der: bytes, start: int, end: int, *tags: int) -> list[tuple[int, int
     return [(first, last) for _, first, last in elements]
 
 
+#: By length, the last PKCS#7 of sign-file's shape read: its bytes before the signature value, and
+#: _sign_file_fields' signer, key id and digest OID. The modules of a tree are signed with one key:
+#: their PKCS#7 differ in the signature value only (whose length varies with ECDSA), and the fields
+#: read from the bytes before it, with the lengths that make the elements fill the whole, are the same.
+_SHAPES: dict[int, tuple[bytes, str | None, bytes, str]] = {}
+_SHAPES_LIMIT = 64
+
+
 def _sign_file_fields(der: bytes) -> tuple[str | None, bytes, str | None, bytes]:
     """:func:`_pkcs7_fields` of sign-file's shape; :class:`_OtherShape` for any other."""
+    known = _SHAPES.get(len(der))
+    if known is not None and der.startswith(known[0]):
+        head, signer, key_id, oid = known
+        return signer, key_id, oid, der[len(head):]
+    signer, key_id, oid, signature = _read_sign_file(der)
+    if len(_SHAPES) >= _SHAPES_LIMIT:
+        _SHAPES.clear()
+    _SHAPES[len(der)] = (der[:signature], signer, key_id, oid)
+    return signer, key_id, oid, der[signature:]
+
+
+def _read_sign_file(der: bytes) -> tuple[str | None, bytes, str, int]:
+    """:func:`_sign_file_fields`, with the offset of the signature value, which ends ``der``."""
     ((start, end),) = _shaped(der, 0, len(der), 0x30)  # ContentInfo, nothing after it
     content_type, (start, end) = _shaped(der, start, end, 0x06, 0xA0)
     if der[slice(*content_type)] != _SIGNED_DATA:
@@ -201,7 +222,7 @@ def _sign_file_fields(der: bytes) -> tuple[str | None, bytes, str | None, bytes]
     if oid is None:
         raise _OtherShape
     if sid_tag == 0x80:  # subjectKeyIdentifier
-        return None, der[slice(*sid)], oid, der[slice(*signature)]
+        return None, der[slice(*sid)], oid, signature[0]
     issuer, serial = _shaped(der, *sid, 0x30, 0x02)
     if serial[0] == serial[1]:
         raise _OtherShape
@@ -224,4 +245,4 @@ def _sign_file_fields(der: bytes) -> tuple[str | None, bytes, str | None, bytes]
                 signer = last
     number = abs(int.from_bytes(der[slice(*serial)], "big", signed=True))
     return (signer if signer is not None else last, number.to_bytes((number.bit_length() + 7) // 8, "big"), oid,
-            der[slice(*signature)])
+            signature[0])

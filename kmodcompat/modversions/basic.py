@@ -8,7 +8,7 @@ four bytes of the field: reading only the first four would give 0.
 
 from __future__ import annotations
 
-from itertools import repeat
+import struct
 
 from ..elf import ElfImage, struct_for
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
@@ -18,6 +18,13 @@ _ENTRY_FMT = {64: "Q56s", 32: "I60s"}
 #: Bytes that unterminated names may read past their fields, in total, per table (see read_entries).
 _RUN_ON_BUDGET = 1 << 16
 _new_tuple = tuple.__new__  # builds Modversion rows without the NamedTuple's Python __new__
+_RECORD = struct.Struct(f"{MODVERSION_ENTRY_SIZE}s")
+#: The Modversion of each record read so far whose name has a NUL, by word size and byte order. The
+#: same records recur across a tree's modules (each import of a symbol from one build): decoded once,
+#: and shared, a tree's records hold each once.
+_KNOWN: dict[tuple[int, bool], dict[bytes, Modversion]] = {(elfclass, little): {} for elfclass in (32, 64)
+                                                           for little in (False, True)}
+_KNOWN_LIMIT = 1 << 16  # records, about 15 MB; a tree has up to 20,000 distinct ones
 
 
 def name_limit(elfclass: int) -> int:
@@ -49,7 +56,8 @@ def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
         findings.append(Finding("versions-name-unterminated",
                                 f"{unterminated} __versions name(s) without NUL inside the "
                                 f"{MODVERSION_ENTRY_SIZE - elf.elfclass // 8}-byte field", SECTION))
-    high_bits = sum(1 for e in entries if e.crc >> 32)
+    # Entries compare by CRC first: the largest shows whether any CRC needs counting.
+    high_bits = sum(1 for crc, _, _ in entries if crc >> 32) if entries and max(entries)[0] >> 32 else 0
     if high_bits:
         findings.append(Finding("versions-crc-high-bits",
                                 f"{high_bits} __versions CRC(s) use the upper 32 bits (CRCs are 32-bit)", SECTION))
@@ -64,28 +72,37 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     read on in total are capped (``_RUN_ON_BUDGET``): in a table of records
     without any NUL each name would run to the end of the image, quadratic
     time and memory; past the cap a name stops at the end of its field.
+    Records read before with a NUL in their name are not decoded again (``_KNOWN``).
     """
     crc_len = elfclass // 8
     field_len = MODVERSION_ENTRY_SIZE - crc_len
     whole = size - size % MODVERSION_ENTRY_SIZE
-    rows = list(struct_for(_ENTRY_FMT[elfclass], little).iter_unpack(memoryview(data)[offset:offset + whole]))
-    if not rows:
-        return [], 0
-    crcs, fields = zip(*rows)
+    records = [record for (record,) in _RECORD.iter_unpack(memoryview(data)[offset:offset + whole])]
+    known = _KNOWN[elfclass, little]
+    entries = list(map(known.get, records))
+    if None not in entries:
+        return entries, 0
+    if len(known) > _KNOWN_LIMIT:
+        known.clear()
+    new = [i for i, entry in enumerate(entries) if entry is None]
+    crcs, fields = zip(*map(struct_for(_ENTRY_FMT[elfclass], little).unpack, map(records.__getitem__, new)))
     raw_names = [f.partition(b"\0")[0] for f in fields]
-    entries = list(map(_new_tuple, repeat(Modversion), zip(crcs, names_text(raw_names), repeat(True))))
-    # A name filling its whole field has no NUL in it.
-    unterminated = [i for i, name in enumerate(raw_names) if len(name) == field_len]
+    unterminated = 0
     budget = _RUN_ON_BUDGET
-    for i in unterminated:
+    for i, crc, raw_name, name in zip(new, crcs, raw_names, names_text(raw_names)):
+        if len(raw_name) < field_len:
+            entries[i] = known[records[i]] = _new_tuple(Modversion, (crc, name, True))
+            continue
+        # A name filling its whole field has no NUL in it.
+        unterminated += 1
         start = offset + i * MODVERSION_ENTRY_SIZE + crc_len
         field_end = start + field_len
         stop = min(len(data), field_end + budget)
         end = data.find(b"\0", field_end, stop)
         end = end if end >= 0 else stop
         budget -= end - field_end
-        entries[i] = Modversion(crcs[i], text(data[start:end]), False)
-    return entries, len(unterminated)
+        entries[i] = Modversion(crc, text(data[start:end]), False)
+    return entries, unterminated
 
 
 def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes:
