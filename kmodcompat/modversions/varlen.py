@@ -44,11 +44,16 @@ def parse(elf: ElfImage) -> tuple[VarlenVersions | None, list[Finding]]:
         "every released kmod and kernel misreads it", SECTION)]
 
 
+#: A name's NUL and zero padding to 4 bytes, by the name's length modulo 4.
+_NUL_PADDED = (b"\0" * 4, b"\0" * 3, b"\0" * 2, b"\0")
+
+
 def encode(entries: list[tuple[int, str]], little: bool) -> bytes:
-    st = struct_for("II", little)
-    out = bytearray()
+    pack = struct_for("II", little).pack
+    parts = []
     for crc, name in entries:
-        b = raw(name) + b"\0"
-        b += b"\0" * (-len(b) % 4)
-        out += st.pack(8 + len(b), crc) + b
-    return bytes(out) + b"\0"
+        b = raw(name)
+        tail = _NUL_PADDED[len(b) % 4]
+        parts += (pack(8 + len(b) + len(tail), crc), b, tail)
+    parts.append(b"\0")
+    return b"".join(parts)
