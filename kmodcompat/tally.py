@@ -8,6 +8,10 @@ names, one CRC each, the order of ``.symtab``. On such tables each model's
 rules reduce to counting, per import, whether its name is in the table, the
 CRC it carries there and the exporter's CRC, which is what :func:`tally` does.
 
+A module as built is counted the same way when its tables are exactly what
+modpost writes for its format (:meth:`ModuleTally.as_built`), as on every
+module of the real trees tested.
+
 The counts are the models' own, rule for rule (the comments name the model
 each follows), and tests hold them equal to the models' totals on every real
 tree and fixture, and on trees whose exporter CRCs were perturbed. What the
@@ -22,10 +26,10 @@ from collections.abc import Mapping
 from operator import attrgetter
 
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
-                             LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, own_crcs)
+                             LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE)
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .modversions import basic, varlen
-from .records import EM_PPC64, ModuleRecord, raw
+from .records import EM_PPC64, MODVERSION_ENTRY_SIZE, ModuleRecord, raw
 from .simulate import FORMATS, import_versions
 
 #: One consumer's view of one module, counted: the per-view fields of views.Totals, then the verdict.
@@ -72,7 +76,6 @@ class ModuleTally:
     def __init__(self, rec: ModuleRecord, names: list[str], truth: Mapping[str, int],
                  expected: Mapping[str, int] | None, entries: list[tuple[int, str]]):
         self.rec = rec
-        self.names = names
         self.nonweak = [imp.name for imp in rec.imports if not imp.weak]
         self.truth = truth
         # compute_views hands the models the tree's CRCs, else the module's own, as the exporters'.
@@ -112,7 +115,7 @@ class ModuleTally:
             table = self.all if fmt == "basic" else self.short
             v = rec.versions
             sec = rec.section("__versions")
-            if not (v.alloc and v.size == 64 * len(v.entries) and sec.offset + sec.size <= rec.image_size
+            if not (v.alloc and v.size == MODVERSION_ENTRY_SIZE * len(v.entries) and sec.offset + sec.size <= rec.image_size
                     and _is_table(v.entries, table)):
                 return None
         if fmt in ("basic+ext", "ext-only"):
