@@ -185,10 +185,13 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             built = facts.as_built() if count_as_built else None
             if built is not None:
                 built = {c: built[c] for c in consumers}
-                summary = from_counts(path, built, lambda c: READERS[c](reading)) if AS_IS in keep_formats else None
-                if summary is not None or AS_IS not in keep_formats:
+                if AS_IS not in keep_formats:
                     done[AS_IS] = built
-                    summaries[AS_IS] = summary
+                else:
+                    summary = from_counts(path, built, lambda c: READERS[c](reading))
+                    if summary is not None:
+                        done[AS_IS] = built
+                        summaries[AS_IS] = summary
         for fmt, by_consumer in done.items():
             if by_consumer is None:
                 not_buildable[fmt] += 1

@@ -161,6 +161,9 @@ def test_declines_what_its_rules_do_not_cover():
 
 def test_kept_formats_still_come_from_the_models():
     mods = fixture_entries()
+    only_basic = _compute(mods, None, ALL_FORMATS, None, ("basic",), None, True)
+    assert {f for m in only_basic.modules for f in m.by_format} == {"basic"}  # as-is counted, not kept
+    assert only_basic == _compute(mods, None, ALL_FORMATS, None, ("basic",), None, False)
     res = _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, True)
     assert all(isinstance(m.by_format["basic"], (dict, str)) for m in res.modules)
     assert all(isinstance(m.by_format[AS_IS], dict) for m in res.modules)  # full views: no summary to count
