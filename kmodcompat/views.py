@@ -25,7 +25,7 @@ from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
 from .scan import default_jobs
 from .simulate import FORMATS, BuildError, Simulation
-from .tally import module_tally
+from .tally import Counts, module_tally
 
 AS_IS = "as-is"
 ALL_FORMATS = (AS_IS,) + FORMATS
@@ -158,9 +158,6 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         raise ValueError(f"unknown format(s): {', '.join(bad)}; known: {', '.join(ALL_FORMATS)}")
     readers = [READERS[c] for c in consumers]
     simulated = [f for f in formats if f != AS_IS]
-    # Per format, per consumer (in ``consumers`` order): the _COUNTED sums and the verdicts.
-    counts = {f: [[0] * len(_COUNTED) for _ in consumers] for f in formats}
-    verdicts: dict[str, list[Counter]] = {f: [Counter() for _ in consumers] for f in formats}
     modules = Counter()  # format → modules it could hold
     versioned = Counter()  # format → versioned imports of those modules
     not_buildable = Counter()
@@ -171,7 +168,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
     from_counts = getattr(summarize, "from_counts", None)
     count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or from_counts is not None)
-    tallies: dict[str, list[list[tuple]]] = {f: [[] for _ in consumers] for f in formats}  # Counts rows
+    # Per format, per consumer (in ``consumers`` order): each module's view as tally.Counts, counted or modelled.
+    rows: dict[str, list[list[Counts]]] = {f: [[] for _ in consumers] for f in formats}
     for path, rec in entries:
         truth = exporter_crcs(rec)
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
@@ -198,8 +196,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                 continue
             modules[fmt] += 1
             versioned[fmt] += len(truth)
-            for c, rows in zip(consumers, tallies[fmt]):
-                rows.append(by_consumer[c])
+            for c, column in zip(consumers, rows[fmt]):
+                column.append(by_consumer[c])
         modelled = [f for f in formats if f not in done]
         simulation = Simulation(rec, expected) if any(f != AS_IS for f in modelled) else None
         for fmt in modelled:
@@ -215,18 +213,9 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             modules[fmt] += 1
             versioned[fmt] += len(truth)
             views = [read(r) for read in readers]
-            for v, a, verdict in zip(views, counts[fmt], verdicts[fmt]):
-                a[0] += len(v.visible)
-                a[1] += len(v.lost)
-                a[2] += len(v.misread)
-                a[3] += len(v.unchecked)
-                a[4] += len(v.messages)
-                a[5] += len(v.false_messages)
-                if v.lost:
-                    a[6] += 1
-                if v.false_messages:
-                    a[7] += 1
-                verdict[v.verdict] += 1
+            for v, column in zip(views, rows[fmt]):
+                column.append((len(v.visible), len(v.lost), len(v.misread), len(v.unchecked), len(v.messages),
+                               len(v.false_messages), v.verdict))
             if fmt in keep_formats:
                 per_format[fmt] = dict(zip(consumers, views))
         if keep_formats:
@@ -238,20 +227,16 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                     v = per_format[fmt]
                     kept_views[fmt] = summarize(path, v) if summarize and not isinstance(v, str) else v
             kept.append(ModuleViews(path, kept_views))
-    for fmt, by_consumer in tallies.items():
-        for rows, a, verdict in zip(by_consumer, counts[fmt], verdicts[fmt]):
-            if rows:
-                visible, lost, misread, unchecked, messages, false, v = zip(*rows)
-                for i, column in enumerate((visible, lost, misread, unchecked, messages, false)):
-                    a[i] += sum(column)
-                a[6] += len(lost) - lost.count(0)
-                a[7] += len(false) - false.count(0)
-                verdict.update(v)
-    totals = tuple(Totals(f, c, modules[f], not_buildable[f], versioned[f], **dict(zip(_COUNTED, a)),
-                          verdicts=dict(sorted(verdict.items())))
-                   for f in formats for c, a, verdict in zip(consumers, counts[f], verdicts[f]))
+    totals = tuple(_totals(f, c, modules[f], not_buildable[f], versioned[f], column)
+                   for f in formats for c, column in zip(consumers, rows[f]))
     return ViewsResult(tuple(formats), consumers, totals, tuple(kept), expected is not None)
 
 
-#: The per-view counts of Totals, in the order _compute accumulates them.
-_COUNTED = ("visible", "lost", "misread", "unchecked", "messages", "false_messages", "modules_losing", "modules_false")
+def _totals(fmt: str, consumer: str, modules: int, not_buildable: int, versioned: int,
+            rows: list[Counts]) -> Totals:
+    """One consumer's Totals in one format, from each module's view as tally.Counts."""
+    visible, lost, misread, unchecked, messages, false, verdicts = zip(*rows) if rows else ((),) * 7
+    return Totals(fmt, consumer, modules, not_buildable, versioned, visible=sum(visible), lost=sum(lost),
+                  modules_losing=len(lost) - lost.count(0), misread=sum(misread), unchecked=sum(unchecked),
+                  messages=sum(messages), false_messages=sum(false), modules_false=len(false) - false.count(0),
+                  verdicts=dict(sorted(Counter(verdicts).items())))
