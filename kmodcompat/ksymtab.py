@@ -99,7 +99,8 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             if data.startswith(_CRC_PREFIX, str_off + st_name):
                 labels[i] = _CRC_PREFIX
             elif st_shndx < nsec:
-                labels[i] = _KSYMTAB_PREFIX if data.startswith(_KSYMTAB_PREFIX, str_off + st_name) else _KSTRTABNS_PREFIX
+                is_ksymtab = data.startswith(_KSYMTAB_PREFIX, str_off + st_name)
+                labels[i] = _KSYMTAB_PREFIX if is_ksymtab else _KSTRTABNS_PREFIX
     # A label's name after its prefix is the table's string at st_name + len(prefix), with the
     # same NUL: reading it there shares the cache and the budget (a prefix running past the
     # table's end reads as out of range, as an unterminated name did). The names are read in
@@ -132,7 +133,8 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             if name is None:
                 bad_names += 1
             else:
-                crcs.append(_new_tuple(CrcSymbol, (name, _resolve_crc(elf, st_value(i), st_shndxs[i]), st_infos[i] >> 4)))
+                crc = _resolve_crc(elf, st_value(i), st_shndxs[i])
+                crcs.append(_new_tuple(CrcSymbol, (name, crc, st_infos[i] >> 4)))
         elif name is None:
             continue
         elif prefix == _KSYMTAB_PREFIX:

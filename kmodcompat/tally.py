@@ -115,8 +115,8 @@ class ModuleTally:
             table = self.all if fmt == "basic" else self.short
             v = rec.versions
             sec = rec.section("__versions")
-            if not (v.alloc and v.size == MODVERSION_ENTRY_SIZE * len(v.entries) and sec.offset + sec.size <= rec.image_size
-                    and _is_table(v.entries, table)):
+            if not (v.alloc and v.size == MODVERSION_ENTRY_SIZE * len(v.entries)
+                    and sec.offset + sec.size <= rec.image_size and _is_table(v.entries, table)):
                 return None
         if fmt in ("basic+ext", "ext-only"):
             e = rec.ext_versions
@@ -149,13 +149,13 @@ class ModuleTally:
                "weak-modules": gate, "weak-modules2": gate}
         # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
         # variable-length layout as fixed records (kernel.py _misread).
-        vers_table, misread = self._misread_table() if versions == "odd" else (versions, 0)
+        vers_table, records = self._misread_table() if versions == "odd" else (versions, 0)
         for release, table in (("6.13", vers_table), ("6.14", self.all if extended else vers_table)):
             if table is None:
                 out[f"kernel-{release}"] = (0, 0, 0, 0, 0, 0, REFUSES)
                 out[f"kernel-{release}+force"] = (0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
             else:
-                out[f"kernel-{release}"] = out[f"kernel-{release}+force"] = self._loader(table, misread)
+                out[f"kernel-{release}"] = out[f"kernel-{release}+force"] = self._loader(table, records)
         return out
 
     # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------

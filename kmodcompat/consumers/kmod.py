@@ -393,12 +393,12 @@ class Kmod:
 
 
 def _all_terminated(entries: tuple[Modversion, ...]) -> bool:
-    return all(map(attrgetter("terminated"), entries))
+    return all(map(_terminated, entries))
 
 
 def _dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
     """One leading '.' dropped from each name (libkmod's modversions readers)."""
-    names = "\0".join(map(attrgetter("name"), entries))
+    names = "\0".join(map(_name, entries))
     if not names.startswith(".") and "\0." not in names:
         return entries  # no name starts with a dot
     return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)
@@ -422,7 +422,7 @@ def _match_imports(entries: tuple[Modversion, ...],
 
 
 def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[str, ...]:
-    seen = set(map(attrgetter("name"), visible))
+    seen = set(map(_name, visible))
     return tuple(n for n in order if n not in seen)
 
 
@@ -486,6 +486,7 @@ class KmodSymbol(NamedTuple):
 _name = attrgetter("name")
 _crc = attrgetter("crc")
 _binding = attrgetter("binding")
+_terminated = attrgetter("terminated")
 #: KmodSymbol from a (name, crc, weak) tuple without the NamedTuple's Python-level
 #: __new__ (as records._unpickle_flat builds rows): a tree's 190k dependency symbols in C.
 _new_symbol = partial(tuple.__new__, KmodSymbol)
