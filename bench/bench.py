@@ -9,10 +9,14 @@ the tree), `kmodcompat report` cold (--no-cache, all cores), warm (cache
 filled by an untimed first run: the finished report is served), warm with
 one module file rewritten (same bytes, new inode: the report is recomputed
 from cached records but one, the case of a rebuilt out-of-tree module),
-and cold on one core (-j 1). With ``--liblzma FILE`` one more cold run loads
+and cold on one core (-j 1); and the floors under a cold report (bench/floor.py:
+the interpreter and imports alone; every module decompressed once; the tree
+parsed into records, all cores, no analysis), which show how much of the
+ratio is left to the analysis. With ``--liblzma FILE`` one more cold run loads
 that liblzma build (e.g. the one kmod 34.2 runs with) instead of the
 system's: on .ko.xz trees the decoder build alone changes the time a lot, and
-this puts the same decoder on both sides of the ratio. Every
+this puts the same decoder on both sides of the ratio (the decompression floor
+is timed with it too). Every
 command is timed by GNU time (wall, user+sys CPU, peak RSS of the process
 tree's largest member). The machine is shared and noisy: what matters is
 the median ratio kmodcompat/depmod, printed per pair. Not a test.
@@ -97,6 +101,7 @@ def main() -> None:
     kmc_root, changed = report_root(root, krel, work / "kmc")
     report = [sys.executable, "-m", "kmodcompat", "report", "-b", str(kmc_root), krel, "--out", str(work / "out"),
               "--fail-on", "none"]
+    floor = [sys.executable, str(REPO / "bench" / "floor.py")]
     scratch = {}
     depmods = {}
     for v in ("kmod30", "kmod34"):
@@ -105,7 +110,8 @@ def main() -> None:
         depmods[v] = oracle.kmod_argv(v, "depmod") + ["-C", str(empty_conf), "-b", str(scratch[v]), krel]
     timed(report, env)  # untimed: fills the cache for the warm runs
     runs: dict[str, list[dict]] = {k: [] for k in ("depmod-kmod30", "depmod-kmod34", "report-cold", "report-warm",
-                                                   "report-1-changed", "report-cold-1core")}
+                                                   "report-1-changed", "report-cold-1core",
+                                                   "floor-startup", "floor-decompress", "floor-parse")}
     if args.liblzma:
         # Only that one library: the directory of another distribution's libraries would bring its libc along.
         lib_dir = work / "liblzma"
@@ -117,6 +123,7 @@ def main() -> None:
                                 capture_output=True, text=True).stdout.strip()
         print(f"report-cold-same-xz loads {loaded}", file=sys.stderr)
         runs["report-cold-same-xz"] = []
+        runs["floor-decompress-same-xz"] = []
     for i in range(args.rounds):
         runs["depmod-kmod30"].append(timed(depmods["kmod30"]))
         runs["report-cold"].append(timed(report + ["--no-cache"], env))
@@ -127,16 +134,20 @@ def main() -> None:
         runs["report-cold-1core"].append(timed(report + ["--no-cache", "-j", "1"], env))
         if args.liblzma:
             runs["report-cold-same-xz"].append(timed(report + ["--no-cache"], xz_env))
+            runs["floor-decompress-same-xz"].append(timed(floor + ["decompress", str(kmc_root), krel], xz_env))
+        runs["floor-startup"].append(timed(floor + ["startup"], env))
+        runs["floor-decompress"].append(timed(floor + ["decompress", str(kmc_root), krel], env))
+        runs["floor-parse"].append(timed(floor + ["parse", str(kmc_root), krel], env))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
     ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
-              for a in runs if a.startswith("report-")
+              for a in runs if a.startswith(("report-", "floor-"))
               for b in ("depmod-kmod30", "depmod-kmod34")}
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
           f"{args.rounds} rounds (medians)")
-    print(f"{'run':<20}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
+    print(f"{'run':<26}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
     for k, m in med.items():
-        print(f"{k:<20}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
+        print(f"{k:<26}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
     for k, r in ratios.items():
         print(f"{k:<40} {r:6.2f}x")
     if args.json:
