@@ -129,9 +129,13 @@ def _start_worker() -> None:
     gc.enable()
 
 
-def _pool(jobs: int) -> ProcessPoolExecutor:
-    # fork where the platform has it: no interpreter start and re-import per worker
-    # (Python 3.14 makes forkserver the default on Linux).
+def worker_pool(jobs: int) -> ProcessPoolExecutor:
+    """The worker processes of a scan (and of views.py's views), forked where the platform has it.
+
+    Forked: no interpreter start and re-import per worker (Python 3.14 makes
+    forkserver the default on Linux), and views.py's workers find the records
+    already in their memory.
+    """
     context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
     return ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_start_worker)
 
@@ -167,7 +171,7 @@ def _map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str
     results: list[list[T | ModuleReadError] | None] = [None] * len(chunks)
     done = 0
     try:
-        with _pool(jobs) as pool:
+        with worker_pool(jobs) as pool:
             futures = {pool.submit(_run_chunk, worker, chunk): i for i, chunk in enumerate(chunks)}
             for fut in as_completed(futures):
                 i = futures[fut]
@@ -189,7 +193,7 @@ def _map_files(worker: Callable[[str], T | ModuleReadError], paths: Sequence[str
 def _isolated(worker: Callable[[str], T | ModuleReadError], paths: list[str]) -> list[T | ModuleReadError]:
     """Run ``paths`` in a fresh process; if it dies, each path alone, to find the one that kills it."""
     try:
-        with _pool(1) as pool:
+        with worker_pool(1) as pool:
             return pool.submit(_run_chunk, worker, paths).result()
     except BrokenProcessPool:
         if len(paths) > 1:

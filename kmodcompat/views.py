@@ -16,18 +16,19 @@ from __future__ import annotations
 from collections import Counter
 import multiprocessing
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .consumers import CONSUMERS, READERS
 from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
-from .scan import default_jobs
+from .scan import default_jobs, worker_pool
 from .simulate import FORMATS, BuildError, Simulation
 from .tally import Counts, module_tally
 
 AS_IS = "as-is"
+#: ``summarize_counts(path, counts, view)``: see :func:`compute_views`.
+CountsSummarizer = Callable[[str, dict[str, Counts], Callable[[str], ConsumerView]], object]
 ALL_FORMATS = (AS_IS,) + FORMATS
 
 
@@ -76,22 +77,24 @@ class ViewsResult:
 def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
-                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None) -> ViewsResult:
+                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
+                  summarize_counts: CountsSummarizer | None = None) -> ViewsResult:
     """Run ``consumers`` on every (display path, record) in every format of ``formats``.
 
     ``keep_formats``: formats whose per-module views are kept in
     ``ViewsResult.modules`` (the totals always cover every format);
     ``summarize(path, views)``, a module-level function, replaces each kept
     format's views by what it returns (computed where the views are, so only
-    the summary travels between processes). When ``summarize`` has a
-    ``from_counts(path, counts, view)`` attribute, a module as built that
-    tally.py can count is summarized by it instead, from each consumer's
-    :data:`~kmodcompat.tally.Counts` and ``view(consumer)``, that model's
-    full view (None: the full views are needed after all). ``jobs`` > 1
+    the summary travels between processes). ``summarize_counts(path, counts,
+    view)``, if given, summarizes instead a module as built that tally.py can
+    count, from each consumer's :data:`~kmodcompat.tally.Counts` and
+    ``view(consumer)``, that model's full view (it returns None when the full
+    views are needed after all); it must agree with ``summarize``. ``jobs`` > 1
     (None: all cores) splits the modules over worker processes; the result is
     the same as with one.
     """
-    with views_started(entries, consumers, formats, expected, keep_formats, jobs, summarize) as result:
+    with views_started(entries, consumers, formats, expected, keep_formats, jobs, summarize,
+                       summarize_counts) as result:
         return result()
 
 
@@ -99,12 +102,12 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
 def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
-                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None
-                  ) -> Iterator[Callable[[], ViewsResult]]:
+                  summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
+                  summarize_counts: CountsSummarizer | None = None) -> Iterator[Callable[[], ViewsResult]]:
     """:func:`compute_views` begun in worker processes: the caller does other work, then calls the
     function it is given for the result. With one process the views are computed in that call."""
     entries = list(entries)
-    args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize)
+    args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize, summarize_counts)
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if not (jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods()):
         yield lambda: _compute(entries, *args)
@@ -116,7 +119,7 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     _SHARED = (entries, args)
     size = -(-len(entries) // (jobs * 4))
     ranges = [(i, min(i + size, len(entries))) for i in range(0, len(entries), size)]
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"))
+    pool = worker_pool(jobs)
     try:
         parts = [pool.submit(_views_range, r) for r in ranges]
         yield lambda: _merge([p.result() for p in parts])
@@ -148,7 +151,8 @@ def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
     return ViewsResult(first.formats, first.consumers, tuple(totals), modules, first.tree_crcs)
 
 
-def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, count=True) -> "ViewsResult":
+def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, summarize_counts=None,
+             count=True) -> "ViewsResult":
     consumers = tuple(consumers or CONSUMERS)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -166,8 +170,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     # so is the module as built when its tables are what modpost writes, unless its views are kept
     # and its summary needs more than the counts.
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
-    from_counts = getattr(summarize, "from_counts", None)
-    count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or from_counts is not None)
+    count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or summarize_counts is not None)
     # Per format, per consumer (in ``consumers`` order): each module's view as tally.Counts, counted or modelled.
     rows: dict[str, list[list[Counts]]] = {f: [[] for _ in consumers] for f in formats}
     for path, rec in entries:
@@ -186,7 +189,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                 if AS_IS not in keep_formats:
                     done[AS_IS] = built
                 else:
-                    summary = from_counts(path, built, lambda c: READERS[c](reading))
+                    summary = summarize_counts(path, built, lambda c: READERS[c](reading))
                     if summary is not None:
                         done[AS_IS] = built
                         summaries[AS_IS] = summary

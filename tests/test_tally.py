@@ -22,7 +22,7 @@ from kmodcompat.errors import ModuleReadError
 from kmodcompat.module import parse_module
 from kmodcompat.records import STB_WEAK, Import, Modversion
 from kmodcompat.simulate import FORMATS
-from kmodcompat.report import module_summary
+from kmodcompat.report import module_summary, summary_from_counts
 from kmodcompat.tally import module_tally, tally
 from kmodcompat.views import ALL_FORMATS, AS_IS, _compute
 
@@ -46,9 +46,9 @@ def fixture_entries() -> list[tuple[str, object]]:
 def assert_counts_equal_models(mods, expected, formats=ALL_FORMATS) -> int:
     """Totals equal both ways, and so do the report's per-module summaries of the modules as built
     (with as without the views kept); returns how many modules the counting rules covered."""
-    for keep, summarize in (((), None), ((AS_IS,), module_summary)):
-        counted = _compute(mods, None, formats, expected, keep, summarize, True)
-        modelled = _compute(mods, None, formats, expected, keep, summarize, False)
+    for keep, summarize, from_counts in (((), None, None), ((AS_IS,), module_summary, summary_from_counts)):
+        counted = _compute(mods, None, formats, expected, keep, summarize, from_counts, True)
+        modelled = _compute(mods, None, formats, expected, keep, summarize, from_counts, False)
         for a, b in zip(counted.totals, modelled.totals):
             assert a == b, (a.format, a.consumer)
         assert counted == modelled
@@ -161,13 +161,13 @@ def test_declines_what_its_rules_do_not_cover():
 
 def test_kept_formats_still_come_from_the_models():
     mods = fixture_entries()
-    only_basic = _compute(mods, None, ALL_FORMATS, None, ("basic",), None, True)
+    only_basic = _compute(mods, None, ALL_FORMATS, None, ("basic",), None, None, True)
     assert {f for m in only_basic.modules for f in m.by_format} == {"basic"}  # as-is counted, not kept
-    assert only_basic == _compute(mods, None, ALL_FORMATS, None, ("basic",), None, False)
-    res = _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, True)
+    assert only_basic == _compute(mods, None, ALL_FORMATS, None, ("basic",), None, None, False)
+    res = _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, None, True)
     assert all(isinstance(m.by_format["basic"], (dict, str)) for m in res.modules)
     assert all(isinstance(m.by_format[AS_IS], dict) for m in res.modules)  # full views: no summary to count
-    assert res == _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, False)
+    assert res == _compute(mods, None, ALL_FORMATS, None, ("basic", AS_IS), None, None, False)
 
 
 @pytest.mark.realtree

@@ -101,7 +101,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
         expected = tree_crcs({name: crc for name, crc, _ in kernel.symbols}, records)
     # The views (most of the work) run in worker processes while this one does the rest.
     with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
-                       summarize=module_summary) as views_result:
+                       summarize=module_summary, summarize_counts=summary_from_counts) as views_result:
         graph = graph_for_tree(tree, kernel)
         kinds = system_map_kinds(system_map) if system_map else {}
         census = _census(records)
@@ -196,7 +196,7 @@ def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
     return entry
 
 
-def _summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
+def summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
     """:func:`module_summary` of views counted by tally.py: the models run only where there are problems to list."""
     entry = {"verdicts": {c: n[6] for c, n in counts.items()}}
     problems = {c: _problem(view(c)) for c, (_, lost, misread, _, _, false, _) in counts.items()
@@ -205,8 +205,6 @@ def _summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
         entry["problems"] = problems
     return entry
 
-
-module_summary.from_counts = _summary_from_counts  # compute_views asks for it by this name
 
 
 def _consumers(views: ViewsResult, tree) -> dict:
