@@ -11,9 +11,10 @@ the same way, which is how the CLI prints them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from itertools import chain, repeat
+from operator import attrgetter
 from sys import intern
 from typing import NamedTuple, TypeVar
 
@@ -132,6 +133,14 @@ class Modversion(NamedTuple):
     crc: int
     name: str
     terminated: bool = True  # False: no NUL inside the fixed name field (kmod 34 rejects)
+
+
+def all_terminated(entries: Sequence[Modversion]) -> bool:
+    """Every name of ``entries`` ended with its NUL."""
+    return all(map(_TERMINATED, entries))
+
+
+_TERMINATED = attrgetter("terminated")
 
 
 class Finding(NamedTuple):

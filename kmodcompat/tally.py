@@ -23,13 +23,12 @@ return None, and the caller runs the models.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from operator import attrgetter
 
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
                              LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE)
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .modversions import basic, varlen
-from .records import EM_PPC64, MODVERSION_ENTRY_SIZE, ModuleRecord, raw
+from .records import EM_PPC64, MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
 from .simulate import FORMATS, import_versions
 
 #: One consumer's view of one module, counted: the per-view fields of views.Totals, then the verdict.
@@ -40,8 +39,7 @@ _MISSING = object()
 
 def _is_table(entries, table: dict[str, int]) -> bool:
     """``entries`` hold each name of ``table`` once, with its CRC, NUL-terminated."""
-    return (len(entries) == len(table) and {e.name: e.crc for e in entries} == table
-            and all(map(attrgetter("terminated"), entries)))
+    return len(entries) == len(table) and {e.name: e.crc for e in entries} == table and all_terminated(entries)
 
 
 def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, int] | None,

@@ -20,7 +20,8 @@ from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..module import parse_module
-from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, path_to_modname, raw
+from ..records import (MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, all_terminated, path_to_modname,
+                       raw)
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
@@ -140,7 +141,7 @@ class Kmod:
         if sec.size % MODVERSION_ENTRY_SIZE:
             raise KmodError(errno.EINVAL)
         entries = rec.versions.entries if rec.versions is not None else ()
-        if self.names_must_be_terminated and not r.of("terminated", entries, _all_terminated):
+        if self.names_must_be_terminated and not r.of("terminated", entries, all_terminated):
             raise KmodError(errno.EINVAL)
         return r.of("dedot", entries, _dedot)
 
@@ -207,7 +208,7 @@ class Kmod:
         elif r.rec.versions is not None and r.rec.versions.well_formed:
             entries = r.rec.versions.entries
         # An unterminated name is skipped while matching, so it is always left over: EINVAL.
-        if self.names_must_be_terminated and not r.of("terminated", entries, _all_terminated):
+        if self.names_must_be_terminated and not r.of("terminated", entries, all_terminated):
             raise KmodError(errno.EINVAL)
         return entries
 
@@ -392,10 +393,6 @@ class Kmod:
         return raw("".join(out)), errors
 
 
-def _all_terminated(entries: tuple[Modversion, ...]) -> bool:
-    return all(map(_terminated, entries))
-
-
 def _dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
     """One leading '.' dropped from each name (libkmod's modversions readers)."""
     names = "\0".join(map(_name, entries))
@@ -486,7 +483,6 @@ class KmodSymbol(NamedTuple):
 _name = attrgetter("name")
 _crc = attrgetter("crc")
 _binding = attrgetter("binding")
-_terminated = attrgetter("terminated")
 #: KmodSymbol from a (name, crc, weak) tuple without the NamedTuple's Python-level
 #: __new__ (as records._unpickle_flat builds rows): a tree's 190k dependency symbols in C.
 _new_symbol = partial(tuple.__new__, KmodSymbol)
