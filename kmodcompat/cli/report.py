@@ -34,7 +34,7 @@ from ..consumers import CONSUMERS
 from ..report import html as html_report
 from ..report import markdown as md_report
 from ..report import find_kernel_files
-from ..scan import stderr_progress
+from ..scan import gc_paused, stderr_progress
 from ..simulate import FORMATS
 from ..tree import ModuleTree, load_tree, parse_tree
 from .inputs import add_cache_option, open_cache
@@ -112,10 +112,12 @@ def run(args) -> int:
     else:
         from ..report import build_report  # the analysis proper: imported only when it runs
 
-        tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
         # The records (millions of objects, free of cycles) live until the end: frozen, the
         # collector's full passes during the analysis never traverse them (0.5 s of CPU on bookworm).
-        gc.freeze()
+        # Frozen before the collector is back on, they are not traversed even once (0.07 s).
+        with gc_paused():
+            tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
+            gc.freeze()
         doc = build_report(tree, symvers, system_map, jobs=args.jobs)
         text = report_text(doc)
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
