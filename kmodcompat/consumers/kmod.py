@@ -22,7 +22,7 @@ from ..errors import ModuleReadError
 from ..module import parse_module
 from ..records import (MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, all_terminated, path_to_modname,
                        raw)
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading, dedot
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
 DEPMOD_FAKE_SYMBOLS = frozenset({"__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC."})
@@ -143,7 +143,7 @@ class Kmod:
         entries = rec.versions.entries if rec.versions is not None else ()
         if self.names_must_be_terminated and not r.of("terminated", entries, all_terminated):
             raise KmodError(errno.EINVAL)
-        return r.of("dedot", entries, _dedot)
+        return r.of("dedot", entries, dedot)
 
     def exported_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
         """kmod_elf_get_symbols(): what depmod and ``--show-exports`` take as exports.
@@ -168,7 +168,7 @@ class Kmod:
         ext = r.rec.ext_versions
         if ext is None or ext.crcs_size % 4 or len(ext.entries) < ext.crc_count:
             raise KmodError(errno.EINVAL)
-        return r.of("dedot", ext.entries, _dedot)
+        return r.of("dedot", ext.entries, dedot)
 
     def dependency_symbols(self, rec: ModuleRecord) -> list[KmodSymbol]:
         """kmod_elf_get_dependency_symbols(): depmod's imports with the CRC it compares.
@@ -391,14 +391,6 @@ class Kmod:
             lines, errors = _params(items, listing=True)
             out.extend(f"{'parm:':<16}{line}{sep}" for line in lines)
         return raw("".join(out)), errors
-
-
-def _dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
-    """One leading '.' dropped from each name (libkmod's modversions readers)."""
-    names = "\0".join(map(_name, entries))
-    if not names.startswith(".") and "\0." not in names:
-        return entries  # no name starts with a dot
-    return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)
 
 
 def _match_imports(entries: tuple[Modversion, ...],

@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading, dedot
 
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:
@@ -30,8 +30,7 @@ def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], li
         return [], []
     if sec.size % MODVERSION_ENTRY_SIZE:
         return [], [f"Wrong section size in '{path}'"]
-    return [Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e
-            for e in rec.versions.entries], []
+    return list(dedot(rec.versions.entries)), []
 
 
 def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,

@@ -206,7 +206,6 @@ def summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
     return entry
 
 
-
 def _consumers(views: ViewsResult, tree) -> dict:
     totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
     per_module = []
