@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import kmodcompat.report  # noqa: E402,F401  (what a report imports, networkx included)
 import kmodcompat.cli.report  # noqa: E402,F401
 from kmodcompat.errors import ModuleReadError  # noqa: E402
-from kmodcompat.opener import read_module_bytes  # noqa: E402
-from kmodcompat.scan import map_files  # noqa: E402
-from kmodcompat.tree import load_tree, parse_tree  # noqa: E402
+from kmodcompat.files.opener import read_module_bytes  # noqa: E402
+from kmodcompat.parse.scan import map_files  # noqa: E402
+from kmodcompat.depmod.tree import load_tree, parse_tree  # noqa: E402
 
 
 def _inflate(path: str) -> int | ModuleReadError:

@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from kmodcompat.errors import ModuleReadError  # noqa: E402
-from kmodcompat.opener import read_module_bytes  # noqa: E402
-from kmodcompat.scan import DeadlineExceeded, deadline  # noqa: E402
+from kmodcompat.files.opener import read_module_bytes  # noqa: E402
+from kmodcompat.parse.scan import DeadlineExceeded, deadline  # noqa: E402
 from tests import fuzzing, oracle  # noqa: E402
 
 CORPUS = REPO / "tests" / "fuzz-corpus"

@@ -11,7 +11,7 @@ Data flows one way: files (:mod:`.opener`) → parsed module records
 """
 
 from .errors import ModuleReadError
-from .module import parse_module, parse_module_bytes
+from .parse.module import parse_module, parse_module_bytes
 from .records import ModuleRecord
 
 __version__ = "0.1.0"

@@ -33,8 +33,9 @@ from . import __version__
 from .errors import ModuleReadError
 from .records import ModuleRecord
 
-_PARSER_SOURCES = ("records.py", "opener.py", "elf.py", "ksymtab.py", "modinfo.py", "signature.py", "module.py",
-                   "modversions/basic.py", "modversions/extended.py", "modversions/varlen.py")
+_PARSER_SOURCES = ("records.py", "files/opener.py", "elf/image.py", "parse/ksymtab.py", "parse/modinfo.py",
+                   "parse/signature.py", "parse/module.py", "modversions/basic.py", "modversions/extended.py",
+                   "modversions/varlen.py")
 
 
 def _parser_fingerprint() -> str:
@@ -165,7 +166,7 @@ class RecordCache:
 
     def get_many(self, paths: Sequence[str]) -> list[Parsed | None]:
         """Cached results for ``paths`` (None where missing or stale), in order."""
-        from .scan import gc_paused  # a tree's records: a million objects, no cycles
+        from .parse.scan import gc_paused  # a tree's records: a million objects, no cycles
 
         with gc_paused():
             return self._get_many(paths)
@@ -259,8 +260,8 @@ def _at_path(value: Parsed, path: str) -> Parsed:
 
 def parse_cached(paths: Sequence[str], cache: RecordCache | None, jobs: int | None = None,
                  progress=None) -> list[Parsed]:
-    """:func:`kmodcompat.scan.parse_many`, served from ``cache`` where it holds the file unchanged."""
-    from .scan import parse_many
+    """:func:`kmodcompat.parse.scan.parse_many`, served from ``cache`` where it holds the file unchanged."""
+    from .parse.scan import parse_many
 
     if cache is None:
         return parse_many(paths, jobs=jobs, progress=progress)

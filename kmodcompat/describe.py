@@ -6,7 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .elf import machine_name, section_flags_text, section_type_name
+from .elf.image import machine_name, section_flags_text, section_type_name
 from .modversions.basic import name_limit
 from .records import ModuleRecord
 

@@ -49,11 +49,11 @@ from .consumers import CONSUMERS
 from .consumers.base import COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED, \
     LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, ConsumerView, exporter_crcs
 from .depmod.kernel_symbols import KernelSymbols
-from .elf import machine_name, section_flags_text, section_type_name
+from .elf.image import machine_name, section_flags_text, section_type_name
 from .graph import TreeGraph, graph_for_tree
 from .records import SHT_REL, SHT_RELA, ModuleRecord, Section
 from .report import find_kernel_files, load_kernel
-from .tree import ModuleTree
+from .depmod.tree import ModuleTree
 from .views import AS_IS, compute_views
 
 __all__ = [

@@ -23,7 +23,7 @@ import networkx as nx
 
 from .depmod.kernel_symbols import KernelSymbols
 from .depmod.resolve import KERNEL, Depmod, Disagreement, run_depmod
-from .tree import ModuleTree
+from .depmod.tree import ModuleTree
 
 __all__ = ["KERNEL_NODE", "DuplicateExport", "TreeGraph", "build_graph", "closure", "graph_for_tree"]
 

@@ -26,10 +26,10 @@ from dataclasses import replace
 from functools import cached_property, lru_cache
 
 from .consumers.base import own_crcs
-from .elf import ElfImage, struct_for
+from .elf.image import ElfImage, struct_for
 from .modversions import basic, extended, varlen
 from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, ModuleRecord, Section, raw
-from .signature import unsigned_length
+from .parse.signature import unsigned_length
 
 FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
 VERSION_SECTIONS = (basic.SECTION, extended.CRCS, extended.NAMES)

@@ -25,9 +25,9 @@ the kernel prints. kmod's own refusals (``kmod_elf_new()``, the
 reported beside them, for the kmod release chosen.
 
 It works on raw bytes and never raises for malformed input: it must judge
-exactly the files :func:`kmodcompat.module.parse_module_bytes` refuses.
+exactly the files :func:`kmodcompat.parse.module.parse_module_bytes` refuses.
 Every read is bounded by the image, and string reads go through
-:class:`kmodcompat.elf.StringTable` (bounded total cost).
+:class:`kmodcompat.elf.image.StringTable` (bounded total cost).
 
 Values only the running kernel knows are :class:`Target` parameters:
 ``sizeof(struct module)`` is checked only when given, the machine defaults to
@@ -42,13 +42,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from . import signature
+from .parse import signature
 from .consumers import DEFAULT_KMOD, KMOD_MODELS
 from .consumers.kmod import KmodError
-from .elf import StringTable, struct_for
+from .elf.image import StringTable, struct_for
 from .errors import ModuleReadError
-from .module import parse_module_bytes
-from .opener import DEFAULT_MAX_SIZE, read_module_bytes
+from .parse.module import parse_module_bytes
+from .files.opener import DEFAULT_MAX_SIZE, read_module_bytes
 from .records import (EM_PPC64, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NULL,
                       SHT_STRTAB, SHT_SYMTAB, text)
 

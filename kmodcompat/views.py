@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from .consumers import CONSUMERS, READERS
 from .consumers.base import ConsumerView, Reading, exporter_crcs
 from .records import ModuleRecord
-from .scan import default_jobs, worker_pool
+from .parse.scan import default_jobs, worker_pool
 from .simulate import FORMATS, BuildError, Simulation
 from .tally import Counts, module_tally
 

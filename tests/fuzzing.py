@@ -20,9 +20,9 @@ from collections.abc import Callable
 
 import zstandard
 
-from kmodcompat import signature
+from kmodcompat.parse import signature
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module, parse_module_bytes
+from kmodcompat.parse.module import parse_module, parse_module_bytes
 from kmodcompat.records import ModuleRecord
 from kmodcompat.validate import Validation, validate_bytes, validate_file
 

@@ -25,10 +25,10 @@ from kmodcompat.depmod.resolve import KERNEL, SymbolEntry, run_depmod
 from kmodcompat.depmod.writer import render
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.modversions.basic import name_limit
-from kmodcompat.module import parse_module
+from kmodcompat.parse.module import parse_module
 from kmodcompat.records import raw
 from kmodcompat.rust import is_rust
-from kmodcompat.tree import load_tree
+from kmodcompat.depmod.tree import load_tree
 from kmodcompat.usefulness import crc_usefulness, placeholder_crc
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "modules"

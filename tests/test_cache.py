@@ -15,7 +15,7 @@ from kmodcompat import cache as cache_mod
 from kmodcompat.cache import RecordCache, parse_cached
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.records import ModuleRecord
-from kmodcompat.scan import parse_many
+from kmodcompat.parse.scan import parse_many
 
 from . import oracle
 

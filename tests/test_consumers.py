@@ -15,7 +15,7 @@ from kmodcompat.consumers import CONSUMERS, KMOD30, KMOD34, busybox, mit
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.consumers.kernel import KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE
 from kmodcompat.consumers.kmod_pr270 import KMOD_PR270
-from kmodcompat.module import parse_module
+from kmodcompat.parse.module import parse_module
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
 LONG = "_RNvXs_NtCshhMfd4mY5QU_6kernel8user_ptrNtB4_18UserSlicePtrReaderNtNtB6_9io_buffer14IoBufferReader8read_raw"

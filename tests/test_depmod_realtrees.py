@@ -28,7 +28,7 @@ from kmodcompat.consumers import KMOD_RELEASES
 from kmodcompat.depmod.kernel_symbols import load_module_symvers, load_system_map
 from kmodcompat.depmod.resolve import run_depmod
 from kmodcompat.depmod.writer import render
-from kmodcompat.tree import load_tree
+from kmodcompat.depmod.tree import load_tree
 
 from . import oracle
 

@@ -17,10 +17,10 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from kmodcompat.consumers import KMOD_RELEASES
-from kmodcompat.elf import ElfImage
+from kmodcompat.elf.image import ElfImage
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module
-from kmodcompat.opener import read_module_bytes
+from kmodcompat.parse.module import parse_module
+from kmodcompat.files.opener import read_module_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "fixtures"

@@ -25,13 +25,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kmodcompat import scan
+from kmodcompat.parse import scan
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module
-from kmodcompat.opener import read_module_bytes
+from kmodcompat.parse.module import parse_module
+from kmodcompat.files.opener import read_module_bytes
 from kmodcompat.records import ModuleRecord
-from kmodcompat.scan import deadline, parse_many
-from kmodcompat.tree import load_tree
+from kmodcompat.parse.scan import deadline, parse_many
+from kmodcompat.depmod.tree import load_tree
 from kmodcompat.validate import Validation, validate_file
 
 from . import fuzzing, oracle

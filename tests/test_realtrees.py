@@ -20,7 +20,7 @@ import pytest
 
 from kmodcompat.consumers import KMOD_RELEASES
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module
+from kmodcompat.parse.module import parse_module
 
 from . import oracle
 

@@ -17,7 +17,7 @@ from kmodcompat.cli.report import demo_tree, evaluate, parse_policy
 from kmodcompat.report import build_report, schema
 from kmodcompat.report import html as html_report
 from kmodcompat.report import markdown as md_report
-from kmodcompat.tree import load_tree
+from kmodcompat.depmod.tree import load_tree
 
 from . import oracle
 

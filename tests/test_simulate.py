@@ -17,8 +17,8 @@ import pytest
 from kmodcompat.consumers import CONSUMERS, KMOD_RELEASES, busybox
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.depmod.kernel_symbols import load_module_symvers
-from kmodcompat.module import parse_module, parse_module_bytes
-from kmodcompat.opener import read_module_bytes
+from kmodcompat.parse.module import parse_module, parse_module_bytes
+from kmodcompat.files.opener import read_module_bytes
 from kmodcompat.simulate import FORMATS, BuildError, import_versions, rewrite_sections, simulate, simulate_record
 
 from . import oracle

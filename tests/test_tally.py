@@ -19,7 +19,7 @@ import pytest
 
 from kmodcompat.consumers.base import exporter_crcs, tree_crcs
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module
+from kmodcompat.parse.module import parse_module
 from kmodcompat.records import STB_WEAK, Import, Modversion
 from kmodcompat.simulate import FORMATS
 from kmodcompat.report import module_summary, summary_from_counts
@@ -176,7 +176,7 @@ def test_real_tree_tree_crcs_and_disagreeing_exporters():
     root = oracle.tree_root("trixie-s390x", fetch=os.environ.get("KMODCOMPAT_FETCH_TREES") == "1")
     if root is None:
         pytest.skip("tree trixie-s390x not available")
-    from kmodcompat.tree import load_tree
+    from kmodcompat.depmod.tree import load_tree
 
     tree = load_tree(str(root), oracle.tree_info(root)["krel"], jobs=2)
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]

@@ -1,4 +1,4 @@
-"""kmodcompat.tree and the depmod.d configuration: search, priorities, ordering.
+"""kmodcompat.depmod.tree and the depmod.d configuration: search, priorities, ordering.
 
 The whole-tree behaviour is checked against real depmod in test_depmod.py and
 test_depmod_realtrees.py; these tests pin the individual rules (each one
@@ -17,7 +17,7 @@ from kmodcompat.consumers import KMOD30, KMOD34
 from kmodcompat.depmod.config import SEARCH_BUILTIN, SearchEntry, config_paths, load_config, read_wrapped_lines
 from kmodcompat.depmod.libkmod_hash import align_power2, hash_order, hash_superfast
 from kmodcompat.depmod.stdio import fgets_lines
-from kmodcompat.tree import _uncrelpath, load_tree, make_absolute, path_to_modname
+from kmodcompat.depmod.tree import _uncrelpath, load_tree, make_absolute, path_to_modname
 
 from . import oracle
 

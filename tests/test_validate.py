@@ -22,8 +22,8 @@ import pytest
 from kmodcompat.cli import main
 from kmodcompat.cli.validate import check_one, machine_number
 from kmodcompat.errors import ModuleReadError
-from kmodcompat.module import parse_module
-from kmodcompat.scan import PARSE_TIMEOUT, map_files
+from kmodcompat.parse.module import parse_module
+from kmodcompat.parse.scan import PARSE_TIMEOUT, map_files
 from kmodcompat.validate import CHECKS, Target, Validation, validate_bytes, validate_file
 
 from . import oracle

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from kmodcompat.consumers import CONSUMERS
-from kmodcompat.module import parse_module
+from kmodcompat.parse.module import parse_module
 from kmodcompat.views import ALL_FORMATS, AS_IS, compute_views
 
 REPO = Path(__file__).resolve().parent.parent

@@ -17,7 +17,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from kmodcompat.module import parse_module  # noqa: E402
+from kmodcompat.parse.module import parse_module  # noqa: E402
 
 KVER = "6.14.0-kmodcompat-demo"
 FIX = REPO / "fixtures" / "modules" / "x86_64"

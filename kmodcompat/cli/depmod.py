@@ -25,8 +25,8 @@ from ..depmod.config import config_paths, load_config
 from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
 from ..depmod.writer import render, write_files
-from ..scan import stderr_progress
-from ..tree import load_tree
+from ..parse.scan import stderr_progress
+from ..depmod.tree import load_tree
 from .output import add_as_option
 
 PROGRAM = "depmod"

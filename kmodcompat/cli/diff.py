@@ -37,10 +37,10 @@ from dataclasses import dataclass
 from ..consumers import CONSUMERS
 from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_modules, diff_trees, to_json
 from ..errors import ModuleReadError
-from ..module import parse_module
+from ..parse.module import parse_module
 from ..report import diff_render
-from ..scan import stderr_progress
-from ..tree import load_tree
+from ..parse.scan import stderr_progress
+from ..depmod.tree import load_tree
 
 
 class _Fail(Exception):

@@ -12,8 +12,8 @@ from ..errors import ModuleReadError
 from ..records import ModuleRecord
 from ..cache import RecordCache, parse_cached
 from ..consumers.base import tree_crcs
-from ..scan import stderr_progress
-from ..tree import load_tree
+from ..parse.scan import stderr_progress
+from ..depmod.tree import load_tree
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ from ..consumers import CONSUMERS
 from ..report import html as html_report
 from ..report import markdown as md_report
 from ..report import find_kernel_files
-from ..scan import gc_paused, stderr_progress
+from ..parse.scan import gc_paused, stderr_progress
 from ..simulate import FORMATS
-from ..tree import ModuleTree, load_tree, parse_tree
+from ..depmod.tree import ModuleTree, load_tree, parse_tree
 from .inputs import add_cache_option, open_cache
 
 DEFAULT_POLICY = "unreadable"

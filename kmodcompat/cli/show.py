@@ -6,7 +6,7 @@ import json
 import sys
 
 from ..errors import ModuleReadError
-from ..module import parse_module
+from ..parse.module import parse_module
 from ..describe import module_json, module_text
 
 

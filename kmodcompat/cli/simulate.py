@@ -12,7 +12,7 @@ import os
 import sys
 
 from ..errors import ModuleReadError
-from ..opener import read_module_bytes
+from ..files.opener import read_module_bytes
 from ..simulate import FORMATS, BuildError, simulate
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
 

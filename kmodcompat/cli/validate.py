@@ -25,7 +25,7 @@ from dataclasses import asdict
 
 from ..consumers import KMOD_MODELS
 from ..errors import ModuleReadError
-from ..scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
+from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
 from ..validate import Failure, Target, Validation, validate_file
 from .output import add_as_option
 

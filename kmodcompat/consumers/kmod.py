@@ -19,7 +19,7 @@ from operator import attrgetter, not_
 from typing import NamedTuple
 
 from ..errors import ModuleReadError
-from ..module import parse_module
+from ..parse.module import parse_module
 from ..records import (MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, all_terminated, path_to_modname,
                        raw)
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading, dedot

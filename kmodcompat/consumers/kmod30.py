@@ -2,7 +2,7 @@
 
 import errno
 
-from ..signature import OPENSSL_DIGEST_NAMES
+from ..parse.signature import OPENSSL_DIGEST_NAMES
 from .kmod import Kmod
 
 KMOD30 = Kmod(

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from ..consumers.kmod import Kmod, KmodError, KmodSymbol
 from ..errors import ModuleReadError
 from ..records import ModuleRecord, raw
-from ..scan import gc_paused
-from ..tree import ModuleTree, TreeModule
+from ..parse.scan import gc_paused
+from .tree import ModuleTree, TreeModule
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
 from .kernel_symbols import KernelSymbols
 from .libkmod_hash import SYMBOLS_BUCKETS, hash_order

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from ..elf import ElfImage, struct_for
+from ..elf.image import ElfImage, struct_for
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
 
 SECTION = "__versions"

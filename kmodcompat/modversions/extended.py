@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from itertools import repeat
 
-from ..elf import ElfImage, struct_for
+from ..elf.image import ElfImage, struct_for
 from ..records import ExtVersions, Finding, Modversion, names_text, raw
 
 CRCS = "__version_ext_crcs"

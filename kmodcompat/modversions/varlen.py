@@ -10,7 +10,7 @@ sh_size is odd and never a multiple of 64.
 
 from __future__ import annotations
 
-from ..elf import ElfImage, struct_for
+from ..elf.image import ElfImage, struct_for
 from ..records import MODVERSION_ENTRY_SIZE, Finding, Modversion, VarlenVersions, raw, text
 
 SECTION = "__versions"

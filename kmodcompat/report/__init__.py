@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..consumers.base import ConsumerView, tree_crcs
 from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
-from ..elf import machine_name
+from ..elf.image import machine_name
 from ..modversions.basic import name_limit
 from ..records import raw
 from ..rust import demangle, is_rust
-from ..tree import ModuleTree
+from ..depmod.tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, views_started
 

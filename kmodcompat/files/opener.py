@@ -16,7 +16,7 @@ import stat
 import zlib
 from typing import NamedTuple
 
-from .errors import ModuleReadError
+from ..errors import ModuleReadError
 
 # Magic bytes as in kmod's libkmod-file.c (v34.2) file_types[].
 _MAGICS: tuple[tuple[bytes, str], ...] = (

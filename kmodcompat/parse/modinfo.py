@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from sys import intern
 
-from .elf import ElfImage
-from .records import Finding, text
+from ..elf.image import ElfImage
+from ..records import Finding, text
 
 SECTION = ".modinfo"
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import struct
 
-from .records import Signature
+from ..records import Signature
 
 MARKER = b"~Module signature appended~\n"
 _STRUCT = struct.Struct(">BBBBB3xI")

@@ -23,8 +23,8 @@ from functools import lru_cache
 from itertools import repeat
 from operator import add
 
-from .errors import ElfError
-from .records import ElfHeader, Section, names_text
+from ..errors import ElfError
+from ..records import ElfHeader, Section, names_text
 
 _EHDR = {
     # e_type e_machine e_version e_entry e_phoff e_shoff e_flags e_ehsize

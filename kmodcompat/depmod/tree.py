@@ -18,7 +18,7 @@ does before it reads any symbol (kmod 30 and 34.2; differences are
    names; ``depmod_modules_sort()``: those named in ``modules.order`` first, in
    that file's order, the others after them in hash order.
 
-Each module file is then parsed once (:func:`kmodcompat.scan.parse_many`) and
+Each module file is then parsed once (:func:`kmodcompat.parse.scan.parse_many`) and
 kept with its record, or with its read error: a file kmod cannot read stays
 in the tree (depmod still lists it in modules.dep) and is reported.
 ``modules.builtin`` and ``modules.builtin.modinfo`` are kept verbatim for the
@@ -31,15 +31,15 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from .consumers import DEFAULT_KMOD
-from .consumers.kmod import Kmod
-from .depmod.config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config_paths, load_config
-from .depmod.diagnostics import ERROR, WARNING, Diagnostic, diag
-from .depmod.libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
-from .errors import ModuleReadError
-from .records import ModuleRecord, path_to_modname, raw
-from .cache import RecordCache, parse_cached
-from .depmod.stdio import fgets_lines
+from ..consumers import DEFAULT_KMOD
+from ..consumers.kmod import Kmod
+from .config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config_paths, load_config
+from .diagnostics import ERROR, WARNING, Diagnostic, diag
+from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
+from ..errors import ModuleReadError
+from ..records import ModuleRecord, path_to_modname, raw
+from ..cache import RecordCache, parse_cached
+from .stdio import fgets_lines
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "parse_tree", "path_to_modname"]
 

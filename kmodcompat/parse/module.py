@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 
 from . import ksymtab, modinfo, signature
-from .elf import ElfImage
-from .errors import ElfError, ModuleReadError
-from .modversions import basic, extended, varlen
-from .opener import DEFAULT_MAX_SIZE, read_module_bytes
-from .records import Finding, ModuleRecord
+from ..elf.image import ElfImage
+from ..errors import ElfError, ModuleReadError
+from ..modversions import basic, extended, varlen
+from ..files.opener import DEFAULT_MAX_SIZE, read_module_bytes
+from ..records import Finding, ModuleRecord
 
 __all__ = ["parse_module", "parse_module_bytes"]
 

@@ -21,9 +21,9 @@ from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from typing import TypeVar
 
-from .errors import ModuleReadError
+from ..errors import ModuleReadError
 from .module import parse_module
-from .records import ModuleRecord
+from ..records import ModuleRecord
 
 Parsed = ModuleRecord | ModuleReadError
 

@@ -21,8 +21,8 @@ import re
 from itertools import compress, repeat
 from typing import NamedTuple
 
-from .elf import ElfImage, StringTable, column, struct_for
-from .records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
+from ..elf.image import ElfImage, StringTable, column, struct_for
+from ..records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
                       Import, text)
 
 #: Elf_Sym: size, offsets of st_info and st_shndx, type and offset of st_value (st_name is a u32 at 0).
