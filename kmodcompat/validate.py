@@ -43,12 +43,12 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .parse import signature
-from .consumers import DEFAULT_KMOD, KMOD_MODELS
-from .consumers.kmod import KmodError
 from .elf.image import StringTable, struct_for
 from .errors import ModuleReadError
 from .parse.module import parse_module_bytes
 from .files.opener import DEFAULT_MAX_SIZE, read_module_bytes
+from .kmod.elf import KmodError, get_modversions, get_symbols
+from .kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
 from .records import (EM_PPC64, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NULL,
                       SHT_STRTAB, SHT_SYMTAB, text)
 
@@ -606,14 +606,14 @@ def _get_modinfo(blob: bytes, tag: bytes) -> str | None:
 
 def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
     """kmod_elf_new() and the libkmod-elf.c readers that refuse malformed tables (EINVAL)."""
-    kmod = KMOD_MODELS[target.kmod]
+    kmod = KMOD_PROFILES[target.kmod]
     try:
         rec = parse_module_bytes(data, path)
     except ModuleReadError as e:
         return [Failure("kmod-elf-new", e.errno, "", e.reason)]
     out = []
     try:
-        kmod.modversions(rec)
+        get_modversions(kmod, rec)
     except KmodError as e:
         if e.errno != kmod.missing_section_errno:
             vers = rec.versions
@@ -627,7 +627,7 @@ def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
                 why = f"{bad} __versions name(s) without NUL in their field (kmod {kmod.version} refuses them)"
             out.append(Failure("kmod-modversions", e.errno, "", why))
     try:
-        kmod.exported_symbols(rec)
+        get_symbols(kmod, rec)
     except KmodError as e:
         if e.errno != kmod.missing_section_errno:
             out.append(Failure("kmod-symbols", e.errno, "",

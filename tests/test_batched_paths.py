@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from kmodcompat.consumers.base import own_crcs
-from kmodcompat.consumers.kmod import KmodError
+from kmodcompat.kmod.elf import KmodError, get_dependency_symbols
 from kmodcompat.depmod.kernel_symbols import load_module_symvers
 from kmodcompat.depmod.resolve import KERNEL, SymbolEntry, run_depmod
 from kmodcompat.depmod.writer import render
@@ -63,7 +63,7 @@ def _per_symbol(dm) -> dict:
         if m.record is None:
             continue
         try:
-            syms = dm.kmod.dependency_symbols(m.record)
+            syms = get_dependency_symbols(dm.kmod, m.record)
         except KmodError:
             continue
         for s in syms:

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import CONSUMERS, KMOD30, KMOD34, busybox, mit
+from kmodcompat.consumers import CONSUMERS, busybox, mit
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.consumers.kernel import KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE
-from kmodcompat.consumers.kmod_pr270 import KMOD_PR270
+from kmodcompat.kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from kmodcompat.parse.module import parse_module
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
@@ -72,31 +72,31 @@ def test_verdict_matrix(arch, kind):
 
 def test_kmod_basic_ext_long_name_disagrees_falsely():
     r = rec("x86_64", "basic+ext")
-    v = KMOD34.view(r, path="p.ko")
+    v = CONSUMERS[KMOD34.id](r, path="p.ko")
     assert v.lost == (LONG,)
     assert v.messages == (f"depmod: WARNING: p.ko disagrees about version of symbol {LONG}",)
     assert v.false_messages == v.messages
-    assert KMOD_PR270.view(r).messages == ()
-    assert [m.name for m in KMOD_PR270.view(r).visible][-2:] == [LONG, "module_layout"]
+    assert CONSUMERS[KMOD_PR270.id](r).messages == ()
+    assert [m.name for m in CONSUMERS[KMOD_PR270.id](r).visible][-2:] == [LONG, "module_layout"]
 
 
 def test_kmod_ext_only_dump_fails_per_release():
     r = rec("x86_64", "ext-only")
-    assert KMOD30.view(r, path="p.ko").messages[0] == \
+    assert CONSUMERS[KMOD30.id](r, path="p.ko").messages[0] == \
         "modprobe: FATAL: could not get modversions of p.ko: No such file or directory"
-    assert KMOD34.view(r, path="p.ko").messages[0] == \
+    assert CONSUMERS[KMOD34.id](r, path="p.ko").messages[0] == \
         "modprobe: FATAL: could not get modversions of p.ko: No data available"
     # every versioned import "disagrees" under depmod -e -E (CRC 0 vs the exporter's);
     # module_layout is no .symtab import and, without __versions, nothing appends it
     n = len([i for i in r.imports if i.name in own_crcs(r)])
-    assert len(KMOD34.view(r).false_messages) == n
+    assert len(CONSUMERS[KMOD34.id](r).false_messages) == n
 
 
 def test_kmod_against_a_real_mismatch_is_not_false():
     r = rec("x86_64", "basic")
     exp = dict(own_crcs(r))
     exp["kfree"] ^= 1
-    v = KMOD34.view(r, expected=exp, path="p.ko")
+    v = CONSUMERS[KMOD34.id](r, expected=exp, path="p.ko")
     assert v.messages == ("depmod: WARNING: p.ko disagrees about version of symbol kfree",)
     assert v.false_messages == ()
     assert v.verdict == "ok"
@@ -105,17 +105,17 @@ def test_kmod_against_a_real_mismatch_is_not_false():
 def test_kmod_unknown_symbol_only_with_a_tree():
     r = rec("x86_64", "basic")
     exp = {k: v for k, v in own_crcs(r).items() if k != "kfree"}
-    assert "depmod: WARNING: p.ko needs unknown symbol kfree" in KMOD34.view(r, expected=exp, path="p.ko").messages
-    assert KMOD34.view(r, path="p.ko").messages == ()
+    assert "depmod: WARNING: p.ko needs unknown symbol kfree" in CONSUMERS[KMOD34.id](r, expected=exp, path="p.ko").messages
+    assert CONSUMERS[KMOD34.id](r, path="p.ko").messages == ()
 
 
 def test_pr270_propagates_bad_extended_tables():
     # 4e79a46: any error but ENODATA is returned; depmod then has no dependency symbols.
     r = rec("x86_64", "bad-ext-count")
-    v = KMOD_PR270.view(r, path="p.ko")
+    v = CONSUMERS[KMOD_PR270.id](r, path="p.ko")
     assert v.messages == ("modprobe: FATAL: could not get modversions of p.ko: Invalid argument",)
     assert v.verdict == "unreadable"
-    assert KMOD34.view(r).verdict != "unreadable"  # released kmod never looks at the ext tables
+    assert CONSUMERS[KMOD34.id](r).verdict != "unreadable"  # released kmod never looks at the ext tables
 
 
 def test_kernel_613_basic_ext_warns_once_and_skips_long_names():
@@ -158,7 +158,7 @@ def test_kernel_614_tolerates_extra_names():
 def test_kernel_ignores_versions_without_alloc_but_kmod_reads_them():
     r = rec("x86_64", "noalloc-versions")
     assert KERNEL_6_13.view(r).verdict == "refuses"  # find_sec() skips non-ALLOC sections
-    assert KMOD34.view(r).verdict == "ok" and KMOD34.view(r).visible  # kmod ignores flags
+    assert CONSUMERS[KMOD34.id](r).verdict == "ok" and CONSUMERS[KMOD34.id](r).visible  # kmod ignores flags
 
 
 def test_kernel_varlen_misread_64bit():

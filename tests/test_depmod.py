@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import KMOD_RELEASES
+from kmodcompat.kmod.profile import KMOD_RELEASES
 from kmodcompat.depmod.kernel_symbols import load_module_symvers
 from kmodcompat.depmod.resolve import run_depmod
 from kmodcompat.depmod.writer import render

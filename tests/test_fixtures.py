@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from kmodcompat.consumers import KMOD_RELEASES
+from kmodcompat.kmod import tools
+from kmodcompat.kmod.profile import KMOD_RELEASES
 from kmodcompat.elf.image import ElfImage
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.parse.module import parse_module
@@ -109,11 +110,11 @@ def test_fixture_output_identical_to_real_kmod(expected_file):
     kmod = KMOD_RELEASES[version]
     path = want["argv"][-1]
     if tool.startswith("modinfo"):
-        result = kmod.modinfo_arg(path, *_modinfo_flags(want["argv"]))
+        result = tools.modinfo_arg(kmod, path, *_modinfo_flags(want["argv"]))
     elif tool == "show-exports":
-        result = kmod.show_exports(path)
+        result = tools.show_exports(kmod, path)
     else:
-        result = kmod.dump_modversions(path)
+        result = tools.dump_modversions(kmod, path)
 
     def real(s: str) -> bytes:
         return s.replace("@REPO@", str(REPO)).encode("utf-8", "surrogateescape")

@@ -18,7 +18,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import pytest
 
-from kmodcompat.consumers import KMOD_RELEASES
+from kmodcompat.kmod import tools
+from kmodcompat.kmod.profile import KMOD_RELEASES
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.parse.module import parse_module
 
@@ -39,8 +40,8 @@ def _ours(paths: list[str]) -> list[tuple[str, dict[str, tuple[bytes, bytes, int
             opened = e
         res = {}
         for vid, kmod in KMOD_RELEASES.items():
-            res[f"modinfo-{vid}"] = tuple(kmod.modinfo_file(path, opened=opened))
-            res[f"dump-modversions-{vid}"] = tuple(kmod.dump_modversions(path, opened=opened))
+            res[f"modinfo-{vid}"] = tuple(tools.modinfo_file(kmod, path, opened=opened))
+            res[f"dump-modversions-{vid}"] = tuple(tools.dump_modversions(kmod, path, opened=opened))
         out.append((path, res))
     return out
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import CONSUMERS, KMOD_RELEASES, busybox
+from kmodcompat.consumers import CONSUMERS, busybox
+from kmodcompat.kmod import tools
+from kmodcompat.kmod.profile import KMOD_RELEASES
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.depmod.kernel_symbols import load_module_symvers
 from kmodcompat.parse.module import parse_module, parse_module_bytes
@@ -120,9 +122,9 @@ def test_simulated_dump_and_modinfo_equal_real_kmod(simulated_tree, version):
     kmod = KMOD_RELEASES[version]
     for path, fmt, rec, _ in made:
         real = oracle.run_kmod(version, "modprobe", ["--dump-modversions", path])
-        assert tuple(kmod.dump_modversions(path, rec)) == (real.stdout, real.stderr, real.status), (path, fmt)
+        assert tuple(tools.dump_modversions(kmod, path, rec)) == (real.stdout, real.stderr, real.status), (path, fmt)
         real = oracle.run_kmod(version, "modinfo", [path])
-        assert tuple(kmod.modinfo_file(path, opened=rec)) == (real.stdout, real.stderr, real.status), (path, fmt)
+        assert tuple(tools.modinfo_file(kmod, path, opened=rec)) == (real.stdout, real.stderr, real.status), (path, fmt)
 
 
 @pytest.mark.realtree
@@ -141,7 +143,7 @@ def test_simulated_depmod_warnings_equal_real_depmod(simulated_tree, version, tm
     kmod = KMOD_RELEASES[version]
     false_total = 0
     for path, fmt, rec, truth in made:
-        view = kmod.view(rec, expected=symvers, truth=truth, path=path)
+        view = CONSUMERS[kmod.id](rec, expected=symvers, truth=truth, path=path)
         ours = [m for m in view.messages if m.startswith("depmod: ")]
         assert ours == by_module.get(path, []), (path, fmt)
         false_total += len(view.false_messages)

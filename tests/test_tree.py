@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import KMOD30, KMOD34
+from kmodcompat.kmod.profile import KMOD30, KMOD34
 from kmodcompat.depmod.config import SEARCH_BUILTIN, SearchEntry, config_paths, load_config, read_wrapped_lines
 from kmodcompat.depmod.libkmod_hash import align_power2, hash_order, hash_superfast
 from kmodcompat.depmod.stdio import fgets_lines

@@ -20,7 +20,7 @@ import os
 import sys
 from typing import Any
 
-from ..consumers import KMOD_MODELS
+from ..kmod.profile import KMOD_PROFILES
 from ..depmod.config import config_paths, load_config
 from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
@@ -83,7 +83,7 @@ def kernel_symbols_or_exit(args) -> KernelSymbols | None:
 
 def tree_from_args(args):
     """Load the tree named by -b/KVER or --moddir with the configuration the options select."""
-    kmod = KMOD_MODELS[args.as_]
+    kmod = KMOD_PROFILES[args.as_]
     kver = args.kver if getattr(args, "kver", None) else os.uname().release
     base = args.moddir if args.moddir else args.basedir
     kver_arg = None if args.moddir else kver

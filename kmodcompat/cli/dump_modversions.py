@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..consumers import KMOD_MODELS
+from ..kmod.profile import KMOD_PROFILES
+from ..kmod.tools import dump_modversions
 from .output import add_as_option, emit
 
 
@@ -15,6 +16,6 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    result = KMOD_MODELS[args.as_].dump_modversions(args.module)
+    result = dump_modversions(KMOD_PROFILES[args.as_], args.module)
     emit(result)
     return result.status

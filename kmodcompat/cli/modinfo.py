@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-from ..consumers import KMOD_MODELS
+from ..kmod.profile import KMOD_PROFILES
+from ..kmod.tools import modinfo_arg
 from .output import add_as_option, emit
 
 _SHORTCUTS = {"author": "-a", "description": "-d", "license": "-l", "parm": "-p", "filename": "-n"}
@@ -29,12 +30,12 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    kmod = KMOD_MODELS[args.as_]
+    kmod = KMOD_PROFILES[args.as_]
     sep = "\0" if args.null else "\n"
     dirname = os.path.join(args.basedir or "/", "lib/modules", args.kver or os.uname().release)
     status = 0
     for arg in args.modules:
-        result = kmod.modinfo_arg(arg, args.field, sep, dirname)
+        result = modinfo_arg(kmod, arg, args.field, sep, dirname)
         emit(result)
         status |= result.status
     return status

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..consumers.kmod import ToolResult
+from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
+from ..kmod.tools import ToolResult
 
 _held: list[bytes] = []
 
@@ -33,9 +34,7 @@ def flush_held() -> None:
     sys.stdout.flush()
 
 
-def add_as_option(p, default: str = "kmod34") -> None:
-    from ..consumers import KMOD_MODELS
-
-    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_MODELS), default=default,
-                   help=f"kmod to emulate: {', '.join(sorted(KMOD_MODELS))} (default {default}; kmod-pr270 is "
+def add_as_option(p, default: str = DEFAULT_KMOD.id) -> None:
+    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_PROFILES), default=default,
+                   help=f"kmod to emulate: {', '.join(sorted(KMOD_PROFILES))} (default {default}; kmod-pr270 is "
                         "kmod with the unmerged extended-modversions support)")

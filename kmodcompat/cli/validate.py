@@ -23,7 +23,7 @@ import stat
 import sys
 from dataclasses import asdict
 
-from ..consumers import KMOD_MODELS
+from ..kmod.profile import KMOD_PROFILES
 from ..errors import ModuleReadError
 from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
 from ..validate import Failure, Target, Validation, validate_file
@@ -84,7 +84,7 @@ def run(args) -> int:
     target = Target(machine=args.machine, struct_module_size=args.struct_module_size,
                     ppc64_elfv2=None if args.ppc64_abi is None else args.ppc64_abi == 2,
                     sig_enforce=args.sig_enforce, strict_module_rwx=args.strict_rwx,
-                    kmod=KMOD_MODELS[args.as_].id)
+                    kmod=KMOD_PROFILES[args.as_].id)
     files: list[str] = []
     walk_errors: list[ModuleReadError] = []
     skipped: list[tuple[str, str]] = []

@@ -10,26 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import busybox, mit, weak_modules
+from functools import partial
+
+from . import busybox, kmod, mit, weak_modules
+from ..kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .base import ConsumerView, Reading
 from .kernel import KERNELS
-from .kmod import Kmod
-from .kmod30 import KMOD30
-from .kmod34 import KMOD34
-from .kmod_pr270 import KMOD_PR270
-
-#: kmod releases we emulate byte for byte, by CLI identifier; kmod34 is the default.
-KMOD_RELEASES: dict[str, Kmod] = {KMOD30.id: KMOD30, KMOD34.id: KMOD34}
-DEFAULT_KMOD = KMOD34
-#: Every kmod model a command's ``--as`` accepts: the releases, and kmod with PR #270
-#: (unreleased, so no binary checks it; its rules are pinned by fixtures).
-KMOD_MODELS: dict[str, Kmod] = {**KMOD_RELEASES, KMOD_PR270.id: KMOD_PR270}
 
 #: Every consumer model by CLI identifier, in report order.
 CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
-    KMOD30.id: KMOD30.view,
-    KMOD34.id: KMOD34.view,
-    KMOD_PR270.id: KMOD_PR270.view,
+    **{k.id: partial(kmod.view, k) for k in (KMOD30, KMOD34, KMOD_PR270)},
     "busybox": busybox.view,
     "mit": mit.view,
     **{k.id: k.view for k in KERNELS},
@@ -39,9 +29,7 @@ CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
 
 #: :data:`CONSUMERS` as readers of one :class:`Reading`: models handed the same one share their work.
 READERS: dict[str, Callable[[Reading], ConsumerView]] = {
-    KMOD30.id: KMOD30.read,
-    KMOD34.id: KMOD34.read,
-    KMOD_PR270.id: KMOD_PR270.read,
+    **{k.id: partial(kmod.read, k) for k in (KMOD30, KMOD34, KMOD_PR270)},
     "busybox": busybox.read,
     "mit": mit.read,
     **{k.id: k.read for k in KERNELS},

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, TypeVar
 
 from ..records import ModuleRecord, Modversion, Section
 
 T = TypeVar("T")
 _UNSET = object()
-_NAME = attrgetter("name")
 
 # Verdicts, from the user's point of view.
 OK = "ok"  # sees and checks every versioned import, prints nothing false
@@ -119,15 +117,6 @@ def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) ->
     seen = set(names)
     names += [n for n in crcs if n not in seen]
     return names
-
-
-def dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
-    """One leading '.' dropped from each name, as libkmod's and module-init-tools' modversions readers do
-    (``entries`` themselves when no name has one)."""
-    names = "\0".join(map(_NAME, entries))
-    if not names.startswith(".") and "\0." not in names:
-        return entries
-    return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)
 
 
 class Reading:

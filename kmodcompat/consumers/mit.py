@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading, dedot
+from ..modversions import dedot
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:

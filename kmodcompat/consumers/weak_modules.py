@@ -30,16 +30,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from ..kmod.profile import KMOD34
 from ..records import ModuleRecord
+from . import kmod
 from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, Reading, tree_crcs
-from .kmod34 import KMOD34
 
 _UNKNOWN, _DISAGREES = " needs unknown symbol ", " disagrees about version of symbol "
 
 
 def _rejections(r: Reading) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """depmod -e -E lines a gate greps for, and the false ones among them (both gates, one depmod run)."""
-    v = KMOD34.read(r)
+    v = kmod.read(KMOD34, r)
     return r.shared(("weak-modules", v.messages, v.false_messages), lambda _: _grep(v.messages, v.false_messages))
 
 

@@ -31,7 +31,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ..consumers.kmod import Kmod
+from ..kmod.profile import Kmod
 from .diagnostics import ERROR, Diagnostic, diag
 
 __all__ = ["DepmodConfig", "SearchEntry", "config_paths", "load_config", "read_wrapped_lines"]

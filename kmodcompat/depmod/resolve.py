@@ -1,14 +1,14 @@
 """depmod's computation: symbol table, dependencies, ordering and cycle report.
 
 Each step mirrors a function of tools/depmod.c (kmod 30 and 34.2 share the
-logic; release differences come from :class:`~kmodcompat.consumers.kmod.Kmod`):
+logic; release differences come from the :class:`~kmodcompat.kmod.profile.Kmod` profile):
 
 * ``depmod_load_modules()``: for each module in array order, its exports
-  (``kmod_elf_get_symbols``, :meth:`Kmod.exported_symbols`) go into ONE hash
+  (``kmod_elf_get_symbols``, :func:`~kmodcompat.kmod.elf.get_symbols`) go into ONE hash
   keyed by name, after the kernel's; ``hash_add()`` REPLACES an existing entry,
   so a symbol belongs to the LAST module (in array order) exporting it and a
   module export hides the kernel's. Then its ``.modinfo`` (aliases, softdeps,
-  weakdeps) and its dependency symbols (:meth:`Kmod.dependency_symbols`).
+  weakdeps) and its dependency symbols (:func:`~kmodcompat.kmod.elf.get_dependency_symbols`).
 * ``depmod_load_module_dependencies()``: every dependency symbol is looked up
   (one leading '.' and one ``-P`` character stripped); unknown -> "needs
   unknown symbol" (with ``-e``, not for weak ones); with ``-E``, a CRC that
@@ -29,8 +29,10 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..consumers.kmod import Kmod, KmodError, KmodSymbol
 from ..errors import ModuleReadError
+from ..kmod.elf import KmodError, KmodSymbol, get_dependency_symbols, get_symbols
+from ..kmod.file import decoder_message
+from ..kmod.profile import Kmod
 from ..records import ModuleRecord, raw
 from ..parse.scan import gc_paused
 from .tree import ModuleTree, TreeModule
@@ -174,9 +176,8 @@ def _load_kernel(dm: Depmod) -> None:
 
 def _decoder_lines(kmod: Kmod, err: ModuleReadError) -> list[Diagnostic]:
     """libkmod's own log line when a decompressor fails (kmod 34: ``depmod: ERROR: xz: ...``)."""
-    text = kmod._decoder_log(err, "depmod").decode("utf-8", "surrogateescape")  # noqa: SLF001 - shared rule
-    return [diag(ERROR, "decompress", line.removeprefix("depmod: ERROR: "))
-            for line in text.splitlines() if line]
+    message = decoder_message(kmod, err, "depmod")
+    return [] if message is None else [diag(ERROR, "decompress", message.removeprefix("depmod: ERROR: "))]
 
 
 def _load_modules(dm: Depmod) -> list[list[KmodSymbol] | None]:
@@ -199,7 +200,7 @@ def _load_modules(dm: Depmod) -> list[list[KmodSymbol] | None]:
         else:
             rec: ModuleRecord = opened
             try:
-                for s in kmod.exported_symbols(rec):
+                for s in get_symbols(kmod, rec):
                     dm.symbol_add(s.name, s.crc, i)
                     exports.append((s.name, s.crc))
             except KmodError as e:
@@ -213,7 +214,7 @@ def _load_modules(dm: Depmod) -> list[list[KmodSymbol] | None]:
             if rec.section(".modinfo") is not None:
                 info = rec.modinfo
             try:
-                depsyms = kmod.dependency_symbols(rec)
+                depsyms = get_dependency_symbols(kmod, rec)
             except KmodError:
                 depsyms = None  # DBG("ignoring %s: no dependency symbols")
         dm.exports.append(exports)

@@ -31,8 +31,8 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..consumers import DEFAULT_KMOD
-from ..consumers.kmod import Kmod
+from ..kmod.file import as_opened
+from ..kmod.profile import DEFAULT_KMOD, Kmod
 from .config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config_paths, load_config
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
 from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
@@ -348,5 +348,5 @@ def parse_tree(tree: ModuleTree, jobs: int | None = None, progress: Callable[[in
                cache: "RecordCache | None" = None) -> ModuleTree:
     """``tree`` (as ``load_tree(..., parse=False)`` surveyed it) with every module file parsed once."""
     parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress)
-    return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, tree.kmod.as_opened(p))
+    return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, as_opened(tree.kmod, p))
                                        for m, p in zip(tree.modules, parsed)))

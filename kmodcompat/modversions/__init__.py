@@ -7,3 +7,21 @@
 Each offers ``parse(elf)`` returning a record and findings, and ``encode(...)``
 returning section bytes (used by format simulation and the fixture tests).
 """
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+from ..records import Modversion
+
+_NAME = attrgetter("name")
+
+
+def dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
+    """One leading '.' dropped from each name (ppc64 ELFv1 writes function imports with one, FORMATS.md
+    §1.6), as libkmod's and module-init-tools' modversions readers do (``entries`` themselves when no
+    name has one)."""
+    names = "\0".join(map(_NAME, entries))
+    if not names.startswith(".") and "\0." not in names:
+        return entries
+    return tuple(Modversion(e.crc, e.name[1:], e.terminated) if e.name.startswith(".") else e for e in entries)

@@ -1,0 +1,60 @@
+"""libkmod/libkmod-file.c (and -xz.c, -zstd.c): opening a module file, as each build of kmod can.
+
+The file is parsed once (:func:`kmodcompat.parse.module.parse_module`);
+:func:`as_opened` then applies what one release's Debian build cannot open,
+with the errno it fails with.
+"""
+
+from __future__ import annotations
+
+import errno
+
+from ..errors import ModuleReadError
+from ..parse.module import parse_module
+from ..records import ModuleRecord
+from .profile import Kmod
+
+
+def open_module(kmod: Kmod, path: str) -> ModuleRecord | ModuleReadError:
+    """kmod_file_open(): parse ``path`` as this kmod would open it; an error carries kmod's errno."""
+    try:
+        opened: ModuleRecord | ModuleReadError = parse_module(path)
+    except ModuleReadError as e:
+        opened = e
+    return as_opened(kmod, opened)
+
+
+def as_opened(kmod: Kmod, opened: ModuleRecord | ModuleReadError) -> ModuleRecord | ModuleReadError:
+    """Apply this build's limits to a file parsed once for several consumers."""
+    if kmod.gzip_errno is not None and opened.compression == "gzip":
+        return ModuleReadError(opened.path, f"kmod {kmod.version} (Debian build) cannot read gzip",
+                               "unsupported-compression", kmod.gzip_errno, compression="gzip")
+    if kmod.zstd_single_sized_frame and isinstance(opened, ModuleRecord):
+        if "zstd-no-content-size" in opened.compression_notes:
+            return ModuleReadError(opened.path, "zstd frame has no content size", "decompress-failed",
+                                   errno.EINVAL, "zstd:Failed to determine decompression size", "zstd")
+        if "zstd-multi-frame" in opened.compression_notes:
+            return ModuleReadError(opened.path, "several zstd frames", "decompress-failed",
+                                   errno.EINVAL, "zstd:Destination buffer is too small", "zstd")
+    return opened
+
+
+def decoder_message(kmod: Kmod, err: ModuleReadError, tool: str) -> str | None:
+    """The line v33+ logs with the decoder's complaint (libkmod-file-{xz,zstd}.c) before the failure
+    line of ``tool`` ("modinfo", "modprobe", "depmod"); None when it logs none."""
+    if not (kmod.decoder_errors_logged and err.code == "decompress-failed"):
+        return None
+    if err.compression == "xz":
+        what = {"truncated": "Unexpected end of input", "format": "File format not recognized",
+                "options": "Unsupported compression options"}.get(err.detail or "", "File is corrupt")
+        func = "xz_uncompress_belch"
+    elif err.compression == "zstd":
+        what = (err.detail or "").removeprefix("zstd:") if (err.detail or "").startswith("zstd:") \
+            else {"truncated": "Src size is incorrect", "trailing": "Src size is incorrect"}.get(
+                err.detail or "", "Data corruption detected")
+        func = "kmod_file_load_zstd"
+    else:
+        return None
+    if tool == "modinfo":
+        return f"libkmod: ERROR: {func}: {err.compression}: {what}"
+    return f"{tool}: ERROR: {err.compression}: {what}"
