@@ -16,7 +16,7 @@ import pytest
 from kmodcompat.kmod.profile import KMOD30, KMOD34
 from kmodcompat.depmod.config import SEARCH_BUILTIN, SearchEntry, config_paths, load_config, read_wrapped_lines
 from kmodcompat.depmod.libkmod_hash import align_power2, hash_order, hash_superfast
-from kmodcompat.depmod.stdio import fgets_lines
+from kmodcompat.files.stdio import fgets_lines
 from kmodcompat.depmod.tree import _uncrelpath, load_tree, make_absolute, path_to_modname
 
 from . import oracle

@@ -24,7 +24,7 @@ import re
 from dataclasses import dataclass
 
 from .diagnostics import ERROR, Diagnostic, diag
-from .stdio import fgets_lines
+from ..files.stdio import fgets_lines
 
 __all__ = ["KernelSymbols", "KernelSymbolsError", "load_module_symvers", "load_system_map"]
 

@@ -39,7 +39,7 @@ from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from ..errors import ModuleReadError
 from ..records import ModuleRecord, path_to_modname, raw
 from ..cache import RecordCache, parse_cached
-from .stdio import fgets_lines
+from ..files.stdio import fgets_lines
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "parse_tree", "path_to_modname"]
 

@@ -22,7 +22,7 @@ from ..records import raw
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
 from .index import Index, alias_normalize, builtin_alias_index_from_modinfo, layout_for_kmod_version
 from .resolve import KERNEL, Depmod
-from .stdio import fgets_lines
+from ..files.stdio import fgets_lines
 
 __all__ = ["DepmodOutput", "render", "write_files"]
 

@@ -1,4 +1,4 @@
-"""C stdio as depmod reads its text inputs."""
+"""C stdio as kmod's tools read their text inputs (modules.order, modules.builtin, Module.symvers, System.map)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,12 @@ def fgets_lines(data: bytes, size: int) -> list[bytes]:
     Each piece ends after a '\\n' or after ``size - 1`` bytes, whichever comes
     first: an over-long line is read as several, as depmod reads it.
     """
+    if b"\r" not in data:
+        # bytes.splitlines() ends lines at '\n', '\r' and '\r\n' only: without '\r' its pieces are
+        # fgets()'s whenever none is too long for the buffer (one C call instead of a loop per line).
+        lines = data.splitlines(keepends=True)
+        if not lines or max(map(len, lines)) <= size - 1:
+            return lines
     out = []
     i, n = 0, len(data)
     while i < n:
