@@ -79,13 +79,14 @@ def _from_tree(tree, label: str) -> Inputs:
 
 
 def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
-    """Exporter CRCs as depmod resolves them: vmlinux from Module.symvers, module exports over it."""
+    """Exporter CRCs as depmod resolves them: vmlinux from Module.symvers (a ``.gz`` inflated), module exports
+    over it."""
     if symvers is None:
         return None
     try:
-        ks = load_module_symvers(symvers)
+        ks = load_module_symvers(symvers, gunzip=symvers.endswith(".gz"))
     except KernelSymbolsError as e:
-        _usage(f"{symvers}: {e}")
+        _usage(f"{symvers}: {e.strerror}")
     return tree_crcs({name: crc for name, crc, _ in ks.symbols}, (rec for _, rec in modules))
 
 

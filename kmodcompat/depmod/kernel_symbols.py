@@ -8,10 +8,12 @@ every symbol with owner NULL (the kernel), then ``depmod_add_fake_syms()``.
   ``__ksymtab_`` (after one ``-P`` prefix character is skipped); the rest of
   the line is the symbol, CRC 0. A line with fewer than two spaces is
   reported as ``invalid line``.
-* Module.symvers: fields split on spaces and tabs (``strtok``); only lines
-  whose third field is exactly ``vmlinux`` count, the CRC is
-  ``strtoull(field1, 16)``; a leading ``-P`` prefix character is stripped from
-  the name by ``depmod_symbol_add()``.
+* Module.symvers: read by :mod:`kmodcompat.files.symvers`, whose one parse
+  follows depmod's (fields split on spaces and tabs by ``strtok``, the CRC
+  by ``strtoull(field1, 16)``); only lines whose third field is exactly
+  ``vmlinux`` count, one with an invalid CRC is reported and skipped; a
+  leading ``-P`` prefix character is stripped from the name by
+  ``depmod_symbol_add()``.
 * Fake symbols, added after the file: ``__this_module`` and
   ``_GLOBAL_OFFSET_TABLE_`` (always, replacing a same-named entry), and
   ``TOC.`` when ``depmod_symbol_find("TOC.")`` finds nothing.
@@ -20,20 +22,21 @@ every symbol with owner NULL (the kernel), then ``depmod_add_fake_syms()``.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
-from .diagnostics import ERROR, Diagnostic, diag
 from ..files.stdio import fgets_lines
+from ..files.symvers import Symvers, read_symvers
+from ..files.text import TextInputError, read_text_file
+from .diagnostics import ERROR, Diagnostic, diag
 
-__all__ = ["KernelSymbols", "KernelSymbolsError", "load_module_symvers", "load_system_map"]
+__all__ = ["KernelSymbols", "KernelSymbolsError", "load_module_symvers", "load_system_map", "symvers_symbols"]
 
 _LINE_MAX = 10240
-_STRTOULL = re.compile(rb"[ \t\n\v\f\r]*([+-]?)(?:0[xX](?=[0-9a-fA-F]))?([0-9a-fA-F]*)")
+#: System.map is read whole; real ones are a few MiB (Module.symvers: :data:`~kmodcompat.files.text.MAX_TEXT_SIZE`).
+SYSTEM_MAP_MAX = 256 << 20
 
-
-class KernelSymbolsError(OSError):
-    """The file could not be opened: depmod stops with ``FATAL: could not load FILE: reason``."""
+#: The file could not be read: depmod stops with ``FATAL: could not load FILE: reason``.
+KernelSymbolsError = TextInputError
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +47,7 @@ class KernelSymbols:
     path: str
     symbols: tuple[tuple[str, int, bool], ...]
     diagnostics: tuple[Diagnostic, ...] = ()
+    symvers: Symvers | None = None  # the Module.symvers with every field (GPL-only flag, namespace, modules')
 
     @property
     def check_symvers(self) -> bool:
@@ -60,17 +64,11 @@ def _text(b: bytes) -> str:
     return b.decode("utf-8", "surrogateescape")
 
 
-def _read(path: str) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as e:
-        raise KernelSymbolsError(e.errno, os.strerror(e.errno or 0), path) from None
+def load_system_map(path: str, prefix: str = "", gunzip: bool = False) -> KernelSymbols:
+    """``depmod_load_system_map()``; ``prefix`` is the ``-P`` character ("" for none).
 
-
-def load_system_map(path: str, prefix: str = "") -> KernelSymbols:
-    """``depmod_load_system_map()``; ``prefix`` is the ``-P`` character ("" for none)."""
-    data = _read(path)
+    ``gunzip``: the file is gzipped (depmod itself reads every file as it is)."""
+    data = read_text_file(path, gunzip, SYSTEM_MAP_MAX)
     syms: list[tuple[str, int, bool]] = []
     diags: list[Diagnostic] = []
     pre = prefix.encode() if prefix else b""
@@ -93,37 +91,24 @@ def load_system_map(path: str, prefix: str = "") -> KernelSymbols:
     return KernelSymbols("System.map", path, tuple(syms), tuple(diags))
 
 
-def _strtoull(tok: bytes) -> tuple[int, bytes]:
-    """glibc ``strtoull(tok, &end, 16)``: (value mod 2**64, the unparsed rest)."""
-    m = _STRTOULL.match(tok)
-    assert m is not None
-    digits = m.group(2)
-    if not digits:
-        return 0, tok  # no conversion: end points at the start
-    value = int(digits, 16)
-    if value >= 1 << 64:
-        value = (1 << 64) - 1  # ERANGE: ULLONG_MAX
-    elif m.group(1) == b"-":
-        value = (-value) & ((1 << 64) - 1)
-    return value, tok[m.end():]
-
-
-def load_module_symvers(path: str, prefix: str = "") -> KernelSymbols:
-    """``depmod_load_symvers()``: the ``vmlinux`` lines of a Module.symvers."""
-    data = _read(path)
+def symvers_symbols(symvers: Symvers) -> KernelSymbols:
+    """``depmod_load_symvers()`` over a read Module.symvers: its ``vmlinux`` lines, in file order."""
     syms: list[tuple[str, int, bool]] = []
     diags: list[Diagnostic] = []
-    for n, line in enumerate(fgets_lines(data, _LINE_MAX), 1):
-        toks = [t for t in re.split(rb"[ \t]+", _cstr(line)) if t]
-        if len(toks) < 3 or toks[2] != b"vmlinux":
+    for e in symvers.entries:
+        if not e.in_kernel:
             continue
-        crc, rest = _strtoull(toks[0])
-        if rest:
+        if e.crc is None:
             # "%m" is whatever errno holds then: strtoull() leaves it alone, and what is left
             # is the ENOENT of an earlier failed lookup (observed with kmod 30 and 34.2).
             diags.append(diag(ERROR, "symvers-invalid-crc",
-                              f"{path}:{n} Invalid symbol version {_text(toks[0])}: {os.strerror(2)}"))
+                              f"{symvers.path}:{e.line} Invalid symbol version {e.crc_text}: {os.strerror(2)}"))
             continue
-        name = _text(toks[1])
-        syms.append((name, crc, False))
-    return KernelSymbols("Module.symvers", path, tuple(syms), tuple(diags))
+        syms.append((e.symbol, e.crc, False))
+    return KernelSymbols("Module.symvers", symvers.path, tuple(syms), tuple(diags), symvers)
+
+
+def load_module_symvers(path: str, prefix: str = "", gunzip: bool = False) -> KernelSymbols:
+    """``depmod_load_symvers()``: the ``vmlinux`` lines of a Module.symvers (``prefix``: handled when
+    the symbols are added). ``gunzip``: the file is gzipped (depmod itself reads every file as it is)."""
+    return symvers_symbols(read_symvers(path, gunzip))

@@ -1,5 +1,8 @@
 """Files: everything kmodcompat reads from disk, opened with a bound on time and memory.
 
 The first stage of the pipeline (files → records → tree → graph → views →
-report): module files and their compressed streams (:mod:`.opener`).
+report): module files and their compressed streams (:mod:`.opener`); text
+inputs read whole, a ``.gz`` inflated in memory (:mod:`.text`), line by line
+as C's ``fgets()`` gives them (:mod:`.stdio`); and the one Module.symvers
+reader (:mod:`.symvers`).
 """
