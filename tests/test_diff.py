@@ -32,11 +32,12 @@ from elftools.elf.elffile import ELFFile
 from kmodcompat.cli import main
 from kmodcompat.diff import (
     EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DepFacts, diff_dependencies, diff_modules, diff_sections, diff_trees,
-    exit_status, to_json,
+    exit_status,
 )
 from kmodcompat.parse.module import parse_module
 from kmodcompat.records import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS, SHT_PROGBITS, SHT_RELA, Section
 from kmodcompat.report import diff_render
+from kmodcompat.report.diff_json import to_json
 from kmodcompat.depmod.tree import load_tree
 
 from . import oracle

@@ -1,8 +1,9 @@
-"""The one Module.symvers reader (kmodcompat.files.symvers).
+"""The one Module.symvers reader (kmodcompat.files.symvers) and where the kernel's files are found.
 
 Field layouts per kernel era (modpost's write_dump()), depmod's tokenizing
 rules checked against real depmod on a hostile file, ``.gz`` read in memory
-with a bound (a 3 GiB gzip bomb refused).
+with a bound (a 3 GiB gzip bomb refused), and ``diff``/``report`` finding the
+kernel's Module.symvers wherever distributions install it.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import gzip
 import random
 import re
+import shutil
 import subprocess
 import sys
 import tracemalloc
@@ -20,12 +22,17 @@ import pytest
 
 from kmodcompat.kmod.profile import KMOD_RELEASES
 from kmodcompat.depmod.kernel_symbols import load_module_symvers, symvers_symbols
+from kmodcompat.depmod.tree import load_tree
+from kmodcompat.diff import diff_trees, symvers_exports
+from kmodcompat.files.kernel import find_kernel_files, load_kernel
 from kmodcompat.files.stdio import fgets_lines
 from kmodcompat.files.symvers import Symvers, parse_symvers, read_symvers, strtoull
 from kmodcompat.files.text import MAX_TEXT_SIZE, TextInputError, read_text_file
+from kmodcompat.report import build_report
 
 from .test_depmod import _real, crc_of, fixture_tree  # noqa: F401 - fixture_tree is a fixture
 from .test_depmod import KVER as DEPMOD_KVER
+from .test_diff import FIX, KVER, kernel_exports, make_tree
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -105,6 +112,8 @@ def test_hostile_lines():
     ks = symvers_symbols(read_symvers_bytes(HOSTILE, "S"))
     assert [d.text for d in ks.diagnostics] == ["S:5 Invalid symbol version 0xzz: No such file or directory"]
     assert "bad_crc" not in {s[0] for s in ks.symbols}
+    exports = symvers_exports(read_symvers_bytes(HOSTILE))
+    assert "bad_crc" not in exports and "module_one" not in exports and exports["crlf"].namespace is None
     assert strtoull(b"0x12zz") == (0x12, b"zz") and strtoull(b"zz") == (0, b"zz")
 
 
@@ -159,8 +168,8 @@ def test_gz_read_in_memory(tmp_path):
     gz = tmp_path / "symvers-1.0.gz"
     gz.write_bytes(gzip.compress(MODERN[:40]) + gzip.compress(MODERN[40:]) + b"\0" * 8)  # two members, padding
     assert read_symvers(str(gz), gunzip=True).entries == read_symvers(str(plain)).entries
-    ks = load_module_symvers(str(gz), gunzip=True)
-    assert ks.path == str(gz) and ks.check_symvers and ks.symvers.compressed
+    ks, notes = load_kernel(str(gz), None)
+    assert notes == [] and ks.path == str(gz) and ks.check_symvers and ks.symvers.compressed
     assert [s[0] for s in ks.symbols] == ["cpu_cache_has_invalidate_memregion", "kfree"]
     # depmod itself reads every file as it is: through load_module_symvers a .gz is bytes without lines.
     assert load_module_symvers(str(gz)).symbols == ()
@@ -178,6 +187,8 @@ def test_bad_gz_is_one_line(tmp_path, data, reason):
     with pytest.raises(TextInputError) as e:
         read_symvers(str(p), gunzip=True)
     assert e.value.strerror.startswith(reason) and e.value.filename == str(p)
+    ks, notes = load_kernel(str(p), None)
+    assert ks is None and len(notes) == 1 and notes[0].startswith(f"{p}: {reason}") and "\n" not in notes[0]
 
 
 def _gzip_bomb(inflated: int) -> bytes:
@@ -204,6 +215,8 @@ def test_gzip_bomb_refused_with_bounded_memory(tmp_path):
         tracemalloc.stop()
     assert e.value.strerror == "gzip stream inflates past the 64 MiB limit"
     assert peak < MAX_TEXT_SIZE + (32 << 20)
+    ks, notes = load_kernel(str(bomb), None)
+    assert ks is None and notes == [f"{bomb}: gzip stream inflates past the 64 MiB limit"]
 
 
 def test_plain_file_past_the_cap(tmp_path):
@@ -215,3 +228,52 @@ def test_plain_file_past_the_cap(tmp_path):
     with pytest.raises(TextInputError) as e:
         read_text_file(str(tmp_path / "missing"))
     assert e.value.strerror == "No such file or directory"
+
+
+# -- where the kernel's files are --------------------------------------------------------------------------
+
+
+def _place(root: Path, where: str, kver: str) -> Path:
+    """Move ROOT's Module.symvers (make_tree puts it in the linux-headers package) to ``where``."""
+    src = root / "usr" / "src" / f"linux-headers-{kver}" / "Module.symvers"
+    moddir = root / "lib" / "modules" / kver
+    dst = {"headers": src, "build": moddir / "build" / "Module.symvers",
+           "boot": root / "boot" / f"symvers-{kver}.gz", "usrlib": root / "usr" / "lib" / "modules" / kver / "symvers.gz"
+           }[where]
+    if dst != src:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        data = src.read_bytes()
+        dst.write_bytes(gzip.compress(data) if dst.suffix == ".gz" else data)
+        shutil.rmtree(src.parent)
+    return dst
+
+
+@pytest.mark.parametrize("where", ["headers", "build", "boot", "usrlib"])
+def test_diff_finds_the_kernel_files(tmp_path, where):
+    """Old and new kernels whose exports differ only in vmlinux: one made GPL-only and namespaced, one
+    re-versioned. Found wherever distributions put Module.symvers, plain or gzipped."""
+    ks = kernel_exports()
+    files = {"basic.ko": (FIX / "basic.ko").read_bytes()}
+    old, new = make_tree(tmp_path / "old", files, ks), make_tree(tmp_path / "new", files, ks)
+    changed = {"kfree": (ks["kfree"], "EXPORT_SYMBOL_GPL", "NEW_NS"), "printk": (0x12345678, "EXPORT_SYMBOL", "")}
+    (new / "usr" / "src" / f"linux-headers-{KVER}" / "Module.symvers").write_text("".join(
+        "0x{:08x}\t{}\tvmlinux\t{}\t{}\n".format(changed.get(n, (crc,))[0], n, *changed.get(n, (crc, "EXPORT_SYMBOL", ""))[1:])
+        for n, crc in ks.items()))
+    paths = [_place(t, where, KVER) for t in (old, new)]
+    otree, ntree = load_tree(str(old), KVER, parse=False), load_tree(str(new), KVER, parse=False)
+    assert [find_kernel_files(t)["symvers"] for t in (otree, ntree)] == [str(p) for p in paths]
+    d = diff_trees(load_tree(str(old), KVER), load_tree(str(new), KVER), jobs=1)
+    assert (d.old.symvers, d.new.symvers) == (str(paths[0]), str(paths[1])) and d.kabi.kernel_compared
+    got = {c.name: (c.kind, c.fields, c.exporter, c.incompatible) for c in d.kabi.changes}
+    assert got == {"kfree": ("changed", ("gpl_only", "namespace"), "vmlinux", True),
+                   "printk": ("changed", ("crc",), "vmlinux", True)}
+    assert {c.name: c.failing_now for c in d.kabi.changes}["printk"] == ("basic",)
+
+
+def test_report_finds_a_gzipped_symvers(tmp_path):
+    root = make_tree(tmp_path / "t", {"basic.ko": (FIX / "basic.ko").read_bytes()}, kernel_exports())
+    gz = _place(root, "boot", KVER)
+    doc = build_report(load_tree(str(root), KVER), jobs=1)
+    assert doc["tree"]["kernel_exports"] == {"symvers": str(gz), "system_map": None, "notes": []}
+    # Every kernel import resolved against the inflated file; only the exporter module's two are missing.
+    assert {x["symbol"] for x in doc["graph"]["unresolved"]} == {"short_sym", "ns_sym"}

@@ -35,10 +35,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 
 from ..consumers import CONSUMERS
-from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_modules, diff_trees, to_json
+from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_modules, diff_trees
 from ..errors import ModuleReadError
 from ..parse.module import parse_module
 from ..report import diff_render
+from ..report.diff_json import to_json
 from ..parse.scan import stderr_progress
 from ..depmod.tree import load_tree
 

@@ -31,9 +31,9 @@ from importlib import resources
 
 from ..cache import input_key
 from ..consumers import CONSUMERS
+from ..files.kernel import find_kernel_files
 from ..report import html as html_report
 from ..report import markdown as md_report
-from ..report import find_kernel_files
 from ..parse.scan import gc_paused, stderr_progress
 from ..simulate import FORMATS
 from ..depmod.tree import ModuleTree, load_tree, parse_tree
@@ -127,7 +127,8 @@ def run(args) -> int:
         if not os.path.isdir(args.diff_against):
             print(f"kmodcompat: {args.diff_against}: not a module directory", file=sys.stderr)
             return 2
-        from ..diff import diff_trees, to_json
+        from ..diff import diff_trees
+        from ..report.diff_json import to_json
 
         if not any(m.record is not None for m in tree.modules):
             tree = parse_tree(tree, jobs=args.jobs, cache=cache)  # the report came from the cache

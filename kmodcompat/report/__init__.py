@@ -8,11 +8,8 @@ CI job parses can never disagree.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from importlib import resources
@@ -20,8 +17,8 @@ from typing import TYPE_CHECKING
 
 from .. import __version__
 from ..consumers.base import ConsumerView, tree_crcs
-from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
 from ..elf.image import machine_name
+from ..files.kernel import find_kernel_files, load_kernel
 from ..modversions.basic import name_limit
 from ..records import raw
 from ..rust import demangle, is_rust
@@ -39,48 +36,6 @@ HEADLINE_CONSUMERS = ("kmod34", "kernel-6.13", "kernel-6.14")
 
 def schema() -> dict:
     return json.loads(resources.files(__package__).joinpath("schema.json").read_text())
-
-
-# -- where the kernel's own exports are ------------------------------------------
-
-def tree_base(tree: ModuleTree) -> str:
-    """BASEDIR of a tree: its module directory without ``[usr/]lib/modules/KVER``."""
-    d = tree.dirname.rstrip("/")
-    for suffix in (f"/usr/lib/modules/{tree.kver}", f"/lib/modules/{tree.kver}"):
-        if d.endswith(suffix):
-            return d[: -len(suffix)] or "/"
-    return os.path.dirname(d)
-
-
-def find_kernel_files(tree: ModuleTree) -> dict[str, str]:
-    """Module.symvers and System.map of the tree's kernel, where distributions put them."""
-    base, kver = tree_base(tree), tree.kver
-    j = lambda *p: os.path.join(base, *p)  # noqa: E731
-    candidates = {
-        "symvers": [j("usr/src", f"linux-headers-{kver}", "Module.symvers"), os.path.join(tree.dirname, "build",
-                    "Module.symvers"), j("boot", f"symvers-{kver}.gz"), j("usr/lib/modules", kver, "symvers.gz")],
-        "system_map": [j("boot", f"System.map-{kver}"), os.path.join(tree.dirname, "System.map")],
-    }
-    return {k: next(p for p in ps if os.path.isfile(p)) for k, ps in candidates.items()
-            if any(os.path.isfile(p) for p in ps)}
-
-
-def load_kernel(symvers: str | None, system_map: str | None) -> tuple[KernelSymbols | None, list[str]]:
-    """The kernel's exports for depmod (-E preferred, as depmod ignores -F then)."""
-    notes = []
-    for path, loader in ((symvers, load_module_symvers), (system_map, load_system_map)):
-        if path is None:
-            continue
-        try:
-            if path.endswith(".gz"):
-                with gzip.open(path) as src, tempfile.NamedTemporaryFile(suffix=".symvers") as tmp:
-                    shutil.copyfileobj(src, tmp)
-                    tmp.flush()
-                    return loader(tmp.name), notes
-            return loader(path), notes
-        except (KernelSymbolsError, OSError) as e:
-            notes.append(f"{path}: {e}")
-    return None, notes
 
 
 # -- the report -------------------------------------------------------------------

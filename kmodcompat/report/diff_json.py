@@ -1,0 +1,193 @@
+"""A diff (:mod:`kmodcompat.diff`) as the JSON document ``diff-schema.json`` describes.
+
+:func:`to_json` is what ``kmodcompat diff --format json`` prints and what
+``kmodcompat report --diff-against`` embeds; :mod:`.diff_render` renders the
+same document as text, Markdown or HTML, reading nothing else. The totals
+and headlines are computed here, from the diff's records, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .. import __version__
+from ..diff import EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
+    ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
+from ..elf.image import section_flags_text, section_type_name
+
+__all__ = ["SCHEMA_VERSION", "module_json", "to_json"]
+
+SCHEMA_VERSION = 1
+
+
+def _export_info_json(x: ExportInfo | None) -> dict | None:
+    if x is None:
+        return None
+    return {"crc": x.crc, "gpl_only": x.gpl_only, "namespace": x.namespace, "exporter": x.exporter}
+
+
+def _export_change_json(c: ExportChange) -> dict:
+    return {"name": c.name, "kind": c.kind, "fields": list(c.fields), "incompatible": c.incompatible,
+            "old": _export_info_json(c.old), "new": _export_info_json(c.new), "importers": list(c.importers),
+            "old_builds_failing": list(c.old_builds_failing), "failing_now": list(c.failing_now)}
+
+
+def _summary_json(v: ViewSummary) -> dict:
+    return {"verdict": v.verdict, "lost": v.lost, "false_messages": v.false, "messages": v.messages}
+
+
+def _section_info_json(s: SectionInfo) -> dict:
+    return {"index": s.index, "name": s.name, "type": section_type_name(s.type), "flags": s.flags,
+            "flags_text": section_flags_text(s.flags), "size": s.size, "addralign": s.addralign,
+            "entsize": s.entsize}
+
+
+def _section_change_json(s: SectionChange) -> dict:
+    """Added and removed sections in full; renamed and changed ones with only their index, name and the
+    fields that differ (a tree diff holds a hundred thousand of them)."""
+    out: dict = {"kind": s.kind, "name": s.name, "fields": list(s.fields)}
+    for side in ("old", "new"):
+        info: SectionInfo | None = getattr(s, side)
+        if info is None:
+            out[side] = None
+        elif s.kind in ("added", "removed"):
+            out[side] = _section_info_json(info)
+        else:
+            full = _section_info_json(info)
+            keep = {"index", "name"} | set(s.fields) | ({"flags_text"} if "flags" in s.fields else set())
+            out[side] = {k: v for k, v in full.items() if k in keep}
+    return out
+
+
+def module_json(d: ModuleDiff) -> dict:
+    """One :class:`ModuleDiff` as the schema's ``module_diff``."""
+    return {
+        "name": d.name, "old_path": d.old_path, "new_path": d.new_path, "incompatible": d.incompatible,
+        "attributes": [{"field": a.field, "old": a.old, "new": a.new} for a in d.attributes],
+        "sections": [_section_change_json(s) for s in d.sections],
+        "versions": {"old_format": d.old_format, "new_format": d.new_format,
+                     "entries": [{"name": v.name, "kind": v.kind, "old": dict(v.old), "new": dict(v.new)}
+                                 for v in d.versions]},
+        "modinfo": [{"key": m.key, "old": list(m.old), "new": list(m.new)} for m in d.modinfo],
+        "imports": {"added": list(d.imports_added), "removed": list(d.imports_removed)},
+        "exports": [_export_change_json(c) for c in d.exports],
+        "consumers": [{"consumer": c.consumer, "effect": c.effect, "old": _summary_json(c.old),
+                       "new": _summary_json(c.new)} for c in d.consumers],
+    }
+
+
+def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyDiff | None, added: int,
+            removed: int, unchanged: int, unreadable: int) -> dict:
+    changes = kabi.changes if kabi is not None else tuple(c for m in mods for c in m.exports)
+    return {
+        "modules_added": added, "modules_removed": removed,
+        "modules_changed": sum(1 for m in mods if m.file_changed),
+        "modules_affected": sum(1 for m in mods if not m.file_changed),
+        "modules_unchanged": unchanged, "modules_became_unreadable": unreadable,
+        "section_changes": sum(len(m.sections) for m in mods),
+        "version_entry_changes": sum(len(m.versions) for m in mods),
+        "modinfo_changes": sum(len(m.modinfo) for m in mods),
+        "exports_added": sum(1 for c in changes if c.kind == "added"),
+        "exports_removed": sum(1 for c in changes if c.kind == "removed"),
+        "exports_changed": sum(1 for c in changes if c.kind == "changed"),
+        "exports_crc_changed": sum(1 for c in changes if "crc" in c.fields),
+        "exports_incompatible": sum(1 for c in changes if c.incompatible),
+        "consumer_breaks": sum(1 for m in mods for c in m.consumers if c.effect == "breaks"),
+        "dep_lines_changed": len(deps.dep_changed) if deps else 0,
+        "new_cycles": len(deps.new_cycles) if deps else 0,
+        "newly_unresolved": sum(1 for u in deps.newly_unresolved if not u[2]) if deps else 0,
+    }
+
+
+def _headlines(diff: ModuleDiff | TreeDiff, totals: dict) -> list[str]:
+    out = []
+    status = exit_status(diff)
+    if status == EXIT_SAME:
+        return ["No difference."]
+    verdict = "Incompatible" if status & EXIT_INCOMPATIBLE else "Compatible changes only"
+    out.append(f"{verdict} (exit status {status})" + (": " + "; ".join(diff.breaking[:6]) if diff.breaking else "."))
+    t = totals
+    if isinstance(diff, TreeDiff):
+        out.append(f"Modules: {t['modules_added']} added, {t['modules_removed']} removed, {t['modules_changed']} "
+                   f"changed, {t['modules_affected']} unchanged but read differently against the new exports, "
+                   f"{t['modules_unchanged']} unchanged.")
+    if t["exports_added"] or t["exports_removed"] or t["exports_changed"]:
+        out.append(f"Exports: {t['exports_added']} added, {t['exports_removed']} removed, {t['exports_changed']} "
+                   f"changed ({t['exports_crc_changed']} CRC); {t['exports_incompatible']} incompatible.")
+    if isinstance(diff, TreeDiff) and diff.kabi is not None:
+        for e in diff.kabi.effects:
+            n = dict(e.effects).get("breaks", 0)
+            if n:
+                out.append(f"Old builds of {n} of {e.modules} importing module(s) break on the new exports for "
+                           f"{e.consumer} (verdicts: {', '.join(f'{k} {v}' for k, v in e.verdicts)}).")
+    if t["dep_lines_changed"] or t["new_cycles"] or t["newly_unresolved"]:
+        out.append(f"Dependencies: {t['dep_lines_changed']} modules.dep line(s) changed, {t['new_cycles']} new "
+                   f"cycle(s), {t['newly_unresolved']} newly unresolved import(s).")
+    return out
+
+
+def to_json(diff: ModuleDiff | TreeDiff, old_label: str | None = None, new_label: str | None = None) -> dict:
+    """The diff as the dict ``report/diff-schema.json`` describes (``schema_version`` 1)."""
+    if isinstance(diff, ModuleDiff):
+        mods = [diff] if diff.changed else []
+        totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0)
+        side = lambda label, path: {"label": label or path, "path": path, "kernel_release": None,  # noqa: E731
+                                    "modules": 1, "unreadable": 0, "symvers": None, "system_map": None}
+        doc = {"kind": "modules", "old": side(old_label, diff.old_path), "new": side(new_label, diff.new_path),
+               "consumers": list(diff.compared_consumers),
+               "modules": {"added": [], "removed": [], "became_unreadable": [], "became_readable": [],
+                           "changed": [module_json(m) for m in mods]},
+               "patterns": [], "kabi": None, "dependencies": None, "notes": []}
+    else:
+        totals = _totals(diff.modules, diff.kabi, diff.dependencies, len(diff.added), len(diff.removed),
+                         diff.unchanged, len(diff.became_unreadable))
+        doc = {"kind": "trees", "old": _side_json(diff.old), "new": _side_json(diff.new),
+               "consumers": list(diff.consumers),
+               "modules": {"added": [{"name": n, "path": p} for n, p in diff.added],
+                           "removed": [{"name": n, "path": p} for n, p in diff.removed],
+                           "became_unreadable": [{"name": n, "reason": r} for n, r in diff.became_unreadable],
+                           "became_readable": [{"name": n, "reason": r} for n, r in diff.became_readable],
+                           "changed": [module_json(m) for m in diff.modules]},
+               "patterns": [_pattern_json(p) for p in diff.patterns],
+               "kabi": _kabi_json(diff.kabi) if diff.kabi is not None else None,
+               "dependencies": _deps_json(diff.dependencies) if diff.dependencies is not None else None,
+               "notes": list(diff.notes)}
+    status = exit_status(diff)
+    head = {"schema_version": SCHEMA_VERSION, "generator": {"name": "kmodcompat", "version": __version__},
+            "status": {"exit_code": status, "changed": bool(status & EXIT_CHANGE),
+                       "incompatible": bool(status & EXIT_INCOMPATIBLE), "reasons": list(diff.breaking)},
+            "totals": totals, "headlines": _headlines(diff, totals)}
+    return {**head, **doc}
+
+
+def _side_json(s: TreeSide) -> dict:
+    return {"label": s.label, "path": s.path, "kernel_release": s.kernel_release, "modules": s.modules,
+            "unreadable": s.unreadable, "symvers": s.symvers, "system_map": s.system_map}
+
+
+def _pattern_json(p: Pattern) -> dict:
+    return {"area": p.area, "change": p.change, "subject": p.subject, "modules": p.modules, "count": p.count,
+            "details": [{"text": t, "count": n} for t, n in p.details], "distinct": p.distinct,
+            "sample": list(p.sample)}
+
+
+def _kabi_json(k: KabiDiff) -> dict:
+    return {
+        "old_exports": k.old_exports, "new_exports": k.new_exports, "kernel_compared": k.kernel_compared,
+        "changes": [_export_change_json(c) for c in k.changes],
+        "by_exporter": [{"exporter": e.exporter, "added": e.added, "removed": e.removed, "crc": e.crc,
+                         "gpl_only": e.gpl_only, "namespace": e.namespace, "moved": e.moved,
+                         "incompatible": e.incompatible, "importers": e.importers} for e in k.by_exporter],
+        "groups": [{"exports": list(g.exports), "exporters": list(g.exporters), "importers": list(g.importers),
+                    "kinds": dict(g.kinds), "old_builds_breaking": dict(g.old_builds_breaking)} for g in k.groups],
+        "effects": [{"consumer": e.consumer, "modules": e.modules, "effects": dict(e.effects),
+                     "verdicts": dict(e.verdicts)} for e in k.effects],
+    }
+
+
+def _deps_json(d: DependencyDiff) -> dict:
+    return {"unresolved_checked": d.unresolved_checked,
+            "dep_changed": [{"module": c.module, "old": list(c.old), "new": list(c.new), "added": list(c.added),
+                             "removed": list(c.removed)} for c in d.dep_changed],
+            "new_cycles": [list(c) for c in d.new_cycles], "resolved_cycles": [list(c) for c in d.resolved_cycles],
+            "newly_unresolved": [{"module": m, "symbol": s, "weak": w} for m, s, w in d.newly_unresolved]}
