@@ -37,7 +37,10 @@ _LABEL_REACH = len(_KSTRTABNS_PREFIX) - 1  # bytes a label starting inside .strt
 _BAD_CRC = (1 << 64) - 1  # kmod's (uint64_t)-1 for a CRC it cannot resolve
 
 _KINDS = {0: "notype", 1: "object", 2: "func", 10: "func"}  # STT_GNU_IFUNC (10) is code too
-_GPL_SECTIONS = frozenset({"__ksymtab_gpl", "__ksymtab_unused_gpl"})
+#: Sections whose exports are GPL-only by their place (include/linux/export.h, every era).
+GPL_SECTIONS = frozenset({"__ksymtab_gpl", "__ksymtab_unused_gpl"})
+#: 7.x: one byte per ``__ksymtab`` entry in ``__kflagstab``, same sorted order (include/linux/module_symbol.h).
+KSYM_FLAG_GPL_ONLY = 1
 _new_tuple = tuple.__new__  # builds rows without the NamedTuple's Python __new__
 # bytes.translate tables
 _NOT_LOCAL = bytes(st_info >> 4 != 0 for st_info in range(256))  #: st_info -> 1 when not STB_LOCAL
@@ -193,18 +196,22 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
             findings.append(Finding("kflagstab-short", f"__kflagstab has {len(flags)} entries for "
                                     f"{len(entries)} exports", "__kflagstab"))
         for rank, (_value, name) in enumerate(entries):
-            if sname in _GPL_SECTIONS:
-                gpl = True
-            elif flags is not None and sname == "__ksymtab" and rank < len(flags):
-                gpl = bool(flags[rank] & 1)  # KSYM_FLAG_GPL_ONLY; entries and flags share the sorted order
-            else:
-                gpl = False
+            gpl = export_gpl_only(sname, flags, rank)
             crc = crc_by_name.get(name)
             if crc == _BAD_CRC:
                 crc = None
             out.append(_new_tuple(Export, (name, crc, gpl, _namespace(elf, ns_labels.get(name), ns_tables), sname,
                                            kinds.get(name, "unknown"))))
     return tuple(out)
+
+
+def export_gpl_only(section: str, flags: bytes | None, rank: int) -> bool:
+    """Whether the ``rank``-th entry of ``section`` is GPL-only: by its section, or by ``__kflagstab`` (7.x)."""
+    if section in GPL_SECTIONS:
+        return True
+    if flags is not None and section == "__ksymtab" and rank < len(flags):
+        return bool(flags[rank] & KSYM_FLAG_GPL_ONLY)  # entries and flags share the sorted order
+    return False
 
 
 def _namespace(elf: ElfImage, label: tuple[int, int] | None, tables: dict[int, StringTable]) -> str | None:
@@ -227,3 +234,82 @@ def ksymtab_strings(elf: ElfImage) -> tuple[tuple[str, ...] | None, bool]:
         return None, True
     raw = elf.section_bytes(sec)
     return tuple(text(s) for s in raw.split(b"\0") if s), raw.endswith(b"\0")
+
+
+class SymbolLayout(NamedTuple):
+    """One ``struct kernel_symbol`` as linked into vmlinux (include/linux/export-internal.h, export.h before 6.5).
+
+    With CONFIG_HAVE_ARCH_PREL32_RELOCATIONS every field is an ``int`` offset from the
+    field's own address (``.long sym - .``); without, a pointer. 5.4 added the
+    namespace field (``value, name, namespace``); before it there were two.
+    """
+
+    prel32: bool
+    word: int  # bytes per field: 4 for PREL32, sizeof(void *) otherwise
+    fields: int  # 3 since 5.4, 2 before
+    little: bool
+
+    @property
+    def entsize(self) -> int:
+        return self.word * self.fields
+
+
+class LinkedTable(NamedTuple):
+    """One linked export table of a kernel image: what the module loader searches."""
+
+    section: str  # "__ksymtab" or "__ksymtab_gpl"
+    address: int  # link address of the first entry (a raw image's file offset when PREL32)
+    entries: bytes
+    crcs: bytes | None  # its ``__kcrctab*``: one u32 per entry, same order; None without MODVERSIONS
+
+
+def linked_exports(tables: list[LinkedTable], layout: SymbolLayout, string_at, flags: bytes | None = None
+                   ) -> tuple[Export, ...]:
+    """The exports of linked ``__ksymtab*`` tables, in table order; ValueError on the first inconsistency.
+
+    In a module the entries are unrelocated and read through their ``.symtab``
+    labels (scan_symbols); in vmlinux they are linked: each field resolves to an
+    address, and ``string_at(address)`` reads the NUL-terminated bytes there (None
+    when the address is outside the image). Entries are sorted by name, as the
+    loader's bsearch (kernel/module/main.c find_exported_symbol_in_section)
+    requires and the linker script's ``SORT(___ksymtab+*)`` guarantees; a table
+    that is not is no export table. ``__kcrctab*`` runs parallel to its table
+    (``SORT(___kcrctab+*)``), as ``__kflagstab`` does to ``__ksymtab`` in 7.x.
+    """
+    entsize = layout.entsize
+    typecode = ("i" if layout.prel32 else "I") if layout.word == 4 else "Q"
+    out: list[Export] = []
+    for table in tables:
+        count, rest = divmod(len(table.entries), entsize)
+        if rest:
+            raise ValueError(f"{table.section} size {len(table.entries)} is not a multiple of {entsize}")
+        crcs = None
+        if table.crcs is not None:
+            if len(table.crcs) != 4 * count:
+                raise ValueError(f"{table.section} has {count} entries, its CRC table {len(table.crcs) // 4}")
+            crcs = column(table.crcs, "I", 0, 4, layout.little)
+        if flags is not None and table.section == "__ksymtab" and len(flags) != count:
+            raise ValueError(f"__ksymtab has {count} entries, __kflagstab {len(flags)}")
+        fields = [column(table.entries, typecode, k * layout.word, entsize, layout.little)
+                  for k in range(1, layout.fields)]
+        if layout.prel32:  # each offset is relative to its own field
+            fields = [[table.address + i * entsize + k * 4 + off for i, off in enumerate(col)]
+                      for k, col in enumerate(fields, 1)]
+        names = [string_at(addr) for addr in fields[0]]
+        if None in names or b"" in names:
+            i = names.index(None) if None in names else names.index(b"")
+            raise ValueError(f"{table.section} entry {i}: no name at 0x{fields[0][i]:x}")
+        if any(a >= b for a, b in zip(names, names[1:])):
+            raise ValueError(f"{table.section} is not sorted by name")
+        if len(fields) > 1:
+            spaces = [string_at(addr) if addr != (table.address + i * entsize + 8 if layout.prel32 else 0)
+                      else b"" for i, addr in enumerate(fields[1])]
+            if None in spaces:
+                raise ValueError(f"{table.section} entry {spaces.index(None)}: namespace outside the image")
+        else:
+            spaces = [b""] * count
+        for rank, (name, space) in enumerate(zip(names, spaces)):
+            out.append(_new_tuple(Export, (text(name), None if crcs is None else crcs[rank],
+                                           export_gpl_only(table.section, flags, rank), text(space) if space else None,
+                                           table.section, "unknown")))
+    return tuple(out)

@@ -1,0 +1,675 @@
+"""The kernel's exports read from its boot image: ``boot/vmlinuz-KVER`` without the headers package.
+
+A Debian machine without ``linux-headers`` has no Module.symvers and a
+placeholder System.map, yet the boot image carries every export the module
+loader searches: the linked ``__ksymtab``/``__ksymtab_gpl`` tables, their
+``__kcrctab*`` CRCs (MODVERSIONS), ``__ksymtab_strings`` and, in 7.x, the
+``__kflagstab`` GPL flags. This module unpacks the image and finds them.
+
+Containers, recognised by their own headers (see docs/kernel-images.md):
+
+* x86 ``bzImage``: the setup header (``HdrS`` at 0x202, boot protocol 2.08+)
+  gives the payload's offset and length (arch/x86/boot/header.S
+  ``payload_offset``/``payload_length``); the payload is vmlinux, an ELF
+  with section headers, compressed as CONFIG_KERNEL_* chose.
+* ELF ``vmlinux`` as it is (ppc64el ships one).
+* arm64 ``Image`` (magic ``ARM\\x64`` at 0x38, arch/arm64/include/asm/image.h),
+  plain or gzip-compressed: raw binary, no section headers.
+* arm ``zImage`` (magic 0x016f2818 at 0x24, arch/arm/boot/compressed/head.S)
+  and s390 ``bzImage`` (``S390EP`` at 0x10008, arch/s390/boot/head.S): a
+  decompressor with the compressed raw kernel inside, found by its stream
+  magic.
+
+In an ELF the tables are sections. In a raw image they are found by their
+structure (:func:`_locate`): a run of ``struct kernel_symbol`` entries whose
+name and namespace fields all land in one region of NUL-terminated names,
+sorted by name, followed by exactly one u32 CRC per entry (or 7.x's flag
+byte per entry) and then the strings, as include/asm-generic/vmlinux.lds.h
+lays out ``__ksymtab``, ``__ksymtab_gpl``, ``__kcrctab``, ``__kcrctab_gpl``,
+``__ksymtab_strings``. Anything less consistent is "exports unknown", never
+a partial list.
+
+Every decompression is bounded (``max_size``); a stream Python cannot decode
+(lzo; lz4 without the ``lz4`` package) is one line naming the compression.
+"""
+
+from __future__ import annotations
+
+import bz2
+import errno
+import lzma
+import os
+import re
+import struct
+import zlib
+from bisect import bisect_left
+from typing import NamedTuple
+
+from ..elf.image import ElfImage, column
+from ..errors import ElfError
+from ..parse.ksymtab import LinkedTable, SymbolLayout, linked_exports
+from ..records import Export
+
+#: Input file and decompressed payload caps. The largest Debian images: amd64's
+#: vmlinux is 66 MB, ppc64el's plain vmlinux 46 MB; 512 MiB leaves room for debug builds.
+DEFAULT_MAX_SIZE = 512 * 1024 * 1024
+
+EM_386, EM_PPC64, EM_S390, EM_ARM, EM_X86_64, EM_AARCH64 = 3, 21, 22, 40, 62, 183
+_MACHINES = {EM_386: "i386", EM_PPC64: "ppc64", EM_S390: "s390", EM_ARM: "arm", EM_X86_64: "x86_64",
+             EM_AARCH64: "arm64", 8: "mips", 243: "riscv", 258: "loongarch", 2: "sparc", 43: "sparc64",
+             15: "parisc", 20: "ppc", 42: "sh", 4: "m68k"}
+
+# Stream magics as the kernel's decompressors (lib/decompress.c compressed_formats[]) know them.
+_STREAMS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\x1f\x9e", "gzip"),  # old gzip magic, accepted by lib/decompress.c too
+    (b"BZh", "bzip2"),
+    (b"\x5d\x00\x00", "lzma"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"\x89LZO", "lzo"),
+    (b"\x02\x21\x4c\x18", "lz4"),  # lz4 legacy frame (lib/decompress_unlz4.c)
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+_STREAM_SCAN = re.compile(b"|".join(re.escape(m) for m, name in _STREAMS if name != "gzip" or m == b"\x1f\x8b")
+                          .replace(re.escape(b"\x1f\x8b"), re.escape(b"\x1f\x8b\x08")))
+_MAX_CANDIDATES = 64  # stream magics tried inside one decompressor image
+
+
+class KernelImageError(Exception):
+    """The image cannot be read as a kernel; ``str()`` is the one line users see: "<path>: <reason>"."""
+
+    def __init__(self, path: str, reason: str, code: str = "bad-image"):
+        self.path = path
+        self.reason = reason
+        self.code = code
+        super().__init__(f"{path}: {reason}")
+
+    def __reduce__(self):
+        return (KernelImageError, (self.path, self.reason, self.code))
+
+
+class KernelExports(NamedTuple):
+    """What a kernel image says about vmlinux's exports.
+
+    ``exports`` is None when no consistent table was found: then nothing is known
+    (``unknown`` says why), never an empty or partial list.
+    """
+
+    path: str
+    container: str  # "bzImage", "vmlinux", "Image", "zImage", "s390"
+    compression: str | None  # the payload's compression, None when stored plain
+    machine: int  # EM_* of the kernel
+    elfclass: int  # 32 or 64
+    little: bool
+    located: str  # "sections" (ELF section headers) or "structure" (raw image); "" when unknown
+    exports: tuple[Export, ...] | None  # __ksymtab then __ksymtab_gpl, each in its (sorted) table order
+    unknown: str | None  # why exports is None
+
+    @property
+    def machine_name(self) -> str:
+        return _MACHINES.get(self.machine, f"EM_{self.machine}")
+
+
+def image_paths(root: str, kver: str) -> list[str]:
+    """Where a tree keeps the boot image of ``kver``, in the order looked at.
+
+    ``boot/vmlinuz-KVER`` (Debian's linux-image, x86, arm, s390), ``boot/vmlinux-KVER``
+    (ppc64el), and ``lib/modules/KVER/vmlinuz`` (Debian's packages from 7.x, Fedora).
+    """
+    return [os.path.join(root, "boot", f"vmlinuz-{kver}"), os.path.join(root, "boot", f"vmlinux-{kver}"),
+            os.path.join(root, "lib", "modules", kver, "vmlinuz"),
+            os.path.join(root, "usr", "lib", "modules", kver, "vmlinuz")]
+
+
+def find_image(root: str, kver: str) -> str | None:
+    for path in image_paths(root, kver):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def read_kernel_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> KernelExports:
+    """The exports of the kernel image at ``path``; KernelImageError when it is no kernel image."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_size + 1)
+    except IsADirectoryError:
+        raise KernelImageError(path, "is a directory", "unreadable") from None
+    except OSError as e:
+        raise KernelImageError(path, e.strerror or str(e), "unreadable") from None
+    if len(data) > max_size:
+        raise KernelImageError(path, f"file is larger than the {max_size}-byte limit", "too-large")
+    try:
+        return kernel_exports(data, path, max_size)
+    except _Bad as e:
+        raise KernelImageError(path, e.reason, e.code) from None
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, code: str = "bad-image"):
+        self.reason = reason
+        self.code = code
+
+
+def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_MAX_SIZE) -> KernelExports:
+    """:func:`read_kernel_image` on bytes; raises ``_Bad`` (wrapped by the caller)."""
+    container, compression, payload, machine, little, word = _unpack(data, max_size)
+    if payload[:4] == b"\x7fELF":
+        return _from_elf(path, container, compression, payload)
+    located = _locate(payload, machine, little, word)
+    if isinstance(located, str):
+        return KernelExports(path, container, compression, machine, word * 8, little, "", None, located)
+    return KernelExports(path, container, compression, machine, word * 8, little, "structure", located, None)
+
+
+# --- containers -------------------------------------------------------------------------------------
+
+
+def _unpack(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, bool, int]:
+    """(container, compression, payload, machine, little, word size) of an image file's bytes."""
+    if data[:4] == b"\x7fELF":
+        return "vmlinux", None, data, 0, True, 8
+    if len(data) >= 0x250 and data[0x202:0x206] == b"HdrS" and data[0x1FE:0x200] == b"\x55\xaa":
+        return _bzimage(data, max_size)
+    if len(data) >= 0x40 and data[0x38:0x3C] == b"ARM\x64":
+        return "Image", None, data, EM_AARCH64, not struct.unpack_from("<Q", data, 0x18)[0] & 1, 8
+    if len(data) >= 0x34 and data[0x24:0x28] in (b"\x18\x28\x6f\x01", b"\x01\x6f\x28\x18"):
+        little = data[0x24:0x28] == b"\x18\x28\x6f\x01"
+        compression, payload = _embedded(data, max_size, "zImage")
+        return "zImage", compression, payload, EM_ARM, little, 4
+    if len(data) >= 0x10010 and data[0x10008:0x1000E] == b"S390EP":
+        compression, payload = _embedded(data, max_size, "s390 image")
+        return "s390", compression, payload, EM_S390, False, 8
+    kind = _stream_kind(data)
+    if kind is not None:  # a compressed image as a whole: arm64's Image.gz, a vmlinux.xz
+        inner = _inflate(kind, data, max_size)
+        if _stream_kind(inner) is not None:
+            raise _Bad(f"{kind} stream holds another compressed stream, not a kernel", "not-a-kernel")
+        container, compression, payload, machine, little, word = _unpack(inner, max_size)
+        return container, compression or kind, payload, machine, little, word
+    if len(data) < 0x40:
+        raise _Bad(f"file too short for a kernel image ({len(data)} bytes)", "truncated")
+    raise _Bad("not a kernel image (no bzImage, ELF, arm64 Image, zImage or s390 header)", "not-a-kernel")
+
+
+def _bzimage(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, bool, int]:
+    """arch/x86/boot/header.S: setup_sects at 0x1f1, boot protocol version at 0x206, payload at 0x248."""
+    version = struct.unpack_from("<H", data, 0x206)[0]
+    if version < 0x208:
+        raise _Bad(f"bzImage boot protocol {version >> 8}.{version & 0xFF:02d} has no payload fields (2.08+)",
+                   "unsupported")
+    setup_sects = data[0x1F1] or 4  # 0 means 4 (Documentation/arch/x86/boot.rst)
+    offset, length = struct.unpack_from("<II", data, 0x248)
+    start = (setup_sects + 1) * 512 + offset
+    if start + length > len(data) or length == 0:
+        raise _Bad(f"bzImage payload ({length} bytes at {start}) runs past the end of the file "
+                   f"({len(data)} bytes)", "truncated")
+    payload = data[start:start + length]
+    kind = _stream_kind(payload)
+    if kind is None:
+        if payload[:4] == b"\x7fELF":  # CONFIG_KERNEL_UNCOMPRESSED
+            return "bzImage", None, payload, 0, True, 8
+        raise _Bad("bzImage payload is neither a known compressed stream nor ELF", "not-a-kernel")
+    vmlinux = _inflate(kind, payload, max_size)
+    if vmlinux[:4] != b"\x7fELF":
+        raise _Bad(f"bzImage {kind} payload is not an ELF vmlinux", "not-a-kernel")
+    return "bzImage", kind, vmlinux, 0, True, 8
+
+
+def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
+    """The kernel inside a decompressor image: the first stream magic that decodes to a kernel.
+
+    Neither arm's zImage nor s390's image records where its payload starts in a
+    header a loader reads (the decompressor links it in as ``input_data``), so the
+    magics are tried in file order; a stream that does not decode, or decodes to
+    less than a kernel, is skipped.
+    """
+    tried = 0
+    errors: list[str] = []
+    for m in _STREAM_SCAN.finditer(data):
+        kind = _stream_kind(data[m.start():m.start() + 16])
+        if kind is None:
+            continue
+        tried += 1
+        if tried > _MAX_CANDIDATES:
+            break
+        try:
+            out = _inflate(kind, data[m.start():], max_size)
+        except _Bad as e:
+            if e.code == "unsupported":
+                raise
+            errors.append(e.reason)
+            continue
+        if len(out) >= 1 << 20:  # the smallest real kernels are megabytes; decompressor tables are not
+            return kind, out
+    if errors and all("truncated" in e for e in errors):
+        raise _Bad(f"{what}: compressed kernel is truncated", "truncated")
+    raise _Bad(f"{what} holds no compressed kernel that decodes", "not-a-kernel")
+
+
+def _stream_kind(head: bytes) -> str | None:
+    for magic, name in _STREAMS:
+        if head.startswith(magic):
+            if name == "bzip2" and not (len(head) > 3 and 0x31 <= head[3] <= 0x39):
+                continue
+            return name
+    return None
+
+
+# --- bounded decompression --------------------------------------------------------------------------
+#
+# Unlike a module (files/opener.py follows kmod: one format family, trailing bytes are
+# an error), a kernel payload is read as the boot decompressors read it
+# (lib/decompress_*.c): one stream, whatever follows it ignored (the build appends
+# the inflated size, arch/x86/boot/compressed/Makefile size_append).
+
+
+def _inflate(kind: str, raw: bytes, max_size: int) -> bytes:
+    try:
+        if kind == "gzip":
+            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+            out = d.decompress(raw, max_size + 1)
+            if len(out) > max_size:
+                raise _Bad(f"{kind} stream inflates past the {max_size}-byte limit", "too-large")
+            if not d.eof:
+                raise _Bad(f"{kind} stream is truncated", "truncated")
+            return out
+        if kind in ("xz", "lzma"):
+            return _stream(lzma.LZMADecompressor(lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE),
+                           kind, raw, max_size)
+        if kind == "bzip2":
+            return _stream(bz2.BZ2Decompressor(), kind, raw, max_size)
+        if kind == "zstd":
+            import zstandard
+
+            return _zstd(zstandard.ZstdDecompressor().decompressobj(), raw, max_size)
+        if kind == "lz4":
+            return _lz4_legacy(raw, max_size)
+    except _Bad:
+        raise
+    except (lzma.LZMAError, zlib.error, OSError, ValueError, EOFError) as e:
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _Bad(f"corrupt {kind} stream: {why}", "corrupt") from None
+    except Exception as e:  # zstandard.ZstdError, lz4's errors
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise _Bad(f"corrupt {kind} stream: {why}", "corrupt") from None
+    raise _Bad(f"kernel image compressed with {kind}: not supported (no maintained Python decoder)",
+               "unsupported")
+
+
+_CHUNK = 1 << 20
+
+
+def _stream(d, kind: str, raw: bytes, max_size: int) -> bytes:
+    out = bytearray()
+    view = memoryview(raw)
+    pos = 0
+    while not d.eof:
+        chunk = b""
+        if d.needs_input:
+            if pos >= len(raw):
+                raise _Bad(f"{kind} stream is truncated", "truncated")
+            chunk = view[pos:pos + _CHUNK]
+            pos += len(chunk)
+        before = len(out)
+        out += d.decompress(chunk, max_length=max_size + 1 - len(out))
+        if len(out) > max_size:
+            raise _Bad(f"{kind} stream inflates past the {max_size}-byte limit", "too-large")
+        if not chunk and len(out) == before and not d.eof:
+            raise _Bad(f"{kind} stream is truncated", "truncated")
+    return bytes(out)
+
+
+def _zstd(d, raw: bytes, max_size: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    view = memoryview(raw)
+    pos = 0
+    while not d.eof:
+        if pos >= len(raw):
+            raise _Bad("zstd stream is truncated", "truncated")
+        out = d.decompress(view[pos:pos + 1024])  # 1 KiB pieces: see files/opener.py _ZSTD_CHUNK
+        pos += 1024
+        total += len(out)
+        if total > max_size:
+            raise _Bad(f"zstd stream inflates past the {max_size}-byte limit", "too-large")
+        parts.append(out)
+    return b"".join(parts)
+
+
+_LZ4_BLOCK = 8 << 20  # lib/decompress_unlz4.c: LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE
+
+
+def _lz4_legacy(raw: bytes, max_size: int) -> bytes:
+    """The lz4 legacy frame the kernel writes (scripts/Makefile.lib ``lz4 -l``): magic, then
+    (u32 size, block) pairs of at most 8 MiB inflated, ending at the input's end or where
+    the next word is no plausible block size (lib/decompress_unlz4.c unlz4())."""
+    try:
+        import lz4.block
+    except ImportError:
+        raise _Bad("kernel image compressed with lz4: not supported here (install the Python package lz4)",
+                   "unsupported") from None
+    parts: list[bytes] = []
+    total = 0
+    pos = 4
+    while pos + 4 <= len(raw):
+        size = struct.unpack_from("<I", raw, pos)[0]
+        if size == 0x184C2102:  # a further legacy frame
+            pos += 4
+            continue
+        if size > _LZ4_BLOCK + _LZ4_BLOCK // 255 + 16:  # LZ4_compressBound(8 MiB)
+            break  # the appended inflated size, or anything after the stream
+        if pos + 4 + size > len(raw):
+            if parts:
+                break  # the 4-byte inflated size the build appends reads as a block size
+            raise _Bad("lz4 stream is truncated", "truncated")
+        out = lz4.block.decompress(raw[pos + 4:pos + 4 + size], uncompressed_size=_LZ4_BLOCK)
+        total += len(out)
+        if total > max_size:
+            raise _Bad(f"lz4 stream inflates past the {max_size}-byte limit", "too-large")
+        parts.append(out)
+        pos += 4 + size
+    if not parts:
+        raise _Bad("lz4 stream is truncated", "truncated")
+    return b"".join(parts)
+
+
+# --- vmlinux with section headers ---------------------------------------------------------------------
+
+_SHF_ALLOC = 0x2
+_SHT_NOBITS = 8
+
+
+def _from_elf(path: str, container: str, compression: str | None, payload: bytes) -> KernelExports:
+    try:
+        elf = ElfImage(payload)
+    except ElfError as e:
+        raise _Bad(f"vmlinux: {e.reason}", "bad-elf") from None
+    h = elf.header
+    word = 8 if elf.elfclass == 64 else 4
+
+    def unknown(why: str) -> KernelExports:
+        return KernelExports(path, container, compression, h.machine, elf.elfclass, elf.little, "", None, why)
+
+    if h.type != 2:  # ET_EXEC; a module or object file is no kernel
+        raise _Bad(f"ELF type {h.type} is not an executable vmlinux", "not-a-kernel")
+    ksymtab = elf.section("__ksymtab")
+    if ksymtab is None:
+        return unknown("vmlinux has no __ksymtab section")
+    # Link address -> bytes, through the allocated sections that hold bytes.
+    loaded = sorted((s.addr, s.addr + s.size, s.offset) for s in elf.sections
+                    if s.flags & _SHF_ALLOC and s.type != _SHT_NOBITS and s.size and elf.in_bounds(s))
+    starts = [a for a, _, _ in loaded]
+
+    def string_at(addr: int) -> bytes | None:
+        i = bisect_left(starts, addr + 1) - 1
+        if i < 0 or addr >= loaded[i][1]:
+            return None
+        start, end, offset = loaded[i]
+        return elf.cstring(offset + addr - start, offset + end - start)
+
+    tables = []
+    for name, crc_name in (("__ksymtab", "__kcrctab"), ("__ksymtab_gpl", "__kcrctab_gpl")):
+        sec = elf.section(name)
+        if sec is None:
+            continue
+        if not elf.in_bounds(sec):
+            raise _Bad(f"vmlinux: {name} runs past the end of the image (truncated?)", "truncated")
+        crc = elf.section(crc_name)
+        if crc is not None and not elf.in_bounds(crc):
+            raise _Bad(f"vmlinux: {crc_name} runs past the end of the image (truncated?)", "truncated")
+        tables.append(LinkedTable(name, sec.addr, elf.section_bytes(sec),
+                                  None if crc is None else elf.section_bytes(crc)))
+    flags_sec = elf.section("__kflagstab")
+    flags = elf.section_bytes(flags_sec) if flags_sec is not None and elf.in_bounds(flags_sec) else None
+    reasons = []
+    for layout in _layouts(h.machine, word, elf.little, tables):
+        try:
+            exports = linked_exports(tables, layout, string_at, flags)
+        except ValueError as e:
+            reasons.append(str(e))
+            continue
+        return KernelExports(path, container, compression, h.machine, elf.elfclass, elf.little, "sections",
+                             exports, None)
+    return unknown("vmlinux export tables are inconsistent: " + "; ".join(dict.fromkeys(reasons)))
+
+
+def _layouts(machine: int, word: int, little: bool, tables: list[LinkedTable]) -> list[SymbolLayout]:
+    """The ``kernel_symbol`` layouts to try, the one the CRC count implies first."""
+    candidates = [SymbolLayout(True, 4, 3, little), SymbolLayout(False, word, 3, little),
+                  SymbolLayout(True, 4, 2, little), SymbolLayout(False, word, 2, little)]
+    with_crcs = [t for t in tables if t.crcs is not None and t.crcs]
+    if with_crcs:
+        t = with_crcs[0]
+        entsize = len(t.entries) * 4 // len(t.crcs) if len(t.crcs) % 4 == 0 else 0
+        candidates.sort(key=lambda layout: layout.entsize != entsize)
+    return candidates
+
+
+# --- raw images: tables found by their structure --------------------------------------------------------
+
+#: A byte that can be part of an exported name or namespace: C identifiers, and since
+#: 6.17 ``module:a,b-c`` namespaces (EXPORT_SYMBOL_FOR_MODULES, include/linux/export.h).
+_NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$:,-")
+_CLASS = bytes(ord("a") if b in _NAME_CHARS else ord("0") if b == 0 else ord("x") for b in range(256))
+_STRINGS_RUN = re.compile(rb"[a0]{4096,}")
+_MAX_REGIONS = 4
+#: How far before the strings the tables may start: 4 MiB is 200,000 exports.
+_WINDOW = 4 << 20
+
+
+def _regions(data: bytes) -> list[tuple[int, int]]:
+    """Candidate ``__ksymtab_strings``: the longest runs of NUL-terminated names, longest first."""
+    classes = data.translate(_CLASS)
+    runs = []
+    for m in _STRINGS_RUN.finditer(classes):
+        start, end = m.span()
+        if classes.count(b"0", start, end) * 40 < end - start:  # names average ~20 bytes
+            continue
+        while start < end and classes[start] == ord("0"):  # a region starts with a name
+            start += 1
+        runs.append((start, end))
+    runs.sort(key=lambda r: r[0] - r[1])
+    return runs[:_MAX_REGIONS]
+
+
+def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[Export, ...] | str:
+    """The export tables of a raw image, or why none consistent was found."""
+    regions = _regions(data)
+    if not regions:
+        return "no region of exported names found in the image"
+    reasons: list[str] = []
+    for r0, r1 in regions:
+        for layout in (SymbolLayout(True, 4, 3, little), SymbolLayout(False, word, 3, little)):
+            found = _tables_before(data, r0, r1, layout)
+            if isinstance(found, str):
+                reasons.append(found)
+                continue
+            return found
+    return "no consistent export table found (" + "; ".join(dict.fromkeys(reasons)) + ")"
+
+
+def _name_ok(data: bytes, at: int, r0: int, r1: int) -> bool:
+    return r0 <= at < r1 and data[at] in _NAME_CHARS
+
+
+def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple[Export, ...] | str:
+    """Find the entry run ending just before the strings (and the CRC or flag arrays between)."""
+    entsize, w = layout.entsize, layout.word
+    lo = max(0, r0 - _WINDOW)
+    lo -= lo % w
+    hi = r0 - r0 % w
+    if layout.prel32:
+        base = 0
+        words = column(memoryview(data)[lo:hi], "i", 0, 4, layout.little)
+        targets = [lo + 4 * i + v for i, v in enumerate(words)]
+    else:
+        words = column(memoryview(data)[lo:hi], "I" if w == 4 else "Q", 0, w, layout.little)
+        base = _guess_base(data, words, r0, r1)
+        if base is None:
+            return f"{'32' if w == 4 else '64'}-bit pointers: no load address maps them onto the names"
+        targets = [v - base for v in words]
+    name_ok = [_name_ok(data, t, r0, r1) for t in targets]
+    # A namespace points into the names too ("" is any NUL there); a zero field means none
+    # (PREL32 before 6.5: an offset of 0; a NULL pointer otherwise).
+    ns_ok = [r0 <= t < r1 or v == 0 for t, v in zip(targets, words)]
+    step = entsize // w
+    best: str | None = None
+    candidates = _runs(name_ok, ns_ok, lo, w, step, layout.fields)
+    for start, count in candidates:
+        found = _check_run(data, start, count, r0, r1, layout, base)
+        if isinstance(found, tuple):
+            return found
+        best = found
+    return best or "no run of export entries before the names"
+
+
+def _runs(name_ok: list[bool], ns_ok: list[bool], lo: int, w: int, step: int, fields: int) -> list[tuple[int, int]]:
+    """Maximal runs of entries (start offset, count) of at least 64 entries, the latest first."""
+    n = len(name_ok)
+    entry_ok = [name_ok[i + 1] and (fields < 3 or ns_ok[i + 2]) for i in range(n - step + 1)]
+    runs = []
+    for phase in range(step):
+        i = phase
+        while i < len(entry_ok):
+            if not entry_ok[i]:
+                i += step
+                continue
+            j = i
+            while j < len(entry_ok) and entry_ok[j]:
+                j += step
+            count = (j - i) // step
+            if count >= 64:
+                runs.append((lo + i * w, count))
+            i = j
+    runs.sort(key=lambda r: -r[0])
+    return runs
+
+
+def _check_run(data: bytes, start: int, count: int, r0: int, r1: int, layout: SymbolLayout, base: int
+               ) -> tuple[Export, ...] | str:
+    """Accept a run if what follows it is what vmlinux.lds.h puts there and it decodes sorted.
+
+    After the entries come ``__kcrctab``+``__kcrctab_gpl`` (one u32 per entry,
+    4-aligned) or, in 7.x, ``__kflagstab`` (one byte per entry), or nothing
+    (no MODVERSIONS), and then ``__ksymtab_strings``. A run may begin with entries
+    that only look like ones (other read-only data before ``__ksymtab``): the
+    first ``trim`` are dropped until the arithmetic closes.
+    """
+    entsize = layout.entsize
+    end = start + count * entsize
+    reasons = []
+    for trim in range(0, min(count, 8)):
+        n = count - trim
+        first = start + trim * entsize
+        for kind in ("crc", "flags", "flags+crc", "none"):
+            s = end
+            crcs = flags = None
+            if "flags" in kind:
+                flags = data[s:s + n]
+                s += n
+            if "crc" in kind:
+                s += -s % 4
+                crcs = data[s:s + 4 * n]
+                s += 4 * n
+            # The strings begin right there (alignment 1), inside or at the start of the region.
+            if not (r0 - 64 <= s <= r0 + 64) or s >= len(data) or data[s] not in _NAME_CHARS:
+                continue
+            if s > r0 and data[s - 1] != 0:
+                continue
+            if flags is not None and any(b > 1 for b in flags):
+                continue
+            found = _split_decode(data, first, n, crcs, flags, layout, base, r1)
+            if isinstance(found, str):
+                reasons.append(found)
+                continue
+            return found
+    return "; ".join(dict.fromkeys(reasons)) or "no CRC, flag or string table where the entries end"
+
+
+def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: bytes | None,
+                  layout: SymbolLayout, base: int, r1: int) -> tuple[Export, ...] | str:
+    """Split the run into ``__ksymtab`` and ``__ksymtab_gpl`` where the name order restarts."""
+    entsize = layout.entsize
+
+    def string_at(addr: int) -> bytes | None:
+        off = addr - base
+        if not 0 <= off < len(data):
+            return None
+        nul = data.find(b"\0", off, min(len(data), off + 4096))
+        return None if nul < 0 else data[off:nul]
+
+    address = first + base
+    whole = LinkedTable("__ksymtab", address, data[first:first + n * entsize], crcs)
+    try:
+        probe = linked_exports([whole], layout, string_at, flags)
+        sorted_whole = True
+    except ValueError:
+        probe = None
+        sorted_whole = False
+    if sorted_whole:
+        if flags is None and probe:
+            # One sorted run and no flags: all non-GPL, or a GPL table whose names all sort after; the
+            # layout cannot tell. 7.x (flags) has one table by construction.
+            return "the entries form one sorted run: where __ksymtab_gpl begins cannot be told"
+        return probe
+    if flags is not None:
+        return "__ksymtab is not sorted by name"
+    names = [string_at(address + i * entsize + layout.word + (
+        struct.unpack_from("<i" if layout.little else ">i", data, first + i * entsize + 4)[0]
+        if layout.prel32 else 0)) for i in range(n)] if layout.prel32 else None
+    if names is None:
+        fmt = ("<" if layout.little else ">") + ("I" if layout.word == 4 else "Q")
+        names = [string_at(struct.unpack_from(fmt, data, first + i * entsize + layout.word)[0]) for i in range(n)]
+    descents = [i for i in range(1, n) if not names[i - 1] < names[i]]
+    if len(descents) != 1:
+        return f"{len(descents)} places where the name order restarts: not __ksymtab then __ksymtab_gpl"
+    k = descents[0]
+    tables = [LinkedTable("__ksymtab", address, data[first:first + k * entsize],
+                          None if crcs is None else crcs[:4 * k]),
+              LinkedTable("__ksymtab_gpl", address + k * entsize, data[first + k * entsize:first + n * entsize],
+                          None if crcs is None else crcs[4 * k:])]
+    try:
+        return linked_exports(tables, layout, string_at, None)
+    except ValueError as e:
+        return str(e)
+
+
+def _guess_base(data: bytes, words: list[int], r0: int, r1: int) -> int | None:
+    """The link address of the raw image's first byte, from the pointers into the names.
+
+    The name and namespace pointers of the entries all fall in one span as wide
+    as the strings region, and the lowest of them points at the region's first
+    string; the densest such span of pointer values gives candidates, and the
+    one that puts the most pointers on string starts wins.
+    """
+    width = r1 - r0
+    values = sorted(v for v in words if v)
+    if not values:
+        return None
+    best_i, best_n, j = 0, 0, 0
+    for i, v in enumerate(values):
+        while values[j] < v - width:
+            j += 1
+        if i - j + 1 > best_n:
+            best_n, best_i = i - j + 1, j
+    cluster = values[best_i:best_i + best_n]
+    if best_n < 64:
+        return None
+    lows = sorted(set(cluster))[:4]
+    starts = [r0 + k for k in range(0, 256) if r0 + k < r1 and (k == 0 or data[r0 + k - 1] == 0)]
+    sample = cluster[::max(1, len(cluster) // 2000)]
+    best_base, best_score = None, 0
+    for low in lows:
+        for s in starts[:16]:
+            base = low - s
+            score = 0
+            for v in sample:
+                off = v - base
+                if r0 <= off < r1 and (data[off - 1] == 0 or off == r0):
+                    score += 1
+            if score > best_score:
+                best_base, best_score = base, score
+    if best_score * 2 < len(sample):
+        return None
+    return best_base
