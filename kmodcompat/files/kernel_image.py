@@ -452,25 +452,38 @@ def _layouts(machine: int, word: int, little: bool, tables: list[LinkedTable]) -
 #: 6.17 ``module:a,b-c`` namespaces (EXPORT_SYMBOL_FOR_MODULES, include/linux/export.h).
 _NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$:,-")
 _CLASS = bytes(ord("a") if b in _NAME_CHARS else ord("0") if b == 0 else ord("x") for b in range(256))
-_STRINGS_RUN = re.compile(rb"[a0]{4096,}")
+_OTHER, _NUL = ord("x"), ord("0")
+_MIN_REGION = 4096
 _MAX_REGIONS = 4
 #: How far before the strings the tables may start: 4 MiB is 200,000 exports.
 _WINDOW = 4 << 20
 
 
 def _regions(data: bytes) -> list[tuple[int, int]]:
-    """Candidate ``__ksymtab_strings``: the longest runs of NUL-terminated names, longest first."""
+    """Candidate ``__ksymtab_strings``: the longest runs of NUL-terminated names, longest first.
+
+    Bytes are classed (name byte, NUL, other) in one translate; a run of 4 KiB or
+    more holds a sample point every 2 KiB, from which it is widened to the nearest
+    other bytes (a regex scan restarting at every byte of every short run would be
+    quadratic in their length: seconds on a 30 MB image).
+    """
     classes = data.translate(_CLASS)
-    runs = []
-    for m in _STRINGS_RUN.finditer(classes):
-        start, end = m.span()
-        if classes.count(b"0", start, end) * 40 < end - start:  # names average ~20 bytes
+    runs = set()
+    step = _MIN_REGION // 2
+    end = -1
+    for i in range(0, len(classes), step):
+        if i < end or classes[i] == _OTHER:
             continue
-        while start < end and classes[start] == ord("0"):  # a region starts with a name
+        start = classes.rfind(b"x", 0, i) + 1
+        end = classes.find(b"x", i)
+        if end < 0:
+            end = len(classes)
+        if end - start < _MIN_REGION or classes.count(b"0", start, end) * 40 < end - start:
+            continue  # names average ~20 bytes: a run of text or of zeros is no name table
+        while start < end and classes[start] == _NUL:  # a region starts with a name
             start += 1
-        runs.append((start, end))
-    runs.sort(key=lambda r: r[0] - r[1])
-    return runs[:_MAX_REGIONS]
+        runs.add((start, end))
+    return sorted(runs, key=lambda r: r[0] - r[1])[:_MAX_REGIONS]
 
 
 def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[Export, ...] | str:
@@ -496,7 +509,9 @@ def _name_ok(data: bytes, at: int, r0: int, r1: int) -> bool:
 def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple[Export, ...] | str:
     """Find the entry run ending just before the strings (and the CRC or flag arrays between)."""
     entsize, w = layout.entsize, layout.word
-    lo = max(0, r0 - _WINDOW)
+    # The tables take about 1.5 times the strings (a ~20-byte name per entry of 12 or 24
+    # bytes plus its CRC): three times the region is enough before it.
+    lo = max(0, r0 - min(_WINDOW, 3 * (r1 - r0) + 4096))
     lo -= lo % w
     hi = r0 - r0 % w
     if layout.prel32:
@@ -572,10 +587,10 @@ def _check_run(data: bytes, start: int, count: int, r0: int, r1: int, layout: Sy
                 s += -s % 4
                 crcs = data[s:s + 4 * n]
                 s += 4 * n
-            # The strings begin right there (alignment 1), inside or at the start of the region.
-            if not (r0 - 64 <= s <= r0 + 64) or s >= len(data) or data[s] not in _NAME_CHARS:
-                continue
-            if s > r0 and data[s - 1] != 0:
+            # The strings begin right there (alignment 1): at the region's start, or a few bytes
+            # in when the last CRC bytes look like a name (a region starts at a name byte, so
+            # never after the strings do).
+            if not r0 <= s < r0 + 64 or data[s] not in _NAME_CHARS:
                 continue
             if flags is not None and any(b > 1 for b in flags):
                 continue
@@ -657,11 +672,16 @@ def _guess_base(data: bytes, words: list[int], r0: int, r1: int) -> int | None:
     if best_n < 64:
         return None
     lows = sorted(set(cluster))[:4]
-    starts = [r0 + k for k in range(0, 256) if r0 + k < r1 and (k == 0 or data[r0 + k - 1] == 0)]
-    sample = cluster[::max(1, len(cluster) // 2000)]
+    # The region may begin with a few bytes of the CRC table that look like a name: every
+    # offset of its first bytes is a candidate start, then the string starts after.
+    starts = [r0 + k for k in range(0, 256) if r0 + k < r1 and (k < 16 or data[r0 + k - 1] == 0)]
+    # Distinct values: every entry without a namespace points at the same "", which would
+    # outweigh the names.
+    distinct = sorted(set(cluster))
+    sample = distinct[::max(1, len(distinct) // 2000)]
     best_base, best_score = None, 0
     for low in lows:
-        for s in starts[:16]:
+        for s in starts[:32]:
             base = low - s
             score = 0
             for v in sample:
