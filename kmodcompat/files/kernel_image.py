@@ -104,6 +104,10 @@ class KernelExports(NamedTuple):
     located: str  # "sections" (ELF section headers) or "structure" (raw image); "" when unknown
     exports: tuple[Export, ...] | None  # __ksymtab then __ksymtab_gpl, each in its (sorted) table order
     unknown: str | None  # why exports is None
+    #: Indices into ``exports`` in the order of their names in ``__ksymtab_strings``: the
+    #: objects' link order, which modpost follows for vmlinux in Module.symvers, but for
+    #: names the linker merged into the tail of another (see cli/symvers.py).
+    link_order: tuple[int, ...] | None = None
 
     @property
     def machine_name(self) -> str:
@@ -151,6 +155,19 @@ class _Bad(Exception):
         self.code = code
 
 
+def vmlinux_bytes(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """The kernel inside the image at ``path`` (an ELF vmlinux or a raw image), decompressed."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(max_size + 1)
+    except OSError as e:
+        raise KernelImageError(path, e.strerror or str(e), "unreadable") from None
+    try:
+        return _unpack(data, max_size)[2]
+    except _Bad as e:
+        raise KernelImageError(path, e.reason, e.code) from None
+
+
 def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_MAX_SIZE) -> KernelExports:
     """:func:`read_kernel_image` on bytes; raises ``_Bad`` (wrapped by the caller)."""
     container, compression, payload, machine, little, word = _unpack(data, max_size)
@@ -159,7 +176,8 @@ def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_M
     located = _locate(payload, machine, little, word)
     if isinstance(located, str):
         return KernelExports(path, container, compression, machine, word * 8, little, "", None, located)
-    return KernelExports(path, container, compression, machine, word * 8, little, "structure", located, None)
+    exports, order = located
+    return KernelExports(path, container, compression, machine, word * 8, little, "structure", exports, None, order)
 
 
 # --- containers -------------------------------------------------------------------------------------
@@ -425,13 +443,21 @@ def _from_elf(path: str, container: str, compression: str | None, payload: bytes
     reasons = []
     for layout in _layouts(h.machine, word, elf.little, tables):
         try:
-            exports = linked_exports(tables, layout, string_at, flags)
+            exports, order = _decode(tables, layout, string_at, flags)
         except ValueError as e:
             reasons.append(str(e))
             continue
         return KernelExports(path, container, compression, h.machine, elf.elfclass, elf.little, "sections",
-                             exports, None)
+                             exports, None, order)
     return unknown("vmlinux export tables are inconsistent: " + "; ".join(dict.fromkeys(reasons)))
+
+
+def _decode(tables: list[LinkedTable], layout: SymbolLayout, string_at, flags: bytes | None
+            ) -> tuple[tuple[Export, ...], tuple[int, ...]]:
+    """linked_exports() and the link order of its exports (see KernelExports.link_order)."""
+    addresses: list[int] = []
+    exports = linked_exports(tables, layout, string_at, flags, addresses)
+    return exports, tuple(sorted(range(len(exports)), key=addresses.__getitem__))
 
 
 def _layouts(machine: int, word: int, little: bool, tables: list[LinkedTable]) -> list[SymbolLayout]:
@@ -486,7 +512,7 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
     return sorted(runs, key=lambda r: r[0] - r[1])[:_MAX_REGIONS]
 
 
-def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[Export, ...] | str:
+def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
     """The export tables of a raw image, or why none consistent was found."""
     regions = _regions(data)
     if not regions:
@@ -506,7 +532,7 @@ def _name_ok(data: bytes, at: int, r0: int, r1: int) -> bool:
     return r0 <= at < r1 and data[at] in _NAME_CHARS
 
 
-def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple[Export, ...] | str:
+def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
     """Find the entry run ending just before the strings (and the CRC or flag arrays between)."""
     entsize, w = layout.entsize, layout.word
     # The tables take about 1.5 times the strings (a ~20-byte name per entry of 12 or 24
@@ -562,7 +588,7 @@ def _runs(name_ok: list[bool], ns_ok: list[bool], lo: int, w: int, step: int, fi
 
 
 def _check_run(data: bytes, start: int, count: int, r0: int, r1: int, layout: SymbolLayout, base: int
-               ) -> tuple[Export, ...] | str:
+               ) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
     """Accept a run if what follows it is what vmlinux.lds.h puts there and it decodes sorted.
 
     After the entries come ``__kcrctab``+``__kcrctab_gpl`` (one u32 per entry,
@@ -603,7 +629,7 @@ def _check_run(data: bytes, start: int, count: int, r0: int, r1: int, layout: Sy
 
 
 def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: bytes | None,
-                  layout: SymbolLayout, base: int, r1: int) -> tuple[Export, ...] | str:
+                  layout: SymbolLayout, base: int, r1: int) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
     """Split the run into ``__ksymtab`` and ``__ksymtab_gpl`` where the name order restarts."""
     entsize = layout.entsize
 
@@ -617,13 +643,13 @@ def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: by
     address = first + base
     whole = LinkedTable("__ksymtab", address, data[first:first + n * entsize], crcs)
     try:
-        probe = linked_exports([whole], layout, string_at, flags)
+        probe = _decode([whole], layout, string_at, flags)
         sorted_whole = True
     except ValueError:
         probe = None
         sorted_whole = False
     if sorted_whole:
-        if flags is None and probe:
+        if flags is None and probe[0]:
             # One sorted run and no flags: all non-GPL, or a GPL table whose names all sort after; the
             # layout cannot tell. 7.x (flags) has one table by construction.
             return "the entries form one sorted run: where __ksymtab_gpl begins cannot be told"
@@ -645,7 +671,7 @@ def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: by
               LinkedTable("__ksymtab_gpl", address + k * entsize, data[first + k * entsize:first + n * entsize],
                           None if crcs is None else crcs[4 * k:])]
     try:
-        return linked_exports(tables, layout, string_at, None)
+        return _decode(tables, layout, string_at, None)
     except ValueError as e:
         return str(e)
 

@@ -263,8 +263,8 @@ class LinkedTable(NamedTuple):
     crcs: bytes | None  # its ``__kcrctab*``: one u32 per entry, same order; None without MODVERSIONS
 
 
-def linked_exports(tables: list[LinkedTable], layout: SymbolLayout, string_at, flags: bytes | None = None
-                   ) -> tuple[Export, ...]:
+def linked_exports(tables: list[LinkedTable], layout: SymbolLayout, string_at, flags: bytes | None = None,
+                   name_addresses: list[int] | None = None) -> tuple[Export, ...]:
     """The exports of linked ``__ksymtab*`` tables, in table order; ValueError on the first inconsistency.
 
     In a module the entries are unrelocated and read through their ``.symtab``
@@ -275,6 +275,9 @@ def linked_exports(tables: list[LinkedTable], layout: SymbolLayout, string_at, f
     requires and the linker script's ``SORT(___ksymtab+*)`` guarantees; a table
     that is not is no export table. ``__kcrctab*`` runs parallel to its table
     (``SORT(___kcrctab+*)``), as ``__kflagstab`` does to ``__ksymtab`` in 7.x.
+    ``name_addresses``, when given, receives each export's name address, in the
+    same order: ``__ksymtab_strings`` keeps the objects' link order, which is
+    modpost's order of vmlinux's exports in Module.symvers.
     """
     entsize = layout.entsize
     typecode = ("i" if layout.prel32 else "I") if layout.word == 4 else "Q"
@@ -308,6 +311,8 @@ def linked_exports(tables: list[LinkedTable], layout: SymbolLayout, string_at, f
                 raise ValueError(f"{table.section} entry {spaces.index(None)}: namespace outside the image")
         else:
             spaces = [b""] * count
+        if name_addresses is not None:
+            name_addresses.extend(fields[0])
         for rank, (name, space) in enumerate(zip(names, spaces)):
             out.append(_new_tuple(Export, (text(name), None if crcs is None else crcs[rank],
                                            export_gpl_only(table.section, flags, rank), text(space) if space else None,
