@@ -240,10 +240,12 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
     Neither arm's zImage nor s390's image records where its payload starts in a
     header a loader reads (the decompressor links it in as ``input_data``), so the
     magics are tried in file order; a stream that does not decode, or decodes to
-    less than a kernel, is skipped.
+    less than a kernel, is skipped: the first that inflates to a megabyte or more
+    wins, else the largest.
     """
     tried = 0
     errors: list[str] = []
+    best: tuple[str, bytes] | None = None
     for m in _STREAM_SCAN.finditer(data):
         kind = _stream_kind(data[m.start():m.start() + 16])
         if kind is None:
@@ -260,6 +262,10 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
             continue
         if len(out) >= 1 << 20:  # the smallest real kernels are megabytes; decompressor tables are not
             return kind, out
+        if best is None or len(out) > len(best[1]):
+            best = kind, out
+    if best is not None:
+        return best
     if errors and all("truncated" in e for e in errors):
         raise _Bad(f"{what}: compressed kernel is truncated", "truncated")
     raise _Bad(f"{what} holds no compressed kernel that decodes", "not-a-kernel")

@@ -25,7 +25,8 @@ else
     dpkg-deb --fsys-tarfile "$src" | tar -x -C "$work" --wildcards './usr/src/linux-source-*.tar.xz'
     src=$(ls "$work"/usr/src/linux-source-*.tar.xz)
   fi
-  tree=$work/$(tar -tJf "$src" | head -1 | cut -d/ -f1)
+  # linux-source-X.Y.tar.xz unpacks to linux-source-X.Y
+  tree=$work/$(basename "$src" .tar.xz)
   [ -d "$tree" ] || tar -xJf "$src" -C "$work"
 fi
 cd "$tree"
