@@ -319,6 +319,21 @@ def rename_entry(elf: bytes, symbol: str, new: str) -> bytes:
     raise ValueError(f"no __versions entry for {symbol}")
 
 
+def mutate_ext_crc(elf: bytes, symbol: str) -> bytes:
+    """``symbol``'s CRC in ``__version_ext_crcs`` changed (6.14+: the i-th CRC pairs with the i-th
+    name of ``__version_ext_names``); signature stripped."""
+    elf = bytearray(strip_signature(elf))
+    img, names = _section(bytes(elf), "__version_ext_names")
+    _, crcs = _section(bytes(elf), "__version_ext_crcs")
+    listed = bytes(elf[names.offset:names.offset + names.size]).split(b"\0")
+    if symbol.encode() not in listed:
+        raise ValueError(f"no extended version for {symbol}")
+    at = crcs.offset + 4 * listed.index(symbol.encode())
+    order = "little" if img.little else "big"
+    elf[at:at + 4] = (int.from_bytes(elf[at:at + 4], order) ^ 0xFFFFFFFF).to_bytes(4, order)
+    return bytes(elf)
+
+
 def rename_section(elf: bytes, name: str, new: str) -> bytes:
     """Section ``name`` renamed in the section name table (same length): the loader's find_sec() misses it."""
     if len(new) != len(name):

@@ -1,0 +1,217 @@
+"""The kernel-loader models against real kernels booted under QEMU (tools/qemu_oracle.py).
+
+For each kernel, one boot runs every case (a real module, or a mutated copy)
+through finit_module(2) and records its exit status and kernel log lines.
+The same module files go through ``kmodcompat views --consumer MODEL``, the
+model the kernel's configuration calls for (CONFIG_MODULE_FORCE_LOAD=y on
+Debian: ``+force``), with vmlinux's CRCs read from the boot image
+(``kmodcompat symvers --kernel-image``). Asserted per case: the model's verdict
+says loads exactly when insmod succeeded, and its messages are the kernel's
+log lines (less those outside the module-version rules: OUT_OF_SCOPE).
+
+Where a Debian kernel behaves unlike the mainline source the models follow,
+the case is an xfail(strict) naming the cause, so that the day the model
+learns the rule the test says so.
+
+Kernels: Debian's bookworm 6.1 and trixie 6.12 (the ≤ 6.13 rules), and,
+when tools/qemu/build-kernel.sh has built it (KMODCOMPAT_TEST_KERNEL, default
+~/.cache/kmodcompat/kernel-ext), a 7.2 kernel from Debian's linux-source with
+CONFIG_EXTENDED_MODVERSIONS (the ≥ 6.14 rules).
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.realtree
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+import qemu_oracle as q  # noqa: E402
+
+ROOT = os.environ.get("KMODCOMPAT_REALTREES", "/tmp/realtrees")
+EXT_KERNEL = os.environ.get("KMODCOMPAT_TEST_KERNEL", os.path.expanduser("~/.cache/kmodcompat/kernel-ext"))
+
+#: Kernel log lines the module-version models do not speak about, with where they come from.
+OUT_OF_SCOPE = (
+    # kernel/module/signing.c module_sig_check(): an unsigned module on a MODULE_SIG kernel
+    "module verification failed: signature and/or required key missing - tainting kernel",
+    # kernel/panic.c add_taint(): any taint, once
+    "Disabling lock debugging due to kernel taint",
+)
+
+#: Debian's kernels carry debian/patches/debian/module-disable-matching-missing-version-crc.patch
+#: ("We want to fail closed if a symbol version CRC is missing", Ben Hutchings, 2016):
+#: check_version() prints "no symbol version" with pr_warn and refuses, where mainline warns once and
+#: loads. The kernel models follow mainline.
+DEBIAN_FAILS_CLOSED = pytest.mark.xfail(strict=True, reason="Debian fails closed on a missing version entry "
+                                        "(module-disable-matching-missing-version-crc.patch); the model loads")
+#: kernel/module/main.c check_modinfo() -> same_magic(): the models do not compare vermagic.
+NO_VERMAGIC_MODEL = pytest.mark.xfail(strict=True, reason="the kernel models do not check vermagic")
+
+
+def _require_tools():
+    if shutil.which(q.QEMU) is None or q._busybox() is None:
+        if os.geteuid() != 0:
+            pytest.skip("qemu-system-x86 / busybox-static missing and not root to install them")
+        q.ensure_tools()
+    if shutil.which("gcc") is None:
+        pytest.skip("no gcc for the insmod helper")
+
+
+def _debian_cases(root: str) -> list[q.Case]:
+    """The cases for a Debian amd64 tree, in the order of _DEBIAN."""
+    def mod(rel):
+        found = glob.glob(os.path.join(root, "lib/modules/*/kernel", rel + ".ko*"))
+        if not found:
+            pytest.skip(f"{root}: no {rel}")
+        return q.module_elf(found[0])
+
+    dummy = mod("drivers/net/dummy")
+    fat = mod("fs/fat/fat")
+    return [
+        q.Case("real", dummy, "dummy"),
+        q.Case("real-with-dependency", mod("fs/fat/vfat"), "vfat", (("fat", fat),)),
+        q.Case("signature-stripped", q.strip_signature(dummy), "dummy"),
+        q.Case("crc-changed", q.mutate_crc(dummy, "rtnl_unlock"), "dummy"),
+        q.Case("module_layout-crc-changed", q.mutate_crc(dummy, "module_layout"), "dummy"),
+        q.Case("no-__versions", q.rename_section(dummy, "__versions", "__versionz"), "dummy"),
+        q.Case("module_layout-entry-missing", q.rename_entry(dummy, "module_layout", "module_layouz"), "dummy"),
+        q.Case("symbol-entry-missing", q.rename_entry(dummy, "rtnl_unlock", "rtnl_unlocz"), "dummy"),
+        q.Case("vermagic-release-changed", q.mutate_vermagic(dummy, "6.", "9."), "dummy"),
+        q.Case("vermagic-flags-changed", q.mutate_vermagic(dummy, "mod_unload", "mod_unlozd"), "dummy"),
+    ]
+
+
+def _ext_cases(mod: bytes) -> list[q.Case]:
+    """Cases for the self-built ≥ 6.14 kernel's kmc_test.ko (both __versions and the extended tables)."""
+    no_ext = q.rename_section(q.rename_section(mod, "__version_ext_crcs", "__version_ext_crcz"),
+                              "__version_ext_names", "__version_ext_namez")
+    return [
+        q.Case("real", mod, "kmc_test"),
+        q.Case("ext-crc-changed", q.mutate_ext_crc(mod, "kfree"), "kmc_test"),
+        q.Case("basic-crc-changed-ext-intact", q.mutate_crc(mod, "kfree"), "kmc_test"),
+        q.Case("no-__versions", q.rename_section(mod, "__versions", "__versionz"), "kmc_test"),
+        q.Case("no-ext-tables", no_ext, "kmc_test"),
+        q.Case("no-ext-tables-crc-changed", q.mutate_crc(no_ext, "kfree"), "kmc_test"),
+        q.Case("ext-names-only", q.rename_section(mod, "__version_ext_crcs", "__version_ext_crcz"), "kmc_test"),
+        q.Case("no-tables-at-all", q.rename_section(no_ext, "__versions", "__versionz"), "kmc_test"),
+    ]
+
+
+def _model(files: list[str], consumer: str, symvers: str) -> dict[str, dict]:
+    p = subprocess.run([sys.executable, "-m", "kmodcompat", "views", *files, "--consumer", consumer, "-E", symvers,
+                        "--modules", "--format", "json", "--no-cache"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    return {m["path"]: m["formats"]["as-is"][consumer] for m in data["per_module"]}
+
+
+def _image_symvers(image: str, tmp: str) -> str:
+    """vmlinux's Module.symvers lines from the boot image alone (no headers needed)."""
+    empty = os.path.join(tmp, "no-modules")
+    os.makedirs(empty, exist_ok=True)
+    p = subprocess.run([sys.executable, "-m", "kmodcompat", "symvers", "--kernel-image", image, "--moddir", empty],
+                       capture_output=True)
+    assert p.returncode == 0, p.stderr
+    path = os.path.join(tmp, "vmlinux.symvers")
+    with open(path, "wb") as f:
+        f.write(p.stdout)
+    return path
+
+
+class Oracle:
+    def __init__(self, kernel: str, consumer: str, cases: list[q.Case], names: list, symvers: str | None,
+                 tmp: str):
+        assert [c.name for c in cases] == [n for n, _ in names]  # the parametrized names are the cases booted
+        self.outcomes = q.run(kernel, cases)
+        symvers = symvers or _image_symvers(kernel, tmp)
+        files = []
+        for i, c in enumerate(cases):
+            path = os.path.join(tmp, f"{i}-{c.name}.ko")
+            with open(path, "wb") as f:
+                f.write(c.module)
+            files.append(path)
+        by_path = _model(files, consumer, symvers)
+        self.views = {c.name: by_path[path] for c, path in zip(cases, files)}
+
+
+def _debian_oracle(tree: str, tmp_path_factory) -> Oracle:
+    root = os.path.join(ROOT, tree)
+    kernels = glob.glob(os.path.join(root, "boot/vmlinuz-*"))
+    if not kernels:
+        pytest.skip(f"{root} not present")
+    _require_tools()
+    config = open(glob.glob(os.path.join(root, "boot/config-*"))[0]).read()
+    consumer = "kernel-6.13+force" if "CONFIG_MODULE_FORCE_LOAD=y" in config else "kernel-6.13"
+    tmp = str(tmp_path_factory.mktemp(tree))
+    return Oracle(kernels[0], consumer, _debian_cases(root), _DEBIAN, None, tmp)
+
+
+@pytest.fixture(scope="module")
+def bookworm(tmp_path_factory):
+    return _debian_oracle("bookworm-amd64", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trixie(tmp_path_factory):
+    return _debian_oracle("trixie-amd64", tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory):
+    image = os.path.join(EXT_KERNEL, "bzImage")
+    if not os.path.exists(image):
+        pytest.skip(f"no self-built >= 6.14 kernel at {EXT_KERNEL} (tools/qemu/build-kernel.sh)")
+    _require_tools()
+    config = open(os.path.join(EXT_KERNEL, "config")).read()
+    assert "CONFIG_EXTENDED_MODVERSIONS=y" in config
+    consumer = "kernel-6.14+force" if "CONFIG_MODULE_FORCE_LOAD=y" in config else "kernel-6.14"
+    with open(os.path.join(EXT_KERNEL, "kmc_test.ko"), "rb") as f:
+        mod = f.read()
+    tmp = str(tmp_path_factory.mktemp("ext"))
+    return Oracle(image, consumer, _ext_cases(mod), _EXT, None, tmp)
+
+
+def _check(oracle: Oracle, case: str):
+    out = oracle.outcomes.get(case)
+    assert out is not None and out.status is not None, f"{case}: no result from the boot"
+    view = oracle.views[case]
+    kernel_lines = [line for line in out.dmesg if not any(line.endswith(s) for s in OUT_OF_SCOPE)]
+    assert (view["verdict"] != "refuses") == (out.status == 0), (view["verdict"], out.status, out.dmesg)
+    assert list(view["messages"]) == kernel_lines
+
+
+def _params(cases_of):
+    # the case names and marks, without reading any tree at collection time
+    return [pytest.param(name, marks=marks, id=name) for name, marks in cases_of]
+
+
+_DEBIAN = [("real", ()), ("real-with-dependency", ()), ("signature-stripped", ()), ("crc-changed", ()),
+           ("module_layout-crc-changed", ()), ("no-__versions", ()),
+           ("module_layout-entry-missing", (DEBIAN_FAILS_CLOSED,)), ("symbol-entry-missing", (DEBIAN_FAILS_CLOSED,)),
+           ("vermagic-release-changed", ()),
+           ("vermagic-flags-changed", (NO_VERMAGIC_MODEL,))]
+_EXT = [("real", ()), ("ext-crc-changed", ()), ("basic-crc-changed-ext-intact", ()), ("no-__versions", ()),
+        ("no-ext-tables", ()), ("no-ext-tables-crc-changed", ()), ("ext-names-only", ()), ("no-tables-at-all", ())]
+
+
+@pytest.mark.parametrize("case", _params(_DEBIAN))
+def test_bookworm_6_1(bookworm, case):
+    _check(bookworm, case)
+
+
+@pytest.mark.parametrize("case", _params(_DEBIAN))
+def test_trixie_6_12(trixie, case):
+    _check(trixie, case)
+
+
+@pytest.mark.parametrize("case", _params(_EXT))
+def test_extended_modversions_kernel(extended, case):
+    _check(extended, case)
