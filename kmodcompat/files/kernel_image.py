@@ -483,6 +483,7 @@ def _layouts(machine: int, word: int, little: bool, tables: list[LinkedTable]) -
 #: A byte that can be part of an exported name or namespace: C identifiers, and since
 #: 6.17 ``module:a,b-c`` namespaces (EXPORT_SYMBOL_FOR_MODULES, include/linux/export.h).
 _NAME_CHARS = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.$:,-")
+_IS_NAME_BYTE = bytes(b in _NAME_CHARS for b in range(256))
 _CLASS = bytes(ord("a") if b in _NAME_CHARS else ord("0") if b == 0 else ord("x") for b in range(256))
 _OTHER, _NUL = ord("x"), ord("0")
 _MIN_REGION = 4096
@@ -515,7 +516,15 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
         while start < end and classes[start] == _NUL:  # a region starts with a name
             start += 1
         runs.add((start, end))
-    return sorted(runs, key=lambda r: r[0] - r[1])[:_MAX_REGIONS]
+    # Longest first, but past a megabyte last: __ksymtab_strings is ~20 bytes a name, 0.2-0.9 MB
+    # for 10,000-40,000 exports, while BTF's string table (arm64: 2.4 MB) is names too, and
+    # searching before it costs the most. The order only costs time: every region is tried.
+    return sorted(runs, key=lambda r: (r[1] - r[0] > 1 << 20, r[0] - r[1]))[:_MAX_REGIONS]
+
+
+#: Architectures selecting HAVE_ARCH_PREL32_RELOCATIONS (arch/*/Kconfig): their tables are tried
+#: as PREL32 first, the others as pointers first.
+_PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_AARCH64, 243, 258})  # + riscv, loongarch
 
 
 def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
@@ -524,18 +533,17 @@ def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[tuple[E
     if not regions:
         return "no region of exported names found in the image"
     reasons: list[str] = []
+    layouts = [SymbolLayout(True, 4, 3, little), SymbolLayout(False, word, 3, little)]
+    if machine not in _PREL32_MACHINES:
+        layouts.reverse()
     for r0, r1 in regions:
-        for layout in (SymbolLayout(True, 4, 3, little), SymbolLayout(False, word, 3, little)):
+        for layout in layouts:
             found = _tables_before(data, r0, r1, layout)
             if isinstance(found, str):
                 reasons.append(found)
                 continue
             return found
     return "no consistent export table found (" + "; ".join(dict.fromkeys(reasons)) + ")"
-
-
-def _name_ok(data: bytes, at: int, r0: int, r1: int) -> bool:
-    return r0 <= at < r1 and data[at] in _NAME_CHARS
 
 
 def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:
@@ -556,14 +564,16 @@ def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple
         if base is None:
             return f"{'32' if w == 4 else '64'}-bit pointers: no load address maps them onto the names"
         targets = [v - base for v in words]
-    name_ok = [_name_ok(data, t, r0, r1) for t in targets]
-    # A namespace points into the names too ("" is any NUL there); a zero field means none
-    # (PREL32 before 6.5: an offset of 0; a NULL pointer otherwise).
-    ns_ok = [r0 <= t < r1 or v == 0 for t, v in zip(targets, words)]
+    # Per word: does it, read as a name field, land on a name byte of the region; as a
+    # namespace field, anywhere in it ("" is any NUL there) or is it zero (none: a PREL32
+    # offset of 0 before 6.5, a NULL pointer otherwise). As bytes, for the run search.
+    region = data[r0:r1].translate(_IS_NAME_BYTE)
+    width = r1 - r0
+    name_ok = bytes([0 <= t - r0 < width and region[t - r0] for t in targets])
+    ns_ok = bytes([0 <= t - r0 < width or v == 0 for t, v in zip(targets, words)])
     step = entsize // w
     best: str | None = None
-    candidates = _runs(name_ok, ns_ok, lo, w, step, layout.fields)
-    for start, count in candidates:
+    for start, count in _runs(name_ok, ns_ok, lo, w, step, layout.fields):
         found = _check_run(data, start, count, r0, r1, layout, base)
         if isinstance(found, tuple):
             return found
@@ -571,24 +581,26 @@ def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple
     return best or "no run of export entries before the names"
 
 
-def _runs(name_ok: list[bool], ns_ok: list[bool], lo: int, w: int, step: int, fields: int) -> list[tuple[int, int]]:
-    """Maximal runs of entries (start offset, count) of at least 64 entries, the latest first."""
+_RUN = re.compile(rb"\x01{64,}")
+
+
+def _runs(name_ok: bytes, ns_ok: bytes, lo: int, w: int, step: int, fields: int) -> list[tuple[int, int]]:
+    """Maximal runs of at least 64 entries (start offset, count), the latest first.
+
+    An entry at word i has its name field at i + 1 and its namespace at i + 2; each
+    residue of i modulo the entry's word count is one lane of candidate entries,
+    searched with one regex.
+    """
     n = len(name_ok)
-    entry_ok = [name_ok[i + 1] and (fields < 3 or ns_ok[i + 2]) for i in range(n - step + 1)]
+    if fields >= 3:
+        entry_ok = (int.from_bytes(name_ok[1:n - 1], "big") & int.from_bytes(ns_ok[2:n], "big")).to_bytes(n - 2, "big")
+    else:
+        entry_ok = name_ok[1:]
     runs = []
     for phase in range(step):
-        i = phase
-        while i < len(entry_ok):
-            if not entry_ok[i]:
-                i += step
-                continue
-            j = i
-            while j < len(entry_ok) and entry_ok[j]:
-                j += step
-            count = (j - i) // step
-            if count >= 64:
-                runs.append((lo + i * w, count))
-            i = j
+        for m in _RUN.finditer(entry_ok[phase::step]):
+            start, end = m.span()
+            runs.append((lo + (phase + start * step) * w, end - start))
     runs.sort(key=lambda r: -r[0])
     return runs
 
@@ -694,12 +706,11 @@ def _guess_base(data: bytes, words: list[int], r0: int, r1: int) -> int | None:
     values = sorted(v for v in words if v)
     if not values:
         return None
-    best_i, best_n, j = 0, 0, 0
-    for i, v in enumerate(values):
-        while values[j] < v - width:
-            j += 1
-        if i - j + 1 > best_n:
-            best_n, best_i = i - j + 1, j
+    # The densest window [v, v + width) over the sorted values, v one of them.
+    ends = [bisect_left(values, v + width) for v in values]
+    counts = [e - i for i, e in enumerate(ends)]
+    best_n = max(counts)
+    best_i = counts.index(best_n)
     cluster = values[best_i:best_i + best_n]
     if best_n < 64:
         return None
