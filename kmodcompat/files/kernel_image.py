@@ -70,8 +70,10 @@ _STREAMS: tuple[tuple[bytes, str], ...] = (
     (b"\x02\x21\x4c\x18", "lz4"),  # lz4 legacy frame (lib/decompress_unlz4.c)
     (b"\x28\xb5\x2f\xfd", "zstd"),
 )
-_STREAM_SCAN = re.compile(b"|".join(re.escape(m) for m, name in _STREAMS if name != "gzip" or m == b"\x1f\x8b")
-                          .replace(re.escape(b"\x1f\x8b"), re.escape(b"\x1f\x8b\x08")))
+#: The magics searched for inside a decompressor image; gzip with its method byte (8, deflate)
+#: and lzma with its usual properties, as two bytes alone match too often in code.
+_STREAM_SCAN = re.compile(b"|".join(re.escape(m) for m in (
+    b"\x1f\x8b\x08", b"BZh", b"\x5d\x00\x00", b"\xfd7zXZ\x00", b"\x89LZO", b"\x02\x21\x4c\x18", b"\x28\xb5\x2f\xfd")))
 _MAX_CANDIDATES = 64  # stream magics tried inside one decompressor image
 
 
@@ -246,15 +248,17 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
     tried = 0
     errors: list[str] = []
     best: tuple[str, bytes] | None = None
-    for m in _STREAM_SCAN.finditer(data):
-        kind = _stream_kind(data[m.start():m.start() + 16])
+    # The magics with a checked header first: "5d 00 00" (lzma) is three bytes any code may hold.
+    found = [(m.start(), _stream_kind(data[m.start():m.start() + 16])) for m in _STREAM_SCAN.finditer(data)]
+    found.sort(key=lambda c: (c[1] == "lzma", c[0]))
+    for start, kind in found:
         if kind is None:
             continue
         tried += 1
         if tried > _MAX_CANDIDATES:
             break
         try:
-            out = _inflate(kind, data[m.start():], max_size)
+            out = _inflate(kind, data[start:], max_size)
         except _Bad as e:
             if e.code == "unsupported":
                 raise
