@@ -255,5 +255,24 @@ def test_symvers_vmlinux_lines(tmp_path):
 def test_symvers_no_image_found(tmp_path):
     (tmp_path / "lib/modules/1.0").mkdir(parents=True)
     p = _symvers("-b", str(tmp_path), "1.0")
-    assert p.returncode == 2
-    assert "no boot image for 1.0" in p.stderr and "--modules-only" in p.stderr
+    assert p.returncode == 0 and p.stdout == ""
+    assert p.stderr.startswith("kmodcompat: no boot image for 1.0 (looked at ")
+    assert p.stderr.endswith(": vmlinux's lines left out; give --kernel-image FILE\n")
+
+
+def test_symvers_image_found_in_tree(tmp_path):
+    (tmp_path / "lib/modules/1.0").mkdir(parents=True)
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot/vmlinuz-1.0").write_bytes(ki.bzimage(ki.compress("xz", ki.vmlinux(SYMS, PREL32))))
+    p = _symvers("-b", str(tmp_path), "1.0")
+    assert p.returncode == 0, p.stderr
+    assert len(p.stdout.splitlines()) == len(SYMS) and p.stderr == ""
+
+
+def test_symvers_bad_image_in_tree_exit_2(tmp_path):
+    (tmp_path / "lib/modules/1.0").mkdir(parents=True)
+    (tmp_path / "boot").mkdir()
+    (tmp_path / "boot/vmlinuz-1.0").write_bytes(b"ffffffffffffffff B The real System.map is elsewhere\n")
+    p = _symvers("-b", str(tmp_path), "1.0")
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr.count("\n") == 1 and "file too short for a kernel image (52 bytes)" in p.stderr

@@ -5,7 +5,10 @@ One line per export, as modpost's ``write_dump()`` writes them:
 then the modules. An installed kernel without its headers package still has
 both halves: vmlinux's exports come from the boot image
 (files/kernel_image.py: ``boot/vmlinuz-KVER`` of the tree, or
-``--kernel-image``), the modules' from the tree.
+``--kernel-image``), the modules' from the tree. Without an image the
+modules' lines are written alone, with a note on stderr; an image that is
+unreadable, or whose exports cannot be told, is an error (exit 2), never a
+partial vmlinux.
 
 Order, compared with the headers package's file:
 
@@ -88,17 +91,13 @@ def run(args) -> int:
             root = args.basedir or "/"
             path = find_image(root, kver)
             if path is None:
-                print(f"kmodcompat: no boot image for {kver} (looked at {', '.join(image_paths(root, kver))}); "
-                      "give --kernel-image FILE, or --modules-only", file=sys.stderr)
+                # The modules' lines alone are still right; say what is left out.
+                print(f"kmodcompat: no boot image for {kver} (looked at {', '.join(image_paths(root, kver))}): "
+                      "vmlinux's lines left out; give --kernel-image FILE", file=sys.stderr)
+        if path is not None:
+            kernel = _read_image(path)
+            if kernel is None:
                 return EXIT_USAGE
-        try:
-            kernel = read_kernel_image(path)
-        except KernelImageError as e:
-            print(f"kmodcompat: {e}", file=sys.stderr)
-            return EXIT_USAGE
-        if kernel.exports is None:
-            print(f"kmodcompat: {path}: kernel exports unknown: {kernel.unknown}", file=sys.stderr)
-            return EXIT_USAGE
     tree = tree_from_args(args)
     out = sys.stdout.buffer
     if kernel is not None:
@@ -107,3 +106,16 @@ def run(args) -> int:
     for m in tree.failures:
         print(f"kmodcompat: {m.error}", file=sys.stderr)
     return 0
+
+
+def _read_image(path: str):
+    """The image's exports, or None after one line on stderr: a bad image, or exports unknown."""
+    try:
+        kernel = read_kernel_image(path)
+    except KernelImageError as e:
+        print(f"kmodcompat: {e}", file=sys.stderr)
+        return None
+    if kernel.exports is None:
+        print(f"kmodcompat: {path}: kernel exports unknown: {kernel.unknown}", file=sys.stderr)
+        return None
+    return kernel
