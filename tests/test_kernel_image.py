@@ -159,6 +159,14 @@ def test_raw_image_without_tables_is_unknown(tmp_path):
     assert k.unknown == "no region of exported names found in the image"
 
 
+@pytest.mark.parametrize("filler", [b"\0", b"a\0", b"ab\0" * 5 + b"\xff"], ids=["zeros", "tiny-names", "cut-names"])
+def test_raw_image_of_degenerate_bytes(tmp_path, filler):
+    """Hostile raw images: zeros, a table of one-letter names, names cut by other bytes: unknown, no traceback."""
+    data = ki.arm64_image(b"\0" * 64 + filler * ((1 << 20) // len(filler)))
+    k = read_kernel_image(_write(tmp_path, data))
+    assert k.exports is None and k.unknown
+
+
 def test_truncated_bzimage(tmp_path):
     img = ki.bzimage(ki.compress("xz", ki.vmlinux(SYMS, PREL32)))
     with pytest.raises(KernelImageError) as e:

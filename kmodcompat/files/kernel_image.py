@@ -515,10 +515,13 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
         end = classes.find(b"x", i)
         if end < 0:
             end = len(classes)
-        if end - start < _MIN_REGION or classes.count(b"0", start, end) * 40 < end - start:
-            continue  # names average ~20 bytes: a run of text or of zeros is no name table
         while start < end and classes[start] == _NUL:  # a region starts with a name
             start += 1
+        size = end - start
+        nuls = classes.count(b"0", start, end)
+        # Names average ~20 bytes: a run of text (few NULs) or of zero padding (few names) is no name table.
+        if size < _MIN_REGION or nuls * 40 < size or nuls * 2 > size:
+            continue
         runs.add((start, end))
     # Longest first, but past a megabyte last: __ksymtab_strings is ~20 bytes a name, 0.2-0.9 MB
     # for 10,000-40,000 exports, while BTF's string table (arm64: 2.4 MB) is names too, and
@@ -596,6 +599,8 @@ def _runs(name_ok: bytes, ns_ok: bytes, lo: int, w: int, step: int, fields: int)
     searched with one regex.
     """
     n = len(name_ok)
+    if n < step + 1:
+        return []
     if fields >= 3:
         entry_ok = (int.from_bytes(name_ok[1:n - 1], "big") & int.from_bytes(ns_ok[2:n], "big")).to_bytes(n - 2, "big")
     else:
