@@ -341,47 +341,44 @@ def mutate_ext_crc(elf: bytes, symbol: str) -> bytes:
     return bytes(elf)
 
 
+def _replaced(elf: bytes, start: int, end: int, old: str, new: str, whole: bool, missing: str) -> bytes:
+    """An unsigned copy of ``elf`` with ``old`` replaced by ``new`` (same length) in ``elf[start:end]``;
+    ``whole``: only as a whole NUL-terminated string of that table."""
+    if len(new) != len(old):
+        raise ValueError("the replacement must be as long as the original")
+    elf = bytearray(strip_signature(elf))
+    if whole:
+        at = (b"\0" + elf[start:end]).find(b"\0" + old.encode() + b"\0")
+        at = at + start if at >= 0 else -1
+    else:
+        at = elf.find(old.encode(), start, end)
+    if at < 0:
+        raise ValueError(missing)
+    elf[at:at + len(old)] = new.encode()
+    return bytes(elf)
+
+
 def rename_ext_entry(elf: bytes, symbol: str, new: str) -> bytes:
     """``symbol``'s name in ``__version_ext_names`` changed to ``new`` (same length); unsigned."""
-    if len(new) != len(symbol):
-        raise ValueError("new name must be as long as the old")
-    elf = bytearray(strip_signature(elf))
-    _img, names = _section(bytes(elf), "__version_ext_names")
-    table = bytes(elf[names.offset:names.offset + names.size])
-    at = (b"\0" + table).find(b"\0" + symbol.encode() + b"\0")
-    if at < 0:
-        raise ValueError(f"no extended version for {symbol}")
-    elf[names.offset + at:names.offset + at + len(new)] = new.encode()
-    return bytes(elf)
+    _img, names = _section(elf, "__version_ext_names")
+    return _replaced(elf, names.offset, names.offset + names.size, symbol, new, True,
+                     f"no extended version for {symbol}")
 
 
 def rename_section(elf: bytes, name: str, new: str) -> bytes:
     """Section ``name`` renamed in the section name table (same length): the loader's find_sec() misses it."""
-    if len(new) != len(name):
-        raise ValueError("new name must be as long as the old")
-    elf = bytearray(strip_signature(elf))
-    img = ElfImage(bytes(elf))
+    img = ElfImage(elf)
     shstr = img.sections[img.header.shstrndx]
-    at = elf.find(name.encode() + b"\0", shstr.offset, shstr.offset + shstr.size)
-    if at < 0 or elf[at - 1] != 0:
-        raise ValueError(f"no section {name}")
-    elf[at:at + len(name)] = new.encode()
-    return bytes(elf)
+    return _replaced(elf, shstr.offset, shstr.offset + shstr.size, name, new, True, f"no section {name}")
 
 
 def mutate_vermagic(elf: bytes, old: str, new: str) -> bytes:
     """``old`` replaced by ``new`` (same length) in the modinfo ``vermagic=`` value; signature stripped."""
-    if len(old) != len(new):
-        raise ValueError("replacement must be as long as the original")
-    elf = bytearray(strip_signature(elf))
-    img, sec = _section(bytes(elf), ".modinfo")
+    _img, sec = _section(elf, ".modinfo")
     at = elf.find(b"vermagic=", sec.offset, sec.offset + sec.size)
-    end = elf.find(b"\0", at)
-    i = elf.find(old.encode(), at, end)
-    if at < 0 or i < 0:
-        raise ValueError(f"no {old!r} in the module's vermagic")
-    elf[i:i + len(old)] = new.encode()
-    return bytes(elf)
+    if at < 0:
+        raise ValueError("module has no vermagic")
+    return _replaced(elf, at, elf.find(b"\0", at), old, new, False, f"no {old!r} in the module's vermagic")
 
 
 def main(argv: list[str] | None = None) -> int:
