@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 from itertools import repeat
 
 from .consumers.base import exporter_crcs
+from .files.bounded import SYSTEM_MAP, read_input
 from .modversions.basic import name_limit
 from .records import ModuleRecord, raw
 from .rust import is_rust
@@ -121,16 +122,24 @@ def _figures(modules: int, facts: Counter[tuple[str, int | None, bool, int]],
 
 
 def system_map_kinds(path: str) -> dict[str, str]:
-    """Symbol kinds from a System.map: T/t/W/w code → "func", data letters → "object"."""
+    """Symbol kinds from a System.map: T/t/W/w code → "func", data letters → "object".
+
+    Read through :func:`~kmodcompat.files.bounded.read_input` (a regular file within
+    System.map's size cap); raises :class:`~kmodcompat.files.bounded.InputFileError`.
+    """
     kinds: dict[str, str] = {}
-    with open(path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) < 3:
-                continue
-            letter, name = parts[1], parts[2]
-            if letter in "TtWw":
-                kinds.setdefault(name, "func")
-            elif letter in "DdBbRrGgSsVv":
-                kinds.setdefault(name, "object")
+    for line in read_input(path, SYSTEM_MAP).splitlines():
+        parts = line.split()
+        if len(parts) < 3:
+            continue
+        letter, name = parts[1], parts[2]
+        if letter in _FUNC:
+            kinds.setdefault(name.decode("utf-8", "surrogateescape"), "func")
+        elif letter in _OBJECT:
+            kinds.setdefault(name.decode("utf-8", "surrogateescape"), "object")
     return kinds
+
+
+# nm's type letters, as whole fields (a field "Tt" is neither).
+_FUNC = {b"T", b"t", b"W", b"w"}
+_OBJECT = {bytes([c]) for c in b"DdBbRrGgSsVv"}

@@ -27,7 +27,7 @@ from kmodcompat.diff import diff_trees, symvers_exports
 from kmodcompat.files.kernel import find_kernel_files, load_kernel
 from kmodcompat.files.stdio import fgets_lines
 from kmodcompat.files.symvers import Symvers, parse_symvers, read_symvers, strtoull
-from kmodcompat.files.text import MAX_TEXT_SIZE, TextInputError, read_text_file
+from kmodcompat.files.bounded import MODULE_SYMVERS, InputFileError, InputKind, read_input
 from kmodcompat.report import build_report
 
 from .test_depmod import _real, crc_of, fixture_tree  # noqa: F401 - fixture_tree is a fixture
@@ -184,7 +184,7 @@ def test_gz_read_in_memory(tmp_path):
 def test_bad_gz_is_one_line(tmp_path, data, reason):
     p = tmp_path / "symvers.gz"
     p.write_bytes(data)
-    with pytest.raises(TextInputError) as e:
+    with pytest.raises(InputFileError) as e:
         read_symvers(str(p), gunzip=True)
     assert e.value.strerror.startswith(reason) and e.value.filename == str(p)
     ks, notes = load_kernel(str(p), None)
@@ -208,25 +208,25 @@ def test_gzip_bomb_refused_with_bounded_memory(tmp_path):
     assert bomb.stat().st_size < 8 << 20
     tracemalloc.start()
     try:
-        with pytest.raises(TextInputError) as e:
-            read_text_file(str(bomb), gunzip=True)
+        with pytest.raises(InputFileError) as e:
+            read_input(str(bomb), MODULE_SYMVERS, gzip=True)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert e.value.strerror == "gzip stream inflates past the 64 MiB limit"
-    assert peak < MAX_TEXT_SIZE + (32 << 20)
+    assert e.value.strerror == "gzip stream inflates past the 32 MiB limit for a Module.symvers"
+    assert peak < MODULE_SYMVERS.limit + (32 << 20)
     ks, notes = load_kernel(str(bomb), None)
-    assert ks is None and notes == [f"{bomb}: gzip stream inflates past the 64 MiB limit"]
+    assert ks is None and notes == [f"{bomb}: gzip stream inflates past the 32 MiB limit for a Module.symvers"]
 
 
 def test_plain_file_past_the_cap(tmp_path):
     p = tmp_path / "Module.symvers"
     p.write_bytes(MODERN * 100)
-    assert read_text_file(str(p), max_size=len(MODERN) * 100) == MODERN * 100
-    with pytest.raises(TextInputError, match="larger than the 299 bytes limit"):
-        read_text_file(str(p), max_size=299)
-    with pytest.raises(TextInputError) as e:
-        read_text_file(str(tmp_path / "missing"))
+    assert read_input(str(p), InputKind("Module.symvers", len(MODERN) * 100)) == MODERN * 100
+    with pytest.raises(InputFileError, match="larger than the 299-byte limit for a Module.symvers"):
+        read_symvers(str(p), kind=InputKind("Module.symvers", 299))
+    with pytest.raises(InputFileError) as e:
+        read_input(str(tmp_path / "missing"), MODULE_SYMVERS)
     assert e.value.strerror == "No such file or directory"
 
 

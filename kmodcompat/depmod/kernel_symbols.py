@@ -24,19 +24,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from ..files.bounded import SYSTEM_MAP, InputFileError, read_input
 from ..files.stdio import fgets_lines
 from ..files.symvers import Symvers, read_symvers
-from ..files.text import TextInputError, read_text_file
 from .diagnostics import ERROR, Diagnostic, diag
 
 __all__ = ["KernelSymbols", "KernelSymbolsError", "load_module_symvers", "load_system_map", "symvers_symbols"]
 
 _LINE_MAX = 10240
-#: System.map is read whole; real ones are a few MiB (Module.symvers: :data:`~kmodcompat.files.text.MAX_TEXT_SIZE`).
-SYSTEM_MAP_MAX = 256 << 20
 
-#: The file could not be read: depmod stops with ``FATAL: could not load FILE: reason``.
-KernelSymbolsError = TextInputError
+#: The file could not be read (:func:`kmodcompat.files.bounded.read_input`: missing, not a regular file,
+#: past its cap): depmod stops with ``FATAL: could not load FILE: reason``.
+KernelSymbolsError = InputFileError
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,7 @@ def load_system_map(path: str, prefix: str = "", gunzip: bool = False) -> Kernel
     """``depmod_load_system_map()``; ``prefix`` is the ``-P`` character ("" for none).
 
     ``gunzip``: the file is gzipped (depmod itself reads every file as it is)."""
-    data = read_text_file(path, gunzip, SYSTEM_MAP_MAX)
+    data = read_input(path, SYSTEM_MAP, gzip=gunzip)
     syms: list[tuple[str, int, bool]] = []
     diags: list[Diagnostic] = []
     pre = prefix.encode() if prefix else b""

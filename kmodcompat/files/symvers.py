@@ -26,7 +26,7 @@ line's '\\n' stays on the last field: a three-field line's module is never
 "vmlinux"), lines with fewer than three fields skipped, the CRC read by
 ``strtoull(field, &end, 16)`` and invalid when anything is left over. The
 export type and namespace are the fourth and fifth fields, without the line
-ending. A ``.gz`` file is inflated in memory, bounded (:mod:`.text`).
+ending. A ``.gz`` file is inflated in memory, bounded (:mod:`.bounded`).
 
 depmod's ``-E`` view (:mod:`kmodcompat.depmod.kernel_symbols`), the kABI
 diff's kernel exports and the report's exporter CRCs are all derived from
@@ -38,10 +38,10 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
+from .bounded import MODULE_SYMVERS, InputKind, read_input
 from .stdio import fgets_lines
-from .text import MAX_TEXT_SIZE, TextInputError, read_text_file
 
-__all__ = ["KERNEL_MODULE", "Symvers", "SymversEntry", "TextInputError", "parse_symvers", "read_symvers", "strtoull"]
+__all__ = ["KERNEL_MODULE", "Symvers", "SymversEntry", "parse_symvers", "read_symvers", "strtoull"]
 
 #: The module field of the kernel image's own exports (modpost's ``is_vmlinux()`` name).
 KERNEL_MODULE = "vmlinux"
@@ -137,7 +137,8 @@ def parse_symvers(data: bytes) -> tuple[SymversEntry, ...]:
     return tuple(out)
 
 
-def read_symvers(path: str, gunzip: bool = False, max_size: int = MAX_TEXT_SIZE) -> Symvers:
-    """A Module.symvers file, inflated first when ``gunzip``; raises :class:`~.text.TextInputError`."""
-    return Symvers(path, parse_symvers(read_text_file(path, gunzip, max_size)), gunzip)
+def read_symvers(path: str, gunzip: bool = False, kind: InputKind = MODULE_SYMVERS) -> Symvers:
+    """A Module.symvers file, inflated first when ``gunzip``, through :func:`~.bounded.read_input` (a regular
+    file within ``kind``'s cap); raises :class:`~.bounded.InputFileError`."""
+    return Symvers(path, parse_symvers(read_input(path, kind, gzip=gunzip)), gunzip)
 

@@ -58,7 +58,11 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts) as views_result:
         graph = graph_for_tree(tree, kernel)
-        kinds = system_map_kinds(system_map) if system_map else {}
+        try:
+            kinds = system_map_kinds(system_map) if system_map else {}
+        except OSError as e:
+            kinds = {}
+            notes.append(f"{system_map}: {e.strerror or e}")
         census = _census(records)
         doc = {
             "schema_version": SCHEMA_VERSION,
@@ -122,7 +126,7 @@ def _counts(tree, records) -> dict:
     return {
         "modules": len(tree.modules),
         "parsed": len(records),
-        "unreadable": len(tree.failures) + len(tree.skipped),
+        "unreadable": len(tree.failures),  # modules depmod lists but cannot read; tree.skipped are no modules
         "builtin": len(tree.builtin_names),
         "imports": sum(len(r.imports) for r in records),
         "exports": sum(len(r.exports) for r in records),
@@ -290,6 +294,10 @@ def headlines(doc: dict) -> list[str]:
     c = doc["counts"]
     if c["unreadable"]:
         out.append(f"{c['unreadable']} module(s) could not be read; they are listed under 'Unreadable modules'.")
+    skipped = sum(1 for x in doc["unreadable"] if x["code"] == "skipped")
+    if skipped:
+        out.append(f"{skipped} path(s) of the tree were skipped (special files, links that lead nowhere or back up "
+                   "the tree, directories that cannot be opened); they are listed under 'Unreadable modules'.")
     k = doc["consumers"]["totals"].get("kmod34")
     if k and (k["lost"] or k["false_messages"]):
         out.append(f"As built, kmod 34.2 loses {k['lost']} import version(s) in {k['modules_losing']} module(s) "
