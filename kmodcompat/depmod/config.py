@@ -17,7 +17,13 @@ kmod 30 and 34.2):
 * Without any ``search``, the list is just ``updates`` (backward
   compatibility), and ``built-in`` is then not in the list at all.
 * ``override`` and ``external`` apply only when their kernel pattern is "*"
-  or a POSIX extended regex that matches somewhere in the kernel version.
+  or a POSIX extended regex that matches somewhere in the kernel version
+  (``cfg_kernel_matches()``: regcomp(REG_EXTENDED | REG_NOSUB), emulated in
+  linear time by :mod:`.ere`).
+
+Every file is read through :func:`kmodcompat.files.bounded.read_input` (regular
+files of at most 1 MiB; real depmod would block on a FIFO and read a link to
+``/dev/zero`` forever) and parsed in time linear in its size.
 
 ``depmod -b`` does NOT prefix these directories with the base directory: real
 depmod always reads the host's ``/etc/depmod.d`` etc. (see
@@ -31,8 +37,11 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ..files.bounded import DEPMOD_CONFIG, InputFileError, read_input
 from ..kmod.profile import Kmod
+from ..records import raw
 from .diagnostics import ERROR, Diagnostic, diag
+from .ere import PatternTooComplex, compile_ere, ere_search
 
 __all__ = ["DepmodConfig", "SearchEntry", "config_paths", "load_config", "read_wrapped_lines"]
 
@@ -75,64 +84,88 @@ def config_paths(kmod: Kmod, basedir: str = "") -> list[str]:
     return [base + d for d in kmod.depmod_config_dirs]
 
 
+_WRAPPED_TOKENS = re.compile(rb"[^\\\n]+|\\\n|\\.|\\|\n", re.DOTALL)
+
+
 def read_wrapped_lines(data: bytes) -> list[tuple[bytes, int]]:
-    """Split like ``freadline_wrapped()``: (logical line, physical line number of its end).
+    """Split like ``freadline_wrapped()`` (shared/util.c): (logical line, physical line number of its end).
 
     A backslash before a newline joins the lines; a backslash before any other
     character is dropped and the character kept; a backslash at EOF is dropped.
+    Runs of ordinary bytes are taken whole: linear in ``data``.
     """
     out: list[tuple[bytes, int]] = []
-    buf = bytearray()
+    buf: list[bytes] = []
     linenum = 0
     pending = 0
-    i, n = 0, len(data)
-    while i < n:
-        c = data[i]
-        i += 1
-        if c == 0x0A:
-            pending += 1
-            linenum += pending
+    for m in _WRAPPED_TOKENS.finditer(data):
+        tok = m.group()
+        if tok == b"\n":
+            linenum += pending + 1
             pending = 0
-            out.append((bytes(buf), linenum))
+            out.append((b"".join(buf), linenum))
             buf.clear()
-        elif c == 0x5C:  # backslash
-            if i >= n:
-                continue
-            nxt = data[i]
-            i += 1
-            if nxt == 0x0A:
-                pending += 1
-                continue
-            buf.append(nxt)
-        else:
-            buf.append(c)
-    if buf:
+        elif tok[0] != 0x5C:
+            buf.append(tok)
+        elif tok == b"\\\n":
+            pending += 1
+        elif len(tok) == 2:
+            buf.append(tok[1:])
+    if buf and any(buf):
         linenum += pending + 1
-        out.append((bytes(buf), linenum))
+        out.append((b"".join(buf), linenum))
     return out
 
 
-def _kernel_matches(pattern: str, kver: str) -> bool:
-    """``cfg_kernel_matches()``: "*" or an unanchored POSIX ERE search (regexec)."""
-    if pattern == "*":
-        return True
-    try:
-        return re.search(pattern, kver) is not None
-    except re.error:  # regcomp() failed: no match
-        return False
+#: Steps the kernel patterns of one configuration may cost (program length x kernel
+#: version length, summed): real configurations need a few hundred.
+MATCH_BUDGET = 5_000_000
+
+
+class _KernelMatcher:
+    """``cfg_kernel_matches()`` for one kernel version: "*" or an unanchored POSIX ERE search.
+
+    A pattern glibc's regcomp() refuses matches nothing, as in depmod. Results are
+    kept by pattern, and the work over a whole configuration is capped
+    (:data:`MATCH_BUDGET`): past it, or past :mod:`.ere`'s own caps, a pattern raises
+    PatternTooComplex.
+    """
+
+    def __init__(self, kver: str):
+        self.kver = raw(kver)
+        self.budget = MATCH_BUDGET
+        self.results: dict[str, bool] = {}
+
+    def __call__(self, pattern: str) -> bool:
+        if pattern == "*":
+            return True
+        known = self.results.get(pattern)
+        if known is not None:
+            return known
+        prog = compile_ere(raw(pattern))
+        if prog is None:
+            matched = False
+        else:
+            self.budget -= len(prog.code) * (len(self.kver) + 1)
+            if self.budget < 0:
+                raise PatternTooComplex(f"the patterns of this configuration need more than {MATCH_BUDGET} "
+                                        "steps")
+            matched = ere_search(prog, self.kver)
+        self.results[pattern] = matched
+        return matched
 
 
 def _list_files(paths: Sequence[str], diags: list[Diagnostic]) -> list[str]:
-    """``cfg_files_list()`` for every path, merged and sorted by file name."""
+    """``cfg_files_list()`` for every path, merged and sorted by file name (``cfg_files_insert_sorted()``)."""
     by_name: dict[bytes, str] = {}
     for path in paths:
         try:
             isdir = os.path.isdir(path)
             exists = os.path.exists(path)
-        except OSError:
+        except (OSError, ValueError):
             continue
         if not exists:
-            continue
+            continue  # DBG("could not stat ...")
         if not isdir:
             name = os.fsencode(os.path.basename(path))
             by_name.setdefault(name, path)
@@ -147,11 +180,16 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic]) -> list[str]:
             if name.startswith(".") or len(name) < 6 or not name.endswith(".conf"):
                 continue  # INF("All cfg files need .conf") is below the default log level
             try:
-                if ent.is_dir():
-                    diags.append(diag(ERROR, "config-subdirectory",
-                                      f"Directories inside directories are not supported: {path}/{name}"))
-                    continue
+                isdir = ent.is_dir()  # cfg_files_filter_out(): fstatat(), following links
+                if not isdir:
+                    ent.stat()
             except OSError:
+                # "%s%s": depmod joins the directory and the name without a '/'.
+                diags.append(diag(ERROR, "config-entry-unreadable", f"Cannot stat directory entry: {path}{name}"))
+                continue
+            if isdir:
+                diags.append(diag(ERROR, "config-subdirectory",
+                                  f"Directories inside directories are not supported: {path}/{name}"))
                 continue
             by_name.setdefault(os.fsencode(name), os.path.join(path, name))
     return [by_name[k] for k in sorted(by_name)]
@@ -161,45 +199,60 @@ def load_config(paths: Sequence[str], kver: str) -> DepmodConfig:
     """Read depmod.d files from ``paths`` (directories or files) as ``cfg_load()`` does."""
     diags: list[Diagnostic] = []
     files = _list_files(paths, diags)
+    # Entries in the order written; depmod prepends each to its list, so they are reversed at the end.
     searches: list[SearchEntry] = []
     overrides: list[tuple[str, str]] = []
     externals: list[str] = []
     excludes: list[str] = []
+    entries: dict[str, SearchEntry] = {}  # one record per distinct search word
+    matches = _KernelMatcher(kver)
     for fname in files:
         try:
-            with open(fname, "rb") as f:
-                data = f.read()
-        except OSError as e:
-            diags.append(diag(ERROR, "config-unreadable", f"file parse {fname}: {os.strerror(e.errno or 0)}"))
+            data = read_input(fname, DEPMOD_CONFIG)
+        except InputFileError as e:
+            diags.append(diag(ERROR, "config-unreadable", f"file parse {fname}: {e.strerror}"))
             continue
         for raw_line, linenum in read_wrapped_lines(data):
-            line = raw_line.decode("utf-8", "surrogateescape")
-            if not line or line[0] == "#":
+            nul = raw_line.find(b"\0")
+            if nul >= 0:
+                raw_line = raw_line[:nul]  # the line is a C string from here on
+            if not raw_line or raw_line[0] == 0x23:  # '#'
                 continue
-            words = [w for w in re.split(r"[\t ]+", line) if w]
+            words = [w.decode("utf-8", "surrogateescape") for w in _WORDS.split(raw_line) if w]  # strtok_r("\t ")
             if not words:
                 continue
             cmd, args = words[0], words[1:]
-            if cmd == "search":
-                for w in args:
-                    kind = SEARCH_BUILTIN if w == "built-in" else SEARCH_EXTERNAL if w == "external" else SEARCH_PATH
-                    searches.insert(0, SearchEntry(kind, w if kind == SEARCH_PATH else ""))
-            elif cmd == "override" and len(args) >= 3:
-                if _kernel_matches(args[1], kver):
-                    overrides.insert(0, (args[0], args[2]))
-            elif cmd == "external" and len(args) >= 2:
-                if _kernel_matches(args[0], kver):
-                    externals.insert(0, args[1])
-            elif cmd == "exclude":
-                for w in args:
-                    excludes.insert(0, w)
-            elif cmd in ("include", "make_map_files"):
-                pass  # INF("command %s not implemented yet"), below the default log level
-            else:
-                diags.append(diag(ERROR, "config-bad-line",
-                                  f"{fname}:{linenum}: ignoring bad line starting with '{cmd}'",
+            try:
+                if cmd == "search":
+                    for w in args:
+                        entry = entries.get(w)
+                        if entry is None:
+                            kind = SEARCH_BUILTIN if w == "built-in" else SEARCH_EXTERNAL if w == "external" \
+                                else SEARCH_PATH
+                            entry = entries[w] = SearchEntry(kind, w if kind == SEARCH_PATH else "")
+                        searches.append(entry)
+                elif cmd == "override" and len(args) >= 3:
+                    if matches(args[1]):
+                        overrides.append((args[0], args[2]))
+                elif cmd == "external" and len(args) >= 2:
+                    if matches(args[0]):
+                        externals.append(args[1])
+                elif cmd == "exclude":
+                    excludes += args
+                elif cmd in ("include", "make_map_files"):
+                    pass  # INF("command %s not implemented yet"), below the default log level
+                else:
+                    diags.append(diag(ERROR, "config-bad-line",
+                                      f"{fname}:{linenum}: ignoring bad line starting with '{cmd}'",
+                                      file=fname, line=linenum))
+            except PatternTooComplex as e:  # kmodcompat's own line: depmod would try (and perhaps hang)
+                diags.append(diag(ERROR, "config-pattern-too-complex",
+                                  f"{fname}:{linenum}: kernel pattern not matched, too complex ({e})",
                                   file=fname, line=linenum))
     if not searches:
         searches.append(SearchEntry(SEARCH_PATH, "updates"))
-    return DepmodConfig(tuple(searches), tuple(overrides), tuple(externals), tuple(excludes), tuple(files),
-                        tuple(diags))
+    return DepmodConfig(tuple(reversed(searches)), tuple(reversed(overrides)), tuple(reversed(externals)),
+                        tuple(reversed(excludes)), tuple(files), tuple(diags))
+
+
+_WORDS = re.compile(rb"[\t ]+")
