@@ -112,8 +112,9 @@ class Depmod:
 
     @property
     def failed(self) -> bool:
-        """depmod exits 1 without writing (dependency cycles)."""
-        return bool(self.cycles) or self.cycle_modules > 0 or self.aborted is not None
+        """depmod exits 1 without writing (dependency cycles, a module directory it could not search)."""
+        return bool(self.cycles) or self.cycle_modules > 0 or self.aborted is not None \
+            or self.tree.search_failed is not None
 
     # -- symbol hash -------------------------------------------------------------
 

@@ -27,14 +27,19 @@ built-in indexes.
 
 from __future__ import annotations
 
+import errno
 import os
+import resource
+import stat
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
+from ..files.bounded import (MODULES_BUILTIN, MODULES_BUILTIN_MODINFO, MODULES_ORDER, InputFileError, InputKind,
+                             file_type, read_input)
 from ..kmod.file import as_opened
 from ..kmod.profile import DEFAULT_KMOD, Kmod
 from .config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config_paths, load_config
-from .diagnostics import ERROR, WARNING, Diagnostic, diag
+from .diagnostics import ERROR, FATAL, WARNING, Diagnostic, diag
 from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from ..errors import ModuleReadError
 from ..records import ModuleRecord, path_to_modname, raw
@@ -91,7 +96,16 @@ class ModuleTree:
     builtin: bytes | None  # modules.builtin, None when missing
     builtin_modinfo: bytes | None  # modules.builtin.modinfo, None when missing
     diagnostics: tuple[Diagnostic, ...] = field(default=())  # config, search and sort messages, in order
-    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) the search could not follow
+    skipped: tuple[tuple[str, str], ...] = ()  # (path, reason) the search could not follow, or could not read
+    #: (file name, reason) of modules.order / modules.builtin / modules.builtin.modinfo files
+    #: present but not read (refused or unreadable); a file missing is just None above.
+    metadata_errors: tuple[tuple[str, str], ...] = ()
+    search_failed: str | None = None  # why the module directory could not be searched (depmod stops)
+
+    def metadata_error(self, name: str) -> str:
+        """Why metadata file ``name`` is None: the recorded reason, else "No such file or directory"."""
+        return dict(self.metadata_errors).get(name, os.strerror(errno.ENOENT))
+
     @property
     def failures(self) -> tuple[TreeModule, ...]:
         """Modules whose file could not be read (kept in the tree, listed here with the reason)."""
@@ -120,8 +134,22 @@ class _Found:
     rel_for_prio: str | None  # the part after dirname+'/' when path starts with dirname (strncmp only)
 
 
+#: The descriptor depmod's readdir() of the module directory gets: 0-2 are stdio, nothing else is
+#: open during the search; each level down holds one more (its messages name them).
+_FIRST_DIR_FD = 3
+
+
 class _Search:
-    """depmod_modules_search*() and depmod_module_is_higher_priority()."""
+    """depmod_modules_search*() and depmod_module_is_higher_priority().
+
+    The walk is depth first in readdir order, as the C recursion, but with a stack
+    (a tree 1,000 directories deep is no recursion). Its messages are depmod's:
+    ``unsupported file type``, ``fstatat(FD, NAME)``, ``openat(FD, NAME, O_RDONLY)``
+    (FD the descriptor of the directory being read: 3 for the module directory, one
+    more per level), ``could not create module``. A directory reached again through
+    a link (a loop) is not entered: depmod would descend until it runs out of
+    descriptors or path length, printing thousands of lines.
+    """
 
     def __init__(self, dirname: str, config: DepmodConfig, suffixes: tuple[str, ...]):
         self.dirname = dirname
@@ -131,9 +159,12 @@ class _Search:
         self.shadowed: list[tuple[str, str]] = []
         self.diags: list[Diagnostic] = []
         self.excluded = {".", "..", "build", "source", *config.excludes}
-        # Paths the walk could not follow, with why. Not depmod diagnostics (its
-        # stderr stays byte-exact): the tree reports them so nothing is dropped silently.
+        # Paths the walk could not follow, with why: the facts depmod's messages leave out,
+        # for kmodcompat's own report (depmod's stderr stays byte-exact).
         self.skipped: list[tuple[str, str]] = []
+        self.failed: str | None = None  # strerror of a module directory depmod cannot open
+        self.prio = _Priorities(dirname, config)
+        self.fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
     def run(self) -> None:
         if not self._walk_root(self.dirname, fatal=True):
@@ -142,42 +173,101 @@ class _Search:
             self._walk_root(ext, fatal=False)
 
     def _walk_root(self, path: str, fatal: bool) -> bool:
+        """depmod_modules_search_path(): opendir() the root, then walk it."""
         try:
-            st = os.stat(path)
-            it = os.scandir(path)
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
-            if fatal or e.errno != 2:
-                self.diags.append(diag(ERROR, "directory-unreadable",
-                                       f"could not open directory {path}: {os.strerror(e.errno or 0)}"))
+            why = os.strerror(e.errno or 0)
+            if fatal or e.errno != errno.ENOENT:
+                self.diags.append(diag(ERROR, "directory-unreadable", f"could not open directory {path}: {why}"))
+            if fatal:
+                self.failed = why
+                self.diags.append(diag(FATAL, "search-failed", f"could not search modules: {why}"))
+            self.skipped.append((path, f"cannot open directory: {why}"))
             return False
-        self._walk(it, path + "/", frozenset({(st.st_dev, st.st_ino)}))
+        self._walk(fd, path + "/")
         return True
 
-    def _walk(self, it: os.ScandirIterator, prefix: str, ancestors: frozenset[tuple[int, int]]) -> None:
-        with it:
-            entries = list(it)
-        for ent in entries:
-            name = ent.name
-            if name in self.excluded:
-                continue
-            path = prefix + name
-            try:
-                if ent.is_dir():
-                    st = os.stat(path)
-                    key = (st.st_dev, st.st_ino)
-                    if key in ancestors:  # a link back to a directory we are inside: a loop
-                        self.skipped.append((path, "directory already walked (symbolic link loop)"))
+    def _walk(self, root_fd: int, prefix: str) -> None:
+        """depmod_modules_search_dir(), from the root down.
+
+        As in depmod, directories are opened relative to their parent's descriptor
+        (openat) and entries stat()ed relative to theirs (fstatat): no path grows
+        past PATH_MAX on the way down.
+        """
+        excluded, skipped, diags = self.excluded, self.skipped, self.diags
+        # One frame per directory being read: its entries, the next one's index, its path + '/',
+        # its descriptor, the (device, inode) of it and of every directory above it.
+        stack: list[tuple[list[os.DirEntry], list[int], str, int, frozenset[tuple[int, int]]]] = []
+        try:
+            st = os.fstat(root_fd)
+            stack.append((_entries(root_fd), [0], prefix, root_fd, frozenset(((st.st_dev, st.st_ino),))))
+        except OSError:
+            os.close(root_fd)
+            raise
+        try:
+            while stack:
+                entries, at, prefix, fd, ancestors = stack[-1]
+                if at[0] == len(entries):
+                    stack.pop()
+                    os.close(fd)
+                    continue
+                ent = entries[at[0]]
+                at[0] += 1
+                name = ent.name
+                if name in excluded:
+                    continue
+                path = prefix + name
+                dfd = _FIRST_DIR_FD + len(stack) - 1
+                try:
+                    # d_type DT_REG or DT_DIR is taken as it is; anything else is fstatat()ed, following links.
+                    if ent.is_file(follow_symlinks=False):
+                        self._file(path, name)
                         continue
-                    self._walk(os.scandir(path), path + "/", ancestors | {key})
+                    is_dir = ent.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if not is_dir:
+                    try:
+                        st = ent.stat()
+                    except OSError as e:
+                        diags.append(diag(ERROR, "search-stat-failed", f"fstatat({dfd}, {name}): "
+                                                                       f"{os.strerror(e.errno or 0)}"))
+                        skipped.append((path, _unfollowable(ent, e)))
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        self._file(path, name)
+                        continue
+                    if not stat.S_ISDIR(st.st_mode):
+                        diags.append(diag(ERROR, "unsupported-file-type",
+                                          f"unsupported file type {path}: {stat.S_IFMT(st.st_mode):o}"))
+                        link = "symbolic link to a " if ent.is_symlink() else ""
+                        skipped.append((path, f"not a regular file ({link}{file_type(st.st_mode)})"))
+                        continue
+                # A directory: openat(dfd, name, O_RDONLY), fdopendir(), recurse.
+                sub = -1
+                try:
+                    if dfd + 1 >= self.fd_limit:  # depmod holds one descriptor per level
+                        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+                    sub = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                    st = os.fstat(sub)
+                    key = (st.st_dev, st.st_ino)
+                    if key in ancestors:
+                        os.close(sub)
+                        skipped.append((path, "directory already walked (symbolic link loop)"))
+                        continue
+                    listed = _entries(sub)
+                except OSError as e:
+                    if sub >= 0:
+                        os.close(sub)
+                    why = os.strerror(e.errno or 0)
+                    diags.append(diag(ERROR, "search-open-failed", f"openat({dfd}, {name}, O_RDONLY): {why}"))
+                    skipped.append((path, f"cannot open directory: {why}"))
                     continue
-                if not ent.is_file():
-                    if ent.is_symlink() and any(name.endswith(x) for x in self.suffixes):
-                        self.skipped.append((path, "broken or looping symbolic link"))
-                    continue
-            except OSError as e:
-                self.skipped.append((path, f"cannot read: {e.strerror or e}"))
-                continue
-            self._file(path, name)
+                stack.append((listed, [0], path + "/", sub, ancestors | {key}))
+        finally:
+            for frame in stack:
+                os.close(frame[3])
 
     def _file(self, path: str, name: str) -> None:
         """depmod_modules_search_file()."""
@@ -186,61 +276,123 @@ class _Search:
         modname = path_to_modname(path)
         old = self.found.get(modname)
         if old is not None:
-            if self._existing_wins(old, path, modname):
+            if self.prio.existing_wins(old, path, modname):
                 self.shadowed.append((path, modname))
                 return
             self.shadowed.append((old.path, modname))
+            del self.found[modname]  # depmod_module_del(), even if the new file fails below
+        # kmod_module_new_from_path() stat()s the file; only a path past PATH_MAX (a very deep
+        # tree) or a directory we may read but not search fails here.
+        try:
+            if len(raw(path)) >= _PATH_MAX:
+                raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
+            os.stat(path)
+        except OSError as e:
+            why = os.strerror(e.errno or 0)
+            self.diags.append(diag(ERROR, "module-create-failed", f"could not create module {path}: {why}"))
+            self.diags.append(diag(ERROR, "search-failed-entry", f"failed {path}: {why}"))
+            self.skipped.append((path, f"cannot stat: {why}"))
+            return
         dn = self.dirname
         relpath = path[len(dn) + 1:] if path.startswith(dn) and path[len(dn):len(dn) + 1] == "/" else None
         rel_for_prio = path[len(dn) + 1:] if path.startswith(dn) else None
-        self.found.pop(modname, None)  # depmod_module_del(): the name is re-added (hash position unchanged)
         self.found[modname] = _Found(modname, path, relpath, rel_for_prio)
 
-    def _existing_wins(self, old: _Found, newpath: str, modname: str) -> bool:
-        """depmod_module_is_higher_priority(): True when the module already found is kept.
+
+def _entries(fd: int) -> list[os.DirEntry]:
+    """readdir() of an open directory, in the file system's order (scandir() reads a duplicate of
+    the descriptor: ours stays open for openat(), and for the entries' fstatat())."""
+    with os.scandir(fd) as it:
+        return list(it)
+
+
+def _unfollowable(ent: os.DirEntry, e: OSError) -> str:
+    """Why an entry cannot be stat()ed, in words: a link that points nowhere, a link loop, ..."""
+    if ent.is_symlink():
+        if e.errno == errno.ENOENT:
+            return "broken symbolic link (its target does not exist)"
+        if e.errno == errno.ELOOP:
+            return "symbolic link loop"
+    return f"cannot stat: {os.strerror(e.errno or 0)}"
+
+
+class _Priorities:
+    """depmod_module_is_higher_priority(), with the configuration's lists indexed once.
+
+    The C function walks every override and every search entry for each pair of
+    same-named modules; with a 600,000-word ``search`` line that is 600,000 steps per
+    pair. The same answer comes from the directory prefixes of the two paths: a search
+    entry counts when its path is one of them, and its position ``i`` as the C loop
+    numbers it (each external directory takes one position within its ``external``
+    entry).
+    """
+
+    def __init__(self, dirname: str, config: DepmodConfig):
+        self.dirname = dirname
+        self.override_rank: dict[str, int] = {}
+        for rank, (mod, subdir) in enumerate(config.overrides):
+            self.override_rank.setdefault(f"{subdir}/{mod}", rank)  # the first one written wins
+        self.path_prio: dict[str, int] = {}  # search path -> its last position
+        self.external_base = -1  # position of the first directory of the last 'external' entry
+        self.builtin = -1
+        i = 0
+        for se in config.searches:
+            if se.kind == SEARCH_BUILTIN:
+                self.builtin = i
+            elif se.kind == SEARCH_EXTERNAL:
+                self.external_base = i
+                i += len(config.externals)
+            else:
+                self.path_prio[se.path] = i
+            i += 1
+        self.external_index = {ext: j for j, ext in enumerate(config.externals)}  # the last index of each
+
+    def existing_wins(self, old: _Found, newpath: str, modname: str) -> bool:
+        """True when the module already found is kept.
 
         Paths are compared on their prefix up to the end of the module name in
         the basename (``baselen + modnamelen``), as the C code does.
         """
+        dn = self.dirname
         cut = len(modname)
-        new_rel = newpath[len(self.dirname) + 1:] if newpath.startswith(self.dirname) else None
         new_key = newpath[:newpath.rfind("/") + 1 + cut]
         old_key = old.path[:old.path.rfind("/") + 1 + cut]
-        new_relkey = new_key[len(self.dirname) + 1:] if new_rel is not None else None
-        old_relkey = old_key[len(self.dirname) + 1:] if old.rel_for_prio is not None else None
-        for mod, subdir in self.config.overrides:
-            ov = f"{subdir}/{mod}"
-            if new_relkey == ov:
+        new_relkey = new_key[len(dn) + 1:] if newpath.startswith(dn) else None
+        old_relkey = old_key[len(dn) + 1:] if old.rel_for_prio is not None else None
+        if self.override_rank:
+            inew = self.override_rank.get(new_relkey) if new_relkey is not None else None
+            iold = self.override_rank.get(old_relkey) if old_relkey is not None else None
+            if inew is not None and (iold is None or inew <= iold):
                 return False
-            if old_relkey == ov:
+            if iold is not None:
                 return True
-        bprio = oldprio = newprio = -1
-        i = 0
-        for se in self.config.searches:
-            if se.kind == SEARCH_BUILTIN:
-                bprio = i
-            elif se.kind == SEARCH_EXTERNAL:
-                for ext in self.config.externals:
-                    if _starts_with_dir(new_key, ext):
-                        newprio = i
-                    if _starts_with_dir(old_key, ext):
-                        oldprio = i
-                    i += 1
-            elif new_relkey is not None and _starts_with_dir(new_relkey, se.path):
-                newprio = i
-            elif old_relkey is not None and _starts_with_dir(old_relkey, se.path):
-                oldprio = i
-            i += 1
+        new_dirs = _dir_prefixes(new_relkey) if new_relkey is not None else set()
+        old_dirs = _dir_prefixes(old_relkey) if old_relkey is not None else set()
+        newprio = max((self.path_prio[d] for d in new_dirs if d in self.path_prio), default=-1)
+        # A search entry the new path matches is not checked against the old one ("else if").
+        oldprio = max((self.path_prio[d] for d in old_dirs - new_dirs if d in self.path_prio), default=-1)
+        if self.external_base >= 0:
+            newprio = max(newprio, self._external_prio(new_key))
+            oldprio = max(oldprio, self._external_prio(old_key))
         if newprio < 0:
-            newprio = bprio
+            newprio = self.builtin
         if oldprio < 0:
-            oldprio = bprio
+            oldprio = self.builtin
         return newprio <= oldprio
 
+    def _external_prio(self, key: str) -> int:
+        j = max((self.external_index[d] for d in _dir_prefixes(key) if d in self.external_index), default=-1)
+        return self.external_base + j if j >= 0 else -1
 
-def _starts_with_dir(key: str, prefix: str) -> bool:
-    """``depmod_is_path_starts_with()``: ``prefix`` then '/' inside the compared length."""
-    return len(key) > len(prefix) and key[len(prefix)] == "/" and key.startswith(prefix)
+
+def _dir_prefixes(key: str) -> set[str]:
+    """Every ``p`` with ``depmod_is_path_starts_with(key, p)``: ``key`` cut before each '/'."""
+    out = set()
+    i = key.find("/")
+    while i >= 0:
+        out.add(key[:i])
+        i = key.find("/", i + 1)
+    return out
 
 
 def _uncrelpath(relpath: str, modname: str) -> str:
@@ -254,11 +406,10 @@ def _uncrelpath(relpath: str, modname: str) -> str:
 
 
 def _sort_by_order(names: list[str], found: dict[str, _Found], order: bytes | None, dirname: str,
-                   kmod: Kmod, diags: list[Diagnostic]) -> list[str]:
+                   kmod: Kmod, diags: list[Diagnostic], why: str = os.strerror(errno.ENOENT)) -> list[str]:
     """depmod_modules_sort(): modules.order entries first, in its order; the rest keep hash order."""
     if order is None:
-        diags.append(diag(WARNING, "modules-order-missing",
-                          f"could not open modules.order at {dirname}: {os.strerror(2)}"))
+        diags.append(diag(WARNING, "modules-order-missing", f"could not open modules.order at {dirname}: {why}"))
         return names
     by_unc = {}
     for n in names:
@@ -296,11 +447,22 @@ def _sort_by_order(names: list[str], found: dict[str, _Found], order: bytes | No
     return sorted(names, key=sort_idx.__getitem__)  # qsort is glibc's stable merge sort here
 
 
-def _read(path: str) -> bytes | None:
+def _read(dirname: str, kind: InputKind, errors: list[tuple[str, str]], skipped: list[tuple[str, str]]) \
+        -> bytes | None:
+    """A metadata file of the module directory (``dfdopen()``: openat(O_RDONLY), then stdio).
+
+    None when it is missing or cannot be read (the reason kept in ``errors``). A
+    directory of that name opens and reads as nothing in depmod: empty here too.
+    """
+    path = os.path.join(dirname, kind.name)
     try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
+        return read_input(path, kind)
+    except InputFileError as e:
+        if e.errno == errno.EISDIR:
+            return b""
+        if e.errno != errno.ENOENT:
+            errors.append((kind.name, e.strerror))
+            skipped.append((path, e.strerror))
         return None
 
 
@@ -332,15 +494,21 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
     search = _Search(dirname, config, kmod.module_suffixes)
     search.run()
     diags += search.diags
+    errors: list[tuple[str, str]] = []
+    if search.failed is not None:  # "could not search modules": depmod stops here
+        return ModuleTree(dirname, kver, kmod, config, (), (), None, None, None, tuple(diags),
+                          tuple(search.skipped), (), search.failed)
     names = [n.decode("utf-8", "surrogateescape")
              for n in hash_order((raw(n) for n in search.found), MODULES_BY_NAME_BUCKETS)]
-    order = _read(os.path.join(dirname, "modules.order"))
-    names = _sort_by_order(names, search.found, order, dirname, kmod, diags)
-    modules = tuple(TreeModule(n, search.found[n].path, search.found[n].relpath,
-                               ModuleReadError(search.found[n].path, "not parsed", "not-parsed")) for n in names)
-    tree = ModuleTree(dirname, kver, kmod, config, modules, tuple(search.shadowed), order,
-                      _read(os.path.join(dirname, "modules.builtin")),
-                      _read(os.path.join(dirname, "modules.builtin.modinfo")), tuple(diags), tuple(search.skipped))
+    order = _read(dirname, MODULES_ORDER, errors, search.skipped)
+    why = dict(errors).get(MODULES_ORDER.name, os.strerror(errno.ENOENT))
+    names = _sort_by_order(names, search.found, order, dirname, kmod, diags, why)
+    not_parsed = ModuleReadError(dirname, "not parsed", "not-parsed")  # one for all: parse_tree() replaces it
+    modules = tuple(TreeModule(n, search.found[n].path, search.found[n].relpath, not_parsed) for n in names)
+    builtin = _read(dirname, MODULES_BUILTIN, errors, search.skipped)
+    builtin_modinfo = _read(dirname, MODULES_BUILTIN_MODINFO, errors, search.skipped)
+    tree = ModuleTree(dirname, kver, kmod, config, modules, tuple(search.shadowed), order, builtin, builtin_modinfo,
+                      tuple(diags), tuple(search.skipped), tuple(errors))
     return parse_tree(tree, jobs=jobs, progress=progress, cache=cache) if parse else tree
 
 

@@ -111,7 +111,8 @@ def _builtin_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> bytes:
     data = dm.tree.builtin
     if data is None:
         diags.append(diag(WARNING, "builtin-missing",
-                          f"could not open modules.builtin at {dm.tree.dirname}: {os.strerror(2)}"))
+                          f"could not open modules.builtin at {dm.tree.dirname}: "
+                          f"{dm.tree.metadata_error('modules.builtin')}"))
         return b""  # the temporary file is renamed into place empty
     idx = Index()
     for line in fgets_lines(data, _PATH_MAX):
@@ -128,7 +129,8 @@ def _builtin_alias_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> byte
     data = dm.tree.builtin_modinfo
     if data is None:
         diags.append(diag(WARNING, "builtin-modinfo-missing",
-                          f"could not open modules.builtin.modinfo at {dm.tree.dirname}: {os.strerror(2)}"))
+                          f"could not open modules.builtin.modinfo at {dm.tree.dirname}: "
+                          f"{dm.tree.metadata_error('modules.builtin.modinfo')}"))
         return b""
     return builtin_alias_index_from_modinfo(data).to_bytes(layout)
 
