@@ -14,6 +14,7 @@ from ..cache import RecordCache, parse_cached
 from ..consumers.base import tree_crcs
 from ..parse.scan import stderr_progress
 from ..depmod.tree import load_tree
+from .output import shown
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,7 @@ class Inputs:
     modules: tuple[tuple[str, ModuleRecord], ...]  # (display path, record)
     failures: tuple[ModuleReadError, ...]  # every module that could not be read, with its reason
     label: str  # what was analysed, for headings
+    root: str | None = None  # the module directory, when the modules are a tree's
 
 
 def add_cache_option(p) -> None:
@@ -75,7 +77,7 @@ def load_inputs(args) -> Inputs:
 
 def _from_tree(tree, label: str) -> Inputs:
     mods = tuple((m.path, m.record) for m in tree.modules if m.record is not None)
-    return Inputs(mods, tuple(m.error for m in tree.failures), label)
+    return Inputs(mods, tuple(m.error for m in tree.failures), label, tree.dirname)
 
 
 def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
@@ -92,9 +94,9 @@ def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
 
 def report_failures(failures) -> None:
     for e in failures:
-        print(f"kmodcompat: {e}", file=sys.stderr)
+        print(f"kmodcompat: {shown(e)}", file=sys.stderr)
 
 
 def _usage(msg: str):
-    print(f"kmodcompat: {msg}", file=sys.stderr)
+    print(f"kmodcompat: {shown(msg)}", file=sys.stderr)
     raise SystemExit(2)

@@ -1,4 +1,10 @@
-"""Writing tool results byte for byte, as the emulated tools do."""
+"""What commands print: tool results byte for byte, as the emulated tools do; kmodcompat's own text escaped.
+
+The kmod-compatible commands (modinfo, dump-modversions, depmod) print names as
+the real tools do, raw bytes included (:func:`emit`). Every other line
+kmodcompat prints that holds a path, a module or symbol name, or a reason read
+from a file goes through :func:`shown`: one line, no control character.
+"""
 
 from __future__ import annotations
 
@@ -38,3 +44,28 @@ def add_as_option(p, default: str = DEFAULT_KMOD.id) -> None:
     p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_PROFILES), default=default,
                    help=f"kmod to emulate: {', '.join(sorted(KMOD_PROFILES))} (default {default}; kmod-pr270 is "
                         "kmod with the unmerged extended-modversions support)")
+
+
+def shown(text: object) -> str:
+    """``text`` as one printable line: what a file name or an input string may hold, escaped.
+
+    Characters that are not printable (C0 and C1 controls, DEL, newlines, Unicode
+    format and separator characters such as U+202E) become ``\\xNN`` escapes of their
+    UTF-8 bytes; the bytes of a non-UTF-8 file name (``surrogateescape``: U+DC80 to
+    U+DCFF) become ``\\xNN`` of the byte itself. A name can then neither forge a
+    second message line nor send a terminal an escape sequence. Backslashes are left
+    as they are.
+    """
+    s = str(text)
+    if s.isprintable():  # nearly every name: one C-level scan
+        return s
+    return "".join(ch if ch.isprintable() else _escape(ch) for ch in s)
+
+
+def _escape(ch: str) -> str:
+    code = ord(ch)
+    if 0xDC80 <= code <= 0xDCFF:
+        return f"\\x{code - 0xDC00:02x}"
+    if 0xD800 <= code <= 0xDFFF:  # a lone surrogate no file name gives: shown as the code point
+        return f"\\u{code:04x}"
+    return "".join(f"\\x{b:02x}" for b in ch.encode("utf-8"))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import stat
 import sys
 from importlib import resources
 
@@ -37,7 +38,10 @@ from ..report import markdown as md_report
 from ..parse.scan import gc_paused, stderr_progress
 from ..simulate import FORMATS
 from ..depmod.tree import ModuleTree, load_tree, parse_tree
+from ..files.bounded import file_type
 from .inputs import add_cache_option, open_cache
+from .outdir import OutputDirectory, safe_component
+from .output import shown
 
 DEFAULT_POLICY = "unreadable"
 
@@ -51,7 +55,8 @@ def add_parser(sub) -> None:
     p.add_argument("-E", "--symvers", metavar="Module.symvers", help="kernel exports with CRCs (default: found "
                    "in the tree's headers, build/ or boot/)")
     p.add_argument("-F", "--system-map", metavar="System.map", help="kernel symbols (default: found in boot/)")
-    p.add_argument("--out", help="output directory (default reports/<kernel release>)")
+    p.add_argument("--out", help="output directory (default reports/<kernel release>); symbolic links in it are "
+                   "followed only when yours or root's, written files replace what is there")
     p.add_argument("--diff-against", metavar="OLD_TREE", help="an older module directory (…/lib/modules/KVER): the "
                    "report then carries what changed from it (the HTML shows it as a section)")
     p.add_argument("--fail-on", default=DEFAULT_POLICY, metavar="POLICY", help=f"what counts as a break "
@@ -72,7 +77,7 @@ def run(args) -> int:
     try:
         policy = parse_policy(args.fail_on)
     except ValueError as e:
-        print(f"kmodcompat: --fail-on: {e}", file=sys.stderr)
+        print(f"kmodcompat: --fail-on: {shown(e)}", file=sys.stderr)
         return 2
     cache = open_cache(args)
     # The survey first (cheap: no module is read); the modules are parsed only
@@ -84,7 +89,7 @@ def run(args) -> int:
         tree = load_tree(args.basedir, args.operands[0], parse=False)
     elif args.operands:
         if len(args.operands) != 1 or not os.path.isdir(args.operands[0]):
-            print(f"kmodcompat: {args.operands[0]}: not a module directory", file=sys.stderr)
+            print(f"kmodcompat: {shown(args.operands[0])}: not a module directory", file=sys.stderr)
             return 2
         tree = load_tree(args.operands[0], parse=False)
     else:
@@ -95,12 +100,18 @@ def run(args) -> int:
             base, kver = demo_tree()
             print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
             tree = load_tree(base, kver, parse=False)
-    if not tree.modules:
-        print(f"kmodcompat: {tree.dirname}: no modules found", file=sys.stderr)
+    if tree.search_failed is not None:
+        print(f"kmodcompat: {shown(tree.dirname)}: cannot open directory: {tree.search_failed}", file=sys.stderr)
         return 2
-    for key, path in (("symvers", args.symvers), ("system_map", args.system_map)):
-        if path is not None and not os.path.isfile(path):
-            print(f"kmodcompat: {path}: no such file", file=sys.stderr)
+    if not tree.modules:
+        for path, reason in tree.skipped:  # an unreadable kernel/ is why, not a tree without modules
+            print(f"kmodcompat: {shown(path)}: {shown(reason)}", file=sys.stderr)
+        print(f"kmodcompat: {shown(tree.dirname)}: no modules found", file=sys.stderr)
+        return 2
+    for path in (args.symvers, args.system_map):
+        why = _not_a_file(path) if path is not None else None
+        if why:
+            print(f"kmodcompat: {shown(path)}: {why}", file=sys.stderr)
             return 2
     found = find_kernel_files(tree)
     symvers = args.symvers or found.get("symvers")
@@ -125,7 +136,7 @@ def run(args) -> int:
             cache.put_report(key, text)
     if args.diff_against is not None:
         if not os.path.isdir(args.diff_against):
-            print(f"kmodcompat: {args.diff_against}: not a module directory", file=sys.stderr)
+            print(f"kmodcompat: {shown(args.diff_against)}: not a module directory", file=sys.stderr)
             return 2
         from ..diff import diff_trees
         from ..report.diff_json import to_json
@@ -135,14 +146,19 @@ def run(args) -> int:
         old = load_tree(args.diff_against, jobs=args.jobs, cache=cache)
         doc["diff"] = to_json(diff_trees(old, tree, jobs=args.jobs))
         text = report_text(doc)
-    out = args.out or os.path.join("reports", tree.kver)
-    write_report(doc, out, text)
+    # Default: reports/<kernel release>, the release as ONE component ("..", "a/b" stay inside reports/).
+    out = args.out or os.path.join("reports", safe_component(tree.kver))
+    try:
+        write_report(doc, out, text)
+    except OSError as e:
+        print(f"kmodcompat: {'--out ' if args.out else ''}{shown(out)}: {shown(e.strerror or e)}", file=sys.stderr)
+        return 2
     for item in doc["unreadable"]:
         if item["code"] != "skipped":
-            print(f"kmodcompat: {item['path']}: {item['reason']}", file=sys.stderr)
+            print(f"kmodcompat: {shown(item['path'])}: {shown(item['reason'])}", file=sys.stderr)
     broken = evaluate(policy, doc)
-    print(f"kmodcompat: report for {tree.kver} ({doc['counts']['modules']} modules) in {out}/report.html"
-          + (f"; breaks: {'; '.join(broken)}" if broken else ""), file=sys.stderr)
+    print(f"kmodcompat: report for {shown(tree.kver)} ({doc['counts']['modules']} modules) in {shown(out)}/report.html"
+          + (f"; breaks: {shown('; '.join(broken))}" if broken else ""), file=sys.stderr)
     return 1 if broken else 0
 
 
@@ -166,14 +182,25 @@ def report_text(doc: dict) -> str:
 
 
 def write_report(doc: dict, out: str, text: str | None = None) -> None:
-    """``report.json`` (``text``: the document already serialized), ``report.md`` and ``report.html``."""
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "report.json"), "w") as f:
-        f.write(report_text(doc) if text is None else text)
-    with open(os.path.join(out, "report.md"), "w") as f:
-        f.write(md_report.render(doc))
-    with open(os.path.join(out, "report.html"), "w") as f:
-        f.write(html_report.render(doc))
+    """``report.json`` (``text``: the document already serialized), ``report.md`` and ``report.html`` in ``out``.
+
+    Through :class:`~kmodcompat.cli.outdir.OutputDirectory`: each file replaces
+    what was there (a planted link included) instead of being written through it.
+    Raises OSError.
+    """
+    with OutputDirectory(out) as d:
+        d.write("report.json", report_text(doc) if text is None else text)
+        d.write("report.md", md_report.render(doc))
+        d.write("report.html", html_report.render(doc))
+
+
+def _not_a_file(path: str) -> str | None:
+    """Why ``-E``/``-F`` PATH cannot be read as a file, or None."""
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        return "no such file" if e.errno == 2 else e.strerror
+    return None if stat.S_ISREG(st.st_mode) else f"not a regular file ({file_type(st.st_mode)})"
 
 
 def parse_policy(text: str) -> list[tuple[str, str | None, str | None]]:

@@ -3,7 +3,18 @@
 Writes, for each module, a real relocatable ELF ``.ko`` whose version sections
 are those modpost writes in FORMAT (none, basic, basic+ext, ext-only, or the
 rejected 2023 variable-length one), everything else kept byte for byte, so
-real tools can be run on it. Exit status 1 if a module could not be written.
+real tools can be run on it.
+
+Layout: each module keeps its path relative to the tree (``kernel/fs/foo.ko.xz``
+becomes ``DIR/kernel/fs/foo.ko``), or, for module files, relative to their
+closest common directory; only the compression suffix is dropped. Two modules
+that would land on the same file (``foo.ko`` and ``foo.ko.xz`` side by side) are
+refused before anything is written. Files are written as
+:class:`~kmodcompat.cli.outdir.OutputDirectory` says (no planted link is
+followed).
+
+Exit status 1 if a module could not be written, 2 for usage errors (a layout
+collision, an output directory that cannot be used).
 """
 
 from __future__ import annotations
@@ -15,6 +26,11 @@ from ..errors import ModuleReadError
 from ..files.opener import read_module_bytes
 from ..simulate import FORMATS, BuildError, simulate
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
+from .outdir import OutputDirectory
+from .output import shown
+
+#: Suffixes of compressed modules: the simulated module is written uncompressed.
+_COMPRESSED = (".ko.xz", ".ko.zst", ".ko.gz")
 
 
 def add_parser(sub) -> None:
@@ -32,21 +48,73 @@ def run(args) -> int:
     report_failures(inputs.failures)
     extra = load_expected(args.symvers, inputs.modules)
     status = 1 if inputs.failures else 0
-    common = os.path.commonpath([p for p, _ in inputs.modules]) if len(inputs.modules) > 1 else None
+    try:
+        layout = output_layout([p for p, _ in inputs.modules], inputs.root)
+    except ValueError as e:
+        print(f"kmodcompat: {shown(e)}", file=sys.stderr)
+        return 2
     written = 0
-    for path, rec in inputs.modules:
-        rel = os.path.relpath(path, common) if common else os.path.basename(path)
-        rel = rel.split(".ko", 1)[0] + ".ko"  # written uncompressed
-        dest = os.path.join(args.out, rel)
-        try:
-            data = simulate(rec, read_module_bytes(path).data, args.format_as, extra)
-        except (BuildError, ModuleReadError) as e:
-            print(f"kmodcompat: {path}: cannot write as {args.format_as}: {e}", file=sys.stderr)
-            status = 1
-            continue
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        with open(dest, "wb") as f:
-            f.write(data)
-        written += 1
-    print(f"{written} module(s) written as {args.format_as} under {args.out}", file=sys.stderr)
+    try:
+        out = OutputDirectory(args.out)
+    except OSError as e:
+        print(f"kmodcompat: --out {shown(args.out)}: {shown(e.strerror or e)}", file=sys.stderr)
+        return 2
+    with out:
+        for (path, rec), rel in zip(inputs.modules, layout):
+            try:
+                data = simulate(rec, read_module_bytes(path).data, args.format_as, extra)
+            except (BuildError, ModuleReadError) as e:
+                print(f"kmodcompat: {shown(path)}: cannot write as {args.format_as}: {shown(e)}", file=sys.stderr)
+                status = 1
+                continue
+            try:
+                out.write(rel, data)
+            except OSError as e:
+                print(f"kmodcompat: {shown(os.path.join(args.out, rel))}: {shown(e.strerror or e)}", file=sys.stderr)
+                status = 1
+                continue
+            written += 1
+    print(f"{written} module(s) written as {args.format_as} under {shown(args.out)}", file=sys.stderr)
     return status
+
+
+def output_layout(paths: list[str], root: str | None = None) -> list[str]:
+    """Where each module goes under the output directory, in ``paths`` order.
+
+    Relative to ``root`` (the tree's module directory) when every path is inside
+    it, else to the closest directory holding them all; relative and absolute
+    operands are compared as absolute paths. Raises ValueError naming two
+    modules that would be written to the same file (or one where the other needs
+    a directory).
+    """
+    if not paths:
+        return []
+    absolute = [os.path.abspath(p) for p in paths]
+    base = os.path.abspath(root) if root is not None else None
+    if base is None or not all(p.startswith(base.rstrip("/") + "/") for p in absolute):
+        base = os.path.commonpath([os.path.dirname(p) for p in absolute])
+    out = []
+    for p in absolute:
+        rel = os.path.relpath(p, base)
+        head, name = os.path.split(rel)
+        for suffix in _COMPRESSED:
+            if name.endswith(suffix) and len(name) > len(suffix):
+                name = name[:-len(suffix) + 3]  # foo.ko.xz -> foo.ko
+                break
+        else:
+            if not name.endswith(".ko"):
+                name += ".ko"
+        out.append(os.path.join(head, name))
+    taken: dict[str, str] = {}
+    for rel, path in zip(out, paths):
+        if rel in taken:
+            raise ValueError(f"{taken[rel]} and {path} would both be written as {rel}: simulate them separately")
+        taken[rel] = path
+    for rel, path in zip(out, paths):  # "a.ko" (from a.ko.xz) and "a.ko/b.ko" cannot both exist
+        head = os.path.dirname(rel)
+        while head:
+            if head in taken:
+                raise ValueError(f"{taken[head]} would be written as {head}, where {path} needs a directory: "
+                                 "simulate them separately")
+            head = os.path.dirname(head)
+    return out

@@ -26,8 +26,9 @@ from dataclasses import asdict
 from ..kmod.profile import KMOD_PROFILES
 from ..errors import ModuleReadError
 from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
+from ..files.bounded import file_type
 from ..validate import Failure, Target, Validation, validate_file
-from .output import add_as_option
+from .output import add_as_option, shown
 
 #: What depmod and kmod take for module files (the suffixes of every compression kmod knows).
 MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
@@ -79,7 +80,7 @@ def machine_number(value: str) -> int:
 def run(args) -> int:
     missing = [o for o in args.operands if not os.path.lexists(o)]
     if missing:
-        print(f"kmodcompat: {missing[0]}: no such file or directory", file=sys.stderr)
+        print(f"kmodcompat: {shown(missing[0])}: no such file or directory", file=sys.stderr)
         return 2
     target = Target(machine=args.machine, struct_module_size=args.struct_module_size,
                     ppc64_elfv2=None if args.ppc64_abi is None else args.ppc64_abi == 2,
@@ -165,7 +166,8 @@ def find_modules(root: str) -> tuple[list[str], list[ModuleReadError], list[tupl
             if stat.S_ISDIR(mode):
                 subdirs.append(path)
             elif is_module and not stat.S_ISREG(mode):
-                errors.append(ModuleReadError(path, "not a regular file", "unreadable", errno.EINVAL))
+                errors.append(ModuleReadError(path, f"not a regular file ({file_type(mode)})", "unreadable",
+                                              errno.EINVAL))
             elif is_module:
                 files.append(path)
         stack += reversed(subdirs)  # depth first, in name order
@@ -177,9 +179,8 @@ def _os_error(path: str, e: OSError, code: str) -> ModuleReadError:
 
 
 def _printable(s: str) -> str:
-    """Control characters (the kernel's "\\177ELF") as escapes, one line."""
-    return "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" if ord(ch) < 256 else ch
-                   for ch in s.replace("\n", " / "))
+    """Control characters (the kernel's "\\177ELF") as escapes, one line (a message's lines joined by " / ")."""
+    return shown(s.replace("\n", " / "))
 
 
 def failure_line(f: Failure) -> str:
@@ -193,13 +194,13 @@ def render(checked: list[Validation], unreadable: list[ModuleReadError], skipped
     out = []
     for v in checked:
         if not v.failures and verbose:
-            out.append(f"{v.path}: ok")
+            out.append(f"{shown(v.path)}: ok")
         for f in v.failures:
-            out.append(f"{v.path}: {failure_line(f)}")
+            out.append(f"{shown(v.path)}: {failure_line(f)}")
     for e in unreadable:
-        out.append(f"{e.path}: UNREADABLE {_printable(e.reason)}")
+        out.append(f"{shown(e.path)}: UNREADABLE {_printable(e.reason)}")
     for path, why in skipped:
-        out.append(f"{path}: skipped, {why}")
+        out.append(f"{shown(path)}: skipped, {shown(why)}")
     failing = sum(1 for v in checked if not v.valid)
     out.append(f"{len(checked) + len(unreadable)} module file(s): {len(checked) - failing} pass, {failing} fail a "
                f"check, {len(unreadable)} unreadable")

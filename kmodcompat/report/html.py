@@ -5,8 +5,9 @@ Nothing is fetched from the network. Reads only the report dict.
 
 from __future__ import annotations
 
-from html import escape
+from html import escape as _escape
 
+from ..cli.output import shown
 from .diff_render import html_fragment
 from .markdown import CONSUMER_TITLES, FORMAT_TITLES, verdicts_text
 
@@ -38,6 +39,12 @@ document.querySelectorAll('table.sortable th').forEach(function(th, col){
   });
 });
 """
+
+def escape(value: object) -> str:
+    """HTML text of a value (perhaps from the tree): escaped, on one line, control characters and the
+    bytes of non-UTF-8 names shown as ``\\xNN`` (:func:`~kmodcompat.cli.output.shown`)."""
+    return _escape(shown(value))
+
 
 _COLORS = ["#3b6fd8", "#e0a100", "#17803d", "#b42318", "#7a4cc2", "#0f8b8d"]
 

@@ -1,8 +1,19 @@
-"""The report as Markdown, for code reviews and mailing lists. Reads only the report dict."""
+"""The report as Markdown, for code reviews and mailing lists. Reads only the report dict.
+
+Every value that comes from the tree (paths, module and symbol names, kernel
+release, reasons) goes through :func:`text` or :func:`code`: on one line, with
+what Markdown (CommonMark, GitHub's tables) would read as markup escaped, so a
+module named ``<img src=x onerror=...>`` or ``a|b`` is shown as its name, not
+run as HTML or split into table cells.
+"""
 
 from __future__ import annotations
 
+import re
+
 from tabulate import tabulate
+
+from ..cli.output import shown
 
 CONSUMER_TITLES = {
     "kmod30": "kmod 30 (Debian 12)", "kmod34": "kmod 33-34.2 (Debian 13)", "kmod-pr270": "kmod + PR #270",
@@ -13,6 +24,39 @@ CONSUMER_TITLES = {
 }
 FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
                  "ext-only": "extended only", "varlen": "variable-length (rejected 2023)"}
+
+
+#: Characters escaped wherever they are: a backslash (else it escapes what follows), backticks
+#: (code spans), '|' (table cells; GFM honours "\\|" inside code spans too), '<' '>' (raw HTML,
+#: autolinks), '&' (entity references), '[' ']' (links and images).
+_INLINE = re.compile(r"[\\`|<>&\[\]]")
+#: What opens a block at the start of a line (CommonMark): an ATX heading, a list item marker,
+#: a thematic break. A value only starts a line in a list item or cell of its own, but costs nothing.
+_LEADING = re.compile(r"^(?:#{1,6}|[-+*]|\d{1,9}[.)])(?=[ \t]|$)|^(?:[-_*][ \t]*){3,}$")
+
+
+def text(value: object) -> str:
+    """A value from the tree as Markdown text that renders as exactly that value."""
+    s = _INLINE.sub(r"\\\g<0>", shown(value))
+    if not _LEADING.match(s):
+        return s
+    digits = len(s) - len(s.lstrip("0123456789"))  # "12. x": the '.' is what makes it a list item
+    return f"{s[:digits]}\\{s[digits:]}"
+
+
+def code(value: object, in_table: bool = False) -> str:
+    """A value from the tree as a code span (a name, a path): fenced by more backticks than it holds.
+
+    Backslash escapes do not work inside code spans; only '|' needs one, in a table cell.
+    """
+    s = shown(value)
+    runs = [len(r) for r in re.findall(r"`+", s)]
+    fence = "`" * (max(runs) + 1 if runs else 1)
+    if s.startswith("`") or s.endswith("`") or (s.startswith(" ") and s.endswith(" ") and s.strip()):
+        s = f" {s} "  # CommonMark strips one space on each side
+    if in_table:
+        s = s.replace("|", "\\|")
+    return f"{fence}{s}{fence}"
 
 
 def verdicts_text(v: dict) -> str:
@@ -31,21 +75,23 @@ CONSUMER_HEADERS = ["consumer", "verdicts (modules)", "lost imports (modules)", 
 
 def render(doc: dict) -> str:
     t, c = doc["tree"], doc["counts"]
-    out = [f"# kmodcompat report: {t['kernel_release']} ({t['arch']}, ELF{t['elfclass']} {t['endian']}-endian)", ""]
+    out = [f"# kmodcompat report: {text(t['kernel_release'])} ({t['arch']}, ELF{t['elfclass']} {t['endian']}-endian)",
+           ""]
     out += ["## Top findings", ""]
     out += [f"- {h}" for h in doc["headlines"]] or ["- Nothing any consumer would trip over."]
     out += ["", "## Tree", ""]
     out.append(tabulate([
-        ["module directory", t["path"]], ["kernel release", t["kernel_release"]],
+        ["module directory", text(t["path"])], ["kernel release", text(t["kernel_release"])],
         ["kernel built with MODVERSIONS (vermagic)", {True: "yes", False: "no", None: "unknown"}[
             t["kernel_modversions"]]],
         ["MODVERSIONS flavour (from the modules)", t["modversions"]],
         ["modules", f"{c['modules']} ({c['parsed']} read, {c['unreadable']} unreadable, {c['signed']} signed)"],
         ["built-in modules", c["builtin"]], ["imports / exports", f"{c['imports']} / {c['exports']}"],
         ["compression", ", ".join(f"{k} {v}" for k, v in c["compressed"].items())],
-        ["kernel exports from", t["kernel_exports"]["symvers"] or t["kernel_exports"]["system_map"] or "none found"],
+        ["kernel exports from", text(t["kernel_exports"]["symvers"] or t["kernel_exports"]["system_map"]
+                                     or "none found")],
         ["exporter CRCs checked against", doc["consumers"]["exporter_crcs"]],
-    ], headers=["", ""], tablefmt="pipe"))
+    ], headers=["", ""], tablefmt="pipe", disable_numparse=True))
     out += ["", "## Format census", ""]
     out.append(tabulate(sorted(doc["format_census"]["modules_by_format"].items()), headers=["format", "modules"],
                         tablefmt="pipe"))
@@ -73,9 +119,11 @@ def render(doc: dict) -> str:
             f"{n['over_limit']} import(s) longer than the {t['basic_name_limit']}-character limit of `__versions` "
             f"({n['over_limit_rust']} Rust)."]
     if n["longest"]:
-        out += ["", tabulate([[x["length"], f"`{x['name']}`", x["demangled"] if x["demangled"] != x["name"] else "",
-                               x["module"]] for x in n["longest"]],
-                             headers=["length", "name", "demangled", "module"], tablefmt="pipe")]
+        out += ["", tabulate([[x["length"], code(x["name"], True),
+                               text(x["demangled"]) if x["demangled"] != x["name"] else "", text(x["module"])]
+                              for x in n["longest"]],
+                             headers=["length", "name", "demangled", "module"], tablefmt="pipe",
+                             disable_numparse=[1, 2, 3])]
     g = doc["graph"]
     out += ["", "## Dependency graph", ""]
     out.append(tabulate([
@@ -86,21 +134,21 @@ def render(doc: dict) -> str:
                                                 f"({g['disagreements']['false_positive']})"],
     ], headers=["", ""], tablefmt="pipe"))
     if g["most_depended_on"]:
-        out += ["", "Most depended-on modules: " + ", ".join(f"{x['module']} ({x['dependents']})"
+        out += ["", "Most depended-on modules: " + ", ".join(f"{text(x['module'])} ({x['dependents']})"
                                                              for x in g["most_depended_on"])]
     for cyc in g["cycles"][:10]:
-        out.append(f"- cycle: {' -> '.join(cyc)}")
+        out.append(f"- cycle: {' -> '.join(text(m) for m in cyc)}")
     e = doc["exports"]
     out += ["", "## Exported symbols", "",
             f"{e['exported']} exports, {e['unused']} used by no module of the tree."]
     if e["top_exporters"]:
-        out.append("Top exporters by importing modules: " + ", ".join(f"{x['module']} ({x['importers']})"
+        out.append("Top exporters by importing modules: " + ", ".join(f"{text(x['module'])} ({x['importers']})"
                                                                       for x in e["top_exporters"]))
     f = doc["findings"]
     out += ["", "## Findings", ""]
     out.append(tabulate(sorted(f["by_code"].items()), headers=["code", "modules"], tablefmt="pipe")
                if f["by_code"] else "None.")
     out += ["", "## Unreadable modules", ""]
-    out += [f"- `{x['path']}`: {x['reason']}" for x in doc["unreadable"]] or ["None."]
+    out += [f"- {code(x['path'])}: {text(x['reason'])}" for x in doc["unreadable"]] or ["None."]
     out += ["", f"_Generated by kmodcompat {doc['generator']['version']}, schema {doc['schema_version']}._", ""]
     return "\n".join(out)
