@@ -89,7 +89,11 @@ def file_type(mode: int) -> str:
 def _refusal(path: str | os.PathLike[str], mode: int) -> InputFileError:
     if stat.S_ISDIR(mode):
         return InputFileError(path, errno.EISDIR, os.strerror(errno.EISDIR))
-    return InputFileError(path, errno.EINVAL, f"not a regular file ({file_type(mode)})")
+    try:
+        link = "symbolic link to a " if stat.S_ISLNK(os.lstat(path).st_mode) else ""
+    except OSError:
+        link = ""
+    return InputFileError(path, errno.EINVAL, f"not a regular file ({link}{file_type(mode)})")
 
 
 def _os_error(path: str | os.PathLike[str], e: OSError) -> InputFileError:

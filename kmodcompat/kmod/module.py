@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..files.bounded import MODULES_DEP, read_input
 from ..records import ModuleRecord, path_to_modname
 from .elf import KmodError
 from .profile import Kmod
@@ -51,11 +52,11 @@ def lookup_module(name: str, dirname: str) -> str | None:
     ``dirname/modules.dep`` ('-' and '_' equivalent), or None."""
     want = name.replace("-", "_")
     try:
-        with open(os.path.join(dirname, "modules.dep"), "rb") as f:
-            for line in f:
-                rel = line.split(b":", 1)[0].decode("utf-8", "surrogateescape")
-                if path_to_modname(rel) == want:
-                    return rel if rel.startswith("/") else os.path.join(dirname, rel)
+        data = read_input(os.path.join(dirname, "modules.dep"), MODULES_DEP)  # a FIFO is refused, not waited on
     except OSError:
-        pass
+        return None
+    for line in data.split(b"\n"):
+        rel = line.split(b":", 1)[0].decode("utf-8", "surrogateescape")
+        if path_to_modname(rel) == want:
+            return rel if rel.startswith("/") else os.path.join(dirname, rel)
     return None
