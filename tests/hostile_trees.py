@@ -178,7 +178,7 @@ def random_pattern(rng: random.Random) -> str:
     return "".join(rng.choice(_PATTERN_PARTS) for _ in range(rng.randint(1, 8))) or "*"
 
 
-def random_config(rng: random.Random, names: list[str]) -> bytes:
+def random_config(rng: random.Random, names: list[str], external: str = "/nonexistent") -> bytes:
     """A depmod.d file: search/override/external/exclude lines, odd patterns, wrapped lines, junk."""
     lines = []
     for _ in range(rng.randint(1, 8)):
@@ -189,7 +189,7 @@ def random_config(rng: random.Random, names: list[str]) -> bytes:
         elif kind == 1 and names:
             lines.append(f"override {rng.choice(names)} {random_pattern(rng)} {rng.choice(['extra', 'kernel', 'updates'])}")
         elif kind == 2:
-            lines.append(f"external {random_pattern(rng)} {rng.choice(['/nonexistent', 'extra', '/tmp'])}")
+            lines.append(f"external {random_pattern(rng)} {rng.choice(['/nonexistent', 'extra', external])}")
         elif kind == 3:
             lines.append("exclude " + rng.choice(["extra", "kernel", "sub", "build"]))
         elif kind == 4:
@@ -276,12 +276,15 @@ def random_tree(rng: random.Random, root: Path) -> RandomTree:
             (moddir / meta).mkdir()
     config = root / "depmod.d"
     config.mkdir()
+    external = root / "external"  # an 'external' directory outside the module directory
+    external.mkdir()
+    shutil.copy(FIXTURES / "exports-rel.ko", external / "outside.ko")
     names = [os.fsdecode(p).rsplit("/", 1)[-1].split(".", 1)[0] for p in relpaths]
     for i in range(rng.randint(0, 3)):
         r = rng.random()
         p = config / f"{i}-{rng.choice(['a', 'b', '.hidden', 'x'])}.conf"
         if r < 0.8:
-            p.write_bytes(random_config(rng, names))
+            p.write_bytes(random_config(rng, names, str(external)))
         elif r < 0.9:
             kind = rng.choice(("fifo", "zero", "dangling"))
             special(p, kind)
@@ -389,3 +392,140 @@ def gzip_bomb(size: int = 3 << 30) -> bytes:
     for _ in range(size // len(mib)):
         crc = zlib.crc32(mib, crc)
     return b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x02\xff" + body + struct.pack("<II", crc, size & 0xFFFFFFFF)
+
+
+# -- the fuzzing property over whole trees -----------------------------------------------------------
+
+def run_inprocess(argv: list[str]) -> tuple[int, bytes, bytes]:
+    """``kmodcompat ARGV`` in this process: (status, stdout bytes, stderr bytes)."""
+    import io
+
+    from kmodcompat.cli import main
+
+    old = sys.stdout, sys.stderr
+    out, err = io.BytesIO(), io.BytesIO()
+    wrappers = (io.TextIOWrapper(out, encoding="utf-8", write_through=True),
+                io.TextIOWrapper(err, encoding="utf-8", write_through=True))
+    sys.stdout, sys.stderr = wrappers
+    try:
+        try:
+            status = main(argv)
+        except SystemExit as e:
+            status = e.code if isinstance(e.code, int) else 2
+    finally:
+        sys.stdout, sys.stderr = old
+        for w in wrappers:
+            w.flush()
+            w.detach()  # the BytesIO stays open
+    return status, out.getvalue(), err.getvalue()
+
+
+@dataclass
+class Outcome:
+    """What one random tree did; ``problems`` is empty when the property held."""
+
+    seed: str
+    problems: list[str]
+    compared_with_real: bool = False
+    modules: int = 0
+    skipped: int = 0
+
+
+def _line_problems(what: str, data: bytes, own: bool) -> list[str]:
+    out = []
+    if b"Traceback" in data:
+        out.append(f"{what}: traceback: {data[-300:]!r}")
+    if own:  # kmodcompat's own text: no raw control character on any line
+        for line in data.splitlines():
+            if any(c < 0x20 and c != 0x09 or c == 0x7F for c in line):
+                out.append(f"{what}: raw control character in {line[:200]!r}")
+                break
+    return out
+
+
+def check_tree(seed: str, work: Path, real: dict[str, list[str] | None] | None = None, report: bool = False,
+               outputs: bool = False) -> Outcome:
+    """The property on random tree ``seed`` (built under ``work``, removed after).
+
+    * the survey (load_tree) completes; every diagnostic and skipped reason is one line;
+    * ``depmod -n`` exits 0 or 1 without a traceback, as each release of ``real`` (kmod id
+      -> real depmod's argv, or None: not run) or kmod 30; on a tree real depmod terminates
+      on, its stdout, stderr and status are the same byte for byte;
+    * ``validate`` exits 0 or 1; with ``report``, ``report`` exits 0, 1 or 2 and its
+      Markdown and HTML hold no raw control character and no non-UTF-8 byte;
+    * with ``outputs``, a report is written into an output directory with planted links
+      and files: nothing outside it changes.
+    """
+    from kmodcompat.depmod.tree import load_tree
+
+    rng = random.Random(seed)
+    root = work / "tree"
+    problems: list[str] = []
+    try:
+        t = random_tree(rng, root)
+        tree = load_tree(str(root), KVER, config=[str(t.config)], parse=False)
+        for path, why in tree.skipped:  # (depmod's own messages hold names raw, newlines included)
+            if "\n" in why or not why:
+                problems.append(f"skipped reason {why!r} for {path!r}")
+        args = ["-b", str(root), "-C", str(t.config), "-n", KVER]
+        compared = False
+        for version, argv in (real or {"kmod30": None}).items():
+            status, out, err = run_inprocess(["depmod", "--as", version, *args])
+            problems += _line_problems("depmod", err, own=False)
+            if status not in (0, 1):
+                problems.append(f"depmod exit {status}: {err[-300:]!r}")
+            if argv is not None and not t.has_blocking and not t.has_loop:
+                p = subprocess.run(argv + args, capture_output=True, timeout=60, env={**os.environ, "LC_ALL": "C"})
+                compared = True
+                if (p.returncode, p.stdout, p.stderr) != (status, out, err):
+                    problems.append(f"depmod differs from real {version}: status {status} vs {p.returncode}; "
+                                    f"stderr ours {err[:600]!r} real {p.stderr[:600]!r}; stdout same: "
+                                    f"{out == p.stdout}")
+        status, out, err = run_inprocess(["validate", str(t.moddir)])
+        problems += _line_problems("validate", out + err, own=True)
+        if status not in (0, 1):
+            problems.append(f"validate exit {status}")
+        if report or outputs:
+            dest = work / "out"
+            victim = work / "victim"
+            victim.write_bytes(b"precious")
+            if outputs:
+                _plant(rng, dest, victim)
+            status, out, err = run_inprocess(["report", "-b", str(root), KVER, "--out", str(dest), "--no-cache",
+                                              "-j", "1", "--fail-on", "none"])
+            problems += _line_problems("report", out + err, own=True)
+            last = err.splitlines()[-1] if err.strip() else b""
+            if status not in (0, 2) or (status == 2 and not last.endswith(b": no modules found")
+                                         and (err.count(b"\n") != 1 or not outputs)):
+                problems.append(f"report exit {status}: {err[-300:]!r}")
+            if victim.read_bytes() != b"precious":
+                problems.append("report wrote through a planted link")
+            for f in ("report.md", "report.html"):
+                p = dest / f
+                if status == 0 and p.is_file() and not p.is_symlink():
+                    data = p.read_bytes()
+                    problems += _line_problems(f, data.replace(b"\n", b""), own=True)
+                    try:
+                        data.decode("utf-8")
+                    except UnicodeDecodeError:
+                        problems.append(f"{f} is not UTF-8")
+        return Outcome(seed, problems, compared, len(tree.modules), len(tree.skipped))
+    finally:
+        remove_tree(work / "tree")
+        remove_tree(work / "out")
+
+
+def _plant(rng: random.Random, dest: Path, victim: Path) -> None:
+    """An output directory someone prepared: links to the victim, a directory where a file goes, ..."""
+    kind = rng.randrange(4)
+    if kind == 0:
+        dest.mkdir()
+        (dest / rng.choice(("report.html", "report.md", "report.json"))).symlink_to(victim)
+    elif kind == 1:
+        dest.mkdir()
+        (dest / "report.md").mkdir()  # cannot be replaced by a file: a one-line error
+    elif kind == 2:
+        dest.parent.joinpath("elsewhere").mkdir(exist_ok=True)
+        dest.symlink_to(dest.parent / "elsewhere")  # our own link: followed
+    else:
+        dest.write_bytes(b"a file")  # not a directory: a one-line error

@@ -108,6 +108,35 @@ def test_special_depmod_d_file_is_refused_not_waited_on(tmp_path, kind):
     assert dep.stdout.count(b".ko:") == 4
 
 
+def test_depmod_d_quirks_of_each_release(tmp_path):
+    """Found by bench/fuzz_trees.py: kmod 30 keeps a final backslash as the byte 0xff (freadline_wrapped()
+    stores getc()'s EOF; fixed in 34 by 7805c95) and does not check fstatat() on a .conf entry (a55c094)."""
+    moddir = small_tree(tmp_path)
+    (moddir / "extra").mkdir()
+    conf = _empty_config(tmp_path)
+    (conf / "0-dir.conf").mkdir()
+    (conf / "1-gone.conf").symlink_to("nowhere")  # v30: the stat buffer still says "directory"
+    (conf / "2-x.conf").write_bytes(b"exclude kernel\\")  # v30: excludes "kernel\xff", v34: "kernel"
+    (conf / "3-gone.conf").symlink_to("nowhere")  # v30, after a regular file: fails in cfg_file_parse()
+    (conf / "4-y.conf").write_bytes(b"search extra\n\\")  # v30: a last line "\xff", a bad line
+    v30 = [f"{conf}/4-y.conf:2: ignoring bad line starting with '\udcff'"]
+    last_dir = False  # v30's stat buffer: the last entry stat()ed in readdir order
+    for name in os.listdir(conf):
+        if name.endswith("gone.conf"):
+            v30.append(f"Directories inside directories are not supported: {conf}/{name}" if last_dir
+                       else f"file parse {conf}/{name}: No such file or directory")
+        else:
+            last_dir = name == "0-dir.conf"
+    for version, expect in (("kmod30", v30), ("kmod34", [f"Cannot stat directory entry: {conf}1-gone.conf",
+                                                         f"Cannot stat directory entry: {conf}3-gone.conf"])):
+        dep = _depmod(tmp_path, conf, version=version)
+        lines = dep.stderr.decode("utf-8", "surrogateescape").splitlines()
+        missing = [e for e in expect if f"depmod: ERROR: {e}" not in lines]
+        assert not missing, (version, missing, lines)
+        assert (b"kernel/basic.ko:" in dep.stdout) == (version == "kmod30")
+    _same_as_real(tmp_path, conf)
+
+
 def test_backtracking_kernel_pattern_is_linear(tmp_path):
     kver = "6.1-" + "a" * 40  # (a*)*b against it: 2**40 paths for a backtracking matcher (depmod wants "%u.%u")
     small_tree(tmp_path, kver)
@@ -213,6 +242,20 @@ def test_hostile_names_in_every_text_output(tmp_path):
         assert b"\x1b" not in out.stdout + out.stderr, argv
     out = run_bounded(["validate", "-v", str(moddir)])
     assert b"bad\\xff\\xfe.ko.xz: ok" in out.stdout and b"\x1b" not in out.stdout
+
+
+def test_json_keeps_non_utf8_names_recoverable(tmp_path):
+    """JSON holds a name's non-UTF-8 byte 0xNN as the code point U+DCNN (Python's surrogateescape, written
+    ``\\udcNN`` as json.dumps escapes it): json.loads() then os.fsencode() give the file's bytes back."""
+    moddir = _hostile_named_tree(tmp_path)
+    _, doc = _report(tmp_path, tmp_path / "out", statuses=(1,))
+    text = (tmp_path / "out" / "report.json").read_bytes()
+    assert text.isascii() and b"\\udcff\\udcfe" in text
+    paths = {os.fsencode(m["path"]) for m in doc["consumers"]["per_module"]}
+    assert b"kernel/bad\xff\xfe.ko.xz" in paths
+    out = _ok(run_bounded(["validate", "--format", "json", str(moddir)]), (1,))
+    assert os.fsencode(moddir / "kernel") + b"/bad\xff\xfe.ko.xz" in {
+        os.fsencode(m["path"]) for m in json.loads(out.stdout)["modules"]}
 
 
 def test_kmod_commands_keep_raw_names(tmp_path):

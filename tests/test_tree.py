@@ -187,3 +187,65 @@ def test_link_loops_dangling_links_and_unreadable_dirs_are_reported_not_hung(tmp
     assert "broken" in reasons[str(moddir / "kernel" / "gone.ko")]
     if os.geteuid() != 0:  # root reads a mode-0 directory anyway
         assert "cannot read" in reasons[str(locked)]
+
+
+def _c_loop_existing_wins(dirname, config, oldpath, newpath, modname):
+    """depmod_module_is_higher_priority() transcribed loop for loop from tools/depmod.c (the reference for
+    kmodcompat.depmod.tree._Priorities, which indexes the configuration instead of walking it per pair)."""
+    def starts(key, prefix):
+        return len(key) > len(prefix) and key[len(prefix)] == "/" and key.startswith(prefix)
+
+    cut = len(modname)
+    new_key = newpath[:newpath.rfind("/") + 1 + cut]
+    old_key = oldpath[:oldpath.rfind("/") + 1 + cut]
+    new_rel = new_key[len(dirname) + 1:] if newpath.startswith(dirname) else None
+    old_rel = old_key[len(dirname) + 1:] if oldpath.startswith(dirname) else None
+    for mod, subdir in config.overrides:
+        if new_rel == f"{subdir}/{mod}":
+            return False
+        if old_rel == f"{subdir}/{mod}":
+            return True
+    bprio = oldprio = newprio = -1
+    i = 0
+    for se in config.searches:
+        if se.kind == SEARCH_BUILTIN:
+            bprio = i
+        elif se.kind == "external":
+            for ext in config.externals:
+                if starts(new_key, ext):
+                    newprio = i
+                if starts(old_key, ext):
+                    oldprio = i
+                i += 1
+        elif new_rel is not None and starts(new_rel, se.path):
+            newprio = i
+        elif old_rel is not None and starts(old_rel, se.path):
+            oldprio = i
+        i += 1
+    newprio = bprio if newprio < 0 else newprio
+    oldprio = bprio if oldprio < 0 else oldprio
+    return newprio <= oldprio
+
+
+def test_indexed_priorities_agree_with_the_c_loop():
+    import random
+
+    from kmodcompat.depmod.config import DepmodConfig
+    from kmodcompat.depmod.tree import _Found, _Priorities
+
+    rng = random.Random(3)
+    dn = "/r/lib/modules/6.1"
+    dirs = ["kernel", "updates", "extra", "kernel/sub", "updates/x", "extra/a/b", "weird"]
+    exts = ["/opt/ext", "/opt/ext/sub", dn + "/extra", "/other", "/opt/ext/"]
+    for _ in range(2000):
+        searches = [SearchEntry("built-in") if r < 0.15 else SearchEntry("external") if r < 0.3
+                    else SearchEntry("path", rng.choice(dirs)) for r in (rng.random() for _ in range(rng.randint(1, 6)))]
+        cfg = DepmodConfig(tuple(searches), tuple((rng.choice(["m", "x"]), rng.choice(dirs))
+                                                  for _ in range(rng.randint(0, 3))),
+                           tuple(rng.choices(exts, k=rng.randint(0, 3))), ())
+        prio = _Priorities(dn, cfg)
+        for _ in range(5):
+            a, b = (f"{dn}/{rng.choice(dirs)}/m{rng.choice(['.ko', '.ko.xz'])}" if rng.random() < 0.7
+                    else f"{rng.choice(exts)}/m.ko" for _ in range(2))
+            found = _Found("m", a, None, a[len(dn) + 1:] if a.startswith(dn) else None)
+            assert prio.existing_wins(found, b, "m") == _c_loop_existing_wins(dn, cfg, a, b, "m"), (cfg, a, b)

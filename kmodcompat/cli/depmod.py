@@ -90,13 +90,13 @@ def tree_from_args(args):
     real_kver = os.path.basename(args.moddir.rstrip("/")) if args.moddir else kver
     conf = getattr(args, "config", None)
     if conf:
-        config = load_config(conf, real_kver)
+        config = load_config(conf, real_kver, kmod)
     elif getattr(args, "host_config", False) or (not args.basedir and not args.moddir):
-        config = load_config(config_paths(kmod), real_kver)
+        config = load_config(config_paths(kmod), real_kver, kmod)
     elif args.moddir:
-        config = load_config([], real_kver)
+        config = load_config([], real_kver, kmod)
     else:
-        config = load_config(config_paths(kmod, args.basedir), real_kver)
+        config = load_config(config_paths(kmod, args.basedir), real_kver, kmod)
     return load_tree(base, kver_arg, config=config, jobs=args.jobs, progress=stderr_progress("loading"), kmod=kmod)
 
 

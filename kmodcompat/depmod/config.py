@@ -87,11 +87,12 @@ def config_paths(kmod: Kmod, basedir: str = "") -> list[str]:
 _WRAPPED_TOKENS = re.compile(rb"[^\\\n]+|\\\n|\\.|\\|\n", re.DOTALL)
 
 
-def read_wrapped_lines(data: bytes) -> list[tuple[bytes, int]]:
+def read_wrapped_lines(data: bytes, eof_backslash: bytes = b"") -> list[tuple[bytes, int]]:
     """Split like ``freadline_wrapped()`` (shared/util.c): (logical line, physical line number of its end).
 
     A backslash before a newline joins the lines; a backslash before any other
-    character is dropped and the character kept; a backslash at EOF is dropped.
+    character is dropped and the character kept; a backslash at EOF becomes
+    ``eof_backslash`` (kmod 30 stores getc()'s EOF there: b"\\xff"; kmod 34 drops it).
     Runs of ordinary bytes are taken whole: linear in ``data``.
     """
     out: list[tuple[bytes, int]] = []
@@ -111,6 +112,8 @@ def read_wrapped_lines(data: bytes) -> list[tuple[bytes, int]]:
             pending += 1
         elif len(tok) == 2:
             buf.append(tok[1:])
+        else:  # a backslash that ends the file
+            buf.append(eof_backslash)
     if buf and any(buf):
         linenum += pending + 1
         out.append((b"".join(buf), linenum))
@@ -155,9 +158,10 @@ class _KernelMatcher:
         return matched
 
 
-def _list_files(paths: Sequence[str], diags: list[Diagnostic]) -> list[str]:
+def _list_files(paths: Sequence[str], diags: list[Diagnostic], stat_checked: bool = True) -> list[str]:
     """``cfg_files_list()`` for every path, merged and sorted by file name (``cfg_files_insert_sorted()``)."""
     by_name: dict[bytes, str] = {}
+    last_was_dir = False  # kmod 30: what the stat buffer of a failed fstatat() still holds (see below)
     for path in paths:
         try:
             isdir = os.path.isdir(path)
@@ -183,10 +187,17 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic]) -> list[str]:
                 isdir = ent.is_dir()  # cfg_files_filter_out(): fstatat(), following links
                 if not isdir:
                     ent.stat()
+                last_was_dir = isdir
             except OSError:
-                # "%s%s": depmod joins the directory and the name without a '/'.
-                diags.append(diag(ERROR, "config-entry-unreadable", f"Cannot stat directory entry: {path}{name}"))
-                continue
+                if stat_checked:
+                    # "%s%s": depmod joins the directory and the name without a '/'.
+                    diags.append(diag(ERROR, "config-entry-unreadable",
+                                      f"Cannot stat directory entry: {path}{name}"))
+                    continue
+                # v30 reads the uninitialised stat buffer, which in Debian's build still holds the
+                # last successful fstatat() of this function (observed: a dangling .conf after a
+                # .conf directory is "Directories inside directories", else cfg_file_parse() fails).
+                isdir = last_was_dir
             if isdir:
                 diags.append(diag(ERROR, "config-subdirectory",
                                   f"Directories inside directories are not supported: {path}/{name}"))
@@ -195,10 +206,11 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic]) -> list[str]:
     return [by_name[k] for k in sorted(by_name)]
 
 
-def load_config(paths: Sequence[str], kver: str) -> DepmodConfig:
-    """Read depmod.d files from ``paths`` (directories or files) as ``cfg_load()`` does."""
+def load_config(paths: Sequence[str], kver: str, kmod: Kmod | None = None) -> DepmodConfig:
+    """Read depmod.d files from ``paths`` (directories or files) as ``cfg_load()`` does (of ``kmod``'s
+    release; None: the current one)."""
     diags: list[Diagnostic] = []
-    files = _list_files(paths, diags)
+    files = _list_files(paths, diags, kmod is None or kmod.config_entry_stat_checked)
     # Entries in the order written; depmod prepends each to its list, so they are reversed at the end.
     searches: list[SearchEntry] = []
     overrides: list[tuple[str, str]] = []
@@ -212,7 +224,7 @@ def load_config(paths: Sequence[str], kver: str) -> DepmodConfig:
         except InputFileError as e:
             diags.append(diag(ERROR, "config-unreadable", f"file parse {fname}: {e.strerror}"))
             continue
-        for raw_line, linenum in read_wrapped_lines(data):
+        for raw_line, linenum in read_wrapped_lines(data, kmod.wrapped_eof_backslash if kmod else b""):
             nul = raw_line.find(b"\0")
             if nul >= 0:
                 raw_line = raw_line[:nul]  # the line is a C string from here on

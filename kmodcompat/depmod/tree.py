@@ -178,8 +178,9 @@ class _Search:
             fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except OSError as e:
             why = os.strerror(e.errno or 0)
-            if fatal or e.errno != errno.ENOENT:
-                self.diags.append(diag(ERROR, "directory-unreadable", f"could not open directory {path}: {why}"))
+            # Printed for a missing 'external' directory too: depmod_modules_search() ignores
+            # the -ENOENT only after depmod_modules_search_path() has said so.
+            self.diags.append(diag(ERROR, "directory-unreadable", f"could not open directory {path}: {why}"))
             if fatal:
                 self.failed = why
                 self.diags.append(diag(FATAL, "search-failed", f"could not search modules: {why}"))
@@ -487,9 +488,9 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
         root = make_absolute(basedir) if basedir else ""
         dirname = f"{root}/lib/modules/{kver}"
     if config is None:
-        config = load_config(config_paths(kmod, basedir if basedir else ""), kver)
+        config = load_config(config_paths(kmod, basedir if basedir else ""), kver, kmod)
     elif not isinstance(config, DepmodConfig):
-        config = load_config(list(config), kver)
+        config = load_config(list(config), kver, kmod)
     diags: list[Diagnostic] = list(config.diagnostics)
     search = _Search(dirname, config, kmod.module_suffixes)
     search.run()

@@ -47,6 +47,13 @@ class Kmod:
     #: kmod PR #270 (unmerged): kmod_elf_get_modversions() reads the extended tables when both exist,
     #: in preference to __versions, and kmod_elf_get_dependency_symbols() goes through it.
     reads_extended: bool = False
+    #: cfg_files_filter_out() checks fstatat()'s result (v34, a55c094): a .conf entry that
+    #: cannot be stat()ed is "Cannot stat directory entry"; v30 goes on with whatever the
+    #: stat buffer held and fails later, in cfg_file_parse().
+    config_entry_stat_checked: bool = True
+    #: What freadline_wrapped() (shared/util.c) keeps of a backslash that ends the file: nothing
+    #: (v34, 7805c95), or getc()'s EOF stored as the byte 0xff (v30), which becomes part of the line.
+    wrapped_eof_backslash: bytes = b""
 
 
 #: kmod 30 (Debian 12 bookworm: 30+20221128-1).
@@ -64,6 +71,8 @@ KMOD30 = Kmod(
     writes_weakdep=False,  # modules.weakdep is v33+
     depmod_config_dirs=("/etc/depmod.d", "/run/depmod.d", "/usr/local/lib/depmod.d", "/lib/depmod.d"),
     modules_order_first_wins=False,  # depmod_modules_sort(): sort_idx = idx - total, overwritten per line
+    config_entry_stat_checked=False,  # fstatat()'s result unchecked until v34 (a55c094)
+    wrapped_eof_backslash=b"\xff",  # a final backslash stores EOF as a byte until v34 (7805c95)
 )
 
 #: kmod 33 to 34.2 (Debian 13 trixie: 34.2-2). libkmod-elf.c is the same blob in 34, 34.1 and 34.2.
