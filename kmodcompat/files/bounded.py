@@ -120,7 +120,7 @@ def read_input(path: str | os.PathLike[str], kind: InputKind, *, gzip: bool = Fa
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):  # swapped for something else since the stat()
                 raise _refusal(path, st.st_mode)
-            data = _read_up_to(fd, min(st.st_size, kind.limit) + 1, kind.limit + 1)
+            data = read_up_to(fd, min(st.st_size, kind.limit) + 1, kind.limit + 1)
         finally:
             os.close(fd)
     except InputFileError:
@@ -132,8 +132,9 @@ def read_input(path: str | os.PathLike[str], kind: InputKind, *, gzip: bool = Fa
     return _gunzip(path, data, kind) if gzip else data
 
 
-def _read_up_to(fd: int, first: int, limit: int) -> bytes:
-    """The bytes of ``fd`` up to its end or ``limit``; ``first`` asked for first (the file's size + 1)."""
+def read_up_to(fd: int, first: int, limit: int) -> bytes:
+    """The bytes of ``fd`` up to its end or to ``limit`` bytes; ``first`` bytes asked for first (a regular
+    file's size + 1: read(n) allocates n bytes up front), then chunks."""
     parts = []
     size = 0
     want = min(first, limit)

@@ -17,6 +17,7 @@ import zlib
 from typing import NamedTuple
 
 from ..errors import ModuleReadError
+from .bounded import read_up_to
 
 # Magic bytes as in kmod's libkmod-file.c (v34.2) file_types[].
 _MAGICS: tuple[tuple[bytes, str], ...] = (
@@ -69,7 +70,7 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
                 raise ModuleReadError(path, "not a regular file", "unreadable", errno.EINVAL)
             # read(n) allocates n bytes up front: ask a regular file for its size (one byte more
             # shows it growing), anything else for a chunk, never for max_size + 1.
-            raw = _read_up_to(fd, min(st.st_size, max_size) + 1 if stat.S_ISREG(st.st_mode) else _CHUNK,
+            raw = read_up_to(fd, min(st.st_size, max_size) + 1 if stat.S_ISREG(st.st_mode) else _CHUNK,
                               max_size + 1)
         finally:
             os.close(fd)
@@ -109,21 +110,6 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
         raise ModuleReadError(path, f"corrupt {compression} stream: {why}", "decompress-failed",
                               errno.EINVAL, detail, compression) from None
     return Opened(data, compression, tuple(notes))
-
-
-def _read_up_to(fd: int, first: int, limit: int) -> bytes:
-    """The bytes of ``fd`` up to its end or to ``limit`` bytes; ``first`` bytes asked for first, then chunks."""
-    parts = []
-    size = 0
-    want = min(first, limit)
-    while want:
-        part = os.read(fd, want)
-        if not part:
-            break
-        parts.append(part)
-        size += len(part)
-        want = min(_CHUNK, limit - size)
-    return b"".join(parts)
 
 
 class _DecompressLimit(Exception):
