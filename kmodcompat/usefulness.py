@@ -52,8 +52,11 @@ class CrcUsefulness:
 
     @property
     def real_checks(self) -> int:
-        """Versioned imports whose CRC can catch more than a renamed symbol."""
-        return self.versioned_basic + self.versioned_ext_only - self.placeholder_on_functions
+        """Versioned imports whose CRC can catch more than a renamed symbol: placeholders on functions
+        check only the name, and placeholders of unknown kind are not counted as checks either (an
+        unknown is not a finding)."""
+        return (self.versioned_basic + self.versioned_ext_only - self.placeholder_on_functions
+                - self.placeholder_unknown_kind)
 
     def as_dict(self) -> dict:
         d = asdict(self)

@@ -157,6 +157,12 @@ def run(args) -> int:
         if item["code"] != "skipped":
             print(f"kmodcompat: {shown(item['path'])}: {shown(item['reason'])}", file=sys.stderr)
     broken = evaluate(policy, doc)
+    # The answer first, on stderr too: the verdict, what does not apply, the three costliest risks.
+    s = doc["summary"]
+    for line in [s["verdict"], *s["not_applicable"], *(r["text"] for r in s["risks"][:3])]:
+        print(f"kmodcompat: {shown(line)}", file=sys.stderr)
+    if len(s["risks"]) > 3:
+        print(f"kmodcompat: ... and {len(s['risks']) - 3} more risk(s) in the report", file=sys.stderr)
     print(f"kmodcompat: report for {shown(tree.kver)} ({doc['counts']['modules']} modules) in {shown(out)}/report.html"
           + (f"; breaks: {shown('; '.join(broken))}" if broken else ""), file=sys.stderr)
     return 1 if broken else 0

@@ -24,14 +24,13 @@ from ..records import raw
 from ..rust import demangle, is_rust
 from ..depmod.tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
+from .summary import headlines, summary
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, views_started
 
 if TYPE_CHECKING:
     from ..graph import TreeGraph
 
 SCHEMA_VERSION = 1
-#: Consumers named in headlines and policies by default.
-HEADLINE_CONSUMERS = ("kmod34", "kernel-6.13", "kernel-6.14")
 
 
 def schema() -> dict:
@@ -82,10 +81,12 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
             + [{"path": path, "reason": reason, "code": "skipped"} for path, reason in tree.skipped],
         }
         views = views_result()
-    doc["consumers"] = _consumers(views, tree)
+    doc["consumers"] = _consumers(views, tree, {path: r.modversions_format for path, r in mods})
     doc["simulation"] = _simulation(views)
+    doc["summary"] = summary(doc)
     doc["headlines"] = headlines(doc)
-    return doc
+    # The answer first: the summary right after the document's identity.
+    return {k: doc[k] for k in ("schema_version", "generator", "summary")} | doc
 
 
 def _identity(tree, records, census: dict[str, int], symvers, system_map, notes) -> dict:
@@ -165,13 +166,13 @@ def summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
     return entry
 
 
-def _consumers(views: ViewsResult, tree) -> dict:
+def _consumers(views: ViewsResult, tree, formats: dict[str, str]) -> dict:
     totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
     per_module = []
     for m in views.modules:
         summary = m.by_format.get(AS_IS)
         if isinstance(summary, dict):
-            per_module.append({"path": _rel(m.path, tree), **summary})
+            per_module.append({"path": _rel(m.path, tree), "format": formats.get(m.path, "?"), **summary})
     return {"exporter_crcs": "tree" if views.tree_crcs else "module's own", "totals": totals,
             "per_module": per_module}
 
@@ -286,63 +287,3 @@ def _findings(tree) -> dict:
 
 def _rel(path: str, tree) -> str:
     return os.path.relpath(path, tree.dirname) if path.startswith(tree.dirname + "/") else path
-
-
-def headlines(doc: dict) -> list[str]:
-    """The top findings, in plain words, most important first."""
-    out = []
-    c = doc["counts"]
-    if c["unreadable"]:
-        out.append(f"{c['unreadable']} module(s) could not be read; they are listed under 'Unreadable modules'.")
-    skipped = sum(1 for x in doc["unreadable"] if x["code"] == "skipped")
-    if skipped:
-        out.append(f"{skipped} path(s) of the tree were skipped (special files, links that lead nowhere or back up "
-                   "the tree, directories that cannot be opened); they are listed under 'Unreadable modules'.")
-    k = doc["consumers"]["totals"].get("kmod34")
-    if k and (k["lost"] or k["false_messages"]):
-        out.append(f"As built, kmod 34.2 loses {k['lost']} import version(s) in {k['modules_losing']} module(s) "
-                   f"and depmod -e -E prints {k['false_messages']} false 'disagrees' warning(s) in "
-                   f"{k['modules_false']} module(s).")
-    if doc["tree"]["kernel_modversions"] is False:
-        out.append("The tree's kernel is built without MODVERSIONS (no 'modversions' in vermagic): it checks no "
-                   "symbol CRC at all; the kernel figures below are for a MODVERSIONS kernel.")
-    for cid in ("kernel-6.13", "kernel-6.14"):
-        t = doc["consumers"]["totals"].get(cid)
-        if t and t["verdicts"].get("refuses"):
-            mv = "MODVERSIONS " if doc["tree"]["kernel_modversions"] is False else ""
-            out.append(f"A {mv}{cid[7:]} kernel would refuse {t['verdicts']['refuses']} module(s) as built.")
-    sim = doc["simulation"]
-    for fmt in ("ext-only", "basic+ext"):
-        t = sim.get(fmt, {}).get("kmod34")
-        if t and (t["lost"] or t["false_messages"]):
-            out.append(f"Built with {fmt} versions, kmod 34.2 would lose {t['lost']} import version(s) in "
-                       f"{t['modules_losing']} module(s) and depmod -e -E would print {t['false_messages']} "
-                       f"false warning(s).")
-    t613 = sim.get("ext-only", {}).get("kernel-6.13")
-    if t613 and t613["verdicts"].get("refuses"):
-        out.append(f"Built extended-only, {t613['verdicts']['refuses']} module(s) would be refused by a pre-6.14 "
-                   "kernel (seen as unversioned).")
-    n = doc["name_lengths"]
-    if n["over_limit"]:
-        out.append(f"{n['over_limit']} import(s) have names longer than the {doc['tree']['basic_name_limit']}-"
-                   f"character __versions limit ({n['over_limit_rust']} of them Rust): only the extended tables "
-                   "can version them.")
-    u = doc["crc_usefulness"]
-    if u["imports"]:
-        share = 100.0 * (u["versioned_basic"] + u["versioned_ext_only"]) / u["imports"]
-        unknown = u["placeholder_unknown_kind"]
-        out.append(f"{share:.1f}% of {u['imports']} imports carry a CRC ({u['versioned_ext_only']} only in the "
-                   f"extended tables); {u['placeholder_int']} carry the placeholder CRC of 'int NAME': "
-                   f"{u['placeholder_on_functions']} on functions (checks only the name)"
-                   + (f", {unknown} of unknown kind (no usable System.map for the kernel's symbols)" if unknown
-                      else "") + ".")
-    g = doc["graph"]
-    if g["cycles"]:
-        out.append(f"{len(g['cycles'])} dependency cycle(s): depmod reports them and modprobe cannot load them.")
-    strong = [x for x in g["unresolved"] if not x["weak"]]
-    if strong:
-        out.append(f"{len(strong)} import(s) resolve to no exporter in the tree or the kernel.")
-    if doc["findings"]["by_code"]:
-        worst = ", ".join(f"{k} ({v})" for k, v in list(doc["findings"]["by_code"].items())[:5])
-        out.append(f"Malformed or noteworthy tables: {worst}.")
-    return out

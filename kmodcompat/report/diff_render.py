@@ -175,8 +175,12 @@ def _export_table(changes: list[dict], limit: int | None) -> Block:
     return _table(["export", "change", "old", "new", "importers", "failing now"], rows)
 
 
-def blocks(doc: dict, details: bool = False) -> list[Block]:
-    """The outline every rendering follows."""
+#: Where the rows a shortened table leaves out are, for the diff command (the report says its own).
+CLI_HINT = "--modules or --format json for all"
+
+
+def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[Block]:
+    """The outline every rendering follows; ``more_hint`` says where the rows left out are."""
     limit = None if details else LIST_LIMIT
     tlimit = None if details else TABLE_LIMIT
     old, new = doc["old"], doc["new"]
@@ -191,7 +195,7 @@ def blocks(doc: dict, details: bool = False) -> list[Block]:
             ["kernel exports from", old["symvers"] or old["system_map"] or "none found",
              new["symvers"] or new["system_map"] or "none found"]]))
         out += [_p(f"Note: {n}") for n in doc["notes"]]
-        out += _tree_blocks(doc, limit, tlimit)
+        out += _tree_blocks(doc, limit, tlimit, more_hint)
         if details:
             out.append(_h("Every changed module"))
             for m in doc["modules"]["changed"]:
@@ -205,7 +209,7 @@ def blocks(doc: dict, details: bool = False) -> list[Block]:
     return out
 
 
-def _tree_blocks(doc: dict, limit: int | None, tlimit: int | None) -> list[Block]:
+def _tree_blocks(doc: dict, limit: int | None, tlimit: int | None, more_hint: str) -> list[Block]:
     out: list[Block] = []
     mods = doc["modules"]
     out.append(_h("Modules"))
@@ -227,10 +231,10 @@ def _tree_blocks(doc: dict, limit: int | None, tlimit: int | None) -> list[Block
              "; ".join(f"{d['text']} ({d['count']})" for d in p["details"][:3])
              + (f"; {p['distinct'] - 3} more forms" if p["distinct"] > 3 else "")] for p in rows]))
         if more:
-            out.append(_p(f"... and {more} more patterns (--modules or --format json for all)."))
+            out.append(_p(f"... and {more} more patterns ({more_hint})."))
     k = doc["kabi"]
     if k is not None:
-        out += _kabi_blocks(k, limit, tlimit)
+        out += _kabi_blocks(k, limit, tlimit, more_hint)
     d = doc["dependencies"]
     if d is not None:
         out.append(_h("Dependencies"))
@@ -254,7 +258,7 @@ def _tree_blocks(doc: dict, limit: int | None, tlimit: int | None) -> list[Block
     return out
 
 
-def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None) -> list[Block]:
+def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None, more_hint: str) -> list[Block]:
     out = [_h("kABI: exports")]
     changes = k["changes"]
     kinds = {"added": 0, "removed": 0, "changed": 0}
@@ -295,7 +299,7 @@ def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None) -> list[Block]:
         rows, more = _cut(bad, tlimit)
         out.append(_export_table(rows, limit))
         if more:
-            out.append(_p(f"... and {more} more (--modules or --format json for all)."))
+            out.append(_p(f"... and {more} more ({more_hint})."))
     return out
 
 
@@ -329,11 +333,12 @@ def _md_cell(v) -> str:
     return _cell(v).replace("|", "\\|").replace("\n", " ")
 
 
-def markdown(doc: dict, details: bool = False) -> str:
+def markdown(doc: dict, details: bool = False, heading_offset: int = 0, more_hint: str = CLI_HINT) -> str:
+    """The diff as Markdown; ``heading_offset`` 1 when it is a section of the report."""
     out: list[str] = []
-    for b in blocks(doc, details):
+    for b in blocks(doc, details, more_hint):
         if b.kind == "h":
-            out += ["#" * b.level + " " + b.text, ""]
+            out += ["#" * min(6, b.level + heading_offset) + " " + b.text, ""]
         elif b.kind == "p":
             out += [f"**{b.text}**" if b.bad else b.text, ""]
         elif b.kind == "table":
@@ -344,11 +349,12 @@ def markdown(doc: dict, details: bool = False) -> str:
     return "\n".join(out).rstrip("\n") + "\n"
 
 
-def html_fragment(doc: dict, details: bool = False, heading_offset: int = 1) -> str:
+def html_fragment(doc: dict, details: bool = False, heading_offset: int = 1, more_hint: str = CLI_HINT) -> str:
     """A ``<section id="diff">`` for the report page: headings start at ``<h2>`` (``heading_offset`` 1)."""
-    # Symbol names run to 100+ characters (Rust): let cells wrap anywhere rather than widen the page.
-    out = ['<section id="diff" class="kmodcompat-diff">', "<style>#diff td{overflow-wrap:anywhere}</style>"]
-    for b in blocks(doc, details):
+    # Symbol names run to 100+ characters (Rust): a table scrolls inside its own box (class "scroll"),
+    # words are never broken and the page never widens.
+    out = ['<section id="diff" class="kmodcompat-diff">']
+    for b in blocks(doc, details, more_hint):
         if b.kind == "h":
             lvl = min(6, b.level + heading_offset)
             out.append(f"<h{lvl}>{escape(b.text)}</h{lvl}>")
@@ -360,7 +366,7 @@ def html_fragment(doc: dict, details: bool = False, heading_offset: int = 1) -> 
             body = "".join("<tr>" + "".join(
                 f'<td class="num">{c}</td>' if isinstance(c, int) else f"<td>{escape(_cell(c))}</td>" for c in r)
                 + "</tr>" for r in b.rows)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>')
         else:
             out.append("<ul>" + "".join(f"<li>{escape(i)}</li>" for i in b.items) + "</ul>")
     out.append("</section>")
@@ -372,6 +378,7 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:1200px;color:
 h2{margin-top:2em;border-bottom:1px solid #d8dee8;padding-bottom:.2em}
 table{border-collapse:collapse;margin:.6em 0}th,td{border:1px solid #d8dee8;padding:.25em .55em;text-align:left}
 th{background:#f1f4f9}td.num{text-align:right}.small{color:#5b6575;font-size:.9em}
+.scroll{overflow-x:auto;max-width:100%}*{box-sizing:border-box}
 .headline{background:#fff7e6;border-left:4px solid #e0a100;padding:.4em .8em;margin:.3em 0}
 .bad{color:#b42318}
 """

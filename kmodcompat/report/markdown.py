@@ -74,11 +74,16 @@ CONSUMER_HEADERS = ["consumer", "verdicts (modules)", "lost imports (modules)", 
 
 
 def render(doc: dict) -> str:
-    t, c = doc["tree"], doc["counts"]
-    out = [f"# kmodcompat report: {text(t['kernel_release'])} ({t['arch']}, ELF{t['elfclass']} {t['endian']}-endian)",
-           ""]
+    t, c, s = doc["tree"], doc["counts"], doc["summary"]
+    k = s["key_figures"]
+    # The answer first: the first line says what the tree as built costs its users.
+    out = [f"# {text(t['kernel_release'])}: {text(s['short'])}", "", f"**{text(s['verdict'])}**", "",
+           f"kmodcompat report of {code(t['path'])} ({t['arch']}, ELF{t['elfclass']} {t['endian']}-endian): "
+           f"{k['modules']:,} modules, {k['imports']:,} imports, {k['import_versions']:,} import versions, "
+           f"MODVERSIONS flavour {t['modversions']}.", ""]
     out += ["## Top findings", ""]
-    out += [f"- {h}" for h in doc["headlines"]] or ["- Nothing any consumer would trip over."]
+    out += [f"- {text(h)}" for h in doc["headlines"][1:]] or ["- Nothing else to report."]
+    out += ["", f"_{text(s['units'])}_"]
     out += ["", "## Tree", ""]
     out.append(tabulate([
         ["module directory", text(t["path"])], ["kernel release", text(t["kernel_release"])],
@@ -144,6 +149,10 @@ def render(doc: dict) -> str:
     if e["top_exporters"]:
         out.append("Top exporters by importing modules: " + ", ".join(f"{text(x['module'])} ({x['importers']})"
                                                                       for x in e["top_exporters"]))
+    if doc.get("diff"):  # a report built with --diff-against: the diff's own outline, one level down
+        from .diff_render import markdown as diff_markdown
+
+        out += ["", diff_markdown(doc["diff"], heading_offset=1, more_hint="report.json has all").rstrip("\n")]
     f = doc["findings"]
     out += ["", "## Findings", ""]
     out.append(tabulate(sorted(f["by_code"].items()), headers=["code", "modules"], tablefmt="pipe")

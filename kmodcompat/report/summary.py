@@ -1,0 +1,277 @@
+"""The answer first: the report's ``summary`` (one verdict for the tree as built, the risks ranked by
+what they cost a user of this tree) and its headlines, computed once from the report dict.
+
+Who matters for a tree (:func:`audience`): the kmod of the tree's own
+distribution release and of the one before (a new kernel is installed while
+the old release's kmod still runs ``depmod``: Debian's linux-image postinst
+calls the installed ``depmod``), the kernel the modules are for, and the
+weak-modules gate of its distribution family (Red Hat's ``weak-modules`` for
+``.elN`` kernels, SUSE's ``weak-modules2`` for theirs). Every other consumer
+model is "other"; module-init-tools 3.16 (2011, no ``.ko.xz``/``.ko.zst``) is
+"legacy" and comes last, so it never drowns what matters.
+
+What the renderers show first comes from here; Markdown, HTML and the CLI's
+stderr line read ``doc["summary"]`` and ``doc["headlines"]``, never recompute.
+"""
+
+from __future__ import annotations
+
+import re
+
+#: Verdicts that cost the user something (a module lost, misread, refused, warned about falsely).
+BAD_VERDICTS = ("unreadable", "refuses", "false-mismatch", "partial", "incompatible", "loads-tainted",
+                "loads-unchecked")
+#: Worst first: the colour of a matrix cell is its worst verdict's.
+SEVERITY = {"unreadable": 3, "refuses": 3, "false-mismatch": 3, "incompatible": 2, "partial": 2,
+            "loads-tainted": 2, "loads-unchecked": 1}
+#: Formats a tree could really be rebuilt in: CONFIG_MODVERSIONS off, and Linux 6.14's
+#: CONFIG_EXTENDED_MODVERSIONS with and without CONFIG_BASIC_MODVERSIONS (scripts/Makefile.modpost).
+PLAUSIBLE_FORMATS = ("ext-only", "basic+ext")
+#: The tree's MODVERSIONS flavour (report "tree.modversions") → the simulated format it already is.
+_FLAVOUR_FORMAT = {"basic": "basic", "basic+extended": "basic+ext", "extended-only": "ext-only", "none": "none"}
+#: Short consumer names for one-line headlines (the tables carry the full titles).
+SHORT_TITLES = {"kmod30": "kmod 30", "kmod34": "kmod 34.2", "kmod-pr270": "kmod + PR #270", "busybox": "busybox",
+                "mit": "module-init-tools 3.16", "kernel-6.13": "kernel ≤ 6.13",
+                "kernel-6.13+force": "kernel ≤ 6.13 (FORCE_LOAD)", "kernel-6.14": "kernel ≥ 6.14",
+                "kernel-6.14+force": "kernel ≥ 6.14 (FORCE_LOAD)", "weak-modules": "weak-modules (Red Hat)",
+                "weak-modules2": "weak-modules2 (SUSE)"}
+HYPOTHETICAL = {"ext-only": "if built extended-only", "basic+ext": "if built basic + extended",
+                "none": "if built without MODVERSIONS", "basic": "if built basic only",
+                "varlen": "if built variable-length (rejected 2023)"}
+KERNEL_CONSUMERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force")
+CRC_GATES = ("weak-modules", "weak-modules2")
+LEGACY = ("mit",)
+#: Debian release → the kmod model its kmod package follows (bookworm 30, trixie 34.2, forky/sid 34).
+_DEBIAN_KMOD = {11: None, 12: "kmod30", 13: "kmod34", 14: "kmod34"}
+#: Debian's kernel series per release, for ABI names without "+debN" (6.1.0-57-amd64 is bookworm's).
+_DEBIAN_SERIES = {(4, 19): 10, (5, 10): 11, (6, 1): 12, (6, 12): 13}
+
+UNITS = ("Units: an import is an undefined symbol of a module; an import version is a CRC entry it records: "
+         "one per versioned import, plus module_layout where the tree has it.")
+
+
+def _kernel_series(kver: str) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", kver or "")
+    return (int(m[1]), int(m[2])) if m else None
+
+
+def distribution(kver: str) -> tuple[str | None, int | None]:
+    """(family, release) a kernel release string names: ("debian", 13) for 6.12.117+deb13-amd64."""
+    kver = kver or ""
+    m = re.search(r"\+deb(\d+)", kver)
+    if m:
+        return "debian", int(m[1])
+    if re.match(r"\d+\.\d+\.\d+-\d+-[a-z0-9]", kver):  # Debian's ABI names before +debN: 6.1.0-57-amd64
+        return "debian", _DEBIAN_SERIES.get(_kernel_series(kver))
+    if re.search(r"\.el\d+", kver):
+        return "redhat", None
+    if re.search(r"-(default|azure|kvmsmall|rt|64kb)$", kver) and re.match(r"\d+\.\d+\.\d+-\d+", kver):
+        return "suse", None
+    return None, None
+
+
+def audience(doc: dict) -> dict[str, str]:
+    """Consumer id → "tree" (matters for this tree), "other" or "legacy"."""
+    consumers = list(doc["consumers"]["totals"])
+    kver = doc["tree"]["kernel_release"]
+    family, release = distribution(kver)
+    mine: set[str] = set()
+    if family == "debian" and release is not None:
+        mine |= {k for k in (_DEBIAN_KMOD.get(release), _DEBIAN_KMOD.get(release - 1)) if k}
+    else:  # no known distribution: the current kmod release and the one before
+        mine |= {"kmod34", "kmod30"}
+    series = _kernel_series(kver)
+    if series is not None:
+        mine.add("kernel-6.14" if series >= (6, 14) else "kernel-6.13")
+    if family == "redhat":
+        mine.add("weak-modules")
+    elif family == "suse":
+        mine.add("weak-modules2")
+    return {c: "tree" if c in mine else "legacy" if c in LEGACY else "other" for c in consumers}
+
+
+def not_applicable(doc: dict) -> dict[str, str]:
+    """Consumer id → why its CRC verdicts do not apply to this tree."""
+    if doc["tree"]["kernel_modversions"] is not False:
+        return {}
+    why = "kernel without MODVERSIONS: no CRC is checked"
+    return {c: why for c in doc["consumers"]["totals"] if c in KERNEL_CONSUMERS + CRC_GATES}
+
+
+def affected(t: dict) -> int:
+    """Modules a consumer's totals show as costing the user something."""
+    return sum(n for v, n in t["verdicts"].items() if v in BAD_VERDICTS)
+
+
+def worst(t: dict) -> str | None:
+    bad = [v for v in t["verdicts"] if v in BAD_VERDICTS and t["verdicts"][v]]
+    return max(bad, key=lambda v: SEVERITY[v]) if bad else None
+
+
+def _n(x: int) -> str:
+    return f"{x:,}"
+
+
+def _count(x: int, noun: str) -> str:
+    """"1 module", "4,230 modules"."""
+    return f"{x:,} {noun}" if x == 1 else f"{x:,} {noun}s" if not noun.endswith("y") else f"{x:,} {noun[:-1]}ies"
+
+
+def _what(t: dict, cid: str) -> str:
+    """What goes wrong for one consumer, in a few words ("" when nothing does)."""
+    v = t["verdicts"]
+    parts = []
+    if v.get("refuses"):
+        parts.append(f"refuses {_count(v['refuses'], 'module')}")
+    if v.get("unreadable"):
+        parts.append(f"cannot read {_count(v['unreadable'], 'module')}")
+    if v.get("loads-tainted"):
+        parts.append(f"force-loads {_count(v['loads-tainted'], 'module')} (taints the kernel)")
+    if v.get("incompatible"):
+        parts.append(f"rejects {_count(v['incompatible'], 'module')} as kABI-incompatible")
+    if t["lost"] and t["modules_losing"] != v.get("unreadable", 0):  # else "cannot read" says it
+        parts.append(f"loses {_count(t['lost'], 'import version')} in {_count(t['modules_losing'], 'module')}")
+    if t["false_messages"] and cid not in CRC_GATES:  # a gate's false mismatches are its "incompatible"
+        where = "" if t["modules_false"] == t["modules_losing"] else f" in {_count(t['modules_false'], 'module')}"
+        parts.append(f"{_count(t['false_messages'], 'false warning')}{where}")
+    if t["misread"]:
+        parts.append(f"misreads {_count(t['misread'], 'entry')}")
+    if not parts and v.get("loads-unchecked"):
+        parts.append(f"loads {_count(v['loads-unchecked'], 'module')} with imports unchecked")
+    # One line a person reads: the worst effects first, the rest is in the consumer tables.
+    out = parts[:1]
+    for p in parts[1:]:
+        if len("; ".join(out + [p])) > 80:
+            break
+        out.append(p)
+    return "; ".join(out)
+
+
+def _title(cid: str) -> str:
+    return SHORT_TITLES.get(cid, cid)
+
+
+def summary(doc: dict) -> dict:
+    """The ``summary`` object: verdict, key figures, ranked risks, what does not apply, units."""
+    from ..views import AS_IS
+
+    roles = audience(doc)
+    na = not_applicable(doc)
+    totals = doc["consumers"]["totals"]
+    risks = []
+    rank = {"tree": 0, "other": 1, "legacy": 3}
+
+    def add(cid: str, t: dict, fmt: str, tier: int) -> None:
+        what = _what(t, cid)
+        if not what or cid in na:
+            return
+        label = HYPOTHETICAL.get(fmt, f"if built {fmt}") if fmt != AS_IS else "as built"
+        risks.append({"tier": tier, "consumer": cid, "title": _title(cid), "audience": roles[cid],
+                      "format": fmt, "hypothetical": fmt != AS_IS, "modules": affected(t),
+                      "worst": worst(t), "lost": t["lost"], "false_messages": t["false_messages"],
+                      "text": f"{label.capitalize()}: {_title(cid)} {what}."})
+
+    for cid, t in totals.items():
+        add(cid, t, AS_IS, rank[roles[cid]])
+    for fmt in PLAUSIBLE_FORMATS:
+        if fmt == _FLAVOUR_FORMAT.get(doc["tree"]["modversions"]):
+            continue
+        for cid, t in doc["simulation"].get(fmt, {}).items():
+            if roles[cid] == "tree":
+                add(cid, t, fmt, 2)
+    risks.sort(key=lambda r: (r["tier"], -r["modules"], list(totals).index(r["consumer"])))
+    mine = [c for c in totals if roles[c] == "tree" and c not in na]
+    bad_mine = [r for r in risks if r["tier"] == 0]
+    c = doc["counts"]
+    if bad_mine:
+        n = max(r["modules"] for r in bad_mine)
+        who = ", ".join(r["title"] for r in bad_mine[:3]) + (" and more" if len(bad_mine) > 3 else "")
+        verdict = f"As built: breaks for {who}: up to {_n(n)} of {_count(c['parsed'], 'module')} affected."
+    elif mine:
+        false = sum(totals[x]["false_messages"] for x in mine if x not in CRC_GATES)
+        if not next(iter(totals.values()))["versioned_imports"]:
+            verdict = (f"As built: no module carries a CRC{' (a kernel without MODVERSIONS)' if na else ''}: "
+                       f"nothing to lose; {_count(false, 'false warning')}.")
+        else:
+            sees = "sees" if len(mine) == 1 else "see"
+            verdict = (f"As built: {_join([_title(x) for x in mine])} {sees} every versioned import; nothing lost; "
+                       f"{_count(false, 'false warning')}.")
+    else:
+        verdict = "As built: no consumer model applies to this tree."
+    if c["unreadable"]:
+        verdict += f" {_count(c['unreadable'], 'module')} unreadable."
+    u = doc["crc_usefulness"]
+    versioned = next(iter(totals.values()), {}).get("versioned_imports", 0)
+    ok = not bad_mine and not c["unreadable"]
+    if ok:
+        short = "as built, nothing lost"
+    elif bad_mine:
+        short = "as built, breaks for " + ", ".join(r["title"] for r in bad_mine[:3])
+    else:
+        short = f"as built, {_count(c['unreadable'], 'module')} unreadable"
+    return {
+        "ok": ok,
+        "verdict": verdict,
+        "short": short,
+        "consumers_for_tree": mine,
+        "audience": roles,
+        "key_figures": {"modules": c["modules"], "unreadable": c["unreadable"], "imports": c["imports"],
+                        "import_versions": versioned, "real_checks": u["real_checks"],
+                        "modversions": doc["tree"]["modversions"],
+                        "kernel_modversions": doc["tree"]["kernel_modversions"]},
+        "risks": [{k: v for k, v in r.items() if k != "tier"} for r in risks],
+        "not_applicable": _na_lines(na),
+        "units": UNITS,
+    }
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _na_lines(na: dict[str, str]) -> list[str]:
+    """Said once, not as breaks."""
+    if not na:
+        return []
+    return ["Not applicable: the kernel is built without MODVERSIONS ('modversions' not in vermagic): "
+            "it checks no CRC.",
+            "So no kernel CRC refusal is a finding; the kernel and weak-modules figures assume a MODVERSIONS build."]
+
+
+def headlines(doc: dict) -> list[str]:
+    """The top findings, one fact per line, most important first: the verdict, what does not apply,
+    the risks (as built before hypothetical, legacy last), then the facts about the CRCs."""
+    s = doc["summary"]
+    out = [s["verdict"]]
+    out += s["not_applicable"]
+    c = doc["counts"]
+    skipped = sum(1 for x in doc["unreadable"] if x["code"] == "skipped")
+    if skipped:
+        out.append(f"{_n(skipped)} path(s) skipped (special files, dangling or looping links); see 'Unreadable'.")
+    out += [r["text"] for r in s["risks"]]
+    n = doc["name_lengths"]
+    if n["over_limit"]:
+        out.append(f"{_n(n['over_limit'])} import(s) ({_n(n['over_limit_rust'])} Rust) are longer than "
+                   f"{doc['tree']['basic_name_limit']} characters: only the extended tables can version them.")
+    u = doc["crc_usefulness"]
+    if u["imports"]:
+        versioned = u["versioned_basic"] + u["versioned_ext_only"]
+        out.append(f"{100.0 * versioned / u['imports']:.1f}% of {_n(u['imports'])} imports carry a CRC"
+                   + (f" ({_n(u['versioned_ext_only'])} only in the extended tables)" if u["versioned_ext_only"]
+                      else "") + f"; {_n(u['real_checks'])} are real checks.")
+        if u["placeholder_int"]:
+            out.append(f"{_n(u['placeholder_int'])} CRC(s) are the placeholder of 'int NAME': "
+                       f"{_n(u['placeholder_on_functions'])} on functions (check only the name), "
+                       f"{_n(u['placeholder_unknown_kind'])} of unknown kind.")
+    g = doc["graph"]
+    if g["cycles"]:
+        out.append(f"{_n(len(g['cycles']))} dependency cycle(s): depmod reports them, modprobe cannot load them.")
+    strong = [x for x in g["unresolved"] if not x["weak"]]
+    if strong:
+        out.append(f"{_n(len(strong))} import(s) resolve to no exporter in the tree or the kernel.")
+    if doc["findings"]["by_code"]:
+        worst_codes = ", ".join(f"{k} ({v})" for k, v in list(doc["findings"]["by_code"].items())[:3])
+        out.append(f"Malformed or noteworthy tables: {worst_codes}.")
+    if c["unreadable"] and not any("unreadable" in h for h in out[:1]):
+        out.append(f"{_n(c['unreadable'])} module(s) could not be read; see 'Unreadable modules'.")
+    return out
