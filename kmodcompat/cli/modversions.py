@@ -1,0 +1,77 @@
+"""``kmodcompat modversions MODULE... [--format text|json] [--table basic|extended|all]``: every import version.
+
+The successor to ``modprobe --dump-modversions`` (deprecated in kmod master, to
+be removed after kmod 36), complete where that option is not: it reads
+``__version_ext_crcs``/``__version_ext_names`` too, so the long names a Linux
+6.14+ EXTENDED_MODVERSIONS build keeps only there are listed (see
+:mod:`kmodcompat.listing`).
+
+Text: one line per version, ``0x%08x<TAB>NAME<TAB>TABLES`` (TABLES: ``basic``,
+``extended``, ``basic,extended`` or ``varlen``); with ``--table basic`` or
+``--table extended`` the table column is left out, so ``--table basic`` prints
+exactly what ``--dump-modversions`` prints. With several modules each line
+starts with the module's path and a TAB. JSON: kmodcompat/modversions-schema.json.
+
+Exit status: 0 every module read and every selected table well formed; 2 usage
+error, a module that could not be read, or a table kmod or the kernel would refuse
+(each named on stderr, ``kmodcompat: PATH: REASON``; its readable entries are listed).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from ..errors import ModuleReadError
+from ..listing import SCHEMA_VERSION, TABLE_CHOICES, Row, listing, listing_json
+from ..parse.scan import parse_many
+from . import EXIT_USAGE
+from .output import shown
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("modversions", help="every import version of a module and the table(s) carrying it "
+                       "(--dump-modversions' complete successor)", description=__doc__.split("\n\n")[0])
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="module files (.ko, .ko.xz, .ko.zst, .ko.gz)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--table", choices=tuple(TABLE_CHOICES), default="all",
+                   help="basic: __versions only (as --dump-modversions); extended: __version_ext_* only; "
+                        "all (default): both, and the 2023 variable-length layout")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    status = 0
+    docs, errors, out = [], [], []
+    several = len(args.modules) > 1
+    with_tables = args.table == "all"
+    for path, rec in zip(args.modules, parse_many(args.modules, jobs=args.jobs)):
+        if isinstance(rec, ModuleReadError):
+            print(f"kmodcompat: {shown(rec)}", file=sys.stderr)
+            errors.append({"path": path, "reason": rec.reason})
+            status = EXIT_USAGE
+            continue
+        lst = listing(rec, args.table)
+        for problem in lst.problems:
+            print(f"kmodcompat: {shown(path)}: {shown(problem)}", file=sys.stderr)
+            status = EXIT_USAGE
+        if args.format == "json":
+            docs.append(listing_json(lst))
+            continue
+        prefix = f"{shown(path)}\t" if several else ""
+        out.extend(f"{prefix}{row_text(r, with_tables)}\n" for r in lst.rows)
+    if args.format == "json":
+        json.dump({"schema_version": SCHEMA_VERSION, "table": args.table, "modules": docs, "errors": errors},
+                  sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("".join(out))
+    return status
+
+
+def row_text(row: Row, with_tables: bool) -> str:
+    """``0x%08x<TAB>NAME`` as --dump-modversions prints it (the name escaped, :func:`shown`), and
+    ``<TAB>TABLE[,TABLE]`` when asked."""
+    line = f"0x{row.crc:08x}\t{shown(row.name)}"
+    return f"{line}\t{','.join(row.tables)}" if with_tables else line
