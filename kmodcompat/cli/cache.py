@@ -1,27 +1,94 @@
-"""``kmodcompat cache clear|info``: the cache of parsed records and finished reports (``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``)."""
+"""``kmodcompat cache info|clear|prune``: the cache of parsed records and finished reports (``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``).
+
+Records are kept by the content of each module file (a copied or moved tree
+finds them), at most 512 MiB and 30 days unused by default: after a run that
+wrote to it, the least recently used records go first. ``prune`` applies
+other limits now (``--max-size 100M``, ``--max-age 7``, in days). An unusable
+cache location is one line on stderr ("record cache unavailable"), never a
+failure of the command; ``clear`` moves a damaged database aside.
+"""
 
 from __future__ import annotations
 
 import os
+import re
+import sys
+import time
 
-from ..cache import CACHE_VERSION, RecordCache, default_path
+from ..cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_BYTES, RecordCache, default_path, prune, records_version
+from .output import shown
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("cache", help="show or clear the cache of parsed records and reports",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("action", choices=("clear", "info"))
+    p = sub.add_parser("cache", help="show, prune or clear the cache of parsed records and reports",
+                       description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]))
+    p.add_argument("action", choices=("info", "clear", "prune"))
+    p.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
+                   help=f"prune: keep at most SIZE (K, M, G suffixes; default {human(DEFAULT_MAX_BYTES)})")
+    p.add_argument("--max-age", type=float, default=None, metavar="DAYS",
+                   help=f"prune: drop records unused for DAYS (default {DEFAULT_MAX_AGE_DAYS})")
     p.set_defaults(run=run)
+
+
+def human(n: float) -> str:
+    """Bytes in binary units: ``512 B``, ``12.3 MiB``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def _size(text: str) -> int:
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", text, re.IGNORECASE)
+    if m is None:
+        raise __import__("argparse").ArgumentTypeError(f"not a size: {text!r} (e.g. 500M, 2G)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()])
 
 
 def run(args) -> int:
     path = default_path()
-    with RecordCache(path) as cache:
+    try:
+        cache = RecordCache(path)
+    except OSError as e:
+        print(f"kmodcompat: record cache unavailable ({shown(e)}); parsing everything", file=sys.stderr)
+        return 0
+    with cache:
+        store = cache.store
+        if store is None:
+            return 0
         if args.action == "clear":
             records, reports = cache.clear()
-            print(f"{path}: {records} record(s) and {reports} report(s) removed")
+            print(f"{shown(path)}: {records:,} record(s) and {reports:,} report(s) removed")
+        elif args.action == "prune":
+            n, freed = prune(store, cache.version, args.max_size if args.max_size is not None else DEFAULT_MAX_BYTES,
+                             args.max_age if args.max_age is not None else DEFAULT_MAX_AGE_DAYS)
+            print(f"{shown(path)}: {n:,} record(s) evicted ({human(freed)})")
+            _info(cache, path)
         else:
-            records, reports = cache.counts()
-            size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-            print(f"{path}: {records} record(s), {reports} report(s), {size} bytes, version {CACHE_VERSION}")
+            _info(cache, path)
     return 0
+
+
+def _info(cache: RecordCache, path: str) -> None:
+    db = cache.store.db
+    records, reports = cache.counts()
+    size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+    stale = db.execute("SELECT COUNT(*) FROM records WHERE version != ?", (cache.version,)).fetchone()[0]
+    print(f"{shown(path)}: {human(size)}, {records:,} record(s)"
+          + (f" ({stale:,} of another kmodcompat version, evicted first)" if stale else "")
+          + f", {reports:,} report(s); records version {records_version()}")
+    print(f"limits: {human(DEFAULT_MAX_BYTES)}, {DEFAULT_MAX_AGE_DAYS} days unused (least recently used evicted "
+          "first; `kmodcompat cache prune` applies them now)")
+    rows = db.execute("SELECT f.tree, COUNT(*), COUNT(r.digest), COALESCE(SUM(length(r.blob)), 0), MAX(r.used) "
+                      "FROM files f LEFT JOIN records r ON r.digest = f.digest AND r.version = ? "
+                      "GROUP BY f.tree ORDER BY MAX(r.used) DESC", (cache.version,)).fetchall()
+    if not rows:
+        return
+    print(f"{'files':>8} {'records':>8} {'size':>10}  {'last used':16}  tree")
+    for tree, files, recs, nbytes, used in rows:
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if isinstance(used, int) else "-"
+        name = os.fsdecode(tree) if isinstance(tree, bytes) else str(tree)
+        print(f"{files:8,} {recs:8,} {human(nbytes):>10}  {when:16}  {shown(name)}")

@@ -516,6 +516,6 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
 def parse_tree(tree: ModuleTree, jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
                cache: "RecordCache | None" = None) -> ModuleTree:
     """``tree`` (as ``load_tree(..., parse=False)`` surveyed it) with every module file parsed once."""
-    parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress)
+    parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress, tree=tree.dirname)
     return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, as_opened(tree.kmod, p))
                                        for m, p in zip(tree.modules, parsed)))

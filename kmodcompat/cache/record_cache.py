@@ -1,0 +1,331 @@
+"""The cache as commands use it: parse results by content, finished reports by input key.
+
+:func:`parse_cached` serves each file's parse result from the cache when it
+holds one for the file's bytes, and parses the rest. What it stores comes
+from the bytes actually parsed: the worker takes the file's identity before
+the parse and again after hashing it, and a result is cached only when both
+agree and the file is not "racy" (modified in the last two seconds), so a
+module replaced mid-scan is never cached under the replacement's identity.
+Results that say something about the run rather than the file (a deadline
+hit, a parser bug, a crashed worker, an OS error such as EACCES or EAGAIN)
+are never cached.
+
+Any trouble with the cache itself (unusable location, busy lock, damage)
+costs this run its cache, with one line on stderr, never the run.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import time
+from collections.abc import Sequence
+
+from ..errors import ModuleReadError
+from ..records import ModuleRecord
+from . import codec
+from .keys import FileId, content_digest, file_id, racy, records_version
+from .store import BUSY_SECONDS, Store, _busy, warn
+
+Parsed = ModuleRecord | ModuleReadError
+
+#: Finished reports kept (most recently used first): a few trees, not every one ever seen.
+REPORTS_KEPT = 8
+#: Limits applied after each run that wrote to the cache (``cache prune`` takes others).
+DEFAULT_MAX_BYTES = 512 << 20
+DEFAULT_MAX_AGE_DAYS = 30
+#: A hit refreshes a record's last use at most this often (a warm run then writes nothing).
+_TOUCH_SECONDS = 86400
+
+#: Error codes that come from the run or the file system, not from the file's bytes: never cached.
+_TRANSIENT_CODES = frozenset({"unreadable", "is-directory", "not-found", "timeout", "internal-error", "not-parsed"})
+_TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOMEM, errno.ETIMEDOUT, errno.EIO, errno.EACCES,
+                               errno.EPERM, errno.ENOENT, errno.ESTALE})
+
+
+def default_path() -> str:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "kmodcompat", "cache.sqlite")
+
+
+def cacheable(value: Parsed) -> bool:
+    """A fact about the file's bytes (a record, or an error the bytes alone cause)."""
+    return isinstance(value, ModuleRecord) or (value.code not in _TRANSIENT_CODES
+                                                and value.errno not in _TRANSIENT_ERRNOS)
+
+
+class RecordCache:
+    """The cache of one run. Use as a context manager; raises :class:`CacheUnavailable` (an OSError) on open."""
+
+    def __init__(self, path: str | None = None):
+        self.path = path or default_path()
+        self.hits = 0
+        self.misses = 0
+        self.version = records_version()
+        self._store: Store | None = Store(self.path)
+        self._wrote = False
+        if self._store.moved_aside:
+            warn(f"record cache {self.path}: damaged or of another schema: moved aside to "
+                 f"{os.path.basename(self.path)}.damaged and rebuilt")
+
+    # -- failing soft ----------------------------------------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        return self._store is not None
+
+    def _give_up(self, e: sqlite3.Error) -> None:
+        """Go on without the cache for the rest of the run (one line); move a damaged one aside if free."""
+        store, self._store = self._store, None
+        if store is None:
+            return
+        if _busy(e):
+            warn(f"record cache busy (another process holds its lock past {BUSY_SECONDS:g} s); going on without it")
+        else:
+            moved = store.move_aside()
+            warn(f"record cache damaged ({e}); parsing everything" + ("; moved aside, rebuilt next run" if moved
+                                                                      else ""))
+        store.close()
+
+    def close(self) -> None:
+        store = self._store
+        if store is None:
+            return
+        if self._wrote:
+            try:
+                prune(store, self.version, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE_DAYS, automatic=True)
+            except sqlite3.Error:
+                pass  # eviction is best effort; the next run tries again
+        store.close()
+        self._store = None
+
+    def __enter__(self) -> "RecordCache":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- records ---------------------------------------------------------------------------------------------
+
+    def get_many(self, paths: Sequence[str], tree: str | None = None) -> list[Parsed | None]:
+        """Cached results for ``paths`` (None where missing, stale or invalid), in order."""
+        from ..parse.scan import gc_paused  # a tree's records: a million objects, no cycles
+
+        with gc_paused():
+            out: list[Parsed | None] = [None] * len(paths)
+            if self._store is not None:
+                try:
+                    self._get_many(paths, out, tree)
+                except sqlite3.Error as e:
+                    self._give_up(e)
+                    out = [None] * len(paths)
+        found = sum(1 for x in out if x is not None)
+        self.hits += found
+        self.misses += len(out) - found
+        return out
+
+    def _get_many(self, paths: Sequence[str], out: list[Parsed | None], tree: str | None) -> None:
+        store = self._store
+        now = time.time()
+        digests: list[bytes | None] = [None] * len(paths)
+        new_files = []
+        for i, p in enumerate(paths):
+            fid = file_id(p)
+            if fid is None:
+                continue
+            name = _name(p)
+            known = store.file_row(name)
+            if known is not None and known[0] == fid and not racy(fid, now):
+                digests[i] = known[1]
+                continue
+            digest = content_digest(p)  # the identity does not prove the content: its bytes do
+            if digest is None:
+                continue
+            digests[i] = digest
+            if file_id(p) == fid and not racy(fid, now):
+                new_files.append((i, name, fid, digest))
+        blobs = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
+        for i, (p, d) in enumerate(zip(paths, digests)):
+            blob = blobs.get(d) if d is not None else None
+            if blob is not None:
+                try:
+                    out[i] = codec.decode(blob, p)
+                except codec.DecodeError:
+                    pass  # parsed again, and the row overwritten
+        label = _name(tree) if tree is not None else None
+        hit_files = [(name, fid, d, label or _tree([paths[i]])) for i, name, fid, d in new_files if out[i] is not None]
+        if hit_files:  # a copied or moved tree: its files' identities, for the next run
+            self._put(hit_files, [])
+
+    def put_parsed(self, items: Sequence[tuple[str, FileId | None, bytes | None, Parsed]],
+                   tree: str | None = None) -> None:
+        """Store parse results: (path, identity, digest of the bytes parsed, result); ones without both skipped.
+        ``tree``: the directory ``cache info`` counts them under (default: the one holding them all)."""
+        if self._store is None:
+            return
+        items = [(p, fid, d, v) for p, fid, d, v in items if fid is not None and d is not None and cacheable(v)]
+        if not items:
+            return
+        label = _name(tree) if tree is not None else _tree([p for p, *_ in items])
+        self._put([(_name(p), fid, d, label) for p, fid, d, _ in items],
+                  [(d, codec.encode(v)) for _, _, d, v in items])
+
+    def _put(self, files, records) -> None:
+        try:
+            self._store.put(files, records, self.version, int(time.time()))
+            self._wrote = True
+        except sqlite3.Error as e:
+            self._give_up(e)
+
+    # -- reports ---------------------------------------------------------------------------------------------
+
+    def get_report(self, key: str) -> str | None:
+        """The report text stored under ``key`` by :meth:`put_report`, or None (also for any row that fails its MAC)."""
+        if self._store is None:
+            return None
+        try:
+            text = self._store.report(key)
+            if text is not None:
+                self._store.touch_report(key, int(time.time()))
+            return text
+        except sqlite3.Error as e:
+            self._give_up(e)
+            return None
+
+    def put_report(self, key: str, text: str) -> None:
+        if self._store is None:
+            return
+        try:
+            self._store.put_report(key, text, int(time.time()), REPORTS_KEPT)
+            self._wrote = True
+        except sqlite3.Error as e:
+            self._give_up(e)
+
+    # -- maintenance -----------------------------------------------------------------------------------------
+
+    def counts(self) -> tuple[int, int]:
+        """(records, reports) held (0, 0 when the cache went away)."""
+        if self._store is None:
+            return 0, 0
+        db = self._store.db
+        return (db.execute("SELECT COUNT(*) FROM records").fetchone()[0],
+                db.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
+
+    def clear(self) -> tuple[int, int]:
+        """Empty the cache; (records, reports) removed."""
+        if self._store is None:
+            return 0, 0
+        db = self._store.db
+        n = self.counts()
+        db.execute("BEGIN IMMEDIATE")
+        for table in ("records", "files", "reports"):
+            db.execute(f"DELETE FROM {table}")
+        db.execute("COMMIT")
+        try:
+            db.execute("VACUUM")  # gives the space back; needs no other reader, so best effort
+        except sqlite3.OperationalError:
+            pass
+        return n
+
+    @property
+    def store(self) -> Store | None:
+        return self._store
+
+
+def _name(path: str) -> bytes:
+    """A path as the OS spells it (bytes): names that are not UTF-8 stored as they are."""
+    return os.fsencode(os.path.abspath(path))
+
+
+def _tree(paths: Sequence[str]) -> bytes:
+    """What ``cache info`` counts files under: the directory holding all of ``paths``."""
+    try:
+        return os.fsencode(os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths]))
+    except ValueError:
+        return b"/"
+
+
+def prune(store: Store, version: str, max_bytes: int, max_age_days: float, automatic: bool = False) -> tuple[int, int]:
+    """Evict records of other versions, older than ``max_age_days``, then least recently used ones until the
+    database holds at most ``max_bytes``; (records, bytes) evicted. ``automatic``: only when over the size
+    limit or not pruned for a day (a warm run writes nothing)."""
+    db = store.db
+    now = int(time.time())
+    size = _used_bytes(db)
+    row = db.execute("SELECT value FROM meta WHERE key='pruned'").fetchone()
+    last = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
+    if automatic and size <= max_bytes and now - last < 86400:
+        return 0, 0
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        before = db.execute("SELECT COUNT(*), COALESCE(SUM(length(blob)), 0) FROM records").fetchone()
+        db.execute("DELETE FROM records WHERE version != ? OR used < ?", (version, now - int(max_age_days * 86400)))
+        total = db.execute("SELECT COALESCE(SUM(length(blob)), 0) FROM records").fetchone()[0]
+        over = total + _overhead(db, size) - max_bytes
+        if over > 0:
+            doomed, freed = [], 0
+            for digest, v, length in db.execute("SELECT digest, version, length(blob) FROM records ORDER BY used"):
+                if freed >= over + max_bytes // 10:  # down to 90%: not a prune every run
+                    break
+                doomed.append((digest, v))
+                freed += length
+            db.executemany("DELETE FROM records WHERE digest=? AND version=?", doomed)
+        db.execute("DELETE FROM files WHERE digest NOT IN (SELECT digest FROM records)")
+        db.execute("DELETE FROM reports WHERE used < ?", (now - int(max_age_days * 86400),))
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned', ?)", (str(now),))
+        after = db.execute("SELECT COUNT(*), COALESCE(SUM(length(blob)), 0) FROM records").fetchone()
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    if _used_bytes(db) < size // 2:
+        try:
+            db.execute("VACUUM")
+        except sqlite3.OperationalError:
+            pass
+    return before[0] - after[0], before[1] - after[1]
+
+
+def _used_bytes(db: sqlite3.Connection) -> int:
+    pages = db.execute("PRAGMA page_count").fetchone()[0] - db.execute("PRAGMA freelist_count").fetchone()[0]
+    return pages * db.execute("PRAGMA page_size").fetchone()[0]
+
+
+def _overhead(db: sqlite3.Connection, size: int) -> int:
+    """The database's bytes beyond the record blobs (files rows, reports, indexes), at least 0."""
+    blobs = db.execute("SELECT COALESCE(SUM(length(blob)), 0) FROM records").fetchone()[0]
+    return max(0, size - blobs)
+
+
+def _parse_keyed(path: str) -> tuple[Parsed, FileId | None, bytes | None]:
+    """Parse ``path`` in a scan worker; with the identity and digest to cache it under when they held."""
+    from ..parse.scan import parse_one
+
+    before = file_id(path)
+    value = parse_one(path)
+    if before is None or not cacheable(value):
+        return value, None, None
+    digest = content_digest(path)
+    if digest is None or file_id(path) != before or racy(before):
+        return value, None, None
+    return value, before, digest
+
+
+def parse_cached(paths: Sequence[str], cache: RecordCache | None, jobs: int | None = None,
+                 progress=None, tree: str | None = None) -> list[Parsed]:
+    """:func:`kmodcompat.parse.scan.parse_many`, served from ``cache`` where it holds the file's bytes.
+
+    ``tree``: the module directory ``paths`` come from, for ``cache info``'s per-tree counts."""
+    from ..parse.scan import map_files, parse_many
+
+    if cache is None or not cache.usable:
+        return parse_many(paths, jobs=jobs, progress=progress)
+    found = cache.get_many(paths, tree)
+    missing = [p for p, v in zip(paths, found) if v is None]
+    keyed = map_files(_parse_keyed, missing, jobs, progress) if missing else []
+    # A worker that died comes back as a bare ModuleReadError: never cached.
+    keyed = [k if isinstance(k, tuple) else (k, None, None) for k in keyed]
+    cache.put_parsed([(p, fid, d, v) for p, (v, fid, d) in zip(missing, keyed)], tree)
+    parsed = iter(v for v, _, _ in keyed)
+    return [v if v is not None else next(parsed) for v in found]
