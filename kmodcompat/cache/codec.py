@@ -139,6 +139,10 @@ def _list(check: _Check, value: Any, kind: int, what: str) -> tuple:
     return tuple(value)
 
 
+def _compression(value: Any) -> bool:
+    return value is None or (type(value) is str and value in _COMPRESSIONS)
+
+
 def _hex(value: Any, what: str) -> bytes:
     if type(value) is not str:
         raise DecodeError(f"{what}: not hex")
@@ -243,7 +247,7 @@ def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
         _, _, reason, code, errno, detail, compression = _fields(check, doc, (None, None, TEXT, NAME, INT, OPT_TEXT,
                                                                                None), "error")
         check.verify()
-        if errno >= 1 << 16 or (compression is not None and compression not in _COMPRESSIONS):
+        if errno >= 1 << 16 or not _compression(compression):
             raise DecodeError("error: bad value")
         return ModuleReadError(path, reason, code, errno, detail, compression)
     if doc[1] != "r" or len(doc) != 19:
@@ -252,7 +256,7 @@ def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
      strings_terminated, exports, versions, ext_versions, varlen_versions, signature, findings) = doc
     check.add(INT, (file_size, image_size))
     check.add(BOOL, (strings_terminated,))
-    if compression is not None and compression not in _COMPRESSIONS:
+    if not _compression(compression):
         raise DecodeError("compression: unknown")
     elf = _fields(check, elf, _ELF_KINDS, "elf")
     if elf[0] not in (32, 64):
