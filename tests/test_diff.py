@@ -395,7 +395,7 @@ def test_cli_errors_are_one_line(argv, status, message, crc_trees, capsys):
 
 @pytest.mark.skipif(shutil.which("dpkg-deb") is None, reason="dpkg-deb not installed")
 def test_cli_debian_packages(crc_trees, tmp_path, capsys):
-    """Two .deb files of modules: unpacked with dpkg-deb, compared as trees (the image has no symvers:
+    """Two .deb files of modules (built with dpkg-deb): unpacked, compared as trees (the image has no symvers:
     the headers package gives it with --old-symvers/--new-symvers)."""
     debs = []
     for side, root in zip(("old", "new"), crc_trees):
@@ -412,13 +412,14 @@ def test_cli_debian_packages(crc_trees, tmp_path, capsys):
     symvers = [str(r / "usr" / "src" / f"linux-headers-{KVER}" / "Module.symvers") for r in crc_trees]
     assert main(["diff", "--format", "json", "--old-symvers", symvers[0], "--new-symvers", symvers[1], *debs]) == 12
     doc = json.loads(capsys.readouterr().out)
-    assert doc["old"]["label"] == "old.deb" and doc["kabi"]["kernel_compared"]
+    assert doc["old"]["label"] == "linux-image-kmc" and doc["kabi"]["kernel_compared"]  # the package's name
+    assert "kmodcompat-packages" not in json.dumps(doc)  # nor the temporary directory anywhere
     assert [c["name"] for c in doc["kabi"]["changes"]] == ["short_sym"]
     assert [m["name"] for m in doc["modules"]["added"]] == ["ext_only"]
     bad = tmp_path / "bad.deb"
     bad.write_bytes(b"not a package")
-    assert main(["diff", str(bad), debs[1]]) == 1
-    assert capsys.readouterr().err.startswith(f"kmodcompat: {bad}: ")
+    assert main(["diff", str(bad), debs[1]]) == 2  # an input that cannot be used
+    assert capsys.readouterr().err == f"kmodcompat: {bad}: not a Debian package (bad magic)\n"
 
 
 def test_html_fragment_embeds_in_the_report(crc_trees):

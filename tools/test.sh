@@ -13,6 +13,7 @@ need=()
 command -v readelf >/dev/null || need+=(binutils)
 command -v dpkg-deb >/dev/null || need+=(dpkg)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v rpmbuild >/dev/null || need+=(rpm)                                  # builds the RPMs tests read
 command -v busybox >/dev/null || need+=(busybox-static)                      # the busybox oracle
 command -v chromium >/dev/null || need+=(chromium)                           # renders the HTML report
 if [ ${#need[@]} -gt 0 ]; then

@@ -54,6 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         status = args.run(args)
         flush_held()
         return status
+    except SystemExit as e:  # a command's one-line usage or input error (cli/inputs.py usage())
+        flush_held()
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     except BrokenPipeError:
         sys.stderr.close()  # output piped into head: not an error
         return 0

@@ -16,44 +16,20 @@ is what real ``depmod -b`` does.
 from __future__ import annotations
 
 import json
-import os
 import sys
+from contextlib import ExitStack
 from typing import Any
 
-from ..kmod.profile import KMOD_PROFILES
-from ..depmod.config import config_paths, load_config
-from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_module_symvers, load_system_map
+from ..depmod.kernel_symbols import KernelSymbolsError
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
 from ..depmod.writer import render, write_files
-from ..parse.scan import stderr_progress
-from ..depmod.tree import load_tree
-from .output import add_as_option
+from .inputs import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
 
 PROGRAM = "depmod"
 
 
-def add_tree_options(p, config: bool = True) -> None:
-    """Options shared by every command that loads a whole tree."""
-    p.add_argument("-b", "--basedir", default="", help="root of the module tree (BASEDIR/lib/modules/KVER)")
-    p.add_argument("--moddir", default=None, help="use this module directory directly (instead of -b and KVER)")
-    if config:
-        p.add_argument("-C", "--config", action="append", default=None, metavar="PATH",
-                       help="depmod.d file or directory (repeatable; replaces the defaults)")
-        p.add_argument("--host-config", action="store_true",
-                       help="read the host's depmod.d directories, as real depmod -b does")
-    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parser processes (default: all cores)")
-    add_as_option(p)
-
-
-def add_symbol_options(p) -> None:
-    p.add_argument("-E", "--symvers", default=None, help="Module.symvers: kernel exports with CRCs")
-    p.add_argument("-F", "--filesyms", default=None, help="System.map: kernel exports (ignored with -E)")
-    p.add_argument("-P", "--symbol-prefix", dest="prefix", default="", help="architecture symbol prefix character")
-
-
 def add_parser(sub) -> None:
     p = sub.add_parser("depmod", help="kmod's depmod, byte for byte", description=__doc__.splitlines()[0])
-    p.add_argument("kver", nargs="?", default=None, metavar="KVER", help="kernel version (default: uname -r)")
     p.add_argument("-n", "--dry-run", "--show", dest="dry_run", action="store_true",
                    help="write the text files to stdout, nothing to disk")
     p.add_argument("-e", "--errsyms", action="store_true", help="report unresolved and mismatched symbols")
@@ -61,43 +37,6 @@ def add_parser(sub) -> None:
     add_symbol_options(p)
     add_tree_options(p)
     p.set_defaults(run=run)
-
-
-def load_kernel_symbols(args) -> KernelSymbols | None:
-    """``-E`` wins over ``-F``, as in do_depmod(); raises KernelSymbolsError."""
-    if args.symvers:
-        return load_module_symvers(args.symvers, args.prefix)
-    if args.filesyms:
-        return load_system_map(args.filesyms, args.prefix)
-    return None
-
-
-def kernel_symbols_or_exit(args) -> KernelSymbols | None:
-    """:func:`load_kernel_symbols` for commands other than depmod: an unreadable file is a usage error."""
-    try:
-        return load_kernel_symbols(args)
-    except KernelSymbolsError as e:
-        print(f"kmodcompat: could not load {e.filename}: {e.strerror}", file=sys.stderr)
-        raise SystemExit(2) from None
-
-
-def tree_from_args(args):
-    """Load the tree named by -b/KVER or --moddir with the configuration the options select."""
-    kmod = KMOD_PROFILES[args.as_]
-    kver = args.kver if getattr(args, "kver", None) else os.uname().release
-    base = args.moddir if args.moddir else args.basedir
-    kver_arg = None if args.moddir else kver
-    real_kver = os.path.basename(args.moddir.rstrip("/")) if args.moddir else kver
-    conf = getattr(args, "config", None)
-    if conf:
-        config = load_config(conf, real_kver, kmod)
-    elif getattr(args, "host_config", False) or (not args.basedir and not args.moddir):
-        config = load_config(config_paths(kmod), real_kver, kmod)
-    elif args.moddir:
-        config = load_config([], real_kver, kmod)
-    else:
-        config = load_config(config_paths(kmod, args.basedir), real_kver, kmod)
-    return load_tree(base, kver_arg, config=config, jobs=args.jobs, progress=stderr_progress("loading"), kmod=kmod)
 
 
 def result_json(dm: Depmod, diagnostics: list) -> dict[str, Any]:
@@ -141,7 +80,16 @@ def run(args) -> int:
     except KernelSymbolsError as e:
         sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e.filename}: {e.strerror}\n")
         return 1
-    tree = tree_from_args(args)
+    with ExitStack() as stack:
+        op, tree = tree_from_args(args, stack, check=False)
+        if op.packages is not None and not args.dry_run and args.format == "text":
+            print("kmodcompat: packages are unpacked into a temporary root: give -n to see depmod's files",
+                  file=sys.stderr)
+            return 2
+        return _depmod(args, kernel, tree, op)
+
+
+def _depmod(args, kernel, tree, op) -> int:
     dm = run_depmod(tree, kernel, print_unknown=args.errsyms, prefix=args.prefix)
     out = render(dm, dry_run=args.dry_run)
     diagnostics = list(dm.diagnostics) + list(out.diagnostics)
@@ -149,10 +97,14 @@ def run(args) -> int:
     if args.format == "json":
         if not args.dry_run and not dm.failed:
             write_files(out, tree.dirname)
-        json.dump(result_json(dm, diagnostics), sys.stdout, indent=2)
+        doc = result_json(dm, diagnostics)
+        if op.packages is not None:  # the temporary root's paths as the packages' names
+            doc = json.loads(op.display(json.dumps(doc)))
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return status
-    sys.stderr.buffer.write(b"".join(d.line(PROGRAM).encode("utf-8", "surrogateescape") for d in diagnostics))
+    sys.stderr.buffer.write(b"".join(op.display(d.line(PROGRAM)).encode("utf-8", "surrogateescape")
+                                     for d in diagnostics))
     sys.stderr.flush()
     if dm.aborted:
         sys.stderr.write(f"{PROGRAM}: {dm.aborted}\n")

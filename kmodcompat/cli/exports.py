@@ -1,4 +1,4 @@
-"""``kmodcompat exports [-b BASEDIR] [KVER] [-E|-F FILE] [--format text|markdown|json]``: who exports what to whom.
+"""``kmodcompat exports [TREE | -b BASEDIR KVER] [-E|-F FILE] [--format text|markdown|json]``: who exports what to whom.
 
 For every symbol a module exports: the exporter, its CRC, GPL-only and
 namespace, whether depmod resolves the symbol to this exporter (the last
@@ -16,13 +16,14 @@ from typing import Any
 from tabulate import tabulate
 
 from ..depmod.resolve import Depmod, run_depmod
-from .depmod import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
+from contextlib import ExitStack
+
+from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("exports", help="exported symbols, their importers, unused exports",
                        description=__doc__.splitlines()[0])
-    p.add_argument("kver", nargs="?", default=None, metavar="KVER")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     add_symbol_options(p)
     add_tree_options(p)
@@ -67,8 +68,12 @@ def report(dm: Depmod) -> dict[str, Any]:
 
 def run(args) -> int:
     kernel = kernel_symbols_or_exit(args)
-    dm = run_depmod(tree_from_args(args), kernel, prefix=args.prefix)
-    data = report(dm)
+    with ExitStack() as stack:
+        op, tree = tree_from_args(args, stack)
+        dm = run_depmod(tree, kernel, prefix=args.prefix)
+        data = report(dm)
+    if op.packages is not None:  # paths of the temporary root: the packages' names instead
+        data["kernel"] = data["kernel"] and op.display(data["kernel"])
     if args.format == "json":
         json.dump(data, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,4 +1,4 @@
-"""``kmodcompat graph [-b BASEDIR] [KVER] [-F System.map|-E Module.symvers] [--module M]... [--format dot|graphml|json]``.
+"""``kmodcompat graph [TREE | -b BASEDIR KVER] [-F System.map|-E Module.symvers] [--module M]... [--format dot|graphml|json]``.
 
 The module dependency graph as depmod resolves it: one node per module (and
 ``vmlinux`` when kernel exports are given), one edge per importer/exporter
@@ -15,13 +15,14 @@ import sys
 import networkx as nx
 
 from ..graph import KERNEL_NODE, closure, graph_for_tree
-from .depmod import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
+from contextlib import ExitStack
+
+from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("graph", help="module dependency graph (DOT, GraphML, JSON)",
                        description=__doc__.splitlines()[0])
-    p.add_argument("kver", nargs="?", default=None, metavar="KVER")
     p.add_argument("--module", "-m", action="append", default=[], help="only this module's dependency closure")
     p.add_argument("--format", choices=("dot", "graphml", "json"), default="dot")
     add_symbol_options(p)
@@ -59,7 +60,8 @@ def _flat(g: nx.DiGraph) -> nx.DiGraph:
 
 def run(args) -> int:
     kernel = kernel_symbols_or_exit(args)
-    tg = graph_for_tree(tree_from_args(args), kernel, args.prefix)
+    with ExitStack() as stack:
+        tg = graph_for_tree(tree_from_args(args, stack)[1], kernel, args.prefix)
     g = tg.graph
     if args.module:
         try:

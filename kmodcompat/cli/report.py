@@ -28,6 +28,7 @@ import json
 import os
 import stat
 import sys
+from contextlib import ExitStack
 from importlib import resources
 
 from ..cache import input_key
@@ -37,9 +38,9 @@ from ..report import html as html_report
 from ..report import markdown as md_report
 from ..parse.scan import gc_paused, stderr_progress
 from ..simulate import FORMATS
-from ..depmod.tree import ModuleTree, load_tree, parse_tree
+from ..depmod.tree import ModuleTree, parse_tree
 from ..files.bounded import file_type
-from .inputs import add_cache_option, open_cache
+from .inputs import add_cache_option, add_tree_operands, load, open_cache, resolve, tree_operand
 from .outdir import OutputDirectory, safe_component
 from .output import shown
 
@@ -50,8 +51,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write the compatibility report (JSON, Markdown, HTML)",
                        description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[7:]),
                        formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
-    p.add_argument("operands", nargs="*", metavar="TREE|KVER", help="a module directory, or KVER with -b")
-    p.add_argument("-b", "--basedir", default=None, help="root holding lib/modules/KVER (kmod's -b)")
+    add_tree_operands(p)
     p.add_argument("-E", "--symvers", metavar="Module.symvers", help="kernel exports with CRCs (default: found "
                    "in the tree's headers, build/ or boot/)")
     p.add_argument("-F", "--system-map", metavar="System.map", help="kernel symbols (default: found in boot/)")
@@ -79,34 +79,31 @@ def run(args) -> int:
     except ValueError as e:
         print(f"kmodcompat: --fail-on: {shown(e)}", file=sys.stderr)
         return 2
-    cache = open_cache(args)
+    with ExitStack() as stack:
+        return _run(args, policy, stack)
+
+
+def _run(args, policy, stack: ExitStack) -> int:
     # The survey first (cheap: no module is read); the modules are parsed only
     # when no finished report for exactly these inputs is in the cache.
-    if args.basedir is not None:
-        if len(args.operands) != 1:
-            print("kmodcompat: -b BASEDIR takes exactly one kernel version", file=sys.stderr)
-            return 2
-        tree = load_tree(args.basedir, args.operands[0], parse=False)
-    elif args.operands:
-        if len(args.operands) != 1 or not os.path.isdir(args.operands[0]):
-            print(f"kmodcompat: {shown(args.operands[0])}: not a module directory", file=sys.stderr)
-            return 2
-        tree = load_tree(args.operands[0], parse=False)
+    running = f"/lib/modules/{os.uname().release}"
+    if args.operands or args.basedir is not None or args.moddir is not None or os.path.isdir(running):
+        op = tree_operand(args, stack)
     else:
-        running = f"/lib/modules/{os.uname().release}"
-        if os.path.isdir(running):
-            tree = load_tree(running, parse=False)
-        else:
-            base, kver = demo_tree()
-            print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
-            tree = load_tree(base, kver, parse=False)
+        base, kver = demo_tree()
+        print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
+        op = resolve([kver], base, stack)
+    # Unpacked packages live in a temporary root: what is cached under its paths would never be read again.
+    cache = open_cache(args) if op.packages is None else None
+    tree = load(op, parse=False)
     if tree.search_failed is not None:
-        print(f"kmodcompat: {shown(tree.dirname)}: cannot open directory: {tree.search_failed}", file=sys.stderr)
+        print(f"kmodcompat: {shown(op.display(tree.dirname))}: cannot open directory: {tree.search_failed}",
+              file=sys.stderr)
         return 2
     if not tree.modules:
         for path, reason in tree.skipped:  # an unreadable kernel/ is why, not a tree without modules
-            print(f"kmodcompat: {shown(path)}: {shown(reason)}", file=sys.stderr)
-        print(f"kmodcompat: {shown(tree.dirname)}: no modules found", file=sys.stderr)
+            print(f"kmodcompat: {shown(op.display(path))}: {shown(reason)}", file=sys.stderr)
+        print(f"kmodcompat: {shown(op.display(tree.dirname))}: no modules found", file=sys.stderr)
         return 2
     for path in (args.symvers, args.system_map):
         why = _not_a_file(path) if path is not None else None
@@ -130,21 +127,21 @@ def run(args) -> int:
             tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
             gc.freeze()
         doc = build_report(tree, symvers, system_map, jobs=args.jobs)
-        text = report_text(doc)
+        text = op.display(report_text(doc))  # packages: their names, not the temporary root
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
         if key is not None:
             cache.put_report(key, text)
     if args.diff_against is not None:
-        if not os.path.isdir(args.diff_against):
-            print(f"kmodcompat: {shown(args.diff_against)}: not a module directory", file=sys.stderr)
-            return 2
+        old_op = resolve([args.diff_against], None, stack)
         from ..diff import diff_trees
         from ..report.diff_json import to_json
 
         if not any(m.record is not None for m in tree.modules):
             tree = parse_tree(tree, jobs=args.jobs, cache=cache)  # the report came from the cache
-        old = load_tree(args.diff_against, jobs=args.jobs, cache=cache)
-        doc["diff"] = to_json(diff_trees(old, tree, jobs=args.jobs))
+        old = load(old_op, jobs=args.jobs, cache=cache if old_op.packages is None else None)
+        diff = to_json(diff_trees(old, tree, old_label=old_op.packages and old_op.label,
+                                     new_label=op.packages and op.label, jobs=args.jobs))
+        doc["diff"] = json.loads(old_op.display(op.display(json.dumps(diff))))
         text = report_text(doc)
     # Default: reports/<kernel release>, the release as ONE component ("..", "a/b" stay inside reports/).
     out = args.out or os.path.join("reports", safe_component(tree.kver))

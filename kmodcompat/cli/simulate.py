@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import ExitStack
 
 from ..errors import ModuleReadError
 from ..files.opener import read_module_bytes
@@ -44,8 +45,13 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    inputs = load_inputs(args)
-    report_failures(inputs.failures)
+    with ExitStack() as stack:
+        return _run(args, stack)
+
+
+def _run(args, stack: ExitStack) -> int:
+    inputs = load_inputs(args, stack)
+    report_failures(inputs.failures, inputs.tree)
     extra = load_expected(args.symvers, inputs.modules)
     status = 1 if inputs.failures else 0
     try:

@@ -1,4 +1,4 @@
-"""``kmodcompat symvers [-b BASEDIR] [KVER] [--kernel-image FILE | --modules-only]``: the Module.symvers of an installed kernel.
+"""``kmodcompat symvers [TREE | -b BASEDIR KVER] [--kernel-image FILE | --modules-only]``: the Module.symvers of an installed kernel.
 
 One line per export, as modpost's ``write_dump()`` writes them:
 ``0x%08x\\tSYMBOL\\tMODULE\\tEXPORT_SYMBOL[_GPL]\\tNAMESPACE``, vmlinux first,
@@ -29,20 +29,21 @@ Order, compared with the headers package's file:
 
 from __future__ import annotations
 
-import os
 import re
 import sys
+from contextlib import ExitStack
 
+from ..files.kernel import tree_base
 from ..files.kernel_image import KernelImageError, find_image, image_paths, read_kernel_image
 from ..records import raw
 from . import EXIT_USAGE
-from .depmod import add_tree_options, tree_from_args
+from .inputs import add_tree_options, load_depmod_tree, report_failures, tree_operand
+from .output import shown
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("symvers", help="Module.symvers of an installed kernel (vmlinux from the boot image)",
                        description=__doc__.splitlines()[0])
-    p.add_argument("kver", nargs="?", default=None, metavar="KVER")
     which = p.add_mutually_exclusive_group()
     which.add_argument("--kernel-image", default=None, metavar="FILE",
                        help="the boot image to read vmlinux's exports from (default: the tree's boot/vmlinuz-KVER)")
@@ -83,39 +84,40 @@ def vmlinux_lines(kernel) -> list[str]:
 
 
 def run(args) -> int:
-    kernel = None
-    if not args.modules_only:
-        kver = args.kver or os.uname().release
-        path = args.kernel_image
-        if path is None:
-            root = args.basedir or "/"
-            path = find_image(root, kver)
+    with ExitStack() as stack:
+        op = tree_operand(args, stack)
+        kernel = None
+        if not args.modules_only:
+            path = args.kernel_image
             if path is None:
-                # The modules' lines alone are still right; say what is left out.
-                print(f"kmodcompat: no boot image for {kver} (looked at {', '.join(image_paths(root, kver))}): "
-                      "vmlinux's lines left out; give --kernel-image FILE", file=sys.stderr)
-        if path is not None:
-            kernel = _read_image(path)
-            if kernel is None:
-                return EXIT_USAGE
-    tree = tree_from_args(args)
-    out = sys.stdout.buffer
-    if kernel is not None:
-        out.write(raw("".join(vmlinux_lines(kernel))))
-    out.write(raw("".join(symvers_lines(tree))))
-    for m in tree.failures:
-        print(f"kmodcompat: {m.error}", file=sys.stderr)
+                root = tree_base(op)
+                path = find_image(root, op.kver)
+                if path is None:
+                    # The modules' lines alone are still right; say what is left out.
+                    looked = op.display(", ".join(image_paths(root, op.kver)))
+                    print(f"kmodcompat: no boot image for {shown(op.kver)} (looked at {shown(looked)}): "
+                          "vmlinux's lines left out; give --kernel-image FILE", file=sys.stderr)
+            if path is not None:
+                kernel = _read_image(path, op)
+                if kernel is None:
+                    return EXIT_USAGE
+        tree = load_depmod_tree(op, args)
+        out = sys.stdout.buffer
+        if kernel is not None:
+            out.write(raw("".join(vmlinux_lines(kernel))))
+        out.write(raw("".join(symvers_lines(tree))))
+        report_failures((m.error for m in tree.failures), op)
     return 0
 
 
-def _read_image(path: str):
+def _read_image(path: str, op):
     """The image's exports, or None after one line on stderr: a bad image, or exports unknown."""
     try:
         kernel = read_kernel_image(path)
     except KernelImageError as e:
-        print(f"kmodcompat: {e}", file=sys.stderr)
+        print(f"kmodcompat: {shown(op.display(str(e)))}", file=sys.stderr)
         return None
     if kernel.exports is None:
-        print(f"kmodcompat: {path}: kernel exports unknown: {kernel.unknown}", file=sys.stderr)
+        print(f"kmodcompat: {shown(op.display(path))}: kernel exports unknown: {kernel.unknown}", file=sys.stderr)
         return None
     return kernel

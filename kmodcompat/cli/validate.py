@@ -21,6 +21,7 @@ import json
 import os
 import stat
 import sys
+from contextlib import ExitStack
 from dataclasses import asdict
 
 from ..kmod.profile import KMOD_PROFILES
@@ -28,6 +29,8 @@ from ..errors import ModuleReadError
 from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
 from ..files.bounded import file_type
 from ..validate import Failure, Target, Validation, validate_file
+from ..files.packages import is_package
+from .inputs import resolve, usage
 from .output import add_as_option, shown
 
 #: What depmod and kmod take for module files (the suffixes of every compression kmod knows).
@@ -42,7 +45,10 @@ _MACHINE_ALIASES = {"amd64": "X86_64", "arm64": "AARCH64", "armhf": "ARM", "arme
 def add_parser(sub) -> None:
     p = sub.add_parser("validate", help="the kernel loader's and kmod's validity checks, per module",
                        description=__doc__.splitlines()[0])
-    p.add_argument("operands", nargs="+", metavar="MODULE|TREE", help="module files and/or directories to walk")
+    p.add_argument("operands", nargs="*", metavar="MODULE|TREE",
+                   help="module files and/or directories to walk, packages (combined into one root), or KVER with -b")
+    p.add_argument("-b", "--basedir", default=None, metavar="BASEDIR",
+                   help="root holding lib/modules/KVER (kmod's -b): the operand is then KVER")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.add_argument("--machine", type=machine_number, default=None, metavar="ARCH",
                    help="e_machine of the target kernel (x86_64, aarch64, s390x, ... or a number; "
@@ -78,6 +84,19 @@ def machine_number(value: str) -> int:
 
 
 def run(args) -> int:
+    with ExitStack() as stack:
+        op = None
+        if args.basedir is not None or (args.operands and all(map(is_package, args.operands))):
+            op = resolve(args.operands, args.basedir, stack)
+            args.operands = [op.dirname]
+        elif not args.operands:
+            usage("name module files, directories or packages (or -b BASEDIR KVER)")
+        status = _run(args, op.display if op is not None else str)
+    return status
+
+
+def _run(args, display) -> int:
+    """``display``: paths of unpacked packages as the packages' names."""
     missing = [o for o in args.operands if not os.path.lexists(o)]
     if missing:
         print(f"kmodcompat: {shown(missing[0])}: no such file or directory", file=sys.stderr)
@@ -102,10 +121,10 @@ def run(args) -> int:
     checked = [r for r in results if isinstance(r, Validation)]
     unreadable = walk_errors + [r for r in results if isinstance(r, ModuleReadError)]
     if args.format == "json":
-        json.dump(to_json(args.operands, target, checked, unreadable, skipped), sys.stdout, indent=1)
-        sys.stdout.write("\n")
+        sys.stdout.write(display(json.dumps(to_json(args.operands, target, checked, unreadable, skipped), indent=1))
+                         + "\n")
     else:
-        sys.stdout.write(render(checked, unreadable, skipped, args.verbose))
+        sys.stdout.write(display(render(checked, unreadable, skipped, args.verbose)))
     return 0 if not unreadable and all(v.valid for v in checked) else 1
 
 

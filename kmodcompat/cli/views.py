@@ -1,4 +1,4 @@
-"""``kmodcompat views TREE|MODULE... [--consumer C]... [--simulate] [-E Module.symvers] [--format F]``.
+"""``kmodcompat views [TREE | -b BASEDIR KVER | MODULE...] [--consumer C]... [--simulate] [-E Module.symvers] [--format F]``.
 
 What each consumer sees in the modules, as built and (``--simulate``) in every
 other modversions format. Exit status: 0, or 2 for bad operands; unreadable
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from contextlib import ExitStack
 
 from tabulate import tabulate
 
@@ -33,17 +34,19 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    inputs = load_inputs(args)
-    report_failures(inputs.failures)
-    expected = load_expected(args.symvers, inputs.modules)
-    formats = ALL_FORMATS if args.simulate else (AS_IS,)
-    res = compute_views(inputs.modules, args.consumer, formats, expected,
-                        keep_formats=formats if args.modules else (), jobs=args.jobs)
-    if args.format == "json":
-        json.dump(to_json(res, inputs), sys.stdout, indent=1)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(render(res, inputs, "pipe" if args.format == "markdown" else "simple", args.modules))
+    with ExitStack() as stack:
+        inputs = load_inputs(args, stack)
+        report_failures(inputs.failures, inputs.tree)
+        expected = load_expected(args.symvers, inputs.modules)
+        formats = ALL_FORMATS if args.simulate else (AS_IS,)
+        res = compute_views(inputs.modules, args.consumer, formats, expected,
+                            keep_formats=formats if args.modules else (), jobs=args.jobs)
+        shown_as = inputs.tree.display if inputs.tree is not None else str  # packages: their names, not temp paths
+        if args.format == "json":
+            sys.stdout.write(shown_as(json.dumps(to_json(res, inputs), indent=1)) + "\n")
+        else:
+            sys.stdout.write(shown_as(render(res, inputs, "pipe" if args.format == "markdown" else "simple",
+                                             args.modules)))
     return 0
 
 
