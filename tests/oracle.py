@@ -1,31 +1,43 @@
 """Real kmod as the oracle: run kmod 30 / kmod 34.2 and cache what they print.
 
-kmod 30 is Debian bookworm's /usr/sbin tools; kmod 34.2 runs through
-../shared/tools/kmod34.sh's extracted loader (invoked directly: the wrapper
-script costs ~15 ms of bash per call, and a tree needs thousands of calls).
+kmod 30 is the host's /usr/sbin tools when they are kmod 30 (Debian 12), else
+bookworm's kmod; kmod 34.2 is trixie's. Both come unpacked from the public
+Debian archive by tools/debian_archive.py (into ``$REALTREES/.kmod-<suite>``,
+on first use) and run through their own extracted ld.so; the argv is computed
+once, so a call costs one exec. Real trees are fetched by the same tool.
 Outputs of whole trees are cached under ``$REALTREES/.oracle/`` keyed by the
 tree's TREE-INFO, so a re-run costs nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 import json
 import os
-import shlex
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("KMODCOMPAT_SHARED", REPO.parent / "shared"))
-KMOD34_SH = SHARED / "tools" / "kmod34.sh"
-GET_TREE = SHARED / "tools" / "get-tree.sh"
 REALTREES = Path(os.environ.get("REALTREES", "/tmp/realtrees"))
 ENV = {**os.environ, "LC_ALL": "C"}
+#: The Debian suite whose kmod each emulated release is.
+KMOD_SUITE = {"kmod30": "bookworm", "kmod34": "trixie"}
 
-#: The trees the foundation issue names: (suite, flavor) → get-tree.sh arguments.
+
+@functools.cache
+def archive():
+    """tools/debian_archive.py as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("debian_archive", REPO / "tools" / "debian_archive.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+#: The trees the foundation issue names: (suite, flavor) → debian_archive.py tree arguments.
 TREES = {
     "bookworm-amd64": ("bookworm", "amd64"),
     "trixie-amd64": ("trixie", "amd64"),
@@ -44,12 +56,24 @@ class Run:
 
 def kmod_argv(version: str, tool: str) -> list[str]:
     """argv prefix that runs ``tool`` (modinfo, modprobe, depmod) of kmod ``version`` ("kmod30"/"kmod34")."""
-    if version == "kmod30":
+    if version == "kmod30" and _host_kmod() == "30":
         return [f"/usr/sbin/{tool}" if os.path.exists(f"/usr/sbin/{tool}") else f"/sbin/{tool}"]
-    out = subprocess.run(["bash", str(KMOD34_SH), "--print-cmd"], capture_output=True, text=True, check=True).stdout
-    argv = shlex.split(out.strip().splitlines()[-1])
-    argv = [tool if a == "TOOL" else a for a in argv]
-    return argv[:-1] if argv[-1] == "ARGS..." else argv
+    suite = KMOD_SUITE[version]
+    return archive().kmod_argv(suite, tool, str(REALTREES / f".kmod-{suite}"))
+
+
+@functools.cache
+def _host_kmod() -> str | None:
+    """The host's kmod release ("30", "34.2", ...), None without one."""
+    for d in ("/usr/sbin", "/sbin", "/usr/bin", "/bin"):
+        if os.path.exists(f"{d}/kmod"):
+            try:
+                out = subprocess.run([f"{d}/kmod", "--version"], capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.SubprocessError):
+                return None
+            first = out.split("\n", 1)[0]
+            return first.removeprefix("kmod version ") if first.startswith("kmod version ") else None
+    return None
 
 
 _ARGV_CACHE: dict[tuple[str, str], list[str]] = {}
@@ -66,20 +90,19 @@ def run_kmod(version: str, tool: str, args: list[str], cwd: str | os.PathLike[st
 def kmod_available(version: str) -> bool:
     try:
         return run_kmod(version, "modinfo", ["--version"]).status == 0
-    except (OSError, subprocess.CalledProcessError):
+    except (OSError, subprocess.CalledProcessError, archive().ArchiveError):
         return False
 
 
 def tree_root(name: str, fetch: bool = False) -> Path | None:
-    """Root of a downloaded tree (``$REALTREES/<name>``); fetched with get-tree.sh when asked."""
+    """Root of a downloaded tree (``$REALTREES/<name>``); fetched with tools/debian_archive.py when asked."""
     root = REALTREES / name
     if (root / "TREE-INFO").exists():
         return root
     if not fetch:
         return None
     suite, flavor = TREES[name]
-    subprocess.run(["bash", str(GET_TREE), "-o", str(REALTREES), "-H", suite, flavor], check=True,
-                   stdout=subprocess.DEVNULL)
+    archive().tree_root(name, suite, flavor, str(REALTREES), headers=True)
     return root if (root / "TREE-INFO").exists() else None
 
 

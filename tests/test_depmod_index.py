@@ -454,28 +454,17 @@ def test_builtin_alias_index_plain() -> None:
 
 # -- real depmod ------------------------------------------------------------------
 
-KMOD34_SH = Path("/work/shared/tools/kmod34.sh")
-
-
 def _depmod_cmd(version: int) -> list[str] | None:
     """argv prefix of a real depmod of that kmod version, or None if unavailable.
 
-    Override with $KMOD30_DEPMOD / $KMOD34_DEPMOD (a shell-quoted command).
-    kmod34.sh is used only once its private prefix is set up (no downloads from tests).
+    Override with $KMOD30_DEPMOD / $KMOD34_DEPMOD (a shell-quoted command); else
+    tests/oracle.py's (the host's kmod 30, or the release unpacked from Debian).
     """
     env = os.environ.get(f"KMOD{version}_DEPMOD")
-    if env:
-        cmd = shlex.split(env)
-    elif version == 30:
-        cmd = ["/usr/sbin/depmod"]
-    else:
-        prefix = Path(os.environ.get("KMOD_PREFIX", "/opt/kmod-34"))
-        if not (KMOD34_SH.exists() and (prefix / ".complete").exists()):
-            return None
-        cmd = [str(KMOD34_SH), "depmod"]
     try:
+        cmd = shlex.split(env) if env else oracle.kmod_argv(f"kmod{version}", "depmod")
         out = subprocess.run(cmd + ["--version"], capture_output=True, text=True, timeout=60)
-    except OSError:
+    except (OSError, oracle.archive().ArchiveError):
         return None
     if f"kmod version {version}" not in out.stdout:
         return None

@@ -1,7 +1,7 @@
 """Kernel exports from real Debian boot images against the headers package's Module.symvers.
 
-For each tree under $KMODCOMPAT_REALTREES (default /tmp/realtrees) that has a
-boot image and ``usr/src/linux-headers-KVER/Module.symvers`` (get-tree.sh -H):
+For each tree under $KMODCOMPAT_REALTREES or $REALTREES (default /tmp/realtrees) that has a
+boot image and ``usr/src/linux-headers-KVER/Module.symvers`` (tools/debian_archive.py tree -H):
 every vmlinux line must be recovered from the image alone, with its CRC,
 GPL-only flag and namespace. Trees missing here are skipped. The numbers
 measured (exports recovered / expected, all equal) are in the docstring of
@@ -21,7 +21,7 @@ from kmodcompat.files.kernel_image import _from_elf, find_image, read_kernel_ima
 
 pytestmark = pytest.mark.realtree
 
-ROOT = os.environ.get("KMODCOMPAT_REALTREES", "/tmp/realtrees")
+ROOT = os.environ.get("KMODCOMPAT_REALTREES") or os.environ.get("REALTREES", "/tmp/realtrees")
 TREES = ["bookworm-amd64", "trixie-amd64", "sid-amd64", "bookworm-686-pae", "bookworm-arm64", "trixie-arm64",
          "bookworm-armmp", "trixie-armmp", "bookworm-powerpc64le", "bookworm-s390x", "trixie-s390x"]
 #: What each tree's image is and how its tables are found.

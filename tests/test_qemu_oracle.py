@@ -36,7 +36,7 @@ pytestmark = pytest.mark.realtree
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
 import qemu_oracle as q  # noqa: E402
 
-ROOT = os.environ.get("KMODCOMPAT_REALTREES", "/tmp/realtrees")
+ROOT = os.environ.get("KMODCOMPAT_REALTREES") or os.environ.get("REALTREES", "/tmp/realtrees")
 #: tools/qemu/build-kernel.sh's output: bzImage, config, kmc_test.ko (tests/data/qemu-kernel-7.2/README).
 EXT_KERNEL = os.environ.get("KMODCOMPAT_TEST_KERNEL",
                             os.path.join(os.path.dirname(__file__), "data", "qemu-kernel-7.2"))

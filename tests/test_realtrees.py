@@ -4,7 +4,7 @@ Every module of each tree is parsed once; both kmod models then render
 ``modinfo`` and ``modprobe --dump-modversions`` from that one record and the
 result (stdout, stderr, exit status) must equal the real tool's.
 
-Trees come from ../shared/tools/get-tree.sh under $REALTREES. Missing trees
+Trees come from tools/debian_archive.py under $REALTREES. Missing trees
 are skipped, unless KMODCOMPAT_FETCH_TREES=1 (as tools/test.sh sets), which
 downloads them. The agreement figures are written to
 $REALTREES/.oracle/agreement-<tree>.json.
