@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import subprocess
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,7 +103,13 @@ def tree_root(name: str, fetch: bool = False) -> Path | None:
     if not fetch:
         return None
     suite, flavor = TREES[name]
-    archive().tree_root(name, suite, flavor, str(REALTREES), headers=True)
+    try:
+        archive().tree_root(name, suite, flavor, str(REALTREES), headers=True)
+    except archive().ArchiveError as e:
+        # The archive, not the code under test: the tree's tests skip, and the reason is in pytest's summary.
+        # (Seen here: deb.debian.org answering 404 for every trixie s390x image the index lists.)
+        warnings.warn(f"{name}: cannot download: {e}", stacklevel=2)
+        return None
     return root if (root / "TREE-INFO").exists() else None
 
 
