@@ -38,13 +38,15 @@ import sys
 from contextlib import ExitStack
 
 from ..consumers import CONSUMERS
-from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_modules, diff_trees
+from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_export_sides, diff_modules, diff_trees
 from ..errors import ModuleReadError
 from ..parse.module import parse_module
 from ..report import diff_render
 from ..report.diff_json import to_json
 from ..parse.scan import stderr_progress
 from ..files import packages
+from ..files.bounded import InputFileError
+from ..files.symvers import read_symvers
 from .inputs import ModuleFiles, TreeOperand, load, report_failures, resolve
 
 
@@ -97,6 +99,9 @@ def run(args) -> int:
 
 def _diff(args, stack: ExitStack) -> dict:
     consumers = tuple(args.consumer or DEFAULT_CONSUMERS)
+    if not args.basedir and not args.old_set and not args.new_set and (_is_symvers(args.old) or
+                                                                       _is_symvers(args.new)):
+        return _diff_symvers(args, consumers, stack)
     old, new = _operands(args, stack)
     kind = lambda op: "module" if isinstance(op, ModuleFiles) else "tree"  # noqa: E731
     if kind(old) != kind(new):
@@ -128,6 +133,41 @@ def _diff(args, stack: ExitStack) -> dict:
                    jobs=args.jobs)
     # Packages: the temporary roots' paths written as the packages' names.
     return json.loads(old.display(new.display(json.dumps(to_json(d)))))
+
+
+def _is_symvers(path: str | None) -> bool:
+    """A Module.symvers operand: a file named like one (Module.symvers, symvers-KVER.gz, *.symvers)."""
+    return path is not None and "symvers" in os.path.basename(path).lower() and os.path.isfile(path) \
+        and not packages.is_package(path)
+
+
+def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
+    """A Module.symvers against a Module.symvers, a tree or packages (either way round): the kABI alone."""
+    if args.old_symvers or args.new_symvers:
+        raise _Fail("--old-symvers/--new-symvers: the Module.symvers is an operand already", EXIT_USAGE)
+    sides, ops = [], []
+    for path, tag in ((args.old, "old"), (args.new, "new")):
+        if _is_symvers(path):
+            try:
+                sides.append(read_symvers(path, gunzip=path.endswith(".gz")))
+            except InputFileError as e:
+                raise _Fail(str(e), EXIT_USAGE) from None
+            ops.append(None)
+            continue
+        op = resolve([path], None, stack)
+        tree = load(op, jobs=args.jobs, progress=stderr_progress(f"reading {tag} tree"))
+        if not tree.modules:
+            raise _Fail(f"{op.display(tree.dirname)}: no modules found", EXIT_USAGE)
+        report_failures((m.error for m in tree.failures), op)
+        sides.append(tree)
+        ops.append(op)
+    labels = [op.label if op is not None else path for op, path in zip(ops, (args.old, args.new))]
+    doc = json.dumps(to_json(diff_export_sides(sides[0], sides[1], consumers, old_label=labels[0],
+                                               new_label=labels[1])))
+    for op in ops:
+        if op is not None:
+            doc = op.display(doc)
+    return json.loads(doc)
 
 
 def _operands(args, stack: ExitStack) -> tuple[TreeOperand | ModuleFiles, TreeOperand | ModuleFiles]:

@@ -41,19 +41,21 @@ module's two builds), :mod:`.kabi` (exports and importers), :mod:`.trees`
 
 from __future__ import annotations
 
-from .kabi import diff_kabi, export_map, symvers_exports
+from .kabi import diff_exports, diff_kabi, export_map, symvers_export_map, symvers_exports
 from .module import DEFAULT_CONSUMERS, SECTION_FIELDS, diff_modinfo, diff_modules, diff_sections, diff_versions
 from .results import EXIT_CHANGE, EXIT_ERROR, EXIT_INCOMPATIBLE, EXIT_SAME, EXIT_USAGE, Attribute, ConsumerChange, \
-    DepChange, DependencyDiff, ExportChange, ExportGroup, ExporterSummary, ExportInfo, KabiDiff, KabiEffect, \
+    DepChange, DependencyDiff, ExportChange, ExportGroup, ExporterSummary, ExportInfo, ExportsDiff, KabiDiff, \
+    KabiEffect, \
     ModinfoChange, ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, VersionChange, ViewSummary, \
     exit_status
-from .trees import DepFacts, diff_dependencies, diff_trees, patterns
+from .trees import DepFacts, diff_dependencies, diff_export_sides, diff_trees, patterns
 
 __all__ = [
     "DEFAULT_CONSUMERS", "EXIT_CHANGE", "EXIT_ERROR", "EXIT_INCOMPATIBLE", "EXIT_SAME", "EXIT_USAGE", "SECTION_FIELDS",
     "Attribute", "ConsumerChange", "DepChange", "DepFacts", "DependencyDiff", "ExportChange", "ExportGroup",
+    "ExportsDiff",
     "ExportInfo", "ExporterSummary", "KabiDiff", "KabiEffect", "ModinfoChange", "ModuleDiff", "Pattern",
     "SectionChange", "SectionInfo", "TreeDiff", "TreeSide", "VersionChange", "ViewSummary",
-    "diff_dependencies", "diff_kabi", "diff_modinfo", "diff_modules", "diff_sections", "diff_trees", "diff_versions",
-    "exit_status", "export_map", "patterns", "symvers_exports",
+    "diff_dependencies", "diff_export_sides", "diff_exports", "diff_kabi", "diff_modinfo", "diff_modules", "diff_sections", "diff_trees", "diff_versions",
+    "exit_status", "export_map", "patterns", "symvers_export_map", "symvers_exports",
 ]

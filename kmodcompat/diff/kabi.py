@@ -17,6 +17,7 @@ from typing import NamedTuple
 from ..consumers.base import exporter_crcs
 from ..depmod.tree import ModuleTree
 from ..files.symvers import KERNEL_MODULE, Symvers
+from ..records import path_to_modname
 from .module import DEFAULT_CONSUMERS, consumer_views, export_change, view_effect
 from .results import ExportChange, ExportGroup, ExporterSummary, ExportInfo, KabiDiff, KabiEffect, incompatible_kind
 
@@ -96,22 +97,38 @@ def diff_kabi(old_tree: ModuleTree, new_tree: ModuleTree, old_kernel: Mapping[st
     kernel_compared = old_kernel is not None and new_kernel is not None
     a = export_map(old_tree, old_kernel if kernel_compared else None)
     b = export_map(new_tree, new_kernel if kernel_compared else None)
+    return diff_exports(a, b, old_tree, new_tree, kernel_compared, consumers)
+
+
+def symvers_export_map(symvers: Symvers) -> dict[str, ExportInfo]:
+    """Every export a Module.symvers lists, the kernel image's and each module's, as :func:`export_map`
+    names them (a module by its name: ``drivers/net/tun`` is ``tun``; a later line replacing an earlier)."""
+    return {e.symbol: ExportInfo(e.symbol, e.crc, e.gpl_only, e.namespace,
+                                 KERNEL_MODULE if e.in_kernel else path_to_modname(e.module))
+            for e in symvers.entries if e.crc is not None}
+
+
+def diff_exports(a: Mapping[str, ExportInfo], b: Mapping[str, ExportInfo], old_tree: ModuleTree | None,
+                 new_tree: ModuleTree | None, kernel_compared: bool,
+                 consumers: Sequence[str] = DEFAULT_CONSUMERS) -> KabiDiff:
+    """The kABI diff of two export maps; the importers come from the trees given (a Module.symvers side
+    has none: a baseline kept in git knows no modules, so no old build is checked)."""
     raw_changes = [c for k in sorted(a.keys() | b.keys()) if (c := export_change(k, a.get(k), b.get(k)))]
     touched = {c.name for c in raw_changes if c.kind != "added"}
-    new_uses = _uses(new_tree, touched)
-    old_uses = _uses(old_tree, touched)
+    new_uses = _uses(new_tree, touched) if new_tree is not None else {}
+    old_uses = _uses(old_tree, touched) if old_tree is not None else {}
     changes: list[ExportChange] = []
     for c in raw_changes:
         if c.kind == "added":
             changes.append(c)
             continue
         nu, ou = new_uses.get(c.name, []), old_uses.get(c.name, [])
-        importers = tuple(u.module for u in (ou if c.kind == "removed" else nu))
+        importers = tuple(u.module for u in (ou if c.kind == "removed" or new_tree is None else nu))
         changes.append(replace(
             c, importers=importers,
             old_builds_failing=tuple(u.module for u in ou if c.incompatible and _fails(u, c.new)),
             failing_now=tuple(u.module for u in nu if _fails(u, c.new))))
-    effects, per_module = _kabi_effects(old_tree, changes, consumers)
+    effects, per_module = _kabi_effects(old_tree, changes, consumers) if old_tree is not None else ((), {})
     return KabiDiff(len(a), len(b), kernel_compared, tuple(changes), _by_exporter(changes),
                     _groups(changes, per_module), effects)
 

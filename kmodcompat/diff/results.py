@@ -364,7 +364,32 @@ class TreeDiff:
                     or (d is not None and (d.dep_changed or d.new_cycles or d.resolved_cycles or d.newly_unresolved)))
 
 
-def exit_status(diff: ModuleDiff | TreeDiff) -> int:
+@dataclass(frozen=True, slots=True)
+class ExportsDiff:
+    """The kABI diff alone, where one side (or both) is a Module.symvers: a baseline kept in git, the
+    headers package's file. A tree side gives its importers; a Module.symvers side lists no module."""
+
+    old: TreeSide
+    new: TreeSide
+    consumers: tuple[str, ...]
+    kabi: KabiDiff
+    notes: tuple[str, ...] = ()
+
+    @property
+    def breaking(self) -> tuple[str, ...]:
+        kinds = Counter(incompatible_kind(c) for c in self.kabi.incompatible)
+        return ("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),) if kinds else ()
+
+    @property
+    def incompatible(self) -> bool:
+        return bool(self.breaking)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.kabi.changes)
+
+
+def exit_status(diff: ModuleDiff | TreeDiff | ExportsDiff) -> int:
     """abidiff's bitmask: 0, 4 (changed) or 12 (changed, incompatible)."""
     if diff.incompatible:
         return EXIT_CHANGE | EXIT_INCOMPATIBLE

@@ -18,11 +18,13 @@ from ..depmod.kernel_symbols import KernelSymbols
 from ..depmod.tree import ModuleTree
 from ..elf.image import section_flags_text, section_type_name
 from ..files.kernel import find_kernel_files, load_kernel
+from ..files.symvers import KERNEL_MODULE, Symvers
 from ..graph import TreeGraph, graph_for_tree
 from ..views import AS_IS, compute_views
-from .kabi import diff_kabi, export_map, symvers_exports
+from .kabi import diff_exports, diff_kabi, export_map, symvers_export_map, symvers_exports
 from .module import DEFAULT_CONSUMERS, diff_modules
-from .results import DepChange, DependencyDiff, ExportInfo, ModuleDiff, Pattern, TreeDiff, TreeSide, ViewSummary
+from .results import DepChange, DependencyDiff, ExportInfo, ExportsDiff, ModuleDiff, Pattern, TreeDiff, TreeSide, \
+    ViewSummary
 
 
 # -- dependencies ---------------------------------------------------------------------------------
@@ -171,6 +173,43 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     return TreeDiff(side(old, old_label, o_sv, o_map), side(new, new_label, n_sv, n_map), tuple(consumers),
                     added, removed, tuple(diffs), unchanged, tuple(became_unreadable), tuple(became_readable), kabi,
                     deps, patterns(diffs), tuple(notes))
+
+
+def diff_export_sides(old: ModuleTree | Symvers, new: ModuleTree | Symvers,
+                      consumers: Sequence[str] = DEFAULT_CONSUMERS, *, old_label: str | None = None,
+                      new_label: str | None = None) -> ExportsDiff:
+    """The kABI diff where a side is a Module.symvers (SUSE's ``ksymvers compare``, Ubuntu's abi-check and
+    RHEL's kABI baseline kept in git): every export of both sides, the kernel image's and the modules'.
+
+    A tree side's exports are those of :func:`diff_trees` (its Module.symvers found where the report
+    looks, for the image's; its modules' own); its modules are the importers. The image's exports count
+    only when both sides have them, as in :func:`diff_trees`.
+    """
+    maps, sides, notes, kernel = [], [], [], []
+    trees: list[ModuleTree | None] = []
+    for tag, side, label in (("old", old, old_label), ("new", new, new_label)):
+        if isinstance(side, Symvers):
+            full = symvers_export_map(side)
+            owners = {x.exporter for x in full.values()} - {KERNEL_MODULE}
+            sides.append(TreeSide(label or side.path, side.path, None, len(owners), 0, side.path, None))
+            kernel.append(any(x.exporter == KERNEL_MODULE for x in full.values()))
+            trees.append(None)
+        else:
+            _, exports, used, _, side_notes = _kernel_side(side, None, None)
+            notes += [f"{tag}: {x}" for x in side_notes]
+            full = export_map(side, exports)
+            sides.append(TreeSide(label or side.dirname, side.dirname, side.kver, len(side.modules),
+                                  len(side.failures), used, None))
+            kernel.append(exports is not None)
+            trees.append(side)
+        maps.append(full)
+    compared = all(kernel)
+    if not compared:
+        maps = [{k: v for k, v in m.items() if v.exporter != KERNEL_MODULE} for m in maps]
+        if any(kernel):
+            notes.append("kernel image exports left out: known on one side only")
+    kabi = diff_exports(maps[0], maps[1], trees[0], trees[1], compared, consumers)
+    return ExportsDiff(sides[0], sides[1], tuple(consumers), kabi, tuple(notes))
 
 
 # -- patterns ---------------------------------------------------------------------------------------

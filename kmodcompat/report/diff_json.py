@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..diff import EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
-    ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
+    ExportsDiff, ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
 from ..elf.image import section_flags_text, section_type_name
 
 __all__ = ["SCHEMA_VERSION", "module_json", "to_json"]
@@ -99,7 +99,7 @@ def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyD
     }
 
 
-def _headlines(diff: ModuleDiff | TreeDiff, totals: dict) -> list[str]:
+def _headlines(diff: ModuleDiff | TreeDiff | ExportsDiff, totals: dict) -> list[str]:
     out = []
     status = exit_status(diff)
     if status == EXIT_SAME:
@@ -114,7 +114,7 @@ def _headlines(diff: ModuleDiff | TreeDiff, totals: dict) -> list[str]:
     if t["exports_added"] or t["exports_removed"] or t["exports_changed"]:
         out.append(f"Exports: {t['exports_added']} added, {t['exports_removed']} removed, {t['exports_changed']} "
                    f"changed ({t['exports_crc_changed']} CRC); {t['exports_incompatible']} incompatible.")
-    if isinstance(diff, TreeDiff) and diff.kabi is not None:
+    if isinstance(diff, (TreeDiff, ExportsDiff)) and diff.kabi is not None:
         for e in diff.kabi.effects:
             n = dict(e.effects).get("breaks", 0)
             if n:
@@ -126,9 +126,17 @@ def _headlines(diff: ModuleDiff | TreeDiff, totals: dict) -> list[str]:
     return out
 
 
-def to_json(diff: ModuleDiff | TreeDiff, old_label: str | None = None, new_label: str | None = None) -> dict:
+def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = None,
+            new_label: str | None = None) -> dict:
     """The diff as the dict ``report/diff-schema.json`` describes (``schema_version`` 1)."""
-    if isinstance(diff, ModuleDiff):
+    if isinstance(diff, ExportsDiff):  # a Module.symvers on a side: the kABI alone
+        totals = _totals((), diff.kabi, None, 0, 0, 0, 0)
+        doc = {"kind": "kabi", "old": _side_json(diff.old), "new": _side_json(diff.new),
+               "consumers": list(diff.consumers),
+               "modules": {"added": [], "removed": [], "became_unreadable": [], "became_readable": [],
+                           "changed": []},
+               "patterns": [], "kabi": _kabi_json(diff.kabi), "dependencies": None, "notes": list(diff.notes)}
+    elif isinstance(diff, ModuleDiff):
         mods = [diff] if diff.changed else []
         totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0)
         side = lambda label, path: {"label": label or path, "path": path, "kernel_release": None,  # noqa: E731

@@ -200,6 +200,15 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
             out.append(_h("Every changed module"))
             for m in doc["modules"]["changed"]:
                 out += module_blocks(m)
+    elif doc["kind"] == "kabi":  # a Module.symvers on a side: its exports, no modules
+        what = lambda s: "Module.symvers" if s["kernel_release"] is None else "module tree"  # noqa: E731
+        out.append(_table(["", "old", "new"], [
+            ["compared", f"{what(old)} {old['path']}", f"{what(new)} {new['path']}"],
+            ["kernel release", old["kernel_release"] or "-", new["kernel_release"] or "-"],
+            ["exporting modules", old["modules"], new["modules"]],
+            ["kernel exports from", old["symvers"] or "none found", new["symvers"] or "none found"]]))
+        out += [_p(f"Note: {n}") for n in doc["notes"]]
+        out += _kabi_blocks(doc["kabi"], limit, tlimit, more_hint)
     else:
         for m in doc["modules"]["changed"]:
             out += module_blocks(m, 2)
