@@ -25,14 +25,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
-                             LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE)
+                             LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, Counts)
+from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE, MIT, WEAK_MODULES,
+                        WEAK_MODULES2)
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
+from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .modversions import basic, varlen
 from .records import EM_PPC64, MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
 from .simulate import FORMATS, import_versions
-
-#: One consumer's view of one module, counted: the per-view fields of views.Totals, then the verdict.
-Counts = tuple[int, int, int, int, int, int, str]  # visible, lost, misread, unchecked, messages, false, verdict
 
 _MISSING = object()
 
@@ -140,20 +140,22 @@ class ModuleTally:
             pr270 = self._kmod_verdict(0, len(truth), misread, 1, 0, 0, own)
         else:
             pr270 = kmod
-        lines, false = kmod[4] - (not isinstance(versions, dict)), kmod[5]  # depmod's lines, not modprobe's
-        gate = (0, 0, 0, 0, lines, false, INCOMPATIBLE if lines else COMPATIBLE)
-        out = {"kmod30": kmod, "kmod34": kmod, "kmod-pr270": pr270,
-               "busybox": (0, 0, 0, len(truth), 0, 0, IGNORES), "mit": self._mit(versions, own),
-               "weak-modules": gate, "weak-modules2": gate}
+        # depmod's lines, not modprobe's
+        lines, false = kmod.messages - (not isinstance(versions, dict)), kmod.false_messages
+        gate = Counts(0, 0, 0, 0, lines, false, INCOMPATIBLE if lines else COMPATIBLE)
+        out = {KMOD30.id: kmod, KMOD34.id: kmod, KMOD_PR270.id: pr270,
+               BUSYBOX.id: Counts(0, 0, 0, len(truth), 0, 0, IGNORES), MIT.id: self._mit(versions, own),
+               WEAK_MODULES.id: gate, WEAK_MODULES2.id: gate}
         # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
         # variable-length layout as fixed records (kernel.py _misread).
         vers_table, records = self._misread_table() if versions == "odd" else (versions, 0)
-        for release, table in (("6.13", vers_table), ("6.14", self.all if extended else vers_table)):
+        for kernel, forced, table in ((KERNEL_6_13, KERNEL_6_13_FORCE, vers_table),
+                                      (KERNEL_6_14, KERNEL_6_14_FORCE, self.all if extended else vers_table)):
             if table is None:
-                out[f"kernel-{release}"] = (0, 0, 0, 0, 0, 0, REFUSES)
-                out[f"kernel-{release}+force"] = (0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
+                out[kernel.id] = Counts(0, 0, 0, 0, 0, 0, REFUSES)
+                out[forced.id] = Counts(0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
             else:
-                out[f"kernel-{release}"] = out[f"kernel-{release}+force"] = self._loader(table, records)
+                out[kernel.id] = out[forced.id] = self._loader(table, records)
         return out
 
     # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------
@@ -169,7 +171,7 @@ class ModuleTally:
     def _kmod_verdict(visible: int, lost: int, misread: int, fatal: int, messages: int, false: int,
                       own: bool) -> Counts:
         verdict = FALSE_MISMATCH if false else UNREADABLE if not visible and own else PARTIAL if lost else OK
-        return (visible, lost, misread, 0, fatal + messages, false, verdict)
+        return Counts(visible, lost, misread, 0, fatal + messages, false, verdict)
 
     def _once(self, rule, table: dict[str, int], *args):
         key = (rule, id(table), args)
@@ -216,11 +218,11 @@ class ModuleTally:
     def _mit_view(self, versions, own: bool) -> Counts:
         lost_all = len(self.truth)
         if self.rec.compression in ("xz", "zstd"):
-            return (0, lost_all, 0, 0, 0, 0, UNREADABLE)  # not a module file to it
+            return Counts(0, lost_all, 0, 0, 0, 0, UNREADABLE)  # not a module file to it
         if versions is None:  # "built without modversions"
-            return (0, lost_all, 0, 0, 1, 0, PARTIAL if lost_all else OK)
+            return Counts(0, lost_all, 0, 0, 1, 0, PARTIAL if lost_all else OK)
         if versions == "odd":  # "Wrong section size" and "invalid __versions section size"
-            return (0, lost_all, 0, 0, 2, 0, UNREADABLE if lost_all and own else PARTIAL if lost_all else OK)
+            return Counts(0, lost_all, 0, 0, 2, 0, UNREADABLE if lost_all and own else PARTIAL if lost_all else OK)
         exp, truth = self.exp, self.truth
         messages = false = 0
         for name in self.nonweak:
@@ -233,7 +235,7 @@ class ModuleTally:
         verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
         if verdict == PARTIAL and not versions and own:
             verdict = UNREADABLE
-        return (len(versions), lost, 0, 0, messages, false, verdict)
+        return Counts(len(versions), lost, 0, 0, messages, false, verdict)
 
     # -- the kernel's loader (consumers/kernel.py _check_versions) --------------------------
 
@@ -260,7 +262,7 @@ class ModuleTally:
                 continue
             checked += 1
             if want is not None and crc != want:  # "disagrees", then "Unknown symbol" past module_layout
-                return (checked, 0, misread, len(unchecked), messages + 1 + (i > 0), int(truth.get(name) == want),
-                        REFUSES)
+                return Counts(checked, 0, misread, len(unchecked), messages + 1 + (i > 0),
+                              int(truth.get(name) == want), REFUSES)
         lost = sum(1 for n in unchecked if n in truth)
-        return (checked, lost, misread, len(unchecked), messages, 0, LOADS_UNCHECKED if unchecked else LOADS)
+        return Counts(checked, lost, misread, len(unchecked), messages, 0, LOADS_UNCHECKED if unchecked else LOADS)

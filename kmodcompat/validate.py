@@ -197,7 +197,7 @@ class Target:
     ppc64_elfv2: bool | None = None  # CONFIG_PPC64_ELF_ABI_V2; None: either ABI level (0-2) passes
     sig_enforce: bool = False  # module.sig_enforce / CONFIG_MODULE_SIG_FORCE
     strict_module_rwx: bool = True  # CONFIG_STRICT_MODULE_RWX (on in Debian's kernels)
-    kmod: str = DEFAULT_KMOD.id  # kmod release for the kmod checks: "kmod30" or "kmod34"
+    kmod: str = DEFAULT_KMOD.id  # kmod release for the kmod checks: a key of KMOD_PROFILES
 
 
 @dataclass(frozen=True, slots=True)

@@ -19,12 +19,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS, READERS
-from .consumers.base import ConsumerView, Reading, exporter_crcs
+from .consumers import CONSUMERS
+from .consumers.base import ConsumerView, Counts, Reading, exporter_crcs
 from .records import ModuleRecord
 from .parse.scan import default_jobs, worker_pool
 from .simulate import FORMATS, BuildError, Simulation
-from .tally import Counts, module_tally
+from .tally import module_tally
 
 AS_IS = "as-is"
 #: ``summarize_counts(path, counts, view)``: see :func:`compute_views`.
@@ -87,7 +87,7 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     format's views by what it returns (computed where the views are, so only
     the summary travels between processes). ``summarize_counts(path, counts,
     view)``, if given, summarizes instead a module as built that tally.py can
-    count, from each consumer's :data:`~kmodcompat.tally.Counts` and
+    count, from each consumer's :class:`~kmodcompat.consumers.base.Counts` and
     ``view(consumer)``, that model's full view (it returns None when the full
     views are needed after all); it must agree with ``summarize``. ``jobs`` > 1
     (None: all cores) splits the modules over worker processes; the result is
@@ -160,7 +160,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     bad = [f for f in formats if f not in ALL_FORMATS]
     if bad:
         raise ValueError(f"unknown format(s): {', '.join(bad)}; known: {', '.join(ALL_FORMATS)}")
-    readers = [READERS[c] for c in consumers]
+    readers = [CONSUMERS[c].read for c in consumers]
     simulated = [f for f in formats if f != AS_IS]
     modules = Counter()  # format → modules it could hold
     versioned = Counter()  # format → versioned imports of those modules
@@ -171,13 +171,13 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     # and its summary needs more than the counts.
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
     count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or summarize_counts is not None)
-    # Per format, per consumer (in ``consumers`` order): each module's view as tally.Counts, counted or modelled.
+    # Per format, per consumer (in ``consumers`` order): each module's view as Counts, counted or modelled.
     rows: dict[str, list[list[Counts]]] = {f: [[] for _ in consumers] for f in formats}
     for path, rec in entries:
         truth = exporter_crcs(rec)
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
         summaries: dict[str, object] = {}  # kept formats' summaries made from counts
-        done: dict[str, dict[str, tuple] | None] = {}
+        done: dict[str, dict[str, Counts] | None] = {}
         # One Reading per module and format: the consumers share what they derive from it.
         reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
         facts = module_tally(rec, truth, expected) if counted or count_as_built else None
@@ -189,7 +189,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                 if AS_IS not in keep_formats:
                     done[AS_IS] = built
                 else:
-                    summary = summarize_counts(path, built, lambda c: READERS[c](reading))
+                    summary = summarize_counts(path, built, lambda c: CONSUMERS[c].read(reading))
                     if summary is not None:
                         done[AS_IS] = built
                         summaries[AS_IS] = summary
@@ -217,8 +217,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             versioned[fmt] += len(truth)
             views = [read(r) for read in readers]
             for v, column in zip(views, rows[fmt]):
-                column.append((len(v.visible), len(v.lost), len(v.misread), len(v.unchecked), len(v.messages),
-                               len(v.false_messages), v.verdict))
+                column.append(Counts.of(v))
             if fmt in keep_formats:
                 per_format[fmt] = dict(zip(consumers, views))
         if keep_formats:
@@ -237,9 +236,11 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
 
 def _totals(fmt: str, consumer: str, modules: int, not_buildable: int, versioned: int,
             rows: list[Counts]) -> Totals:
-    """One consumer's Totals in one format, from each module's view as tally.Counts."""
-    visible, lost, misread, unchecked, messages, false, verdicts = zip(*rows) if rows else ((),) * 7
-    return Totals(fmt, consumer, modules, not_buildable, versioned, visible=sum(visible), lost=sum(lost),
-                  modules_losing=len(lost) - lost.count(0), misread=sum(misread), unchecked=sum(unchecked),
-                  messages=sum(messages), false_messages=sum(false), modules_false=len(false) - false.count(0),
-                  verdicts=dict(sorted(Counter(verdicts).items())))
+    """One consumer's Totals in one format, from each module's view as Counts."""
+    lost = [n.lost for n in rows]
+    false = [n.false_messages for n in rows]
+    return Totals(fmt, consumer, modules, not_buildable, versioned, visible=sum(n.visible for n in rows),
+                  lost=sum(lost), modules_losing=len(lost) - lost.count(0), misread=sum(n.misread for n in rows),
+                  unchecked=sum(n.unchecked for n in rows), messages=sum(n.messages for n in rows),
+                  false_messages=sum(false), modules_false=len(false) - false.count(0),
+                  verdicts=dict(sorted(Counter(n.verdict for n in rows).items())))

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import CONSUMERS, busybox, mit
+from kmodcompat.consumers import CONSUMERS, KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE, busybox
 from kmodcompat.consumers.base import own_crcs
-from kmodcompat.consumers.kernel import KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE
 from kmodcompat.kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from kmodcompat.parse.module import parse_module
 
@@ -119,22 +118,22 @@ def test_pr270_propagates_bad_extended_tables():
 
 
 def test_kernel_613_basic_ext_warns_once_and_skips_long_names():
-    v = KERNEL_6_13.view(rec("x86_64", "basic+ext"))
+    v = CONSUMERS[KERNEL_6_13.id](rec("x86_64", "basic+ext"))
     assert v.messages == (f"kmc_basic_ext: no symbol version for {LONG}",)
     assert v.unchecked == (LONG,)
 
 
 def test_kernel_614_ext_only_needs_exact_vermagic():
-    v = KERNEL_6_14.view(rec("x86_64", "ext-only"))
+    v = CONSUMERS[KERNEL_6_14.id](rec("x86_64", "ext-only"))
     assert v.verdict == "loads" and v.messages == ()
     assert any("vermagic" in n for n in v.notes)
 
 
 def test_kernel_force_load_taints_once():
-    v = KERNEL_6_13_FORCE.view(rec("x86_64", "none"))
+    v = CONSUMERS[KERNEL_6_13_FORCE.id](rec("x86_64", "none"))
     assert v.messages == ("kmc_none: module_layout: kernel tainted.",)
     assert "module_layout" in v.unchecked
-    assert KERNEL_6_13.view(rec("x86_64", "none")).messages == ()  # -ENOEXEC without a word
+    assert CONSUMERS[KERNEL_6_13.id](rec("x86_64", "none")).messages == ()  # -ENOEXEC without a word
 
 
 @pytest.mark.parametrize("kind,message", [
@@ -145,24 +144,24 @@ def test_kernel_force_load_taints_once():
 ])
 def test_kernel_614_rejects_inconsistent_ext_tables(kind, message):
     r = rec("x86_64", kind)
-    assert KERNEL_6_14.view(r).verdict == "refuses"
-    assert KERNEL_6_14.view(r).messages == (message,)
-    assert KERNEL_6_14_FORCE.view(r).verdict == "refuses"  # before any force-load path
-    assert KERNEL_6_13.view(r).verdict == "loads-unchecked"  # 6.13 never looks at them: long name unchecked
+    assert CONSUMERS[KERNEL_6_14.id](r).verdict == "refuses"
+    assert CONSUMERS[KERNEL_6_14.id](r).messages == (message,)
+    assert CONSUMERS[KERNEL_6_14_FORCE.id](r).verdict == "refuses"  # before any force-load path
+    assert CONSUMERS[KERNEL_6_13.id](r).verdict == "loads-unchecked"  # 6.13 never looks at them: long name unchecked
 
 
 def test_kernel_614_tolerates_extra_names():
-    assert KERNEL_6_14.view(rec("x86_64", "ext-extra-names")).verdict == "loads"
+    assert CONSUMERS[KERNEL_6_14.id](rec("x86_64", "ext-extra-names")).verdict == "loads"
 
 
 def test_kernel_ignores_versions_without_alloc_but_kmod_reads_them():
     r = rec("x86_64", "noalloc-versions")
-    assert KERNEL_6_13.view(r).verdict == "refuses"  # find_sec() skips non-ALLOC sections
+    assert CONSUMERS[KERNEL_6_13.id](r).verdict == "refuses"  # find_sec() skips non-ALLOC sections
     assert CONSUMERS[KMOD34.id](r).verdict == "ok" and CONSUMERS[KMOD34.id](r).visible  # kmod ignores flags
 
 
 def test_kernel_varlen_misread_64bit():
-    v = KERNEL_6_13.view(rec("x86_64", "varlen"))
+    v = CONSUMERS[KERNEL_6_13.id](rec("x86_64", "varlen"))
     assert v.messages[0] == "kmc_varlen: no symbol version for module_layout"
     assert v.messages[1].startswith("kmc_varlen: disagrees about version of symbol ")
     assert v.misread and v.misread[0].crc >> 32  # next and crc read as one unsigned long
@@ -172,19 +171,19 @@ def test_kernel_detects_a_real_mismatch():
     r = rec("s390x", "basic")
     exp = {k: v for k, v in own_crcs(r).items()}
     exp["printk"] ^= 0x10
-    v = KERNEL_6_14.view(r, expected=exp)
+    v = CONSUMERS[KERNEL_6_14.id](r, expected=exp)
     assert v.verdict == "refuses"
     assert "disagrees about version of symbol printk" in v.messages[0] and v.false_messages == ()
 
 
 def test_mit_rules():
-    v = mit.view(rec("x86_64", "none"), path="p.ko")
+    v = CONSUMERS["mit"](rec("x86_64", "none"), path="p.ko")
     assert v.messages == ("WARNING: p.ko is built without modversions",)
-    v = mit.view(rec("x86_64", "varlen"), path="p.ko")
+    v = CONSUMERS["mit"](rec("x86_64", "varlen"), path="p.ko")
     assert v.messages == ("Wrong section size in 'p.ko'", "WARNING: invalid __versions section size in p.ko")
-    v = mit.view(rec("x86_64", "ext-only"), path="p.ko")  # CRC 0 is never compared
+    v = CONSUMERS["mit"](rec("x86_64", "ext-only"), path="p.ko")  # CRC 0 is never compared
     assert not [m for m in v.messages if "disagrees" in m]
-    assert mit.view(parse_module(str(FIX / "x86_64" / "basic+ext.ko.xz"))).verdict == "unreadable"
+    assert CONSUMERS["mit"](parse_module(str(FIX / "x86_64" / "basic+ext.ko.xz"))).verdict == "unreadable"
 
 
 def test_busybox_ignores_format_and_drops_gpl_prefixed_exports():
@@ -197,10 +196,10 @@ def test_weak_modules_gates_reject_on_false_depmod_warnings():
     from kmodcompat.consumers import weak_modules
 
     r = rec("x86_64", "ext-only")
-    v = weak_modules.view_redhat(r, path="p.ko")
+    v = CONSUMERS["weak-modules"](r, path="p.ko")
     assert v.verdict == "incompatible" and v.messages == v.false_messages and v.notes
-    assert KERNEL_6_14.view(r).verdict == "loads"  # what the gate's rejection costs
-    assert weak_modules.view_suse(rec("x86_64", "basic")).verdict == "compatible"
+    assert CONSUMERS[KERNEL_6_14.id](r).verdict == "loads"  # what the gate's rejection costs
+    assert CONSUMERS["weak-modules2"](rec("x86_64", "basic")).verdict == "compatible"
 
 
 def test_weak_modules_redhat_loop_and_suse_whole_kmp():

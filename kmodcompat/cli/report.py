@@ -32,7 +32,7 @@ from contextlib import ExitStack
 from importlib import resources
 
 from ..cache import input_key
-from ..consumers import CONSUMERS
+from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
 from ..files.kernel import find_kernel_files
 from ..report import html as html_report
 from ..report import markdown as md_report
@@ -220,7 +220,7 @@ def parse_policy(text: str) -> list[tuple[str, str | None, str | None]]:
         if kind in ("lost", "refuses") and arg not in CONSUMERS:
             raise ValueError(f"{term}: needs a consumer (one of {', '.join(CONSUMERS)})")
         if kind == "false-warnings":
-            arg = arg or "kmod34"
+            arg = arg or DEFAULT_KMOD_CONSUMER.id
             if arg not in CONSUMERS:
                 raise ValueError(f"{term}: unknown consumer {arg!r}")
         elif kind in ("unreadable", "unresolved", "cycles", "none") and (arg or fmt):

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 
 from tabulate import tabulate
 
-from ..consumers import CONSUMERS
+from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
 
@@ -69,13 +69,14 @@ def to_json(res: ViewsResult, inputs) -> dict:
 
 
 def headline(res: ViewsResult, fmt: str) -> str | None:
-    """The sentence a maintainer asked for, for kmod34 and its depmod."""
-    if "kmod34" not in res.consumers:
+    """The sentence a maintainer asked for, for the default kmod and its depmod."""
+    kmod = DEFAULT_KMOD_CONSUMER
+    if kmod.id not in res.consumers:
         return None
-    t = res.total(fmt, "kmod34")
+    t = res.total(fmt, kmod.id)
     what = "as built" if fmt == AS_IS else f"if built with {fmt} versions"
     nb = f" ({t.not_buildable} module(s) could not be built that way)" if t.not_buildable else ""
-    return (f"{what}: kmod 34.2 would lose {t.lost} import version(s) in {t.modules_losing} module(s) and "
+    return (f"{what}: kmod {kmod.profile.version} would lose {t.lost} import version(s) in {t.modules_losing} module(s) and "
             f"depmod -e -E would print {t.false_messages} false warning(s) in {t.modules_false} module(s){nb}.")
 
 

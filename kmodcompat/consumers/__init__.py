@@ -1,38 +1,106 @@
-"""Consumer models: what each tool or kernel sees in a module.
+"""Consumer models: what each tool or kernel sees in a module, and the registry that names them.
 
-One file per consumer; each offers ``view(rec, expected=None, truth=None, path=None)``
-returning a :class:`~kmodcompat.consumers.base.ConsumerView`. :data:`CONSUMERS`
-maps the CLI identifiers to those functions, :data:`READERS` to the same
-models reading a :class:`~kmodcompat.consumers.base.Reading`.
+One file per consumer; each offers a reader of a
+:class:`~kmodcompat.consumers.base.Reading` returning a
+:class:`~kmodcompat.consumers.base.ConsumerView`. :data:`CONSUMERS` is the
+only place a consumer is named: its CLI identifier, the title reports give
+it, the model and the kmod release or kernel it models. Every list of
+consumers (views, reports, diff, the ``--consumer`` choices) and every
+default is read from it. Adding a consumer is one file and one line here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from functools import partial
+from typing import Any
 
+from ..kmod.profile import DEFAULT_KMOD, KMOD30, KMOD34, KMOD_PR270
+from ..records import ModuleRecord
 from . import busybox, kmod, mit, weak_modules
-from ..kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .base import ConsumerView, Reading
-from .kernel import KERNELS
+from .kernel import Kernel
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """One registered consumer model."""
+
+    id: str  # CLI identifier, and ConsumerView.consumer
+    title: str  # as report tables name it
+    read: Callable[[Reading], ConsumerView]  # the model
+    profile: Any = None  # the kmod release (kmod.profile.Kmod) or kernel (kernel.Kernel) it models, if any
+    short: str | None = None  # as one-line headlines name it (default: the title)
+    #: What it is to a report: "kmod", "kernel" (a module loader), "crc-gate" (a script deciding on depmod's
+    #: CRC warnings), or "tool".
+    kind: str = "tool"
+    legacy: bool = False  # unmaintained: reports list it last
+
+    def __call__(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
+                 truth: Mapping[str, int] | None = None, path: str | None = None,
+                 judge_unknown: bool | None = None) -> ConsumerView:
+        """The model's view of ``rec``: ``expected`` the exporters' CRCs (None: the module's own),
+        ``truth`` the CRCs it was built against (default its own), ``judge_unknown`` whether symbols
+        missing from ``expected`` are unknown (default: when ``expected`` is given)."""
+        return self.read(Reading(rec, expected, truth, path, judge_unknown))
+
+
+def _kmod(profile, title: str, short: str) -> Consumer:
+    return Consumer(profile.id, title, partial(kmod.read, profile), profile, short, "kmod")  # the release's id
+
+
+def _kernel(kernel: Kernel, title: str, short: str) -> Consumer:
+    return Consumer(kernel.id, title, kernel.read, kernel, short, "kernel")
+
+
+#: The kernel's loader, before and after 6.14 read the extended tables, with and without FORCE_LOAD.
+KERNEL_6_13 = Kernel("kernel-6.13", (6, 13), False)
+KERNEL_6_13_FORCE = Kernel("kernel-6.13+force", (6, 13), True)
+KERNEL_6_14 = Kernel("kernel-6.14", (6, 14), False)
+KERNEL_6_14_FORCE = Kernel("kernel-6.14+force", (6, 14), True)
+
+BUSYBOX = Consumer("busybox", "busybox 1.35-1.37", partial(busybox.read, "busybox"), short="busybox")
+MIT = Consumer("mit", "module-init-tools 3.16", partial(mit.read, "mit"), legacy=True)  # 2011, no .ko.xz/.ko.zst
+#: The weak-modules gates: Red Hat's, SUSE's.
+WEAK_MODULES = Consumer("weak-modules", "weak-modules (Red Hat)", partial(weak_modules.read, "weak-modules"),
+                        kind="crc-gate")
+WEAK_MODULES2 = Consumer("weak-modules2", "weak-modules2 (SUSE)", partial(weak_modules.read, "weak-modules2"),
+                         kind="crc-gate")
 
 #: Every consumer model by CLI identifier, in report order.
-CONSUMERS: dict[str, Callable[..., ConsumerView]] = {
-    **{k.id: partial(kmod.view, k) for k in (KMOD30, KMOD34, KMOD_PR270)},
-    "busybox": busybox.view,
-    "mit": mit.view,
-    **{k.id: k.view for k in KERNELS},
-    "weak-modules": weak_modules.view_redhat,
-    "weak-modules2": weak_modules.view_suse,
-}
+CONSUMERS: dict[str, Consumer] = {c.id: c for c in (
+    _kmod(KMOD30, "kmod 30 (Debian 12)", "kmod 30"),
+    _kmod(KMOD34, "kmod 33-34.2 (Debian 13)", "kmod 34.2"),
+    _kmod(KMOD_PR270, "kmod + PR #270", "kmod + PR #270"),
+    BUSYBOX,
+    MIT,
+    _kernel(KERNEL_6_13, "kernel ≤ 6.13", "kernel ≤ 6.13"),
+    _kernel(KERNEL_6_13_FORCE, "kernel ≤ 6.13, FORCE_LOAD", "kernel ≤ 6.13 (FORCE_LOAD)"),
+    _kernel(KERNEL_6_14, "kernel ≥ 6.14", "kernel ≥ 6.14"),
+    _kernel(KERNEL_6_14_FORCE, "kernel ≥ 6.14, FORCE_LOAD", "kernel ≥ 6.14 (FORCE_LOAD)"),
+    WEAK_MODULES,
+    WEAK_MODULES2,
+)}
 
-#: :data:`CONSUMERS` as readers of one :class:`Reading`: models handed the same one share their work.
-READERS: dict[str, Callable[[Reading], ConsumerView]] = {
-    **{k.id: partial(kmod.read, k) for k in (KMOD30, KMOD34, KMOD_PR270)},
-    "busybox": busybox.read,
-    "mit": mit.read,
-    **{k.id: k.read for k in KERNELS},
-    "weak-modules": weak_modules.read_redhat,
-    "weak-modules2": weak_modules.read_suse,
-}
+#: The kmod of report headlines, policies and ``views``' sentence: the default kmod release.
+DEFAULT_KMOD_CONSUMER = CONSUMERS[DEFAULT_KMOD.id]
+#: Consumers a diff compares by default: that kmod, and the loader before and after 6.14.
+DEFAULT_CONSUMERS = (DEFAULT_KMOD_CONSUMER.id, KERNEL_6_13.id, KERNEL_6_14.id)
+
+
+def title(consumer: str) -> str:
+    """How report tables name ``consumer`` (its identifier when it is not registered)."""
+    c = CONSUMERS.get(consumer)
+    return consumer if c is None else c.title
+
+
+def short_title(consumer: str) -> str:
+    """How one-line headlines name ``consumer`` (its identifier when it is not registered)."""
+    c = CONSUMERS.get(consumer)
+    return consumer if c is None else c.short or c.title
+
+
+def of_kind(kind: str) -> tuple[str, ...]:
+    """The ids of the consumers of ``kind`` (Consumer.kind), in report order."""
+    return tuple(c.id for c in CONSUMERS.values() if c.kind == kind)

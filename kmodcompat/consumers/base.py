@@ -62,6 +62,24 @@ class ConsumerView:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """One consumer's view of one module, counted: what :class:`kmodcompat.views.Totals` adds up."""
+
+    visible: int
+    lost: int
+    misread: int
+    unchecked: int
+    messages: int
+    false_messages: int
+    verdict: str
+
+    @classmethod
+    def of(cls, v: ConsumerView) -> "Counts":
+        return cls(len(v.visible), len(v.lost), len(v.misread), len(v.unchecked), len(v.messages),
+                   len(v.false_messages), v.verdict)
+
+
 def own_crcs(rec: ModuleRecord) -> dict[str, int]:
     """The CRC this module recorded for each import, from every table it carries.
 

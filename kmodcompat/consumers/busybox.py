@@ -10,20 +10,13 @@ Rust names included, and no CRC is ever compared.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ..records import ModuleRecord
 from .base import IGNORES, ConsumerView, Reading
 
 
-def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-         path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return read(Reading(rec, expected, truth, path, judge_unknown))
-
-
-def read(r: Reading) -> ConsumerView:
-    """:func:`view` of a :class:`Reading`."""
-    return ConsumerView("busybox", r.path, IGNORES, unchecked=r.order,
+def read(consumer: str, r: Reading) -> ConsumerView:
+    """What busybox sees of the module (``consumer``: its registered id): no version at all."""
+    return ConsumerView(consumer, r.path, IGNORES, unchecked=r.order,
                         notes=("dependencies come from .modinfo depends=, never from symbol versions",))
 
 

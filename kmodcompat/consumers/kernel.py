@@ -17,7 +17,6 @@ rule below cites the line it models and is tested on fixtures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -32,24 +31,22 @@ class Kernel:
     force_load: bool  # CONFIG_MODULE_FORCE_LOAD
 
     @property
+    def version(self) -> str:
+        """The release as the kernel spells it: "6.13"."""
+        return "%d.%d" % self.release
+
+    @property
     def reads_extended(self) -> bool:
         return self.release >= (6, 14)
 
-    def view(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
-             truth: Mapping[str, int] | None = None, path: str | None = None,
-             judge_unknown: bool | None = None) -> ConsumerView:
-        """Load ``rec`` into this kernel, whose exports carry the ``expected`` CRCs.
-
-        ``expected`` None: the exporters match the module's own CRCs, and a
-        symbol without any CRC is taken to be exported with one (as on every
-        MODVERSIONS kernel); the same holds for a symbol missing from a given
-        ``expected``. Unresolved symbols are the dependency graph's business
-        (``judge_unknown`` is accepted for a uniform signature).
-        """
-        return self.read(Reading(rec, expected, truth, path, judge_unknown))
-
     def read(self, r: Reading) -> ConsumerView:
-        """:meth:`view` of a :class:`Reading`."""
+        """Load the module into this kernel, whose exports carry ``r.exp``'s CRCs.
+
+        Without a tree (``r.exp`` the module's own), the exporters match the
+        module's CRCs, and a symbol without any CRC is taken to be exported with
+        one (as on every MODVERSIONS kernel); the same holds for a symbol missing
+        from a tree's CRCs. Unresolved symbols are the dependency graph's business.
+        """
         rec = r.rec
         ext = rec.ext_versions
         # find_sec() ignores sections without SHF_ALLOC (main.c find_sec).
@@ -176,9 +173,3 @@ def _loader_symbols(r: Reading) -> tuple[tuple[tuple[str, int | None], ...], dic
         out.append((sym, exp.get(sym)))
     return tuple(out), {sym: want for sym, want in out if want is not None}
 
-
-KERNEL_6_13 = Kernel("kernel-6.13", (6, 13), False)
-KERNEL_6_13_FORCE = Kernel("kernel-6.13+force", (6, 13), True)
-KERNEL_6_14 = Kernel("kernel-6.14", (6, 14), False)
-KERNEL_6_14_FORCE = Kernel("kernel-6.14+force", (6, 14), True)
-KERNELS = (KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE)

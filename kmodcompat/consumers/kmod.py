@@ -7,12 +7,11 @@ of that kmod sees (import versions lost, false "disagrees" warnings).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from operator import attrgetter
 
 from ..kmod.elf import KmodError, dependency_versions, get_modversions, match_versions
 from ..kmod.profile import Kmod
-from ..records import STB_WEAK, ModuleRecord, Modversion
+from ..records import STB_WEAK, Modversion
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
@@ -21,22 +20,14 @@ DEPMOD_FAKE_SYMBOLS = frozenset({"__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC.
 _name = attrgetter("name")
 
 
-def view(kmod: Kmod, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
-         truth: Mapping[str, int] | None = None, path: str | None = None,
-         judge_unknown: bool | None = None) -> ConsumerView:
+def read(kmod: Kmod, r: Reading) -> ConsumerView:
     """What this kmod shows of the module: ``--dump-modversions`` and ``depmod -e -E``.
 
-    ``expected``: exporter CRCs by symbol (None: the module's own).
-    ``truth``: the CRCs the module was really built against (default its
-    own), which decides whether a "disagrees" warning is false.
-    ``judge_unknown``: report symbols missing from ``expected`` as unknown,
-    which only a complete tree can tell (default: when ``expected`` is given).
+    ``r.truth`` decides whether a "disagrees" warning is false; symbols missing
+    from ``r.exp`` are reported unknown when ``r.judge_unknown`` (which only a
+    complete tree can tell). Once per model and Reading: the weak-modules gates
+    ask for kmod 34's.
     """
-    return read(kmod, Reading(rec, expected, truth, path, judge_unknown))
-
-
-def read(kmod: Kmod, r: Reading) -> ConsumerView:
-    """:func:`view` of a :class:`Reading` (once per model: the weak-modules gates ask for kmod 34's)."""
     return r.of("kmod", kmod, lambda _: _read(kmod, r))
 
 

@@ -17,8 +17,6 @@ It cannot be run here; the rules are tested on fixtures.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion
 from ..modversions import dedot
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
@@ -34,26 +32,22 @@ def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], li
     return list(dedot(rec.versions.entries)), []
 
 
-def view(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-         path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return read(Reading(rec, expected, truth, path, judge_unknown))
-
-
-def read(r: Reading) -> ConsumerView:
-    """:func:`view` of a :class:`Reading`."""
+def read(consumer: str, r: Reading) -> ConsumerView:
+    """What module-init-tools shows of the module (``consumer``: its registered id): ``modprobe
+    --dump-modversions`` and ``depmod -E``."""
     rec, path = r.rec, r.path
     if rec.compression in ("xz", "zstd"):
-        return ConsumerView("mit", path, UNREADABLE, lost=r.order,
+        return ConsumerView(consumer, path, UNREADABLE, lost=r.order,
                             notes=(f".ko.{'xz' if rec.compression == 'xz' else 'zst'} is not a module file to "
                                    "module-init-tools: the module is invisible",))
     sec = r.section("__versions")
     table = None if sec is None else "bad-size" if sec.size % MODVERSION_ENTRY_SIZE else rec.versions.entries
     # The tools' reading depends on the module and the table alone: an equal table is read once.
-    visible, lost, messages, false = r.per_table("mit", table, _read_versions)
+    visible, lost, messages, false = r.per_table("mit-versions", table, _read_versions)
     verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
     if verdict == PARTIAL and not visible and r.own:
         verdict = UNREADABLE if sec is not None else PARTIAL
-    return ConsumerView("mit", path, verdict, visible, lost, (), (), messages, false)
+    return ConsumerView(consumer, path, verdict, visible, lost, (), (), messages, false)
 
 
 def _read_versions(r: Reading) -> tuple:

@@ -41,7 +41,7 @@ _UNKNOWN, _DISAGREES = " needs unknown symbol ", " disagrees about version of sy
 def _rejections(r: Reading) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """depmod -e -E lines a gate greps for, and the false ones among them (both gates, one depmod run)."""
     v = kmod.read(KMOD34, r)
-    return r.shared(("weak-modules", v.messages, v.false_messages), lambda _: _grep(v.messages, v.false_messages))
+    return r.shared(("depmod-grep", v.messages, v.false_messages), lambda _: _grep(v.messages, v.false_messages))
 
 
 def _grep(messages: tuple[str, ...], false_messages: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -50,31 +50,13 @@ def _grep(messages: tuple[str, ...], false_messages: tuple[str, ...]) -> tuple[t
     return lines, tuple(m for m in lines if m in false)
 
 
-def _read(consumer: str, r: Reading) -> ConsumerView:
+def read(consumer: str, r: Reading) -> ConsumerView:
+    """Either gate's verdict on one module (``consumer``: its registered id): they differ only for a
+    set of modules (:func:`redhat_weak_links`, :func:`suse_kmp_compatible`)."""
     lines, false = _rejections(r)
     verdict = INCOMPATIBLE if lines else COMPATIBLE
     notes = ("rejected only by false depmod warnings: the kernel would load it",) if lines and lines == false else ()
     return ConsumerView(consumer, r.path, verdict, messages=lines, false_messages=false, notes=notes)
-
-
-def view_redhat(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-                path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return read_redhat(Reading(rec, expected, truth, path, judge_unknown))
-
-
-def view_suse(rec: ModuleRecord, expected: Mapping[str, int] | None = None, truth: Mapping[str, int] | None = None,
-              path: str | None = None, judge_unknown: bool | None = None) -> ConsumerView:
-    return read_suse(Reading(rec, expected, truth, path, judge_unknown))
-
-
-def read_redhat(r: Reading) -> ConsumerView:
-    """:func:`view_redhat` of a :class:`Reading`."""
-    return _read("weak-modules", r)
-
-
-def read_suse(r: Reading) -> ConsumerView:
-    """:func:`view_suse` of a :class:`Reading`."""
-    return _read("weak-modules2", r)
 
 
 def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: Mapping[str, int]) -> set[str]:

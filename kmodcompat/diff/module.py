@@ -12,7 +12,7 @@ import bisect
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
-from ..consumers import CONSUMERS
+from ..consumers import CONSUMERS, DEFAULT_CONSUMERS
 from ..consumers.base import COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED, \
     LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE
 from ..elf.image import machine_name
@@ -21,7 +21,6 @@ from .results import TABLE_BASIC, TABLE_EXT, TABLE_VARLEN, Attribute, ConsumerCh
     ModinfoChange, ModuleDiff, SectionChange, SectionInfo, VersionChange, ViewSummary
 
 #: Consumers compared by default: the ones the report's headlines name (they check CRCs).
-DEFAULT_CONSUMERS = ("kmod34", "kernel-6.13", "kernel-6.14")
 
 #: Section header fields compared (offset, link and info follow from the rest of the file).
 SECTION_FIELDS = ("type", "flags", "size", "addralign", "entsize")

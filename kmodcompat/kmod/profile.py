@@ -19,7 +19,7 @@ from ..parse.signature import OPENSSL_DIGEST_NAMES
 class Kmod:
     """One kmod release's behaviour, as far as module files are concerned."""
 
-    id: str  # CLI identifier: "kmod30", "kmod34"
+    id: str  # CLI identifier (--as), and the consumer id of its model (consumers.CONSUMERS)
     version: str  # "30", "34.2"
     missing_section_errno: int  # v30 ENOENT; v31+ ENODATA (5c004af)
     names_must_be_terminated: bool  # v34: __versions names need a NUL inside the field (libkmod-elf.c)

@@ -16,7 +16,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..consumers.base import ConsumerView, tree_crcs
+from ..consumers.base import ConsumerView, Counts, tree_crcs
 from ..elf.image import machine_name
 from ..files.kernel import find_kernel_files, load_kernel
 from ..modversions.basic import name_limit
@@ -156,11 +156,10 @@ def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
     return entry
 
 
-def summary_from_counts(path: str, counts: dict[str, tuple], view) -> dict:
+def summary_from_counts(path: str, counts: dict[str, Counts], view) -> dict:
     """:func:`module_summary` of views counted by tally.py: the models run only where there are problems to list."""
-    entry = {"verdicts": {c: n[6] for c, n in counts.items()}}
-    problems = {c: _problem(view(c)) for c, (_, lost, misread, _, _, false, _) in counts.items()
-                if lost or misread or false}
+    entry = {"verdicts": {c: n.verdict for c, n in counts.items()}}
+    problems = {c: _problem(view(c)) for c, n in counts.items() if n.lost or n.misread or n.false_messages}
     if problems:
         entry["problems"] = problems
     return entry

@@ -21,8 +21,9 @@ from html import escape as _escape
 
 from ..cli.output import shown
 from .diff_render import html_fragment
-from .markdown import CONSUMER_TITLES, FORMAT_TITLES, verdicts_text
-from .summary import BAD_VERDICTS, SEVERITY, SHORT_TITLES, affected, not_applicable, worst
+from ..consumers import short_title, title as consumer_title
+from .markdown import FORMAT_TITLES, verdicts_text
+from .summary import BAD_VERDICTS, SEVERITY, affected, not_applicable, worst
 
 _CSS = """
 *{box-sizing:border-box}
@@ -202,15 +203,15 @@ def _matrix(doc: dict) -> str:
                     cells.append('<td class="c v-na" title="not computed">–</td>')
                     continue
                 n = affected(t)
-                tip = (f"{CONSUMER_TITLES.get(cid, cid)}, {FORMAT_TITLES.get(fmt, 'as built')}: {n:,} of "
+                tip = (f"{consumer_title(cid)}, {FORMAT_TITLES.get(fmt, 'as built')}: {n:,} of "
                        f"{t['modules']:,} module(s) affected; verdicts: {verdicts_text(t['verdicts'])}; "
                        f"lost {t['lost']:,} import version(s), {t['false_messages']:,} false warning(s)"
                        + (f"; {t['not_buildable']:,} not buildable" if t["not_buildable"] else "")
                        + (f"; does not apply: {na[cid]}" if cid in na else ""))
                 shown_n = "n/a" if cid in na else f"{n:,}"
                 cells.append(f'<td class="c {klass}" title="{escape(tip)}">{shown_n}</td>')
-            out.append(f'<tr><th scope="row" title="{escape(CONSUMER_TITLES.get(cid, cid))}">'
-                       f'{escape(SHORT_TITLES.get(cid, cid))}</th>{"".join(cells)}</tr>')
+            out.append(f'<tr><th scope="row" title="{escape(consumer_title(cid))}">'
+                       f'{escape(short_title(cid))}</th>{"".join(cells)}</tr>')
     out.append("</tbody></table></div>")
     out.append('<p class="legend">Each cell: modules that cost this consumer something (lost or misread '
                'versions, false warnings, refused, unreadable, kABI-incompatible) as built and if the tree were '
@@ -350,14 +351,14 @@ def _modules_section(doc: dict) -> str:
     data, verdicts, formats = _module_data(doc)
     n = len(doc["consumers"]["per_module"])
     opts = lambda items: "".join(f'<option value="{i}">{escape(x)}</option>' for i, x in items)  # noqa: E731
-    head = "".join(f'<th title="{escape(CONSUMER_TITLES.get(c, c))}">{escape(SHORT_TITLES.get(c, c))}</th>'
+    head = "".join(f'<th title="{escape(consumer_title(c))}">{escape(short_title(c))}</th>'
                    for c in consumers)
     return (f'<details id="modules-details"><summary>Every module ({n:,}): search, filter, sort, page</summary>'
             '<noscript><p>The module table needs JavaScript; report.json lists every module.</p></noscript>'
             '<div class="controls" id="m-controls" hidden>'
             '<input type="search" id="m-search" placeholder="search module paths" aria-label="search modules">'
             f'<label>consumer <select id="m-consumer"><option value="">any</option>'
-            f'{opts(enumerate(SHORT_TITLES.get(c, c) for c in consumers))}</select></label>'
+            f'{opts(enumerate(short_title(c) for c in consumers))}</select></label>'
             f'<label>verdict <select id="m-verdict"><option value="">any</option>{opts(enumerate(verdicts))}'
             '</select></label>'
             f'<label>format <select id="m-format"><option value="">any</option>{opts(enumerate(formats))}'
@@ -375,7 +376,7 @@ def _modules_section(doc: dict) -> str:
 def _consumer_table(totals: dict) -> str:
     return _table(["consumer", "verdicts (modules)", "lost import versions", "modules losing", "false warnings",
                    "modules with false warnings", "misread", "unchecked", "not buildable"],
-                  [[CONSUMER_TITLES.get(c, c), verdicts_text(t["verdicts"]), t["lost"], t["modules_losing"],
+                  [[consumer_title(c), verdicts_text(t["verdicts"]), t["lost"], t["modules_losing"],
                     t["false_messages"], t["modules_false"], t["misread"], t["unchecked"], t["not_buildable"]]
                    for c, t in totals.items()])
 

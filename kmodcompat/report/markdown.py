@@ -14,14 +14,8 @@ import re
 from tabulate import tabulate
 
 from ..cli.output import shown
+from ..consumers import title as consumer_title
 
-CONSUMER_TITLES = {
-    "kmod30": "kmod 30 (Debian 12)", "kmod34": "kmod 33-34.2 (Debian 13)", "kmod-pr270": "kmod + PR #270",
-    "busybox": "busybox 1.35-1.37", "mit": "module-init-tools 3.16", "kernel-6.13": "kernel ≤ 6.13",
-    "kernel-6.13+force": "kernel ≤ 6.13, FORCE_LOAD", "kernel-6.14": "kernel ≥ 6.14",
-    "kernel-6.14+force": "kernel ≥ 6.14, FORCE_LOAD", "weak-modules": "weak-modules (Red Hat)",
-    "weak-modules2": "weak-modules2 (SUSE)",
-}
 FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
                  "ext-only": "extended only", "varlen": "variable-length (rejected 2023)"}
 
@@ -64,7 +58,7 @@ def verdicts_text(v: dict) -> str:
 
 
 def consumer_rows(totals: dict) -> list[list]:
-    return [[CONSUMER_TITLES.get(c, c), verdicts_text(t["verdicts"]), f"{t['lost']} ({t['modules_losing']})",
+    return [[consumer_title(c), verdicts_text(t["verdicts"]), f"{t['lost']} ({t['modules_losing']})",
              f"{t['false_messages']} ({t['modules_false']})", t["misread"], t["unchecked"], t["not_buildable"]]
             for c, t in totals.items()]
 

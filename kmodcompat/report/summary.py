@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import re
 
+from ..consumers import CONSUMERS, KERNEL_6_13, KERNEL_6_14, WEAK_MODULES, WEAK_MODULES2, of_kind, short_title
+from ..kmod.profile import KMOD30, KMOD34
+
 #: Verdicts that cost the user something (a module lost, misread, refused, warned about falsely).
 BAD_VERDICTS = ("unreadable", "refuses", "false-mismatch", "partial", "incompatible", "loads-tainted",
                 "loads-unchecked")
@@ -29,20 +32,11 @@ SEVERITY = {"unreadable": 3, "refuses": 3, "false-mismatch": 3, "incompatible": 
 PLAUSIBLE_FORMATS = ("ext-only", "basic+ext")
 #: The tree's MODVERSIONS flavour (report "tree.modversions") → the simulated format it already is.
 _FLAVOUR_FORMAT = {"basic": "basic", "basic+extended": "basic+ext", "extended-only": "ext-only", "none": "none"}
-#: Short consumer names for one-line headlines (the tables carry the full titles).
-SHORT_TITLES = {"kmod30": "kmod 30", "kmod34": "kmod 34.2", "kmod-pr270": "kmod + PR #270", "busybox": "busybox",
-                "mit": "module-init-tools 3.16", "kernel-6.13": "kernel ≤ 6.13",
-                "kernel-6.13+force": "kernel ≤ 6.13 (FORCE_LOAD)", "kernel-6.14": "kernel ≥ 6.14",
-                "kernel-6.14+force": "kernel ≥ 6.14 (FORCE_LOAD)", "weak-modules": "weak-modules (Red Hat)",
-                "weak-modules2": "weak-modules2 (SUSE)"}
 HYPOTHETICAL = {"ext-only": "if built extended-only", "basic+ext": "if built basic + extended",
                 "none": "if built without MODVERSIONS", "basic": "if built basic only",
                 "varlen": "if built variable-length (rejected 2023)"}
-KERNEL_CONSUMERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force")
-CRC_GATES = ("weak-modules", "weak-modules2")
-LEGACY = ("mit",)
 #: Debian release → the kmod model its kmod package follows (bookworm 30, trixie 34.2, forky/sid 34).
-_DEBIAN_KMOD = {11: None, 12: "kmod30", 13: "kmod34", 14: "kmod34"}
+_DEBIAN_KMOD = {11: None, 12: KMOD30.id, 13: KMOD34.id, 14: KMOD34.id}
 #: Debian's kernel series per release, for ABI names without "+debN" (6.1.0-57-amd64 is bookworm's).
 _DEBIAN_SERIES = {(4, 19): 10, (5, 10): 11, (6, 1): 12, (6, 12): 13}
 
@@ -79,15 +73,16 @@ def audience(doc: dict) -> dict[str, str]:
     if family == "debian" and release is not None:
         mine |= {k for k in (_DEBIAN_KMOD.get(release), _DEBIAN_KMOD.get(release - 1)) if k}
     else:  # no known distribution: the current kmod release and the one before
-        mine |= {"kmod34", "kmod30"}
+        mine |= {KMOD34.id, KMOD30.id}
     series = _kernel_series(kver)
     if series is not None:
-        mine.add("kernel-6.14" if series >= (6, 14) else "kernel-6.13")
+        mine.add(KERNEL_6_14.id if series >= (6, 14) else KERNEL_6_13.id)
     if family == "redhat":
-        mine.add("weak-modules")
+        mine.add(WEAK_MODULES.id)
     elif family == "suse":
-        mine.add("weak-modules2")
-    return {c: "tree" if c in mine else "legacy" if c in LEGACY else "other" for c in consumers}
+        mine.add(WEAK_MODULES2.id)
+    return {c: "tree" if c in mine else "legacy" if c in CONSUMERS and CONSUMERS[c].legacy else "other"
+            for c in consumers}
 
 
 def not_applicable(doc: dict) -> dict[str, str]:
@@ -95,7 +90,7 @@ def not_applicable(doc: dict) -> dict[str, str]:
     if doc["tree"]["kernel_modversions"] is not False:
         return {}
     why = "kernel without MODVERSIONS: no CRC is checked"
-    return {c: why for c in doc["consumers"]["totals"] if c in KERNEL_CONSUMERS + CRC_GATES}
+    return {c: why for c in doc["consumers"]["totals"] if c in of_kind("kernel") + of_kind("crc-gate")}
 
 
 def affected(t: dict) -> int:
@@ -131,7 +126,7 @@ def _what(t: dict, cid: str) -> str:
         parts.append(f"rejects {_count(v['incompatible'], 'module')} as kABI-incompatible")
     if t["lost"] and t["modules_losing"] != v.get("unreadable", 0):  # else "cannot read" says it
         parts.append(f"loses {_count(t['lost'], 'import version')} in {_count(t['modules_losing'], 'module')}")
-    if t["false_messages"] and cid not in CRC_GATES:  # a gate's false mismatches are its "incompatible"
+    if t["false_messages"] and cid not in of_kind("crc-gate"):  # a gate's false mismatches are its "incompatible"
         where = "" if t["modules_false"] == t["modules_losing"] else f" in {_count(t['modules_false'], 'module')}"
         parts.append(f"{_count(t['false_messages'], 'false warning')}{where}")
     if t["misread"]:
@@ -148,7 +143,7 @@ def _what(t: dict, cid: str) -> str:
 
 
 def _title(cid: str) -> str:
-    return SHORT_TITLES.get(cid, cid)
+    return short_title(cid)
 
 
 def summary(doc: dict) -> dict:
@@ -188,7 +183,7 @@ def summary(doc: dict) -> dict:
         who = ", ".join(r["title"] for r in bad_mine[:3]) + (" and more" if len(bad_mine) > 3 else "")
         verdict = f"As built: breaks for {who}: up to {_n(n)} of {_count(c['parsed'], 'module')} affected."
     elif mine:
-        false = sum(totals[x]["false_messages"] for x in mine if x not in CRC_GATES)
+        false = sum(totals[x]["false_messages"] for x in mine if x not in of_kind("crc-gate"))
         if not next(iter(totals.values()))["versioned_imports"]:
             verdict = (f"As built: no module carries a CRC{' (a kernel without MODVERSIONS)' if na else ''}: "
                        f"nothing to lose; {_count(false, 'false warning')}.")
