@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from functools import lru_cache
+from functools import cache
 
 _LEGACY = re.compile(r"^_ZN.*17h[0-9a-f]{16}E$")
 # v0: "_R", an optional decimal (encoding version), then a path production tag.
@@ -32,7 +32,7 @@ def mangling(name: str) -> str | None:
     return None
 
 
-@lru_cache(maxsize=None)
+@cache
 def demangle(name: str) -> str:
     """Readable form of a Rust symbol; the name itself when it is not Rust or no demangler is here."""
     if not is_rust(name):

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from dataclasses import replace
-from functools import cached_property, lru_cache
+from functools import cached_property, cache
 
 from .consumers.base import own_crcs
 from .elf.image import ElfImage, struct_for
@@ -205,7 +205,7 @@ def _tables_image(tables: dict[str, tuple[bytes, int]], elfclass: int, little: b
     return _end_with_section_headers(out, rows, 1, is64, little)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _empty_elf(elfclass: int, little: bool) -> bytes:
     """ELF header + NULL section + .shstrtab: the smallest image the reader accepts."""
     is64 = elfclass == 64

@@ -55,7 +55,7 @@ def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, in
 
 
 def module_tally(rec: ModuleRecord, truth: Mapping[str, int],
-                 expected: Mapping[str, int] | None) -> "ModuleTally | None":
+                 expected: Mapping[str, int] | None) -> ModuleTally | None:
     """The module's facts for :func:`tally`; None when they are outside what the counting rules cover."""
     names = [imp.name for imp in rec.imports]
     unique = set(names)

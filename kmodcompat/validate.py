@@ -507,8 +507,8 @@ class _KernelImage:
             # section holds at least k NULs. Bytes past the image (NOBITS) the kernel would read
             # from whatever follows; here they are missing.
             blob = self._section_bytes(names)
-            have = blob.count(b"\0")
-            if have < count:
+            nuls = blob.count(b"\0")
+            if nuls < count:
                 clipped = len(blob) < self.sections[names][5]
                 return self._fail("index-versions-names", "more extended version crcs than names",
                                   f"{count} CRCs, {have} NUL-terminated names"

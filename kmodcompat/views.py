@@ -131,12 +131,12 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
 _SHARED: tuple | None = None
 
 
-def _views_range(bounds: tuple[int, int]) -> "ViewsResult":
+def _views_range(bounds: tuple[int, int]) -> ViewsResult:
     entries, args = _SHARED
     return _compute(entries[bounds[0]:bounds[1]], *args)
 
 
-def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
+def _merge(parts: list[ViewsResult]) -> ViewsResult:
     first = parts[0]
     totals = []
     for i, t in enumerate(first.totals):
@@ -152,7 +152,7 @@ def _merge(parts: list["ViewsResult"]) -> "ViewsResult":
 
 
 def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, summarize_counts=None,
-             count=True) -> "ViewsResult":
+             count=True) -> ViewsResult:
     consumers = tuple(consumers or CONSUMERS)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -189,7 +189,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                 if AS_IS not in keep_formats:
                     done[AS_IS] = built
                 else:
-                    summary = summarize_counts(path, built, lambda c: CONSUMERS[c].read(reading))
+                    summary = summarize_counts(path, built, lambda c, reading=reading: CONSUMERS[c].read(reading))
                     if summary is not None:
                         done[AS_IS] = built
                         summaries[AS_IS] = summary

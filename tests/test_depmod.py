@@ -104,7 +104,8 @@ def build_tree(base: Path) -> Path:
     (moddir / "cycle").mkdir()
     (moddir / "cycle" / "cyc_a.ko").write_bytes(_cycle_module("a", "b"))
     (moddir / "cycle" / "cyc_b.ko").write_bytes(_cycle_module("b", "a"))
-    (moddir / "modules.order").write_text("kernel/dup/kmc-nocrc.ko\nkernel/imp/kmc_none.ko\nupdates/kmc_exports.ko\nextra/kmc_exports.ko\n"
+    (moddir / "modules.order").write_text("kernel/dup/kmc-nocrc.ko\nkernel/imp/kmc_none.ko\n"
+                                          "updates/kmc_exports.ko\nextra/kmc_exports.ko\n"
                                           "kernel/imp/kmc_basic.ko\nkernel/imp/kmc_none.ko\n")
     (moddir / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\nkernel/crypto/aes-generic.ko\n")
     (moddir / "modules.builtin.modinfo").write_bytes(

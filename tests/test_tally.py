@@ -21,7 +21,6 @@ from kmodcompat.consumers.base import exporter_crcs, tree_crcs
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.parse.module import parse_module
 from kmodcompat.records import STB_WEAK, Import, Modversion
-from kmodcompat.simulate import FORMATS
 from kmodcompat.report import module_summary, summary_from_counts
 from kmodcompat.tally import module_tally, tally
 from kmodcompat.views import ALL_FORMATS, AS_IS, _compute

@@ -160,7 +160,7 @@ def _init_script(cases: list[Case]) -> str:
              "mount -t sysfs sys /sys", "mount -t devtmpfs dev /dev", "dmesg -n 1",
              "echo; echo"]  # the firmware's last terminal escapes end on a line of their own
     for i, case in enumerate(cases):
-        for j, (dep, _) in enumerate(case.deps):
+        for j in range(len(case.deps)):
             lines.append(f"insmod /m/{i}-dep{j}.ko >/dev/null 2>&1")
         lines += ["dmesg -c >/dev/null",
                   f"echo {_MARK} CASE {case.name}",

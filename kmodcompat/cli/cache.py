@@ -1,4 +1,6 @@
-"""``kmodcompat cache info|clear|prune``: the cache of parsed records and finished reports (``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``).
+"""``kmodcompat cache info|clear|prune``: the cache of parsed records and finished reports.
+
+It lives in ``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``.
 
 Records are kept by the content of each module file (a copied or moved tree
 finds them), at most 512 MiB and 30 days unused by default: after a run that

@@ -118,8 +118,8 @@ def _diff(args, stack: ExitStack) -> dict:
                 recs.append(parse_module(op.paths[0]))
             except ModuleReadError as e:
                 raise _Fail(str(e), EXIT_ERROR) from None
-        d = diff_modules(recs[0], recs[1], consumers)  # two files: their paths differ by nature, not compared
-        return to_json(d, old.label, new.label)
+        pair = diff_modules(recs[0], recs[1], consumers)  # two files: their paths differ by nature, not compared
+        return to_json(pair, old.label, new.label)
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
     trees = []
     for op, tag in ((old, "old"), (new, "new")):

@@ -114,7 +114,7 @@ def _run(args, policy, stack: ExitStack) -> int:
     symvers = args.symvers or found.get("symvers")
     system_map = args.system_map or found.get("system_map")
     key = report_key(tree, symvers, system_map) if cache is not None else None
-    text = cache.get_report(key) if key is not None else None
+    text = cache.get_report(key) if key is not None and cache is not None else None
     if text is not None:
         doc = json.loads(text)
     else:
@@ -129,7 +129,7 @@ def _run(args, policy, stack: ExitStack) -> int:
         doc = build_report(tree, symvers, system_map, jobs=args.jobs)
         text = op.display(report_text(doc))  # packages: their names, not the temporary root
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
-        if key is not None:
+        if key is not None and cache is not None:
             cache.put_report(key, text)
     if args.diff_against is not None:
         old_op = resolve([args.diff_against], None, stack)

@@ -64,7 +64,7 @@ def _line(e, module: str) -> str:
 
 def symvers_lines(tree) -> list[str]:
     """The modules' lines, in modpost's order (see the module docstring)."""
-    out = []
+    out: list[str] = []
     for m in tree.modules:
         rec = m.record
         if rec is None:

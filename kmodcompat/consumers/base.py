@@ -195,7 +195,7 @@ class Reading:
             held = self._memo[key] = (obj, compute(obj))  # holding obj keeps its id from being reused
         return held[1]
 
-    def shared(self, key: Any, compute: Callable[["Reading"], T]) -> T:
+    def shared(self, key: Any, compute: Callable[[Reading], T]) -> T:
         """``compute(self)`` for a fact of ``key`` and of the imports, header, ``.modinfo``, path and CRCs
         alone: once per module (see :meth:`for_record`)."""
         value = self._shared.get(key, _UNSET)
@@ -203,12 +203,12 @@ class Reading:
             value = self._shared[key] = compute(self)
         return value
 
-    def per_table(self, kind: Any, table: Any, compute: Callable[["Reading"], T]) -> T:
+    def per_table(self, kind: Any, table: Any, compute: Callable[[Reading], T]) -> T:
         """:meth:`shared` for a fact of ``table`` (and the module) alone: computed once per equal
         table, whichever model or format reads it, and looked up once per table object."""
         return self.of(kind, table, lambda t: self.shared((kind, t), compute))
 
-    def for_record(self, rec: ModuleRecord) -> "Reading":
+    def for_record(self, rec: ModuleRecord) -> Reading:
         """The same question about another build of the module.
 
         The shared facts carry over when ``rec`` holds the very same imports,

@@ -180,8 +180,8 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic], stat_checked: boo
             diags.append(diag(ERROR, "config-dir-unreadable", f"files list {path}: {os.strerror(e.errno or 0)}"))
             continue
         for ent in entries:
-            name = ent.name
-            if name.startswith(".") or len(name) < 6 or not name.endswith(".conf"):
+            entry_name = ent.name
+            if entry_name.startswith(".") or len(entry_name) < 6 or not entry_name.endswith(".conf"):
                 continue  # INF("All cfg files need .conf") is below the default log level
             try:
                 isdir = ent.is_dir()  # cfg_files_filter_out(): fstatat(), following links
@@ -192,7 +192,7 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic], stat_checked: boo
                 if stat_checked:
                     # "%s%s": depmod joins the directory and the name without a '/'.
                     diags.append(diag(ERROR, "config-entry-unreadable",
-                                      f"Cannot stat directory entry: {path}{name}"))
+                                      f"Cannot stat directory entry: {path}{entry_name}"))
                     continue
                 # v30 reads the uninitialised stat buffer, which in Debian's build still holds the
                 # last successful fstatat() of this function (observed: a dangling .conf after a
@@ -200,9 +200,9 @@ def _list_files(paths: Sequence[str], diags: list[Diagnostic], stat_checked: boo
                 isdir = last_was_dir
             if isdir:
                 diags.append(diag(ERROR, "config-subdirectory",
-                                  f"Directories inside directories are not supported: {path}/{name}"))
+                                  f"Directories inside directories are not supported: {path}/{entry_name}"))
                 continue
-            by_name.setdefault(os.fsencode(name), os.path.join(path, name))
+            by_name.setdefault(os.fsencode(entry_name), os.path.join(path, entry_name))
     return [by_name[k] for k in sorted(by_name)]
 
 

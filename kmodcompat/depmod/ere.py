@@ -27,7 +27,7 @@ size, steps) raises :class:`PatternTooComplex` instead of running on.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["PatternTooComplex", "compile_ere", "ere_search", "Program"]
 
@@ -91,6 +91,10 @@ _ESCAPED_ANCHORS = {ord("<"): WORD_FIRST, ord(">"): WORD_LAST, ord("`"): BUF_FIR
                     ord("b"): "b", ord("B"): "B"}
 _ESCAPED_CLASSES = {ord("w"): _WORD, ord("W"): _ALL - _WORD, ord("s"): CHAR_CLASSES["space"],
                     ord("S"): _ALL - CHAR_CLASSES["space"]}
+
+
+#: A parse-tree node: (kind, operands...), as glibc's bin_tree_t with its token type first.
+_Node = tuple[Any, ...]
 
 
 class _Token(NamedTuple):
@@ -177,8 +181,9 @@ class _Parser:
             elif tree is None:
                 tree = exp
 
-    def expression(self, nest: int):
+    def expression(self, nest: int) -> _Node | None:
         tok = self.token
+        tree: _Node | None
         kind = tok.kind
         if kind == _CHAR or kind == _CLOSE_DUP or kind == _CLOSE_SUB:
             tree = ("set", frozenset((tok.c,)))  # RE_UNMATCHED_RIGHT_PAREN_ORD: ')' is a character
@@ -189,6 +194,7 @@ class _Parser:
         elif kind == _OPEN_BRACKET:
             tree = ("set", self.bracket())
         elif kind == _BACKREF:
+            assert isinstance(tok.arg, int)
             if not self.completed & (1 << tok.arg):
                 raise _RegError("ESUBREG")
             self.backrefs = True
@@ -378,7 +384,7 @@ class _Parser:
                 if kind == "char":
                     members.add(v)  # type: ignore[arg-type]
                 elif kind == "class":
-                    cls = CHAR_CLASSES.get(v.decode("latin-1"))  # type: ignore[union-attr]
+                    cls = CHAR_CLASSES.get(v.decode("latin-1"))  # type: ignore[attr-defined]
                     if cls is None:
                         raise _RegError("ECTYPE")
                     members |= cls

@@ -326,7 +326,7 @@ class Index:
         def ref(n: int) -> int:
             return offsets[n] | flags[n] if n >= 0 else 0
 
-        out = [struct.pack(">III", INDEX_MAGIC, INDEX_VERSION, ref(0))]
+        out: list[bytes] = [struct.pack(">III", INDEX_MAGIC, INDEX_VERSION, ref(0))]
         for n in order:
             if prefixes[n]:
                 out.append(prefixes[n])
@@ -336,9 +336,9 @@ class Index:
                 first = firsts[n]
                 out.append(bytes((first, first + len(kids) - 1)))
                 out.append(struct.pack(f">{len(kids)}I", *(ref(c) for c in kids)))
-            blk = vblocks[n]
-            if blk is not None:
-                out.append(blk)
+            vblk = vblocks[n]
+            if vblk is not None:
+                out.append(vblk)
         data = b"".join(out)
         assert len(data) == pos
         return data

@@ -462,14 +462,14 @@ def _read(dirname: str, kind: InputKind, errors: list[tuple[str, str]], skipped:
         if e.errno == errno.EISDIR:
             return b""
         if e.errno != errno.ENOENT:
-            errors.append((kind.name, e.strerror))
-            skipped.append((path, e.strerror))
+            errors.append((kind.name, str(e.strerror)))
+            skipped.append((path, str(e.strerror)))
         return None
 
 
 def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequence[str] | None = None,
               jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
-              cache: "RecordCache | None" = None,
+              cache: RecordCache | None = None,
               kmod: Kmod = DEFAULT_KMOD, parse: bool = True) -> ModuleTree:
     """Load a module tree as ``depmod -b BASEDIR KVER`` finds it.
 
@@ -514,7 +514,7 @@ def load_tree(basedir: str, kver: str | None = None, config: DepmodConfig | Sequ
 
 
 def parse_tree(tree: ModuleTree, jobs: int | None = None, progress: Callable[[int, int], None] | None = None,
-               cache: "RecordCache | None" = None) -> ModuleTree:
+               cache: RecordCache | None = None) -> ModuleTree:
     """``tree`` (as ``load_tree(..., parse=False)`` surveyed it) with every module file parsed once."""
     parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress, tree=tree.dirname)
     return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, as_opened(tree.kmod, p))

@@ -77,7 +77,7 @@ def _major_minor(value: str, kind: str) -> tuple[int, int] | None:
 
 def _devname(dm: Depmod, diags: list[Diagnostic]) -> bytes:
     """``output_devname()``: header only before the first entry (kmod 30 and 34.2)."""
-    out = []
+    out: list[str] = []
     for i, m in enumerate(dm.modules):
         devname = None
         typ = ""

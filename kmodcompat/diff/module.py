@@ -262,7 +262,7 @@ def view_effect(a: ViewSummary, b: ViewSummary) -> str | None:
 
 
 def _consumer_changes(old: Mapping[str, ViewSummary], new: Mapping[str, ViewSummary]) -> tuple[ConsumerChange, ...]:
-    out = []
+    out: list[ConsumerChange] = []
     for c, a in old.items():
         b = new.get(c)
         if b is None:
@@ -274,7 +274,7 @@ def _consumer_changes(old: Mapping[str, ViewSummary], new: Mapping[str, ViewSumm
 
 
 def _attributes(old: ModuleRecord, new: ModuleRecord) -> tuple[Attribute, ...]:
-    pairs = [
+    pairs: list[tuple[str, str | int | None, str | int | None]] = [
         ("elfclass", old.elf.elfclass, new.elf.elfclass), ("endian", old.elf.endian, new.elf.endian),
         ("machine", machine_name(old.elf.machine), machine_name(new.elf.machine)),
         ("e_flags", old.elf.flags, new.elf.flags),

@@ -31,7 +31,7 @@ TABLE_TITLES = {TABLE_BASIC: "__versions", TABLE_EXT: "__version_ext", TABLE_VAR
 class SectionInfo(NamedTuple):
     """The compared fields of one section header."""
 
-    index: int
+    index: int  # type: ignore[assignment]  # the header index; shadows tuple.index(), never called on it
     name: str
     type: int
     flags: int
@@ -40,7 +40,7 @@ class SectionInfo(NamedTuple):
     entsize: int
 
     @classmethod
-    def of(cls, s: Section) -> "SectionInfo":
+    def of(cls, s: Section) -> SectionInfo:
         return cls(s.index, s.name, s.type, s.flags, s.size, s.addralign, s.entsize)
 
 
@@ -141,7 +141,7 @@ class ViewSummary(NamedTuple):
     messages: int
 
     @classmethod
-    def of(cls, v: ConsumerView) -> "ViewSummary":
+    def of(cls, v: ConsumerView) -> ViewSummary:
         return cls(v.verdict, len(v.lost), len(v.false_messages), len(v.messages))
 
 

@@ -9,6 +9,7 @@ consumer models run over each tree in worker processes (:mod:`kmodcompat.views`)
 from __future__ import annotations
 
 from collections import Counter, defaultdict
+from typing import Any
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -39,7 +40,7 @@ class DepFacts:
     unresolved: tuple[tuple[str, str, bool], ...]  # (module, symbol, weak)
 
     @classmethod
-    def of(cls, g: TreeGraph) -> "DepFacts":
+    def of(cls, g: TreeGraph) -> DepFacts:
         """From depmod's resolution. Lines are compared by module name: the paths differ as soon as one
         tree is compressed and the other not, which the per-module "path" attribute reports."""
         dm = g.depmod
@@ -81,7 +82,7 @@ def _tree_views(tree: ModuleTree, consumers: Sequence[str], expected: Mapping[st
     if not mods or not consumers:
         return {}
     res = compute_views(mods, consumers, (AS_IS,), expected, keep_formats=(AS_IS,), jobs=jobs, summarize=_summarize)
-    by_path = {mv.path: mv.by_format[AS_IS] for mv in res.modules}
+    by_path: dict[str, Any] = {mv.path: mv.by_format[AS_IS] for mv in res.modules}  # _summarize's dicts
     return {m.name: by_path[m.path] for m in tree.modules if m.path in by_path}
 
 

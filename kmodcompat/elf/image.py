@@ -19,9 +19,10 @@ import struct
 import sys
 from array import array
 from collections.abc import Sequence
-from functools import lru_cache
+from functools import cache
 from itertools import repeat
 from operator import add
+from typing import cast
 
 from ..errors import ElfError
 from ..records import ElfHeader, Section, names_text
@@ -45,7 +46,7 @@ _new_tuple = tuple.__new__  # builds Section rows in one map, without the NamedT
 _UNREAD = object()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _struct(fmt: str, little: bool) -> struct.Struct:
     return struct.Struct(("<" if little else ">") + fmt)
 
@@ -187,7 +188,7 @@ class StringTable:
         cache = self._cache
         value = cache.get(offset, _UNREAD)
         if value is not _UNREAD:
-            return value
+            return value  # type: ignore[return-value]  # a cached str or None
         value = None
         if 0 <= offset < self._size:
             start = self._start + offset
@@ -246,12 +247,13 @@ class StringTable:
         if -1 in nuls:
             return None
         self._budget -= sum(nuls) - sum(offsets) + len(nuls)
+        strings: list[str]
         if self._decoded is not None:
             strings = list(map(sys.intern, map(self._decoded.__getitem__, map(slice, offsets, nuls))))
         else:
             strings = names_text(list(map(table.__getitem__, map(slice, offsets, nuls))))
         self._cache.update(zip(offsets, strings))
-        return strings
+        return cast("list[str | None]", strings)  # every one found: no None in it
 
 
 def machine_name(machine: int) -> str:

@@ -157,7 +157,7 @@ def _gunzip(path: str | os.PathLike[str], data: bytes, kind: InputKind) -> bytes
     rest = memoryview(data)
     for _ in range(MAX_GZIP_MEMBERS):
         d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-        pending = rest
+        pending: bytes | memoryview = rest
         while not d.eof:
             # At most a chunk out per call, never past one byte beyond the cap: a bomb stops
             # there, holding the cap and one chunk.

@@ -45,7 +45,7 @@ def find_kernel_files(tree: ModuleTree) -> dict[str, str]:
 def load_kernel(symvers: str | None, system_map: str | None) -> tuple[KernelSymbols | None, list[str]]:
     """The kernel's exports as depmod loads them, from the first of the two that reads, and a note (file and
     reason) per one that does not. A Module.symvers keeps every field (:attr:`KernelSymbols.symvers`)."""
-    notes = []
+    notes: list[str] = []
     for path, loader in ((symvers, load_module_symvers), (system_map, load_system_map)):
         if path is None:
             continue

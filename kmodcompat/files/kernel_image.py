@@ -36,7 +36,6 @@ Every decompression is bounded (``max_size``); a stream Python cannot decode
 from __future__ import annotations
 
 import bz2
-import errno
 import lzma
 import os
 import re

@@ -139,7 +139,7 @@ def _xz(raw: bytes, max_size: int, notes: list[str]) -> bytes:
     while True:
         d = lzma.LZMADecompressor(format=lzma.FORMAT_XZ)
         while not d.eof:
-            chunk = b""
+            chunk: bytes | memoryview = b""
             if d.needs_input:
                 if pos >= size:
                     raise _Truncated

@@ -79,7 +79,7 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     whole = size - size % MODVERSION_ENTRY_SIZE
     records = [record for (record,) in _RECORD.iter_unpack(memoryview(data)[offset:offset + whole])]
     known = _KNOWN[elfclass, little]
-    entries = list(map(known.get, records))
+    entries: list = list(map(known.get, records))  # None where not known, filled in below
     if None not in entries:
         return entries, 0
     if len(known) > _KNOWN_LIMIT:

@@ -50,7 +50,7 @@ _NUL_PADDED = (b"\0" * 4, b"\0" * 3, b"\0" * 2, b"\0")
 
 def encode(entries: list[tuple[int, str]], little: bool) -> bytes:
     pack = struct_for("II", little).pack
-    parts = []
+    parts: list[bytes] = []
     for crc, name in entries:
         b = raw(name)
         tail = _NUL_PADDED[len(b) % 4]

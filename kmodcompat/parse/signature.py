@@ -77,7 +77,7 @@ def parse(data: bytes) -> Signature | None:
         return Signature(sig_start, algo, hash_, id_type, signer_len, key_id_len, sig_len, id_name,
                          None, b"", None, None, b"", False, f"PKCS#7 does not parse: {e}".splitlines()[0])
     return Signature(sig_start, algo, hash_, id_type, signer_len, key_id_len, sig_len, id_name,
-                     signer, key_id, OPENSSL_DIGEST_NAMES.get(oid, oid), oid, sig, True)
+                     signer, key_id, OPENSSL_DIGEST_NAMES.get(oid, oid) if oid is not None else None, oid, sig, True)
 
 
 def _pkcs7_fields(der: bytes) -> tuple[str | None, bytes, str | None, bytes]:

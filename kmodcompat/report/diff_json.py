@@ -9,6 +9,7 @@ and headlines are computed here, from the diff's records, once.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from .. import __version__
 from ..diff import EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
@@ -129,6 +130,7 @@ def _headlines(diff: ModuleDiff | TreeDiff | ExportsDiff, totals: dict) -> list[
 def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = None,
             new_label: str | None = None) -> dict:
     """The diff as the dict ``report/diff-schema.json`` describes (``schema_version`` 1)."""
+    doc: dict[str, Any]
     if isinstance(diff, ExportsDiff):  # a Module.symvers on a side: the kABI alone
         totals = _totals((), diff.kabi, None, 0, 0, 0, 0)
         doc = {"kind": "kabi", "old": _side_json(diff.old), "new": _side_json(diff.new),
