@@ -511,7 +511,7 @@ class _KernelImage:
             if nuls < count:
                 clipped = len(blob) < self.sections[names][5]
                 return self._fail("index-versions-names", "more extended version crcs than names",
-                                  f"{count} CRCs, {have} NUL-terminated names"
+                                  f"{count} CRCs, {nuls} NUL-terminated names"
                                   + (" (the names section reaches past the file)" if clipped else ""))
         return None
 
