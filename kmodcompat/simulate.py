@@ -6,7 +6,7 @@ which the version sections (``__versions``, ``__version_ext_crcs``,
 format ``fmt``; every other section is kept byte for byte. The result can be
 fed to real kmod, busybox or readelf.
 
-Entry selection follows modpost (FORMATS.md §1.2-1.3): imports in .symtab
+Entry selection follows modpost (docs/formats.md §1.2-1.3): imports in .symtab
 order that have a known CRC, then ``module_layout``; basic ``__versions`` holds
 only names shorter than MODULE_NAME_LEN (a basic-only build with a longer
 name fails: :class:`BuildError`, as modpost's "too long symbol" does).

@@ -1,7 +1,7 @@
 """Would the kernel load this module? Its loader's checks, and kmod's, on raw bytes.
 
 The kernel refuses a malformed module in ``load_module()`` (6.18.y
-kernel/module/main.c, ../shared/FORMATS.md §1.5) before it looks at a single
+kernel/module/main.c, docs/formats.md §1.5) before it looks at a single
 symbol version:
 
 1. ``module_sig_check()`` (kernel/module/signing.c, kernel/module_signature.c
@@ -78,7 +78,7 @@ class Check(NamedTuple):
 
 
 #: Every check, by code. The kernel's come from 6.18.y kernel/module/main.c, signing.c and
-#: kernel/module_signature.c (FORMATS.md §1.5, §1.10); kmod's from libkmod-elf.c.
+#: kernel/module_signature.c (docs/formats.md §1.5, §1.10); kmod's from libkmod-elf.c.
 CHECKS: dict[str, Check] = {
     # module_sig_check() -> mod_verify_sig() -> mod_check_sig(): before any ELF check.
     "sig-unsigned": Check("module_sig_check", errno.EKEYREJECTED, "kernel",

@@ -24,7 +24,7 @@ def rec(arch: str, kind: str):
     return parse_module(str(FIX / arch / f"{kind}.ko"))
 
 
-# FORMATS.md §10, as verdicts. Kernel rows hold for 64-bit; 32-bit differs for varlen only.
+# docs/formats.md §10, as verdicts. Kernel rows hold for 64-bit; 32-bit differs for varlen only.
 MATRIX = {
     "none": {"kmod30": "ok", "kmod34": "ok", "kmod-pr270": "ok", "busybox": "ignores-versions", "mit": "ok",
              "kernel-6.13": "refuses", "kernel-6.13+force": "loads-tainted",
@@ -50,7 +50,7 @@ GATES = {"none": "compatible", "basic": "compatible", "basic+ext": "incompatible
 for _kind, _gate in GATES.items():  # weak-modules and weak-modules2 follow depmod -e -E (module-only: no unknowns)
     MATRIX[_kind]["weak-modules"] = MATRIX[_kind]["weak-modules2"] = _gate
 #: On 32-bit the fixed 60-byte name field starts inside the variable-length record's CRC,
-#: so no name matches: every import is accepted unchecked (FORMATS.md §2).
+#: so no name matches: every import is accepted unchecked (docs/formats.md §2).
 VARLEN_32 = {"kernel-6.13": "loads-unchecked", "kernel-6.13+force": "loads-unchecked",
              "kernel-6.14": "loads-unchecked", "kernel-6.14+force": "loads-unchecked"}
 

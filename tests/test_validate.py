@@ -1,6 +1,6 @@
 """The kernel loader's checks (kmodcompat.validate) and ``kmodcompat validate``.
 
-Every kernel check of FORMATS.md §1.5 has a ``kcheck-<code>.ko`` fixture
+Every kernel check of docs/formats.md §1.5 has a ``kcheck-<code>.ko`` fixture
 (fixtures/generate.py) that trips exactly that check: the errno and the
 kernel's message are compared with the 6.18.y sources. Fixtures made for
 other purposes get the verdict their manifest entry names, the well-formed

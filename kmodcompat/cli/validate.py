@@ -1,7 +1,7 @@
 """``kmodcompat validate MODULE|TREE... [--format text|json]``: would the kernel (and kmod) accept these modules?
 
 Each module file goes through the kernel loader's checks (``module_sig_check``,
-the ``elf_validity_*`` functions, ``simplify_symbols``; FORMATS.md §1.5) and
+the ``elf_validity_*`` functions, ``simplify_symbols``; docs/formats.md §1.5) and
 kmod's (``kmod_elf_new``, libkmod-elf.c's table readers), see
 :mod:`kmodcompat.validate`. A TREE is walked for ``*.ko``, ``*.ko.gz``,
 ``*.ko.xz`` and ``*.ko.zst`` files (symbolic links followed, each directory

@@ -103,7 +103,7 @@ def own_crcs(rec: ModuleRecord) -> dict[str, int]:
 
 def exporter_crcs(rec: ModuleRecord) -> dict[str, int]:
     """:func:`own_crcs` keyed as exporters name the symbols: ppc64 ELFv1 records
-    function imports with a leading dot that no export carries (FORMATS.md §1.6)."""
+    function imports with a leading dot that no export carries (docs/formats.md §1.6)."""
     return {k.removeprefix("."): v for k, v in own_crcs(rec).items()}
 
 

@@ -1,7 +1,7 @@
 """busybox modutils (1.35 to 1.37): never reads version information.
 
 busybox has no ELF parser (mirror/busybox 371fe9f71, modutils/*.c has no
-``__versions`` or ``modversion``; FORMATS.md §4.1). Its depmod scans the raw,
+``__versions`` or ``modversion``; docs/formats.md §4.1). Its depmod scans the raw,
 decompressed bytes: dependencies from ``depends=``, aliases from ``alias=``,
 exports from every string starting ``__ksymtab_`` (except ``__ksymtab_gpl*`` and
 ``__ksymtab_strings``). So every modversions format looks the same to it, long

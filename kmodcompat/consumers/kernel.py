@@ -1,6 +1,6 @@
 """The kernel's module loader: does it check, refuse, or load the module?
 
-Modelled on kernel/module/main.c and kernel/module/version.c (FORMATS.md §1.5;
+Modelled on kernel/module/main.c and kernel/module/version.c (docs/formats.md §1.5;
 ``RSBAC/rsbac-6.18.y@a479fc948f9c:kernel/module/main.c`` and
 ``torvalds/linux@e72a6c89bd46:kernel/module/version.c``), for a kernel built
 with CONFIG_MODVERSIONS. Two releases matter:

@@ -1,6 +1,6 @@
 """module-init-tools 3.16 (vadmium/module-init-tools 4026aad, 2011): the pre-kmod tools.
 
-Rules from FORMATS.md §4.2, read in elfops_core.c and depmod.c:
+Rules from docs/formats.md §4.2, read in elfops_core.c and depmod.c:
 
 * ``PERBIT(dump_modversions)``: no ``__versions`` → prints nothing and succeeds;
   ``secsize % sizeof(*info)`` → -1, which modprobe reports as

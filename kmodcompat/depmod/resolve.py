@@ -13,7 +13,7 @@ logic; release differences come from the :class:`~kmodcompat.kmod.profile.Kmod` 
   (one leading '.' and one ``-P`` character stripped); unknown -> "needs
   unknown symbol" (with ``-e``, not for weak ones); with ``-E``, a CRC that
   differs from the table's -> "disagrees about version of symbol" (no zero
-  guard, FORMATS.md §3.10); an owned symbol adds the owner to the module's
+  guard, docs/formats.md §3.10); an owned symbol adds the owner to the module's
   dependency array once (``array_append_unique``) and counts a user.
 * ``depmod_calculate_dependencies()``: Kahn's sort with a LIFO of roots,
   modules without users first; ``dep_sort_idx`` is the output position.

@@ -2,7 +2,7 @@
 
 Each function mirrors one libkmod entry point on a parsed record, following
 the release's :class:`~kmodcompat.kmod.profile.Kmod` profile (kmod v30, v34.2,
-PR #270; FORMATS.md §3). A failing call raises :class:`KmodError` with the
+PR #270; docs/formats.md §3). A failing call raises :class:`KmodError` with the
 errno libkmod returns.
 """
 
@@ -73,7 +73,7 @@ def get_modversions(kmod: Kmod, rec: ModuleRecord) -> tuple[Modversion, ...]:
 def _extended_modversions(rec: ModuleRecord) -> tuple[Modversion, ...]:
     """PR #270 ffe6c67 "libkmod: Support EXTENDED_MODVERSIONS": crc size must be a
     multiple of 4, then crc_size/4 names are walked; running out of names or an
-    unterminated one is EINVAL; one leading '.' is stripped (FORMATS.md §3.3, §3.12)."""
+    unterminated one is EINVAL; one leading '.' is stripped (docs/formats.md §3.3, §3.12)."""
     ext = rec.ext_versions
     if ext is None or ext.crcs_size % 4 or len(ext.entries) < ext.crc_count:
         raise KmodError(errno.EINVAL)
@@ -86,7 +86,7 @@ def get_symbols(kmod: Kmod, rec: ModuleRecord) -> list[KmodSymbol]:
     ``__crc_*`` symbols first (name, resolved CRC, binding, in .symtab
     order); only when there is none (no MODVERSIONS, or nothing exported),
     every non-empty string of ``__ksymtab_strings`` with CRC 0. Since
-    kernel 5.4 that fallback also yields namespace names (FORMATS.md §3.5).
+    kernel 5.4 that fallback also yields namespace names (docs/formats.md §3.5).
     """
     if rec.crc_symbols:
         return [KmodSymbol(c.name, c.crc, c.binding == STB_WEAK) for c in rec.crc_symbols]

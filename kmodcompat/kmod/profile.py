@@ -2,7 +2,7 @@
 
 Sources are kmod-project/kmod tags v30 and v34.2 (libkmod/libkmod-elf.c,
 libkmod/libkmod-file.c, libkmod/libkmod-module.c, tools/depmod.c,
-tools/modinfo.c, tools/modprobe.c) and pull request #270; FORMATS.md §3 has
+tools/modinfo.c, tools/modprobe.c) and pull request #270; docs/formats.md §3 has
 the comparison table. The readers (:mod:`.elf`, :mod:`.file`, :mod:`.module`)
 and the tools (:mod:`.tools`) take a profile and follow its knobs.
 """
@@ -94,7 +94,7 @@ KMOD34 = Kmod(
 #:
 #: kmod-project/kmod#270 (Matthew Maurer, head 3eaf725d7af0): 4e79a46 "Centralize
 #: modversions parsing", ffe6c67 "libkmod: Support EXTENDED_MODVERSIONS". It
-#: applies on master, which parses like 34.2 (FORMATS.md §3.1), so every other
+#: applies on master, which parses like 34.2 (docs/formats.md §3.1), so every other
 #: knob is kmod 34's. It cannot be run here; its rules are tested on fixtures.
 KMOD_PR270 = replace(KMOD34, id="kmod-pr270", version="34.2+PR270", reads_extended=True)
 

@@ -18,7 +18,7 @@ _NAME = attrgetter("name")
 
 
 def dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
-    """One leading '.' dropped from each name (ppc64 ELFv1 writes function imports with one, FORMATS.md
+    """One leading '.' dropped from each name (ppc64 ELFv1 writes function imports with one, docs/formats.md
     §1.6), as libkmod's and module-init-tools' modversions readers do (``entries`` themselves when no
     name has one)."""
     names = "\0".join(map(_NAME, entries))
