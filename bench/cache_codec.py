@@ -47,11 +47,11 @@ def main() -> int:
     for _ in range(args.rounds):
         t, pk = timed(lambda: [pickle.dumps(r, protocol=5) for r in recs])
         times["pickle.dumps"].append(t)
-        t, _ = timed(lambda: [pickle.loads(b) for b in pk])
+        t, _ = timed(lambda pk=pk: [pickle.loads(b) for b in pk])
         times["pickle.loads"].append(t)
         t, js = timed(lambda: [codec.encode(r) for r in recs])
         times["encode"].append(t)
-        t, back = timed(lambda: [codec.decode(b, p) for b, p in zip(js, paths)])
+        t, back = timed(lambda js=js: [codec.decode(b, p) for b, p in zip(js, paths)])
         times["decode"].append(t)
     bad = sum(1 for a, b in zip(recs, back) if (a != b if not isinstance(a, Exception) else str(a) != str(b)))
     med = {k: statistics.median(v) for k, v in times.items()}

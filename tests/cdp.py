@@ -40,7 +40,7 @@ class Browser:
         self._buf = b""
         self.events: list[dict] = []
 
-    def __enter__(self) -> "Browser":
+    def __enter__(self) -> Browser:
         self._profile = tempfile.mkdtemp(prefix="kmodcompat-chromium-")
         to_chrome_r, self._to_chrome = os.pipe()
         self._from_chrome, from_chrome_w = os.pipe()
@@ -114,7 +114,7 @@ class Browser:
                 return e
             self.events.append(e)
 
-    def page(self, width: int, height: int) -> "Page":
+    def page(self, width: int, height: int) -> Page:
         target = self.call("Target.createTarget", url="about:blank")["targetId"]
         session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
         p = Page(self, session)

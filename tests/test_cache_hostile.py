@@ -335,7 +335,7 @@ def test_four_concurrent_writers_lose_nothing(tmp_path):
     groups = [paths[i::4] + paths[:3] for i in range(4)]  # each its own files, and three in common
     procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, db, "3", str(REPO), *g], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for g in groups]
-    for p, g in zip(procs, groups):
+    for p in procs:
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0 and "Traceback" not in err, err
     out, hits = run_cached(db, paths)

@@ -16,7 +16,7 @@ import hashlib
 import os
 import time
 from collections.abc import Iterable
-from functools import lru_cache
+from functools import cache
 from typing import NamedTuple
 
 from .. import __version__
@@ -97,12 +97,12 @@ PARSER_SOURCES = ("records.py", "errors.py", "files/opener.py", "files/bounded.p
                   "modversions/basic.py", "modversions/extended.py", "modversions/varlen.py", "cache/codec.py")
 
 
-@lru_cache(maxsize=None)
+@cache
 def parser_fingerprint() -> str:
     return _sources(PARSER_SOURCES).hex()[:16]
 
 
-@lru_cache(maxsize=None)
+@cache
 def package_fingerprint() -> bytes:
     """A hash of every source and data file of the package: a report depends on all of it."""
     return _sources(None)

@@ -100,7 +100,7 @@ class RecordCache:
         store.close()
         self._store = None
 
-    def __enter__(self) -> "RecordCache":
+    def __enter__(self) -> RecordCache:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -17,7 +17,8 @@ from .output import flush_held
 #: the module of the command it runs (the others pull in networkx, the depmod
 #: writers, ...): start-up is part of every command's time.
 COMMANDS = {
-    "modinfo": "modinfo", "dump-modversions": "dump_modversions", "modversions": "modversions", "show": "show", "depmod": "depmod",
+    "modinfo": "modinfo", "dump-modversions": "dump_modversions", "modversions": "modversions", "show": "show",
+    "depmod": "depmod",
     "exports": "exports", "graph": "graph", "symvers": "symvers", "views": "views", "simulate": "simulate",
     "report": "report", "diff": "diff", "validate": "validate", "cache": "cache",
 }

@@ -1,4 +1,4 @@
-"""``kmodcompat symvers [TREE | -b BASEDIR KVER] [--kernel-image FILE | --modules-only]``: the Module.symvers of an installed kernel.
+"""``kmodcompat symvers [TREE | -b BASEDIR KVER] [--kernel-image FILE | --modules-only]``: an installed kernel's Module.symvers.
 
 One line per export, as modpost's ``write_dump()`` writes them:
 ``0x%08x\\tSYMBOL\\tMODULE\\tEXPORT_SYMBOL[_GPL]\\tNAMESPACE``, vmlinux first,

@@ -196,7 +196,7 @@ def _matrix(doc: dict) -> str:
         out.append(f'<tr><th class="tier" colspan="{len(formats) + 1}">{escape(label)}</th></tr>')
         for cid in members:
             cells = []
-            for fmt, label_f, totals in formats:
+            for fmt, _label, totals in formats:
                 t = totals.get(cid)
                 klass = _cell_class(t, cid in na)
                 if t is None:
@@ -389,7 +389,7 @@ def _risk_item(r: dict) -> str:
 
 
 def render(doc: dict) -> str:
-    t, c, s = doc["tree"], doc["counts"], doc["summary"]
+    t, s = doc["tree"], doc["summary"]
     k = s["key_figures"]
     title = f"{t['kernel_release']}: {s['short']}"
     figures = [("modules", f"{k['modules']:,}"), ("unreadable", f"{k['unreadable']:,}"),
