@@ -174,7 +174,8 @@ def _tree_archive(tmp_path: Path, top: Path) -> str:
     img1 = _deb(tmp_path / "img1.deb", [(_ti("./lib/modules/1.0-test/kernel/a.ko"), b"a1"),
                                         (_ti("./lib/modules/1.0-test/modules.order"), b"kernel/a.ko\n")])
     mods = _deb(tmp_path / "mods.deb", [(_ti("./usr/lib/modules/1.0-test/kernel/b.ko"), b"b1")])
-    hdr = _deb(tmp_path / "hdr.deb", [(_ti("./usr/src/linux-headers-1.0-test/Module.symvers"), b"0x1\tx\tvmlinux\tEXPORT_SYMBOL\t\n"),
+    hdr = _deb(tmp_path / "hdr.deb", [(_ti("./usr/src/linux-headers-1.0-test/Module.symvers"),
+                                       b"0x1\tx\tvmlinux\tEXPORT_SYMBOL\t\n"),
                                       (_ti("./usr/src/linux-headers-1.0-test/Makefile"), b"not kept")])
     return (_stanza(top, "linux-image-test", "2.0", None, "linux-image-2.0-test (= 2.0-1)")
             + _stanza(top, "linux-image-2.0-test", "2.0-1", img1, serve=False)   # listed, not on the mirror yet

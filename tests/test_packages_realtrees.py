@@ -30,8 +30,8 @@ def _tree_and_debs(name: str) -> tuple[Path, list[str]]:
         pytest.skip(f"tree {name} not under {oracle.REALTREES}")
     info = dict(line.split("=", 1) for line in (root / "TREE-INFO").read_text().splitlines() if "=" in line
                 and not line.startswith("deb="))
-    debs = [l.split("=", 1)[1].split()[0] for l in (root / "TREE-INFO").read_text().splitlines()
-            if l.startswith("deb=")]
+    debs = [line.split("=", 1)[1].split()[0] for line in (root / "TREE-INFO").read_text().splitlines()
+            if line.startswith("deb=")]
     paths = [str(DEBS / d) for d in debs]
     if not debs or not all(Path(p).is_file() for p in paths):
         pytest.skip(f"the .debs of {name} ({info.get('krel')}) are not under {DEBS}")

@@ -229,7 +229,7 @@ class Suite:
         text = verify_inrelease(path, self.name)
         (rel,) = parse_stanzas(text)[:1] or [{}]
         until = rel.get("Valid-Until")
-        if until and email.utils.parsedate_to_datetime(until) < _dt.datetime.now(_dt.timezone.utc):
+        if until and email.utils.parsedate_to_datetime(until) < _dt.datetime.now(_dt.UTC):
             if fresh:  # a cached one went stale: fetch once more
                 os.utime(path, (0, 0))
                 return self._release()
@@ -654,7 +654,7 @@ def fetch_tree(suite: str, spec: str, out: str, headers: bool) -> str:
     os.makedirs(tmp)
     merged_usr_root(tmp)
     info = [f"suite={suite}", f"arch={arch}", f"flavor={flavor}", f"krel={krel}"]
-    for st, path in fetched:
+    for _stanza, path in fetched:
         extract_deb(path, tmp)
         info.append(f"deb={os.path.basename(path)} size={os.path.getsize(path)}")
     info.append(f"fetched={time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}")

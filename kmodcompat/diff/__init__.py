@@ -56,6 +56,7 @@ __all__ = [
     "ExportsDiff",
     "ExportInfo", "ExporterSummary", "KabiDiff", "KabiEffect", "ModinfoChange", "ModuleDiff", "Pattern",
     "SectionChange", "SectionInfo", "TreeDiff", "TreeSide", "VersionChange", "ViewSummary",
-    "diff_dependencies", "diff_export_sides", "diff_exports", "diff_kabi", "diff_modinfo", "diff_modules", "diff_sections", "diff_trees", "diff_versions",
+    "diff_dependencies", "diff_export_sides", "diff_exports", "diff_kabi", "diff_modinfo", "diff_modules",
+    "diff_sections", "diff_trees", "diff_versions",
     "exit_status", "export_map", "patterns", "symvers_export_map", "symvers_exports",
 ]
