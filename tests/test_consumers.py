@@ -193,8 +193,6 @@ def test_busybox_ignores_format_and_drops_gpl_prefixed_exports():
 
 
 def test_weak_modules_gates_reject_on_false_depmod_warnings():
-    from kmodcompat.consumers import weak_modules
-
     r = rec("x86_64", "ext-only")
     v = CONSUMERS["weak-modules"](r, path="p.ko")
     assert v.verdict == "incompatible" and v.messages == v.false_messages and v.notes

@@ -75,7 +75,7 @@ class Counts:
     verdict: str
 
     @classmethod
-    def of(cls, v: ConsumerView) -> "Counts":
+    def of(cls, v: ConsumerView) -> Counts:
         return cls(len(v.visible), len(v.lost), len(v.misread), len(v.unchecked), len(v.messages),
                    len(v.false_messages), v.verdict)
 

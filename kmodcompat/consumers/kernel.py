@@ -33,7 +33,7 @@ class Kernel:
     @property
     def version(self) -> str:
         """The release as the kernel spells it: "6.13"."""
-        return "%d.%d" % self.release
+        return "{}.{}".format(*self.release)
 
     @property
     def reads_extended(self) -> bool:
