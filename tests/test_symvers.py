@@ -274,6 +274,8 @@ def test_report_finds_a_gzipped_symvers(tmp_path):
     root = make_tree(tmp_path / "t", {"basic.ko": (FIX / "basic.ko").read_bytes()}, kernel_exports())
     gz = _place(root, "boot", KVER)
     doc = build_report(load_tree(str(root), KVER), jobs=1)
-    assert doc["tree"]["kernel_exports"] == {"symvers": str(gz), "system_map": None, "notes": []}
+    ke = doc["tree"]["kernel_exports"]
+    assert (ke["source"], ke["path"], ke["symvers"], ke["system_map"], ke["notes"]) == (
+        "Module.symvers", str(gz), str(gz), None, [])
     # Every kernel import resolved against the inflated file; only the exporter module's two are missing.
-    assert {x["symbol"] for x in doc["graph"]["unresolved"]} == {"short_sym", "ns_sym"}
+    assert {x["symbol"] for x in doc["graph"]["unresolved"]["symbols"]} == {"short_sym", "ns_sym"}

@@ -42,16 +42,17 @@ KernelSymbolsError = InputFileError
 class KernelSymbols:
     """vmlinux exports in load order: (name after prefix handling, CRC, prefix already skipped)."""
 
-    source: str  # "System.map" | "Module.symvers"
+    source: str  # "System.map" | "Module.symvers" | "boot image" | "/proc/kallsyms" (files/kernel.py)
     path: str
     symbols: tuple[tuple[str, int, bool], ...]
     diagnostics: tuple[Diagnostic, ...] = ()
     symvers: Symvers | None = None  # the Module.symvers with every field (GPL-only flag, namespace, modules')
+    crcs: bool = False  # the symbols carry the kernel's CRCs (a Module.symvers; a MODVERSIONS boot image)
 
     @property
     def check_symvers(self) -> bool:
-        """``cfg.check_symvers``: only ``-E`` compares CRCs."""
-        return self.source == "Module.symvers"
+        """``cfg.check_symvers``: only ``-E`` compares CRCs (and a boot image read as its Module.symvers)."""
+        return self.crcs
 
 
 def _cstr(b: bytes) -> bytes:
@@ -104,7 +105,7 @@ def symvers_symbols(symvers: Symvers) -> KernelSymbols:
                               f"{symvers.path}:{e.line} Invalid symbol version {e.crc_text}: {os.strerror(2)}"))
             continue
         syms.append((e.symbol, e.crc, False))
-    return KernelSymbols("Module.symvers", symvers.path, tuple(syms), tuple(diags), symvers)
+    return KernelSymbols("Module.symvers", symvers.path, tuple(syms), tuple(diags), symvers, True)
 
 
 def load_module_symvers(path: str, prefix: str = "", gunzip: bool = False) -> KernelSymbols:

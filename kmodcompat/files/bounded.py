@@ -2,7 +2,7 @@
 
 A tree's metadata (``modules.order``, ``modules.builtin``,
 ``modules.builtin.modinfo``, ``modules.dep``), depmod.d files, Module.symvers
-and System.map (plain, or gzip-compressed as ``/boot/symvers-KVER.gz``) all go
+and System.map (plain, or gzip-compressed as ``/boot/symvers-KVER.gz``) and the boot image all go
 through :func:`read_input`:
 
 * only regular files are read (and ``/dev/null``, as the empty file it is:
@@ -33,7 +33,7 @@ import zlib
 from typing import NamedTuple
 
 __all__ = ["InputFileError", "InputKind", "KINDS", "file_type", "read_input", "DEPMOD_CONFIG", "MODULES_BUILTIN",
-           "MODULES_BUILTIN_MODINFO", "MODULES_DEP", "MODULES_ORDER", "MODULE_SYMVERS", "SYSTEM_MAP"]
+           "KERNEL_IMAGE", "MODULES_BUILTIN_MODINFO", "MODULES_DEP", "MODULES_ORDER", "MODULE_SYMVERS", "SYSTEM_MAP"]
 
 
 class InputKind(NamedTuple):
@@ -53,8 +53,11 @@ MODULES_DEP = InputKind("modules.dep", 32 << 20)
 DEPMOD_CONFIG = InputKind("depmod.d file", 1 << 20)
 MODULE_SYMVERS = InputKind("Module.symvers", 32 << 20)
 SYSTEM_MAP = InputKind("System.map", 64 << 20)
+#: A boot image (files/kernel_image.py): Debian's largest, amd64's bzImage, is 12 MB, a plain ppc64el
+#: vmlinux 46 MB; a debug vmlinux some hundreds. Its payload is inflated within the same cap.
+KERNEL_IMAGE = InputKind("kernel image", 512 << 20)
 KINDS = (MODULES_ORDER, MODULES_BUILTIN, MODULES_BUILTIN_MODINFO, MODULES_DEP, DEPMOD_CONFIG, MODULE_SYMVERS,
-         SYSTEM_MAP)
+         SYSTEM_MAP, KERNEL_IMAGE)
 
 _CHUNK = 1 << 20
 _DEV_NULL = os.makedev(1, 3)

@@ -29,18 +29,17 @@ lays out ``__ksymtab``, ``__ksymtab_gpl``, ``__kcrctab``, ``__kcrctab_gpl``,
 ``__ksymtab_strings``. Anything less consistent is "exports unknown", never
 a partial list.
 
-Every decompression is bounded (``max_size``); a stream Python cannot decode
-(lzo; lz4 without the ``lz4`` package) is one line naming the compression.
+The file is read through :func:`~.bounded.read_input` (a regular file, at
+most :data:`~.bounded.KERNEL_IMAGE`'s cap); every decompression is bounded
+(``max_size``, :mod:`.kernel_streams`).
 """
 
 from __future__ import annotations
 
-import bz2
-import lzma
+import errno
 import os
 import re
 import struct
-import zlib
 from bisect import bisect_left
 from typing import NamedTuple
 
@@ -48,27 +47,19 @@ from ..elf.image import ElfImage, column
 from ..errors import ElfError
 from ..parse.ksymtab import LinkedTable, SymbolLayout, linked_exports
 from ..records import Export
+from .bounded import KERNEL_IMAGE, InputFileError, read_input
+from .kernel_streams import ImageFormatError as _Bad
+from .kernel_streams import inflate, stream_kind
 
 #: Input file and decompressed payload caps. The largest Debian images: amd64's
 #: vmlinux is 66 MB, ppc64el's plain vmlinux 46 MB; 512 MiB leaves room for debug builds.
-DEFAULT_MAX_SIZE = 512 * 1024 * 1024
+DEFAULT_MAX_SIZE = KERNEL_IMAGE.limit
 
 EM_386, EM_PPC64, EM_S390, EM_ARM, EM_X86_64, EM_AARCH64 = 3, 21, 22, 40, 62, 183
 _MACHINES = {EM_386: "i386", EM_PPC64: "ppc64", EM_S390: "s390", EM_ARM: "arm", EM_X86_64: "x86_64",
              EM_AARCH64: "arm64", 8: "mips", 243: "riscv", 258: "loongarch", 2: "sparc", 43: "sparc64",
              15: "parisc", 20: "ppc", 42: "sh", 4: "m68k"}
 
-# Stream magics as the kernel's decompressors (lib/decompress.c compressed_formats[]) know them.
-_STREAMS: tuple[tuple[bytes, str], ...] = (
-    (b"\x1f\x8b", "gzip"),
-    (b"\x1f\x9e", "gzip"),  # old gzip magic, accepted by lib/decompress.c too
-    (b"BZh", "bzip2"),
-    (b"\x5d\x00\x00", "lzma"),
-    (b"\xfd7zXZ\x00", "xz"),
-    (b"\x89LZO", "lzo"),
-    (b"\x02\x21\x4c\x18", "lz4"),  # lz4 legacy frame (lib/decompress_unlz4.c)
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-)
 #: The magics searched for inside a decompressor image; gzip with its method byte (8, deflate)
 #: and lzma with its usual properties, as two bytes alone match too often in code.
 _STREAM_SCAN = re.compile(b"|".join(re.escape(m) for m in (
@@ -135,34 +126,25 @@ def find_image(root: str, kver: str) -> str | None:
 
 def read_kernel_image(path: str, max_size: int = DEFAULT_MAX_SIZE) -> KernelExports:
     """The exports of the kernel image at ``path``; KernelImageError when it is no kernel image."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_size + 1)
-    except IsADirectoryError:
-        raise KernelImageError(path, "is a directory", "unreadable") from None
-    except OSError as e:
-        raise KernelImageError(path, e.strerror or str(e), "unreadable") from None
-    if len(data) > max_size:
-        raise KernelImageError(path, f"file is larger than the {max_size}-byte limit", "too-large")
+    data = _read(path, max_size)
     try:
         return kernel_exports(data, path, max_size)
     except _Bad as e:
         raise KernelImageError(path, e.reason, e.code) from None
 
 
-class _Bad(Exception):
-    def __init__(self, reason: str, code: str = "bad-image"):
-        self.reason = reason
-        self.code = code
+def _read(path: str, max_size: int) -> bytes:
+    """The image file's bytes through the bounded opener (regular files only, never a FIFO or device)."""
+    kind = KERNEL_IMAGE if max_size == KERNEL_IMAGE.limit else KERNEL_IMAGE._replace(limit=max_size)
+    try:
+        return read_input(path, kind)
+    except InputFileError as e:
+        raise KernelImageError(path, e.strerror, "too-large" if e.errno == errno.EFBIG else "unreadable") from None
 
 
 def vmlinux_bytes(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
     """The kernel inside the image at ``path`` (an ELF vmlinux or a raw image), decompressed."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read(max_size + 1)
-    except OSError as e:
-        raise KernelImageError(path, e.strerror or str(e), "unreadable") from None
+    data = _read(path, max_size)
     try:
         return _unpack(data, max_size)[2]
     except _Bad as e:
@@ -199,10 +181,10 @@ def _unpack(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, bo
     if len(data) >= 0x10010 and data[0x10008:0x1000E] == b"S390EP":
         compression, payload = _embedded(data, max_size, "s390 image")
         return "s390", compression, payload, EM_S390, False, 8
-    kind = _stream_kind(data)
+    kind = stream_kind(data)
     if kind is not None:  # a compressed image as a whole: arm64's Image.gz, a vmlinux.xz
-        inner = _inflate(kind, data, max_size)
-        if _stream_kind(inner) is not None:
+        inner = inflate(kind, data, max_size)
+        if stream_kind(inner) is not None:
             raise _Bad(f"{kind} stream holds another compressed stream, not a kernel", "not-a-kernel")
         container, compression, payload, machine, little, word = _unpack(inner, max_size)
         return container, compression or kind, payload, machine, little, word
@@ -224,12 +206,12 @@ def _bzimage(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, b
         raise _Bad(f"bzImage payload ({length} bytes at {start}) runs past the end of the file "
                    f"({len(data)} bytes)", "truncated")
     payload = data[start:start + length]
-    kind = _stream_kind(payload)
+    kind = stream_kind(payload)
     if kind is None:
         if payload[:4] == b"\x7fELF":  # CONFIG_KERNEL_UNCOMPRESSED
             return "bzImage", None, payload, 0, True, 8
         raise _Bad("bzImage payload is neither a known compressed stream nor ELF", "not-a-kernel")
-    vmlinux = _inflate(kind, payload, max_size)
+    vmlinux = inflate(kind, payload, max_size)
     if vmlinux[:4] != b"\x7fELF":
         raise _Bad(f"bzImage {kind} payload is not an ELF vmlinux", "not-a-kernel")
     return "bzImage", kind, vmlinux, 0, True, 8
@@ -248,7 +230,7 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
     errors: list[str] = []
     best: tuple[str, bytes] | None = None
     # The magics with a checked header first: "5d 00 00" (lzma) is three bytes any code may hold.
-    found = [(m.start(), _stream_kind(data[m.start():m.start() + 16])) for m in _STREAM_SCAN.finditer(data)]
+    found = [(m.start(), stream_kind(data[m.start():m.start() + 16])) for m in _STREAM_SCAN.finditer(data)]
     found.sort(key=lambda c: (c[1] == "lzma", c[0]))
     for start, kind in found:
         if kind is None:
@@ -257,7 +239,7 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
         if tried > _MAX_CANDIDATES:
             break
         try:
-            out = _inflate(kind, data[start:], max_size)
+            out = inflate(kind, data[start:], max_size)
         except _Bad as e:
             if e.code == "unsupported":
                 raise
@@ -272,133 +254,6 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
     if errors and all("truncated" in e for e in errors):
         raise _Bad(f"{what}: compressed kernel is truncated", "truncated")
     raise _Bad(f"{what} holds no compressed kernel that decodes", "not-a-kernel")
-
-
-def _stream_kind(head: bytes) -> str | None:
-    for magic, name in _STREAMS:
-        if head.startswith(magic):
-            if name == "bzip2" and not (len(head) > 3 and 0x31 <= head[3] <= 0x39):
-                continue
-            return name
-    return None
-
-
-# --- bounded decompression --------------------------------------------------------------------------
-#
-# Unlike a module (files/opener.py follows kmod: one format family, trailing bytes are
-# an error), a kernel payload is read as the boot decompressors read it
-# (lib/decompress_*.c): one stream, whatever follows it ignored (the build appends
-# the inflated size, arch/x86/boot/compressed/Makefile size_append).
-
-
-def _inflate(kind: str, raw: bytes, max_size: int) -> bytes:
-    try:
-        if kind == "gzip":
-            d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-            out = d.decompress(raw, max_size + 1)
-            if len(out) > max_size:
-                raise _Bad(f"{kind} stream inflates past the {max_size}-byte limit", "too-large")
-            if not d.eof:
-                raise _Bad(f"{kind} stream is truncated", "truncated")
-            return out
-        if kind in ("xz", "lzma"):
-            return _stream(lzma.LZMADecompressor(lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE),
-                           kind, raw, max_size)
-        if kind == "bzip2":
-            return _stream(bz2.BZ2Decompressor(), kind, raw, max_size)
-        if kind == "zstd":
-            import zstandard
-
-            return _zstd(zstandard.ZstdDecompressor().decompressobj(), raw, max_size)
-        if kind == "lz4":
-            return _lz4_legacy(raw, max_size)
-    except _Bad:
-        raise
-    except (lzma.LZMAError, zlib.error, OSError, ValueError, EOFError) as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _Bad(f"corrupt {kind} stream: {why}", "corrupt") from None
-    except Exception as e:  # zstandard.ZstdError, lz4's errors
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise _Bad(f"corrupt {kind} stream: {why}", "corrupt") from None
-    raise _Bad(f"kernel image compressed with {kind}: not supported (no maintained Python decoder)",
-               "unsupported")
-
-
-_CHUNK = 1 << 20
-
-
-def _stream(d, kind: str, raw: bytes, max_size: int) -> bytes:
-    out = bytearray()
-    view = memoryview(raw)
-    pos = 0
-    while not d.eof:
-        chunk = b""
-        if d.needs_input:
-            if pos >= len(raw):
-                raise _Bad(f"{kind} stream is truncated", "truncated")
-            chunk = view[pos:pos + _CHUNK]
-            pos += len(chunk)
-        before = len(out)
-        out += d.decompress(chunk, max_length=max_size + 1 - len(out))
-        if len(out) > max_size:
-            raise _Bad(f"{kind} stream inflates past the {max_size}-byte limit", "too-large")
-        if not chunk and len(out) == before and not d.eof:
-            raise _Bad(f"{kind} stream is truncated", "truncated")
-    return bytes(out)
-
-
-def _zstd(d, raw: bytes, max_size: int) -> bytes:
-    parts: list[bytes] = []
-    total = 0
-    view = memoryview(raw)
-    pos = 0
-    while not d.eof:
-        if pos >= len(raw):
-            raise _Bad("zstd stream is truncated", "truncated")
-        out = d.decompress(view[pos:pos + 1024])  # 1 KiB pieces: see files/opener.py _ZSTD_CHUNK
-        pos += 1024
-        total += len(out)
-        if total > max_size:
-            raise _Bad(f"zstd stream inflates past the {max_size}-byte limit", "too-large")
-        parts.append(out)
-    return b"".join(parts)
-
-
-_LZ4_BLOCK = 8 << 20  # lib/decompress_unlz4.c: LZ4_DEFAULT_UNCOMPRESSED_CHUNK_SIZE
-
-
-def _lz4_legacy(raw: bytes, max_size: int) -> bytes:
-    """The lz4 legacy frame the kernel writes (scripts/Makefile.lib ``lz4 -l``): magic, then
-    (u32 size, block) pairs of at most 8 MiB inflated, ending at the input's end or where
-    the next word is no plausible block size (lib/decompress_unlz4.c unlz4())."""
-    try:
-        import lz4.block
-    except ImportError:
-        raise _Bad("kernel image compressed with lz4: not supported here (install the Python package lz4)",
-                   "unsupported") from None
-    parts: list[bytes] = []
-    total = 0
-    pos = 4
-    while pos + 4 <= len(raw):
-        size = struct.unpack_from("<I", raw, pos)[0]
-        if size == 0x184C2102:  # a further legacy frame
-            pos += 4
-            continue
-        if size > _LZ4_BLOCK + _LZ4_BLOCK // 255 + 16:  # LZ4_compressBound(8 MiB)
-            break  # the appended inflated size, or anything after the stream
-        if pos + 4 + size > len(raw):
-            if parts:
-                break  # the 4-byte inflated size the build appends reads as a block size
-            raise _Bad("lz4 stream is truncated", "truncated")
-        out = lz4.block.decompress(raw[pos + 4:pos + 4 + size], uncompressed_size=_LZ4_BLOCK)
-        total += len(out)
-        if total > max_size:
-            raise _Bad(f"lz4 stream inflates past the {max_size}-byte limit", "too-large")
-        parts.append(out)
-        pos += 4 + size
-    if not parts:
-        raise _Bad("lz4 stream is truncated", "truncated")
-    return b"".join(parts)
 
 
 # --- vmlinux with section headers ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..consumers.base import ConsumerView, Counts, tree_crcs
 from ..elf.image import machine_name
-from ..files.kernel import find_kernel_files, load_kernel
+from ..files.kernel import KernelSource, KernelSourceError, find_kernel_files, kernel_source
 from ..modversions.basic import name_limit
 from ..records import raw
 from ..rust import demangle, is_rust
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
     from ..graph import TreeGraph
 
 SCHEMA_VERSION = 1
+#: Caps on the per-module lists (problem names and messages, unresolved symbols): a report of a
+#: 4,000-module tree stays a few megabytes whatever the modules hold; every list keeps its total.
+NAMES_PER_MODULE = 10
+MESSAGES_PER_MODULE = 3
+MODULES_LISTED = 100
+SYMBOLS_LISTED = 50
+
+__all__ = ["KernelSourceError", "build_report", "headlines", "schema", "unresolved_imports"]
 
 
 def schema() -> dict:
@@ -40,23 +48,28 @@ def schema() -> dict:
 # -- the report -------------------------------------------------------------------
 
 def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
-                 formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None) -> dict:
-    """Everything kmodcompat measures about ``tree``, as a JSON-ready dict."""
+                 formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None,
+                 kernel_image: str | None = None, source: KernelSource | None = None) -> dict:
+    """Everything kmodcompat measures about ``tree``, as a JSON-ready dict.
+
+    The kernel's exports: ``source`` when the caller resolved them, else :func:`kernel_source` over the
+    files named (``symvers``, ``kernel_image``, ``system_map``) and then where distributions put them;
+    raises :class:`KernelSourceError` when a named one cannot be used.
+    """
     from ..graph import graph_for_tree  # networkx: imported only when a report is computed
 
-    found = find_kernel_files(tree)
-    symvers = symvers or found.get("symvers")
-    system_map = system_map or found.get("system_map")
-    kernel, notes = load_kernel(symvers, system_map)
+    if source is None:
+        source = kernel_source(tree.dirname, tree.kver, symvers=symvers, image=kernel_image, system_map=system_map)
+    # The System.map whose symbol kinds tell functions from objects (usefulness.py), real or placeholder.
+    system_map = system_map or find_kernel_files(tree).get("system_map")
+    notes = list(source.notes)
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
     records = [r for _, r in mods]
-    expected = None
-    if kernel is not None and kernel.check_symvers:
-        expected = tree_crcs({name: crc for name, crc, _ in kernel.symbols}, records)
+    expected = source.expected(records)
     # The views (most of the work) run in worker processes while this one does the rest.
     with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts) as views_result:
-        graph = graph_for_tree(tree, kernel)
+        graph = graph_for_tree(tree, source.symbols)
         try:
             kinds = system_map_kinds(system_map) if system_map else {}
         except OSError as e:
@@ -66,15 +79,14 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
         doc = {
             "schema_version": SCHEMA_VERSION,
             "generator": {"name": "kmodcompat", "version": __version__},
-            "tree": _identity(tree, records, census["modules_by_format"],
-                              symvers if kernel and kernel.check_symvers else None, system_map, notes),
+            "tree": _identity(tree, records, census["modules_by_format"], source, notes),
             "counts": _counts(tree, records),
             "format_census": census,
             "consumers": None,
             "simulation": None,
             "crc_usefulness": crc_usefulness(records, kinds).as_dict(),
             "name_lengths": _name_lengths(records),
-            "graph": _graph_facts(graph),
+            "graph": _graph_facts(graph, source.known),
             "exports": _exports_usage(graph, records),
             "findings": _findings(tree),
             "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures]
@@ -89,7 +101,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     return {k: doc[k] for k in ("schema_version", "generator", "summary")} | doc
 
 
-def _identity(tree, records, census: dict[str, int], symvers, system_map, notes) -> dict:
+def _identity(tree, records, census: dict[str, int], source: KernelSource, notes: list[str]) -> dict:
     machines = Counter(r.elf.machine for r in records)
     classes = Counter((r.elf.elfclass, r.elf.endian) for r in records)
     machine = machines.most_common(1)[0][0] if machines else None
@@ -118,7 +130,7 @@ def _identity(tree, records, census: dict[str, int], symvers, system_map, notes)
         "elfclass": elfclass, "endian": endian,
         "modversions": flavour,
         "basic_name_limit": name_limit(elfclass) if elfclass else None,
-        "kernel_exports": {"symvers": symvers, "system_map": system_map, "notes": notes},
+        "kernel_exports": {**source.as_dict(), "notes": notes},
         "emulates": tree.kmod.id,
     }
 
@@ -168,17 +180,38 @@ def summary_from_counts(path: str, counts: dict[str, Counts], view) -> dict:
 def _consumers(views: ViewsResult, tree, formats: dict[str, str]) -> dict:
     totals = {t.consumer: t.as_dict() for t in views.totals if t.format == AS_IS}
     per_module = []
+    listed: Counter[str] = Counter()
     for m in views.modules:
         summary = m.by_format.get(AS_IS)
         if isinstance(summary, dict):
-            per_module.append({"path": _rel(m.path, tree), "format": formats.get(m.path, "?"), **summary})
+            entry = {"path": _rel(m.path, tree), "format": formats.get(m.path, "?"), **summary}
+            problems = summary.get("problems", {})
+            # Every module keeps its counts per consumer (lost, misread, false warnings); the problems
+            # themselves (names, messages) are listed for the first MODULES_LISTED modules of each
+            # consumer, so the document stays bounded.
+            if problems:
+                entry["counts"] = {c: [p["lost_count"], p["misread_count"], p["false_count"]]
+                                   for c, p in problems.items()}
+            kept = {}
+            for c, p in problems.items():
+                listed[c] += 1
+                if listed[c] <= MODULES_LISTED:
+                    kept[c] = p
+            if kept:
+                entry["problems"] = kept
+            else:
+                entry.pop("problems", None)
+            per_module.append(entry)
     return {"exporter_crcs": "tree" if views.tree_crcs else "module's own", "totals": totals,
-            "per_module": per_module}
+            "per_module": per_module,
+            "lists": {"names_per_module": NAMES_PER_MODULE, "messages_per_module": MESSAGES_PER_MODULE,
+                      "modules_per_consumer": MODULES_LISTED}}
 
 
 def _problem(v: ConsumerView) -> dict:
-    return {"lost": list(v.lost[:20]), "lost_count": len(v.lost), "misread_count": len(v.misread),
-            "false_messages": list(v.false_messages[:5]), "false_count": len(v.false_messages)}
+    return {"lost": list(dict.fromkeys(v.lost))[:NAMES_PER_MODULE], "lost_count": len(v.lost),
+            "misread_count": len(v.misread), "false_messages": list(v.false_messages[:MESSAGES_PER_MODULE]),
+            "false_count": len(v.false_messages)}
 
 
 def _simulation(views: ViewsResult) -> dict:
@@ -214,7 +247,35 @@ def _name_lengths(records) -> dict:
             "over_limit": over.get("imports", 0), "over_limit_rust": over.get("rust", 0), "longest": top}
 
 
-def _graph_facts(g: TreeGraph) -> dict:
+def unresolved_imports(items, reason: str | None = None) -> dict:
+    """(module, symbol, weak) imports as a bounded summary: totals, the modules with the most (their
+    symbols deduplicated, capped), the symbols most modules want. ``reason``: why they are not checkable."""
+    by_module: dict[str, list] = {}
+    importers: Counter[str] = Counter()
+    weak = 0
+    for module, symbol, w in items:
+        entry = by_module.setdefault(module, [0, 0, {}])
+        entry[0] += 1
+        entry[1] += bool(w)
+        entry[2][symbol] = None
+        weak += bool(w)
+    for _, _, names in by_module.values():
+        importers.update(iter(names))  # the dict as keys: Counter.update() would take its values
+    total = sum(e[0] for e in by_module.values())
+    top = sorted(by_module.items(), key=lambda kv: (-kv[1][0], kv[0]))[:MODULES_LISTED]
+    out = {"total": total, "strong": total - weak, "weak": weak, "modules": len(by_module),
+           "by_module": [{"module": m, "count": n, "weak": w, "symbols": list(names)[:NAMES_PER_MODULE]}
+                         for m, (n, w, names) in top],
+           "symbols": [{"symbol": s, "importers": n} for s, n in
+                       sorted(importers.items(), key=lambda kv: (-kv[1], kv[0]))[:SYMBOLS_LISTED]]}
+    if reason is not None:
+        out["reason"] = reason
+    return out
+
+
+def _graph_facts(g: TreeGraph, kernel_known: bool = True) -> dict:
+    """``kernel_known`` False: no source gave the kernel's exports, so an import no module exports may
+    still be the kernel's: "not checkable", never "unresolved"."""
     from ..graph import KERNEL_NODE
 
     dg = g.graph
@@ -225,9 +286,11 @@ def _graph_facts(g: TreeGraph) -> dict:
         "longest_dependency_chain": _longest_chain(dg, modules, KERNEL_NODE),
         "cycles": [list(c) for c in g.cycles],
         "strongly_connected": [list(c) for c in g.components],
-        "unresolved": [{"module": m, "symbol": s, "weak": w} for m, s, w in g.unresolved],
-        "duplicate_exports": [{"symbol": d.symbol, "exporters": list(d.exporters), "winner": d.winner}
-                              for d in g.duplicates],
+        "unresolved": unresolved_imports(g.unresolved if kernel_known else ()),
+        "not_checkable": unresolved_imports(() if kernel_known else g.unresolved, "kernel exports unknown"),
+        "duplicate_exports": [{"symbol": d.symbol, "exporters": list(d.exporters[:MODULES_LISTED]),
+                               "winner": d.winner} for d in g.duplicates[:MODULES_LISTED * 10]],
+        "duplicate_exports_total": len(g.duplicates),
         "most_depended_on": [{"module": n, "dependents": d} for d, n in indeg if d],
         "disagreements": {
             "total": len(g.disagreements),

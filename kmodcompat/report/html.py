@@ -333,10 +333,10 @@ def _module_data(doc: dict) -> tuple[str, list[str], list[str]]:
                 vidx[v] = len(verdicts)
                 verdicts.append(v)
             vs.append(vidx[v])
-        problems = m.get("problems", {})
-        counted = [c for c in problems if roles.get(c) != "legacy"]
-        rows.append([shown(m["path"]), fidx[fmt], vs, sum(problems[c]["lost_count"] for c in counted),
-                     sum(problems[c]["false_count"] for c in counted)])
+        counts = m.get("counts", {})  # consumer -> [lost, misread, false] (problems: listed for some modules)
+        counted = [c for c in counts if roles.get(c) != "legacy"]
+        rows.append([shown(m["path"]), fidx[fmt], vs, sum(counts[c][0] for c in counted),
+                     sum(counts[c][2] for c in counted)])
     classes = ["v-bad" if SEVERITY.get(v, 0) >= 3 else "v-warn" if v in BAD_VERDICTS else
                "v-info" if v == "ignores-versions" else "v-ok" if v else "" for v in verdicts]
     data = {"consumers": consumers, "verdicts": verdicts, "formats": formats, "rows": rows, "classes": classes,
@@ -460,7 +460,8 @@ def render(doc: dict) -> str:
     out.append(_table(["", ""], [
         ["nodes / edges", f"{g['nodes']:,} / {g['edges']:,}"],
         ["longest dependency chain", g["longest_dependency_chain"]],
-        ["cycles", len(g["cycles"])], ["unresolved imports", sum(1 for x in g["unresolved"] if not x["weak"])],
+        ["cycles", len(g["cycles"])], ["unresolved imports", g["unresolved"]["strong"]],
+        ["imports not checkable (kernel exports unknown)", g["not_checkable"]["total"]],
         ["symbols exported twice", len(g["duplicate_exports"])],
         ["depmod 'disagrees' warnings", g["disagreements"]["total"]],
         ["... of which false", g["disagreements"]["false_positive"]]]))

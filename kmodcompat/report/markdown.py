@@ -87,8 +87,7 @@ def render(doc: dict) -> str:
         ["modules", f"{c['modules']} ({c['parsed']} read, {c['unreadable']} unreadable, {c['signed']} signed)"],
         ["built-in modules", c["builtin"]], ["imports / exports", f"{c['imports']} / {c['exports']}"],
         ["compression", ", ".join(f"{k} {v}" for k, v in c["compressed"].items())],
-        ["kernel exports from", text(t["kernel_exports"]["symvers"] or t["kernel_exports"]["system_map"]
-                                     or "none found")],
+        ["kernel exports", text(t["kernel_exports"]["line"])],
         ["exporter CRCs checked against", doc["consumers"]["exporter_crcs"]],
     ], headers=["", ""], tablefmt="pipe", disable_numparse=True))
     out += ["", "## Format census", ""]
@@ -127,7 +126,8 @@ def render(doc: dict) -> str:
     out += ["", "## Dependency graph", ""]
     out.append(tabulate([
         ["nodes / edges", f"{g['nodes']} / {g['edges']}"], ["longest dependency chain", g["longest_dependency_chain"]],
-        ["cycles", len(g["cycles"])], ["unresolved imports", sum(1 for x in g["unresolved"] if not x["weak"])],
+        ["cycles", len(g["cycles"])], ["unresolved imports", g["unresolved"]["strong"]],
+        ["imports not checkable (kernel exports unknown)", g["not_checkable"]["total"]],
         ["symbols exported twice", len(g["duplicate_exports"])],
         ["depmod 'disagrees' warnings (false)", f"{g['disagreements']['total']} "
                                                 f"({g['disagreements']['false_positive']})"],

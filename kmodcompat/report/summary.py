@@ -261,9 +261,9 @@ def headlines(doc: dict) -> list[str]:
     g = doc["graph"]
     if g["cycles"]:
         out.append(f"{_n(len(g['cycles']))} dependency cycle(s): depmod reports them, modprobe cannot load them.")
-    strong = [x for x in g["unresolved"] if not x["weak"]]
-    if strong:
-        out.append(f"{_n(len(strong))} import(s) resolve to no exporter in the tree or the kernel.")
+    # Only when the kernel's exports are known: otherwise they are not checkable (graph.not_checkable).
+    if g["unresolved"]["strong"]:
+        out.append(f"{_n(g['unresolved']['strong'])} import(s) resolve to no exporter in the tree or the kernel.")
     if doc["findings"]["by_code"]:
         worst_codes = ", ".join(f"{k} ({v})" for k, v in list(doc["findings"]["by_code"].items())[:3])
         out.append(f"Malformed or noteworthy tables: {worst_codes}.")
