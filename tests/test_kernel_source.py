@@ -153,3 +153,40 @@ def test_report_json_keeps_one_line_per_module_and_reads_back_the_same(tmp_path)
     assert json.loads(text) == doc
     rows = [line for line in text.splitlines() if line.startswith('   {"path": ')]
     assert len(rows) == len(doc["consumers"]["per_module"]) == 2
+
+
+def test_depmod_kernel_image_is_what_e_gives_from_the_same_exports(tmp_path):
+    """``depmod -e --kernel-image`` warns as ``-e -E`` over the Module.symvers of the same exports (ext-only.ko's
+    CRCs, so one import's CRC disagrees when changed), plus the one line naming the image."""
+    exports = kernel_exports()
+    changed = next(iter(exports))
+    exports[changed] ^= 1
+    root = _tree(tmp_path / "i")
+    syms = [ki.Sym(n, crc, False, "") for n, crc in exports.items()]
+    img = tmp_path / "vmlinuz"
+    img.write_bytes(ki.bzimage(ki.compress("xz", ki.vmlinux(syms, ki.Layout(True, 4, True)))))
+    symvers = tmp_path / "Module.symvers"
+    symvers.write_text("".join(f"0x{crc:08x}\t{n}\tvmlinux\tEXPORT_SYMBOL\t\n" for n, crc in exports.items()))
+    base = ["depmod", "-n", "-e", "-b", str(root), "-C", str(tmp_path / "none"), KVER]
+    by_image, by_symvers = _cli(*base, "--kernel-image", str(img)), _cli(*base, "-E", str(symvers))
+    assert (by_image.returncode, by_image.stdout) == (by_symvers.returncode, by_symvers.stdout)
+    first, rest = by_image.stderr.split("\n", 1)
+    assert first.startswith(f"kmodcompat: kernel exports from boot image {img} (bzImage, xz, x86_64")
+    assert rest == by_symvers.stderr and f"disagrees about version of symbol {changed}" in rest
+    bad = _cli(*base, "--kernel-image", str(symvers))
+    assert bad.returncode == 1 and bad.stderr.startswith(f"depmod: FATAL: could not load {symvers}: not a kernel")
+
+
+def test_views_and_diff_say_where_the_kernel_exports_came_from(tmp_path):
+    old, new = _tree(tmp_path / "o", image=True, system_map=PLACEHOLDER), _tree(tmp_path / "n", system_map=PLACEHOLDER)
+    views = _cli("views", _moddir(old), "--format", "json")
+    doc = json.loads(views.stdout)
+    assert doc["kernel_exports"]["source"] == "boot image" and doc["exporter_crcs"] == "tree"
+    text = _cli("views", _moddir(new)).stdout.splitlines()
+    assert text[1].startswith("kernel exports unknown (") and "placeholder" in text[1]
+    diff = _cli("diff", _moddir(old), _moddir(new), "--format", "json", "-j", "1")
+    d = json.loads(diff.stdout)
+    assert d["old"]["kernel_image"] == str(old / "boot" / f"vmlinuz-{KVER}")
+    assert d["new"]["kernel_exports"].startswith("kernel exports unknown")
+    assert diff.stderr.count("kmodcompat: old: kernel exports from boot image") == 1
+    assert any("unresolved imports not compared" in n for n in d["notes"])

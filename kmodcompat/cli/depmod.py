@@ -21,6 +21,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from ..depmod.kernel_symbols import KernelSymbolsError
+from ..files.kernel import KernelSource, KernelSourceError, kernel_source
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
 from ..depmod.writer import render, write_files
 from .inputs import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
@@ -34,6 +35,9 @@ def add_parser(sub) -> None:
                    help="write the text files to stdout, nothing to disk")
     p.add_argument("-e", "--errsyms", action="store_true", help="report unresolved and mismatched symbols")
     p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--kernel-image", default=None, metavar="FILE",
+                   help="not in kmod: the boot image's exports and CRCs as -E would give them (ignored with -E); "
+                        "one line on stderr says what was read")
     add_symbol_options(p)
     add_tree_options(p)
     p.set_defaults(run=run)
@@ -80,16 +84,26 @@ def run(args) -> int:
     except KernelSymbolsError as e:
         sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e.filename}: {e.strerror}\n")
         return 1
+    source = KernelSource.of(kernel)
+    if kernel is None and args.kernel_image:
+        # kmodcompat's own option: a line of its own (kmod's options print nothing, byte for byte).
+        try:
+            source = kernel_source(None, None, image=args.kernel_image, prefix=args.prefix)
+        except KernelSourceError as e:
+            sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e}\n")
+            return 1
+        kernel = source.symbols
+        sys.stderr.write(f"kmodcompat: {source.line()}\n")
     with ExitStack() as stack:
         op, tree = tree_from_args(args, stack, check=False)
         if op.packages is not None and not args.dry_run and args.format == "text":
             print("kmodcompat: packages are unpacked into a temporary root: give -n to see depmod's files",
                   file=sys.stderr)
             return 2
-        return _depmod(args, kernel, tree, op)
+        return _depmod(args, kernel, tree, op, source)
 
 
-def _depmod(args, kernel, tree, op) -> int:
+def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
     dm = run_depmod(tree, kernel, print_unknown=args.errsyms, prefix=args.prefix)
     out = render(dm, dry_run=args.dry_run)
     diagnostics = list(dm.diagnostics) + list(out.diagnostics)
@@ -97,7 +111,7 @@ def _depmod(args, kernel, tree, op) -> int:
     if args.format == "json":
         if not args.dry_run and not dm.failed:
             write_files(out, tree.dirname)
-        doc = result_json(dm, diagnostics)
+        doc = {**result_json(dm, diagnostics), "kernel_exports": source.line()}
         if op.packages is not None:  # the temporary root's paths as the packages' names
             doc = json.loads(op.display(json.dumps(doc)))
         json.dump(doc, sys.stdout, indent=2)

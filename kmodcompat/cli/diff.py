@@ -16,8 +16,10 @@ Packages (.deb, .rpm, .tar* of a root; several per side with --old/--new)
 are unpacked into one temporary root per side; what is printed names the
 packages, never that directory. Kernel exports (for the kABI diff) come from
 --old-symvers/--new-symvers (a Module.symvers, symvers.gz or a linux-headers
-package), else from where the report finds them next to each tree (the
-headers package given among the packages included).
+package) or --old-kernel-image/--new-kernel-image, else from where the report
+finds them next to each tree: its Module.symvers (the headers package given
+among the packages included), its boot image (a linux-image package carries
+one), a real System.map; one line on stderr per side says which.
 
 Exit status (a bitmask, as abidiff's): 0 nothing changed; 4 something
 changed (bit 2); 12 = 4|8 something changed and breaks a consumer (bit 3:
@@ -40,6 +42,7 @@ from contextlib import ExitStack
 from ..consumers import CONSUMERS
 from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_export_sides, diff_modules, diff_trees
 from ..errors import ModuleReadError
+from ..files.kernel import KernelSourceError
 from ..parse.module import parse_module
 from ..report import diff_render
 from ..report.diff_json import to_json
@@ -72,6 +75,8 @@ def add_parser(sub) -> None:
                    help="root holding lib/modules/KVER (kmod's -b); once for both, twice for OLD then NEW")
     p.add_argument("--old-symvers", metavar="FILE", help="OLD kernel's Module.symvers (or a linux-headers .deb)")
     p.add_argument("--new-symvers", metavar="FILE", help="NEW kernel's Module.symvers (or a linux-headers .deb)")
+    p.add_argument("--old-kernel-image", metavar="FILE", help="OLD kernel's boot image (vmlinuz) to read its exports from")
+    p.add_argument("--new-kernel-image", metavar="FILE", help="NEW kernel's boot image (vmlinuz) to read its exports from")
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
                    help=f"consumer model to compare (repeatable; default {', '.join(DEFAULT_CONSUMERS)}; "
                         f"known: {', '.join(CONSUMERS)})")
@@ -108,8 +113,9 @@ def _diff(args, stack: ExitStack) -> dict:
         raise _Fail(f"{old.label} is a {kind(old)} but {new.label} is a {kind(new)}: compare like with like",
                     EXIT_USAGE)
     if isinstance(old, ModuleFiles) and isinstance(new, ModuleFiles):
-        if args.old_symvers or args.new_symvers:
-            raise _Fail("--old-symvers/--new-symvers apply to trees only", EXIT_USAGE)
+        if args.old_symvers or args.new_symvers or args.old_kernel_image or args.new_kernel_image:
+            raise _Fail("--old-symvers/--new-symvers/--old-kernel-image/--new-kernel-image apply to trees only",
+                        EXIT_USAGE)
         if len(old.paths) != 1 or len(new.paths) != 1:
             raise _Fail("one module file on each side", EXIT_USAGE)
         recs = []
@@ -128,9 +134,14 @@ def _diff(args, stack: ExitStack) -> dict:
             raise _Fail(f"{op.display(trees[-1].dirname)}: no modules found", EXIT_USAGE)
     for t, op in zip(trees, (old, new)):
         report_failures((m.error for m in t.failures), op)
-    d = diff_trees(trees[0], trees[1], consumers, old_symvers=_symvers(args.old_symvers, stack),
-                   new_symvers=_symvers(args.new_symvers, stack), old_label=old.label, new_label=new.label,
-                   jobs=args.jobs)
+    try:
+        d = diff_trees(trees[0], trees[1], consumers, old_symvers=_symvers(args.old_symvers, stack),
+                       new_symvers=_symvers(args.new_symvers, stack), old_label=old.label, new_label=new.label,
+                       old_image=args.old_kernel_image, new_image=args.new_kernel_image, jobs=args.jobs)
+    except KernelSourceError as e:
+        raise _Fail(str(e), EXIT_ERROR) from None
+    for tag, side, op in (("old", d.old, old), ("new", d.new, new)):
+        print(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}", file=sys.stderr)
     # Packages: the temporary roots' paths written as the packages' names.
     return json.loads(old.display(new.display(json.dumps(to_json(d)))))
 

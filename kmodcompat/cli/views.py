@@ -15,7 +15,9 @@ from tabulate import tabulate
 
 from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
-from .inputs import add_input_options, load_expected, load_inputs, report_failures
+from ..files.kernel import KernelSourceError, kernel_source
+from .inputs import add_input_options, load_inputs, report_failures
+from .output import shown
 
 
 def add_parser(sub) -> None:
@@ -26,7 +28,9 @@ def add_parser(sub) -> None:
                    help=f"consumer to show (repeatable; default all: {', '.join(CONSUMERS)})")
     p.add_argument("--simulate", action="store_true", help="also show every simulated format")
     p.add_argument("-E", "--symvers", metavar="Module.symvers",
-                   help="vmlinux CRCs to check imports against (default: each module's own)")
+                   help="vmlinux CRCs to check imports against (default for a tree: its Module.symvers or boot "
+                        "image, as the report finds them; for module files: each module's own)")
+    p.add_argument("--kernel-image", metavar="FILE", help="the boot image to read vmlinux's CRCs from")
     p.add_argument("--modules", action="store_true", help="also list every module's view (text/markdown: "
                    "modules with a loss, misread or false warning; json: all)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
@@ -37,16 +41,25 @@ def run(args) -> int:
     with ExitStack() as stack:
         inputs = load_inputs(args, stack)
         report_failures(inputs.failures, inputs.tree)
-        expected = load_expected(args.symvers, inputs.modules)
+        try:
+            # A tree's own kernel (its Module.symvers or boot image) unless one is named; module files: only
+            # what is named.
+            source = kernel_source(inputs.root, inputs.tree.kver if inputs.tree is not None else None,
+                                   symvers=args.symvers, image=args.kernel_image)
+        except KernelSourceError as e:
+            print(f"kmodcompat: {shown(e)}", file=sys.stderr)
+            return 2
+        expected = source.expected(rec for _, rec in inputs.modules)
         formats = ALL_FORMATS if args.simulate else (AS_IS,)
         res = compute_views(inputs.modules, args.consumer, formats, expected,
                             keep_formats=formats if args.modules else (), jobs=args.jobs)
         shown_as = inputs.tree.display if inputs.tree is not None else str  # packages: their names, not temp paths
         if args.format == "json":
-            sys.stdout.write(shown_as(json.dumps(to_json(res, inputs), indent=1)) + "\n")
+            doc = {**to_json(res, inputs), "kernel_exports": source.as_dict()}
+            sys.stdout.write(shown_as(json.dumps(doc, indent=1)) + "\n")
         else:
             sys.stdout.write(shown_as(render(res, inputs, "pipe" if args.format == "markdown" else "simple",
-                                             args.modules)))
+                                             args.modules, source.line())))
     return 0
 
 
@@ -80,9 +93,11 @@ def headline(res: ViewsResult, fmt: str) -> str | None:
             f"depmod -e -E would print {t.false_messages} false warning(s) in {t.modules_false} module(s){nb}.")
 
 
-def render(res: ViewsResult, inputs, tablefmt: str, details: bool) -> str:
+def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: str | None = None) -> str:
     out = [f"{inputs.label}: {len(inputs.modules)} modules, exporter CRCs from "
-           f"{'the tree (-E)' if res.tree_crcs else 'each module itself'}"]
+           f"{'the kernel and the modules' if res.tree_crcs else 'each module itself'}"]
+    if kernel_line:
+        out.append(shown(kernel_line))
     if inputs.failures:
         out.append(f"{len(inputs.failures)} module(s) could not be read (listed on stderr)")
     for fmt in res.formats:

@@ -313,6 +313,8 @@ class TreeSide:
     unreadable: int
     symvers: str | None = None
     system_map: str | None = None
+    kernel_image: str | None = None
+    kernel_exports: str | None = None  # files/kernel.py KernelSource.line(): the source and what it lacks
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 that group ten thousand per-module changes into their causes.
 
 The kernel's exports on each side come from the files the caller names or
-from where the report finds them (:mod:`kmodcompat.files.kernel`); the
+from where the report finds them (:func:`kmodcompat.files.kernel.kernel_source`:
+the tree's Module.symvers, its boot image, a real System.map); the
 consumer models run over each tree in worker processes (:mod:`kmodcompat.views`).
 """
 
@@ -15,10 +16,10 @@ from dataclasses import dataclass
 
 from ..consumers import CONSUMERS
 from ..consumers.base import ConsumerView
-from ..depmod.kernel_symbols import KernelSymbols
 from ..depmod.tree import ModuleTree
 from ..elf.image import section_flags_text, section_type_name
-from ..files.kernel import find_kernel_files, load_kernel
+from ..depmod.kernel_symbols import symvers_symbols
+from ..files.kernel import IMAGE, KernelSource, kernel_source
 from ..files.symvers import KERNEL_MODULE, Symvers
 from ..graph import TreeGraph, graph_for_tree
 from ..views import AS_IS, compute_views
@@ -86,29 +87,21 @@ def _tree_views(tree: ModuleTree, consumers: Sequence[str], expected: Mapping[st
     return {m.name: by_path[m.path] for m in tree.modules if m.path in by_path}
 
 
-def _kernel_side(tree: ModuleTree, symvers: str | None, system_map: str | None
-                 ) -> tuple[KernelSymbols | None, dict[str, ExportInfo] | None, str | None, str | None, list[str]]:
-    """The kernel's exports for one tree: depmod's symbols, the kABI map, and where they came from
-    (found where the report looks: distributions' headers, build/, boot/)."""
-    found = find_kernel_files(tree)
-    symvers = symvers or found.get("symvers")
-    system_map = system_map or found.get("system_map")
-    kernel, notes = load_kernel(symvers, system_map)
-    if kernel is not None and not kernel.symbols:
-        # Debian ships a one-line placeholder System.map: as good as none.
-        notes.append(f"{kernel.path}: no kernel symbols in it")
-        kernel = None
+def _kernel_side(tree: ModuleTree, symvers: str | None, system_map: str | None, image: str | None = None
+                 ) -> tuple[KernelSource, dict[str, ExportInfo] | None, list[str]]:
+    """The kernel's exports for one tree (:func:`~kmodcompat.files.kernel.kernel_source`: the files named,
+    else the tree's Module.symvers, boot image, a real System.map), the kABI map when the source has the
+    fields, and the notes on sources passed over. Raises KernelSourceError for a named file that fails."""
+    source = kernel_source(tree.dirname, tree.kver, symvers=symvers, image=image, system_map=system_map)
     exports = None
-    if kernel is not None and kernel.symvers is not None:  # the same read of the file as depmod's symbols
-        exports = symvers_exports(kernel.symvers)
-    used_symvers = symvers if exports is not None else None
-    used_map = kernel.path if kernel is not None and not kernel.check_symvers else None
-    return kernel, exports, used_symvers, used_map, notes
+    if source.symbols is not None and source.symbols.symvers is not None:  # the same read as depmod's symbols
+        exports = symvers_exports(source.symbols.symvers)
+    return source, exports, list(source.notes)
 
 
-def _expected(exports: Mapping[str, ExportInfo] | None) -> dict[str, int] | None:
+def _expected(source: KernelSource, exports: Mapping[str, ExportInfo] | None) -> dict[str, int] | None:
     """Exporter CRCs for the consumer models: only with the kernel's CRCs, else each module's own stand in."""
-    if exports is None:
+    if exports is None or not source.crcs:
         return None
     return {k: v.crc for k, v in exports.items() if v.crc is not None}
 
@@ -117,6 +110,7 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
                old_symvers: str | None = None, new_symvers: str | None = None,
                old_system_map: str | None = None, new_system_map: str | None = None,
                old_label: str | None = None, new_label: str | None = None,
+               old_image: str | None = None, new_image: str | None = None,
                jobs: int | None = None) -> TreeDiff:
     """The whole-tree diff: modules (by name), kABI, dependencies, and the patterns that group them.
 
@@ -127,13 +121,14 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
         raise ValueError(f"unknown consumer(s): {', '.join(unknown)}; known: {', '.join(CONSUMERS)}")
-    ok, ok_exports, o_sv, o_map, o_notes = _kernel_side(old, old_symvers, old_system_map)
-    nk, nk_exports, n_sv, n_map, n_notes = _kernel_side(new, new_symvers, new_system_map)
+    o_src, ok_exports, o_notes = _kernel_side(old, old_symvers, old_system_map, old_image)
+    n_src, nk_exports, n_notes = _kernel_side(new, new_symvers, new_system_map, new_image)
+    ok, nk = o_src.symbols, n_src.symbols
     notes = [f"old: {x}" for x in o_notes] + [f"new: {x}" for x in n_notes]
     old_full = export_map(old, ok_exports)
     new_full = export_map(new, nk_exports)
-    old_views = _tree_views(old, consumers, _expected(old_full if ok_exports is not None else None), jobs)
-    new_views = _tree_views(new, consumers, _expected(new_full if nk_exports is not None else None), jobs)
+    old_views = _tree_views(old, consumers, _expected(o_src, old_full if ok_exports is not None else None), jobs)
+    new_views = _tree_views(new, consumers, _expected(n_src, new_full if nk_exports is not None else None), jobs)
 
     a, b = old.by_name(), new.by_name()
     added = tuple((m.name, m.output_path) for m in new.modules if m.name not in a)
@@ -169,9 +164,10 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     if not checked:
         notes.append("unresolved imports not compared: the kernel's exports are unknown on at least one side")
     deps = diff_dependencies(DepFacts.of(graph_for_tree(old, ok)), DepFacts.of(graph_for_tree(new, nk)), checked)
-    side = lambda t, label, sv, mp: TreeSide(label or t.dirname, t.dirname, t.kver, len(t.modules),  # noqa: E731
-                                             len(t.failures), sv, mp)
-    return TreeDiff(side(old, old_label, o_sv, o_map), side(new, new_label, n_sv, n_map), tuple(consumers),
+    side = lambda t, label, src: TreeSide(label or t.dirname, t.dirname, t.kver, len(t.modules),  # noqa: E731
+                                          len(t.failures), src.as_dict()["symvers"], src.as_dict()["system_map"],
+                                          src.path if src.kind == IMAGE else None, src.line())
+    return TreeDiff(side(old, old_label, o_src), side(new, new_label, n_src), tuple(consumers),
                     added, removed, tuple(diffs), unchanged, tuple(became_unreadable), tuple(became_readable), kabi,
                     deps, patterns(diffs), tuple(notes))
 
@@ -192,15 +188,18 @@ def diff_export_sides(old: ModuleTree | Symvers, new: ModuleTree | Symvers,
         if isinstance(side, Symvers):
             full = symvers_export_map(side)
             owners = {x.exporter for x in full.values()} - {KERNEL_MODULE}
-            sides.append(TreeSide(label or side.path, side.path, None, len(owners), 0, side.path, None))
+            line = KernelSource.of(symvers_symbols(side)).line() if any(e.in_kernel for e in side.entries) \
+                else f"no kernel exports in {side.path} (modules' lines only)"
+            sides.append(TreeSide(label or side.path, side.path, None, len(owners), 0, side.path, None, None, line))
             kernel.append(any(x.exporter == KERNEL_MODULE for x in full.values()))
             trees.append(None)
         else:
-            _, exports, used, _, side_notes = _kernel_side(side, None, None)
+            src, exports, side_notes = _kernel_side(side, None, None)
             notes += [f"{tag}: {x}" for x in side_notes]
             full = export_map(side, exports)
             sides.append(TreeSide(label or side.dirname, side.dirname, side.kver, len(side.modules),
-                                  len(side.failures), used, None))
+                                  len(side.failures), src.as_dict()["symvers"], None,
+                                  src.path if src.kind == IMAGE else None, src.line()))
             kernel.append(exports is not None)
             trees.append(side)
         maps.append(full)

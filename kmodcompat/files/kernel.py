@@ -132,6 +132,14 @@ class KernelSource:
     detail: str = ""  # e.g. "bzImage, zstd, sections"
     modversions: bool | None = None  # False: an image without __kcrctab, a kernel that checks no CRC
 
+    @classmethod
+    def of(cls, ks: KernelSymbols | None) -> "KernelSource":
+        """The source of symbols read as depmod reads ``-E``/``-F`` (depmod's own options, taken as given)."""
+        if ks is None:
+            return cls(None, None, None, notes=("none given",))
+        full = ks.symvers is not None
+        return cls(ks.source, ks.path, ks, ks.crcs, full, full)
+
     @property
     def known(self) -> bool:
         return self.symbols is not None

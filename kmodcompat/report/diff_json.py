@@ -142,7 +142,8 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
         mods = [diff] if diff.changed else []
         totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0)
         side = lambda label, path: {"label": label or path, "path": path, "kernel_release": None,  # noqa: E731
-                                    "modules": 1, "unreadable": 0, "symvers": None, "system_map": None}
+                                    "modules": 1, "unreadable": 0, "symvers": None, "system_map": None,
+                                    "kernel_image": None, "kernel_exports": None}
         doc = {"kind": "modules", "old": side(old_label, diff.old_path), "new": side(new_label, diff.new_path),
                "consumers": list(diff.compared_consumers),
                "modules": {"added": [], "removed": [], "became_unreadable": [], "became_readable": [],
@@ -172,7 +173,8 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
 
 def _side_json(s: TreeSide) -> dict:
     return {"label": s.label, "path": s.path, "kernel_release": s.kernel_release, "modules": s.modules,
-            "unreadable": s.unreadable, "symvers": s.symvers, "system_map": s.system_map}
+            "unreadable": s.unreadable, "symvers": s.symvers, "system_map": s.system_map,
+            "kernel_image": s.kernel_image, "kernel_exports": s.kernel_exports}
 
 
 def _pattern_json(p: Pattern) -> dict:

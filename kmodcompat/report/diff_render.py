@@ -192,8 +192,7 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
             ["kernel release", old["kernel_release"], new["kernel_release"]],
             ["modules (unreadable)", f"{old['modules']} ({old['unreadable']})",
              f"{new['modules']} ({new['unreadable']})"],
-            ["kernel exports from", old["symvers"] or old["system_map"] or "none found",
-             new["symvers"] or new["system_map"] or "none found"]]))
+            ["kernel exports", old["kernel_exports"] or "none found", new["kernel_exports"] or "none found"]]))
         out += [_p(f"Note: {n}") for n in doc["notes"]]
         out += _tree_blocks(doc, limit, tlimit, more_hint)
         if details:
