@@ -26,7 +26,7 @@ from . import oracle
 
 pytestmark = pytest.mark.realtree
 
-ROOT = os.environ.get("KMODCOMPAT_REALTREES", "/tmp/realtrees")
+ROOT = os.environ.get("KMODCOMPAT_REALTREES") or os.environ.get("REALTREES", "/tmp/realtrees")
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -20,7 +20,7 @@ COMMANDS = {
     "modinfo": "modinfo", "dump-modversions": "dump_modversions", "modversions": "modversions", "show": "show",
     "depmod": "depmod",
     "exports": "exports", "graph": "graph", "symvers": "symvers", "views": "views", "simulate": "simulate",
-    "report": "report", "diff": "diff", "validate": "validate", "cache": "cache",
+    "report": "report", "diff": "diff", "loadable": "loadable", "validate": "validate", "cache": "cache",
 }
 
 #: Exit status for usage errors and unreadable input, shared by every command.

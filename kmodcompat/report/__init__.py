@@ -16,7 +16,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..consumers.base import ConsumerView, Counts, tree_crcs
+from ..consumers.base import ConsumerView, Counts
 from ..elf.image import machine_name
 from ..files.kernel import KernelSource, KernelSourceError, find_kernel_files, kernel_source
 from ..modversions.basic import name_limit

@@ -1,0 +1,102 @@
+"""``kmodcompat loadable MODULE|DIR... --kernel TREE|KVER|IMAGE... [--format text|json]``: the load matrix.
+
+For every module × kernel: would the kernel's loader accept it, and why not,
+symbol by symbol (kmodcompat/loadable.py: module_layout, vermagic, each
+import's CRC in the table the kernel reads, symbols missing, GPL-only
+symbols used by a non-GPL module, namespaces not imported), what
+CONFIG_MODULE_FORCE_LOAD would change, and what Red Hat's weak-modules and
+SUSE's weak-modules2 decide. The modules given together satisfy each
+other's symbols (an out-of-tree stack). A kernel is a boot image, a module
+directory (its exports from its Module.symvers or boot image) or an
+installed KVER.
+
+Exit status: 0 every module loads into every kernel, 1 some are refused,
+2 usage or input errors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tabulate import tabulate
+
+from ..errors import ModuleReadError
+from ..files.kernel import KernelSourceError
+from ..loadable import load_matrix, target_for
+from ..parse.module import parse_module
+from .output import shown
+
+_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
+
+
+def add_parser(sub) -> None:
+    lines = __doc__.splitlines()
+    p = sub.add_parser("loadable", help="would each kernel's loader accept each module, and why not",
+                       description=lines[0], epilog="\n".join(lines[2:]),
+                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p.add_argument("modules", nargs="+", metavar="MODULE|DIR", help="module files, or directories searched for them")
+    p.add_argument("--kernel", action="append", required=True, metavar="TREE|KVER|IMAGE",
+                   help="a kernel: boot image, module directory or installed KVER (repeatable)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(run=run)
+
+
+def _module_files(operands: list[str]) -> list[str]:
+    out = []
+    for op in operands:
+        if os.path.isdir(op):
+            for d, dirs, files in os.walk(op):
+                dirs.sort()
+                out += [os.path.join(d, f) for f in sorted(files) if f.endswith(_SUFFIXES)]
+        else:
+            out.append(op)
+    return out
+
+
+def run(args) -> int:
+    files = _module_files(args.modules)
+    if not files:
+        print("kmodcompat: no module files among the operands", file=sys.stderr)
+        return 2
+    modules, bad = [], 0
+    for f in files:
+        try:
+            modules.append((f, parse_module(f)))
+        except ModuleReadError as e:
+            print(f"kmodcompat: {shown(e)}", file=sys.stderr)
+            bad += 1
+    targets = []
+    for k in args.kernel:
+        try:
+            t = target_for(k)
+        except (KernelSourceError, OSError) as e:
+            print(f"kmodcompat: {shown(e)}", file=sys.stderr)
+            return 2
+        print(f"kmodcompat: {shown(k)}: {shown(t.source.line())}", file=sys.stderr)
+        for n in t.notes:
+            print(f"kmodcompat: {shown(k)}: {shown(n)}", file=sys.stderr)
+        targets.append(t)
+    results = load_matrix(modules, targets)
+    if args.format == "json":
+        doc = {"kernels": [{"kernel": t.label, "release": t.release, "vermagic": t.vermagic,
+                            "model": t.model.id, "force_load": t.force_load, "modversions": t.modversions,
+                            "exports": t.source.as_dict(), "notes": list(t.notes)} for t in targets],
+               "results": [r.as_dict() for r in results], "unreadable": bad}
+        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        rows = []
+        for r in results:
+            why = "; ".join(f"{x.check}{' ' + x.symbol if x.symbol else ''}: {x.detail}" for x in r.reasons[:3])
+            if len(r.reasons) > 3:
+                why += f"; ... {len(r.reasons) - 3} more"
+            rows.append([shown(os.path.basename(r.module)), shown(r.kernel), r.verdict, shown(why) or "-",
+                         r.force_load or "-",
+                         ", ".join(f"{k} {v}" for k, v in r.weak_modules.items())])
+        sys.stdout.write(tabulate(rows, headers=["module", "kernel", "verdict", "why", "FORCE_LOAD flipped",
+                                                 "weak-modules"]) + "\n")
+    if bad:
+        return 2
+    return 0 if all(r.loads for r in results) else 1
