@@ -6,7 +6,7 @@ the tree of $KMODCOMPAT_REALTREES (default /tmp/realtrees) also has the
 headers' Module.symvers, which a hard-linked copy leaves out. Measured
 (trixie amd64, 4,230 modules): before, "156774 import(s) resolve to no
 exporter", exporter CRCs "module's own", report.json 18.4 MB; after, no
-unresolved import, every import checked against the image's CRCs, 2.5 MB.
+unresolved import, every import checked against the image's CRCs, 1.7 MB.
 """
 
 from __future__ import annotations
