@@ -39,7 +39,7 @@ from .diff.kabi import GPL_COMPATIBLE
 from .files.bounded import InputFileError, InputKind, read_input
 from .files.kernel import KernelSource, base_of, kernel_source
 from .files.kernel_image import KernelImageError, find_image, vmlinux_bytes
-from .records import ModuleRecord
+from .records import Export, ModuleRecord
 
 __all__ = ["KernelTarget", "LoadResult", "load_matrix", "same_magic", "target_for"]
 
@@ -138,7 +138,7 @@ def _config(paths: Sequence[str]) -> tuple[dict[str, str], str | None]:
                 data = read_input(p, _CONFIG).decode("utf-8", "replace")
             except InputFileError:
                 continue
-            return dict(m.groups() for m in re.finditer(r"^(CONFIG_\w+)=(.*)$", data, re.M)), p
+            return {m.group(1): m.group(2) for m in re.finditer(r"^(CONFIG_\w+)=(.*)$", data, re.M)}, p
     return {}, None
 
 
@@ -150,18 +150,18 @@ def target_for(operand: str) -> KernelTarget:
         release, vermagic = image_vermagic(operand)
         d = os.path.dirname(operand)
         config, cpath = _config([os.path.join(d, f"config-{release}"), os.path.join(d, "config")])
-        image = operand
     else:
         moddir = operand if os.path.isdir(operand) else os.path.join("/lib/modules", operand)
         if not os.path.isdir(moddir):
             raise FileNotFoundError(f"{operand}: not a boot image, module directory or installed KVER")
-        release = os.path.basename(moddir.rstrip("/"))
-        source = kernel_source(moddir, release)
-        base = base_of(moddir, release)
-        image = find_image(base, release)
+        kver = os.path.basename(moddir.rstrip("/"))
+        release = kver
+        source = kernel_source(moddir, kver)
+        base = base_of(moddir, kver)
+        image = find_image(base, kver)
         vermagic = image_vermagic(image)[1] if image else None
-        config, cpath = _config([os.path.join(base, "boot", f"config-{release}"), os.path.join(moddir, "build",
-                                                                                               ".config")])
+        config, cpath = _config([os.path.join(base, "boot", f"config-{kver}"), os.path.join(moddir, "build",
+                                                                                            ".config")])
     notes = [] if cpath else ["no kernel config found: CONFIG_MODULE_FORCE_LOAD taken as unset"]
     if vermagic is None:
         notes.append("the kernel's vermagic is unknown (no boot image holding it): vermagic not compared")
@@ -191,7 +191,7 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
     kernel_exports = {e.symbol: e for e in ks.symvers.entries if e.in_kernel} if ks and ks.symvers else None
     kernel_names = {n for n, _, _ in ks.symbols} if ks else None
     # find_symbol(): vmlinux first, then the loaded modules, in the order given.
-    module_exports: dict[str, tuple[str, object]] = {}
+    module_exports: dict[str, tuple[str, Export]] = {}
     for o in others:
         if o is rec:
             continue
@@ -247,8 +247,8 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
         for m in view.messages:
             if "module_layout" in m:
                 continue
-            sym = _MESSAGE_SYMBOL.search(m)
-            by_symbol.setdefault(sym.group(1) if sym else "", []).append(m)
+            about = _MESSAGE_SYMBOL.search(m)
+            by_symbol.setdefault(about.group(1) if about else "", []).append(m)
     gpl = _license_gpl(rec)
     imported_ns = set(rec.modinfo_values("import_ns"))
     failed = False

@@ -133,7 +133,7 @@ class KernelSource:
     modversions: bool | None = None  # False: an image without __kcrctab, a kernel that checks no CRC
 
     @classmethod
-    def of(cls, ks: KernelSymbols | None) -> "KernelSource":
+    def of(cls, ks: KernelSymbols | None) -> KernelSource:
         """The source of symbols read as depmod reads ``-E``/``-F`` (depmod's own options, taken as given)."""
         if ks is None:
             return cls(None, None, None, notes=("none given",))
@@ -278,7 +278,7 @@ def kernel_source(dirname: str | None, kver: str | None, *, symvers: str | None 
         src, why = _from_image(path)
         if src is not None:
             return _noted(src, notes)
-        notes.append(why)
+        notes.append(why or "no exports")
     if "system_map" in found:
         try:
             src, why = _from_system_map(found["system_map"], prefix)
@@ -286,7 +286,7 @@ def kernel_source(dirname: str | None, kver: str | None, *, symvers: str | None 
             src, why = None, f"{found['system_map']}: {e.strerror}"
         if src is not None:
             return _noted(src, notes)
-        notes.append(why)
+        notes.append(why or "no exports")
     if _is_running(dirname, kver) and os.path.exists(KALLSYMS_PATH):
         try:
             src, why = _from_kallsyms(KALLSYMS_PATH)
@@ -294,7 +294,7 @@ def kernel_source(dirname: str | None, kver: str | None, *, symvers: str | None 
             src, why = None, f"{KALLSYMS_PATH}: {e.strerror}"
         if src is not None:
             return _noted(src, notes)
-        notes.append(why)
+        notes.append(why or "no exports")
     if not notes:
         notes.append("no Module.symvers, boot image or System.map found")
     return KernelSource(None, None, None, notes=tuple(notes))

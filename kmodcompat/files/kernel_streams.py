@@ -92,7 +92,7 @@ def _stream(d, kind: str, raw: bytes, max_size: int) -> bytes:
     view = memoryview(raw)
     pos = 0
     while not d.eof:
-        chunk = b""
+        chunk: bytes | memoryview = b""
         if d.needs_input:
             if pos >= len(raw):
                 raise _Bad(f"{kind} stream is truncated", "truncated")
