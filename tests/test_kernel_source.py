@@ -132,6 +132,8 @@ def test_unknown_kernel_exports_are_not_checkable_never_unresolved(tmp_path):
     assert "kmodcompat: kernel exports unknown (" in run.stderr and "placeholder" in run.stderr
     md = (tmp_path / "o" / "report.md").read_text()
     assert "kernel exports unknown" in md and "not checkable" in md
+    html = (tmp_path / "o" / "report.html").read_text()
+    assert '<p class="small" id="kernel-exports">kernel exports unknown (' in html
 
 
 def test_import_lists_are_bounded():

@@ -421,6 +421,8 @@ def render(doc: dict) -> str:
     if facts:
         out.append("<h3>Facts</h3><ul>" + "".join(f"<li>{escape(h)}</li>" for h in facts) + "</ul>")
     out.append(f'<p class="small">{escape(s["units"])}</p>')
+    # Where the kernel's exports came from and what that source lacks (files/kernel.py KernelSource.line).
+    out.append(f'<p class="small" id="kernel-exports">{escape(t["kernel_exports"]["line"])}</p>')
     if doc.get("diff"):
         out.append(html_fragment(doc["diff"], more_hint="report.json has all"))
     f = doc["findings"]
