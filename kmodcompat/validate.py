@@ -38,12 +38,12 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Iterator
+from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from .parse import signature
-from .elf.image import StringTable, struct_for
+from .elf.image import StringTable, column_array, struct_for
 from .errors import ModuleReadError
 from .parse.module import parse_module_bytes
 from .files.opener import DEFAULT_MAX_SIZE, read_module_bytes
@@ -63,7 +63,8 @@ _EHDR = {64: "HHIQQQIHHHHHH", 32: "HHIIIIIHHHHHH"}
 _SHDR = {64: "IIQQQQIIQQ", 32: "IIIIIIIIII"}
 _EHDR_SIZE = {64: 64, 32: 52}
 _SHDR_SIZE = {64: 64, 32: 40}
-_SYM = {64: ("IBBHQQ", 24), 32: ("IIIBBH", 16)}  # st_name first in both; st_shndx at [3] / [5]
+_SYM_SIZE = {64: 24, 32: 16}  # sizeof(Elf_Sym); st_name (u32) first in both
+_SYM_SHNDX = {64: 6, 32: 14}  # offset of st_shndx (u16)
 #: What the kernel prints for a module name it does not know yet (info->name ?: ...).
 _NO_NAME = "(missing .modinfo section or name field)"
 
@@ -231,7 +232,11 @@ def validate_file(path: str | os.PathLike[str], target: Target = Target(),
 
 
 def validate_bytes(data: bytes, path: str = "<bytes>", target: Target = Target()) -> Validation:
-    """Every check on one decompressed module image. Never raises for malformed input."""
+    """Every check on one decompressed module image.
+
+    Never raises for malformed input, except ModuleReadError for a table larger than kmodcompat
+    reads (``elf.image.MAX_TABLE_ENTRIES``): kmod's verdict on it would be a guess.
+    """
     failures: list[Failure] = []
     elf_len = _module_sig_check(data, target, failures)
     if elf_len is not None:  # None: the signature check ended the load
@@ -448,7 +453,8 @@ class _KernelImage:
             return self._fail("index-info-duplicate", "Only one .modinfo section must exist.",
                               f"{len(found)} .modinfo sections: {', '.join(map(str, found))}")
         if found:
-            self.name = _get_modinfo(self._section_bytes(found[0]), b"name")
+            sec = self.sections[found[0]]
+            self.name = _get_modinfo(self.data, sec[4], sec[4] + sec[5], b"name")
         return None
 
     # elf_validity_cache_index_mod()
@@ -506,10 +512,11 @@ class _KernelImage:
             # The walk takes `count` strings with strnlen(name, remaining): the k-th exists iff the
             # section holds at least k NULs. Bytes past the image (NOBITS) the kernel would read
             # from whatever follows; here they are missing.
-            blob = self._section_bytes(names)
-            nuls = blob.count(b"\0")
+            start = self.sections[names][4]
+            end = min(start + self.sections[names][5], len(self.data))
+            nuls = self.data.count(b"\0", start, end) if start < end else 0  # in place: no copy
             if nuls < count:
-                clipped = len(blob) < self.sections[names][5]
+                clipped = end - start < self.sections[names][5]
                 return self._fail("index-versions-names", "more extended version crcs than names",
                                   f"{count} CRCs, {nuls} NUL-terminated names"
                                   + (" (the names section reaches past the file)" if clipped else ""))
@@ -526,10 +533,11 @@ class _KernelImage:
         if self.data[str_off + str_size - 1] != 0:
             return self._fail("strtab-unterminated", "symbol string table isn't NUL terminated",
                               f"last byte of section {self.str_index} is {self.data[str_off + str_size - 1]:#04x}")
-        for i, sym in enumerate(self._symbols()):
-            if sym[0] >= str_size:
-                return self._fail("strtab-name-bounds", "symbol name out of bounds in string table",
-                                  f"symbol {i}: st_name {sym[0]} >= string table size {str_size}")
+        st_names = self._symbol_column("I", 0)  # every symbol's st_name, in one C pass
+        if st_names and max(st_names) >= str_size:
+            i = next(i for i, st_name in enumerate(st_names) if st_name >= str_size)
+            return self._fail("strtab-name-bounds", "symbol name out of bounds in string table",
+                              f"symbol {i}: st_name {st_names[i]} >= string table size {str_size}")
         self.strtab = StringTable(self.data, str_off, str_off + str_size)
         return None
 
@@ -545,31 +553,36 @@ class _KernelImage:
                                   "WRITE|EXEC flags", f"section {i} flags {sec[2]:#x}")
         return None
 
-    def _symbols(self) -> Iterator[tuple[int, ...]]:
-        """The symbol table's entries (sh_size / sizeof(Elf_Sym) of them), decoded one by one."""
-        fmt, entsize = _SYM[self.elfclass]
+    def _symbol_column(self, typecode: str, offset: int) -> array:
+        """One field of each of the symbol table's entries (sh_size / sizeof(Elf_Sym) of them), as an array:
+        a table can hold millions of entries (a zero region), a list of them would cost 8 bytes more each."""
+        entsize = _SYM_SIZE[self.elfclass]
         _n, _t, _f, _a, sym_off, sym_size = self.sections[self.sym_index][:6]
-        return struct_for(fmt, self.little).iter_unpack(
-            memoryview(self.data)[sym_off:sym_off + sym_size - sym_size % entsize])
+        table = memoryview(self.data)[sym_off:sym_off + sym_size]  # clipped at the image (NOBITS)
+        return column_array(table[:len(table) - len(table) % entsize], typecode, offset, entsize, self.little)
 
     # simplify_symbols(): reached after every check above passed
     def _simplify_symbols(self) -> list[Failure]:
-        shndx_at = 3 if self.elfclass == 64 else 5
         shnum = self.shnum
+        shndxs = self._symbol_column("H", _SYM_SHNDX[self.elfclass])
+        # UND resolution needs the running kernel; ABS and livepatch symbols are fine: only SHN_COMMON and
+        # indexes past the table fail. The values are looked at once each (a set of at most 65,536), the
+        # symbols only when one fails.
+        bad = {v for v in set(shndxs[1:]) if (v == SHN_COMMON or v >= shnum) and v not in (SHN_UNDEF, SHN_ABS, SHN_LIVEPATCH)}
         common: list[str] = []
         bad_index: list[tuple[str, int]] = []
-        symbols = self._symbols()
-        next(symbols, None)  # "for (i = 1; ...": the null symbol is skipped
-        for sym in symbols:
-            shndx = sym[shndx_at]
-            if shndx in (SHN_UNDEF, SHN_ABS, SHN_LIVEPATCH):  # UND resolution needs the running kernel
-                continue
-            if shndx == SHN_COMMON:
-                name = self._symbol_name(sym[0])
-                if not name.startswith("__gnu_lto"):  # LTO's common markers are ignored
-                    common.append(name)
-            elif shndx >= shnum:
-                bad_index.append((self._symbol_name(sym[0]), shndx))
+        if bad:
+            st_names = self._symbol_column("I", 0)
+            for i in range(1, len(shndxs)):  # "for (i = 1; ...": the null symbol is skipped
+                shndx = shndxs[i]
+                if shndx not in bad:
+                    continue
+                if shndx == SHN_COMMON:
+                    name = self._symbol_name(st_names[i])
+                    if not name.startswith("__gnu_lto"):  # LTO's common markers are ignored
+                        common.append(name)
+                else:
+                    bad_index.append((self._symbol_name(st_names[i]), shndx))
         mod_name = self._mod_name()
         out = []
         if common:
@@ -593,13 +606,21 @@ class _KernelImage:
         return text(raw.split(b"\0", 1)[0])
 
 
-def _get_modinfo(blob: bytes, tag: bytes) -> str | None:
-    """get_modinfo(): the value of the first ``tag=`` string of .modinfo, None when there is none."""
+def _get_modinfo(data: bytes, start: int, end: int, tag: bytes) -> str | None:
+    """get_modinfo() on .modinfo at ``data[start:end]``: the value of the first ``tag=`` string, None when
+    there is none. The strings are NUL-separated, so that is the first ``tag=`` at the start or after a NUL:
+    found in place, without splitting a section that may span megabytes."""
     prefix = tag + b"="
-    for s in blob.split(b"\0"):
-        if s.startswith(prefix):
-            return text(s[len(prefix):])
-    return None
+    if data.startswith(prefix, start, end):
+        at = start
+    else:
+        at = data.find(b"\0" + prefix, start, end)
+        if at < 0:
+            return None
+        at += 1
+    value = at + len(prefix)
+    nul = data.find(b"\0", value, end)
+    return text(data[value:nul if nul >= 0 else end])
 
 
 # -- kmod ---------------------------------------------------------------------------------------
@@ -610,6 +631,8 @@ def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
     try:
         rec = parse_module_bytes(data, path)
     except ModuleReadError as e:
+        if e.code == "too-many-entries":  # kmodcompat's limit, not kmod's: no kmod verdict can be given
+            raise
         return [Failure("kmod-elf-new", e.errno, "", e.reason)]
     out = []
     try:

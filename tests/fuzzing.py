@@ -12,6 +12,7 @@ compressed streams cut, corrupted or followed by junk.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import lzma
 import random
@@ -330,6 +331,40 @@ def versions_without_nul(count: int = 20000) -> bytes:
     shstr = b"\0__versions\0.shstrtab\0"
     sections = [(0, 0, 0, 0, 0, 0), (1, 1, 2, 64, len(table), 0), (12, 3, 0, 64 + len(table), len(shstr), 0)]
     return _elf64(sections, table + shstr, 2)
+
+
+def _zero_region_parts(sections: tuple[str, ...], size: int, copies: int) -> tuple[bytes, bytes]:
+    """The ELF header, and what follows the zero region (names, section headers), of :func:`zero_region`."""
+    shstr = b"\0" + b"".join(name.encode() + b"\0" for name in sections) + b".shstrtab\0"
+    offsets = [shstr.index(b"\0" + name.encode() + b"\0") + 1 for name in sections]
+    rows = [(0, 0, 0, 0, 0, 0)] + [(off, 1, 2, 64, size, 0) for _ in range(copies) for off in offsets]
+    rows.append((len(shstr) - len(b".shstrtab\0"), 3, 0, 64 + size, len(shstr), 0))
+    image = _elf64(rows, bytes(size % 8) + shstr, len(rows) - 1)  # the same layout, the region left out
+    shoff = 64 + size + len(shstr)
+    shoff += -shoff % 8
+    head = bytearray(image[:64])
+    struct.pack_into("<Q", head, 40, shoff)
+    return bytes(head), image[64 + size % 8:]
+
+
+def zero_region(sections: tuple[str, ...], size: int = 100 << 20, copies: int = 1) -> bytes:
+    """An ELF64 image whose ``sections`` (``copies`` times each) all cover one region of ``size`` zero
+    bytes: a 15 KB .ko.xz that, read naively, is tens of millions of empty strings and entries per
+    table (issue 15, "amplification inside a module")."""
+    head, tail = _zero_region_parts(sections, size, copies)
+    return head + bytes(size) + tail
+
+
+@functools.lru_cache(maxsize=None)
+def _zeros_xz(size: int) -> bytes:
+    return compress(bytes(size), "xz")
+
+
+def zero_region_xz(sections: tuple[str, ...], size: int = 100 << 20, copies: int = 1) -> bytes:
+    """:func:`zero_region` as a .ko.xz of three streams (header, zeros, the rest): the zeros are
+    compressed once per size, so each variant costs milliseconds to build."""
+    head, tail = _zero_region_parts(sections, size, copies)
+    return compress(head, "xz") + _zeros_xz(size) + compress(tail, "xz")
 
 
 def many_xz_streams(count: int = 100000) -> bytes:

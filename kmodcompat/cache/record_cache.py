@@ -51,7 +51,7 @@ def default_path() -> str:
 
 def cacheable(value: Parsed) -> bool:
     """A fact about the file's bytes (a record, or an error the bytes alone cause)."""
-    return isinstance(value, ModuleRecord) or (value.code not in _TRANSIENT_CODES
+    return isinstance(value, ModuleRecord) or (not value.transient and value.code not in _TRANSIENT_CODES
                                                 and value.errno not in _TRANSIENT_ERRNOS)
 
 

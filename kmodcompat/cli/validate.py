@@ -136,7 +136,7 @@ def check_one(path: str, target: Target, timeout: float | None) -> Validation | 
     except ModuleReadError as e:
         return e
     except DeadlineExceeded as e:
-        return ModuleReadError(path, f"checking {e}", "timeout", errno.ETIMEDOUT)
+        return ModuleReadError(path, f"checking {e}", "timeout", errno.ETIMEDOUT, transient=True)
     except Exception as e:  # a bug must not end the run; it is reported for this file
         return ModuleReadError(path, f"internal error: {type(e).__name__}: {e}".splitlines()[0], "internal-error")
 

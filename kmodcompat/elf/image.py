@@ -45,6 +45,54 @@ _HOST_LITTLE = sys.byteorder == "little"
 _new_tuple = tuple.__new__  # builds Section rows in one map, without the NamedTuple's Python __new__
 _UNREAD = object()
 
+#: Entries kmodcompat reads from one table of a module (``.modinfo`` strings, ``__versions``
+#: records, extended CRCs and names, ``__ksymtab_strings``, variable-length entries). The
+#: largest real tables hold 1,607 (.modinfo of usb/serial/option.ko) and 1,231 (__versions of
+#: i915.ko) entries (bookworm and trixie amd64). A section table may point several tables at
+#: one region of 200 MiB of zeros in a 30 KB .ko.xz: tens of millions of entries, gigabytes
+#: of records. Past this many, the module is refused (:func:`too_many_entries`), never
+#: analysed in part: a consumer's verdict on part of a table would be an invention.
+MAX_TABLE_ENTRIES = 1 << 16
+#: Symbols of one .symtab (24 MiB of Elf64_Sym); the largest real table, amdgpu's, has
+#: 46,371 (trixie amd64).
+MAX_SYMBOLS = 1 << 20
+_STRINGS_CHUNK = 1 << 20
+_ZERO_CHUNK = bytes(_STRINGS_CHUNK)
+
+
+def too_many_entries(section: str, what: str = "entries", limit: int = MAX_TABLE_ENTRIES) -> ElfError:
+    """The error for a table with more than ``limit`` entries: the module is refused as a whole."""
+    return ElfError(f"{section} holds more than {limit} {what}: more than kmodcompat reads "
+                    "(real modules hold a few thousand)", "too-many-entries")
+
+
+def nul_strings(data: bytes, start: int, end: int, section: str) -> list[bytes]:
+    """The non-empty runs of bytes between NULs of ``data[start:end]`` (a final one without NUL
+    included), in order; :func:`too_many_entries` past :data:`MAX_TABLE_ENTRIES`.
+
+    ``bytes.split`` of the whole would make an object for each empty piece: one per byte of a
+    zero region. The region is split a chunk at a time instead (cut at a NUL), chunks of zeros
+    skipped by one comparison, so the pieces in hand stay bounded and zeros cost a memcmp.
+    Small tables (which cannot reach the limit) are split at once: that is faster.
+    """
+    if end - start <= 2 * MAX_TABLE_ENTRIES:
+        return [piece for piece in data[start:end].split(b"\0") if piece]
+    runs: list[bytes] = []
+    pos = start
+    while pos < end:
+        if data.startswith(_ZERO_CHUNK, pos) and pos + _STRINGS_CHUNK <= end:  # a memcmp, no copy
+            pos += _STRINGS_CHUNK
+            continue
+        stop = min(end, pos + _STRINGS_CHUNK)
+        if stop < end:  # cut at the last NUL of the chunk (or the first after it): no string is split
+            cut = data.rfind(b"\0", pos, stop)
+            stop = cut if cut >= 0 else data.find(b"\0", stop, end) % (end + 1)  # -1 (none): the end
+        runs += filter(None, data[pos:stop].split(b"\0"))
+        if len(runs) > MAX_TABLE_ENTRIES:
+            raise too_many_entries(section, "strings")
+        pos = stop + 1
+    return runs
+
 
 @cache
 def _struct(fmt: str, little: bool) -> struct.Struct:
@@ -62,12 +110,17 @@ def column(table: bytes | memoryview, typecode: str, offset: int, entsize: int, 
     ``typecode`` is the field's :mod:`array` type (B, H, I, Q); ``offset``, its place in
     the entry, is a multiple of its size, as in every ELF table.
     """
+    return column_array(table, typecode, offset, entsize, little).tolist()
+
+
+def column_array(table: bytes | memoryview, typecode: str, offset: int, entsize: int, little: bool) -> array:
+    """:func:`column` as an :class:`array.array`: 4 or 8 bytes a value, for tables too large for lists."""
     values = array(typecode)
     values.frombytes(table)
     if little != _HOST_LITTLE:
         values.byteswap()
     width = values.itemsize
-    return values[offset // width::entsize // width].tolist()
+    return values[offset // width::entsize // width]
 
 
 class ElfImage:

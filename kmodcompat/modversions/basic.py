@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from ..elf.image import ElfImage, struct_for
+from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, struct_for, too_many_entries
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
 
 SECTION = "__versions"
@@ -48,6 +48,8 @@ def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
         # still reads sh_size / 64 records, which is how it misreads other layouts.
         findings.append(Finding("versions-size-not-multiple",
                                 f"__versions size {sec.size} is not a multiple of {MODVERSION_ENTRY_SIZE}", SECTION))
+    if sec.size // MODVERSION_ENTRY_SIZE > MAX_TABLE_ENTRIES:
+        raise too_many_entries(SECTION, "records")
     entries, unterminated = read_entries(elf.data, sec.offset, sec.size, elf.elfclass, elf.little)
     record = BasicVersions(sec.index, sec.alloc, sec.size, MODVERSION_ENTRY_SIZE, tuple(entries))
     if sec.size % MODVERSION_ENTRY_SIZE:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from itertools import repeat
 
-from ..elf.image import ElfImage, struct_for
+from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, nul_strings, struct_for, too_many_entries
 from ..records import ExtVersions, Finding, Modversion, names_text, raw
 
 CRCS = "__version_ext_crcs"
@@ -46,6 +46,8 @@ def parse(elf: ElfImage) -> tuple[ExtVersions | None, list[Finding]]:
                 findings.append(Finding("ext-crcs-size-not-multiple",
                                         f"{CRCS} size {csec.size} is not a multiple of 4", CRCS))
             usable = csec.size - csec.size % 4
+            if usable // 4 > MAX_TABLE_ENTRIES:
+                raise too_many_entries(CRCS, "CRCs")
             crcs = [c for (c,) in struct_for("I", elf.little).iter_unpack(
                 memoryview(elf.data)[csec.offset:csec.offset + usable])]
     names: list[bytes] = []
@@ -54,11 +56,7 @@ def parse(elf: ElfImage) -> tuple[ExtVersions | None, list[Finding]]:
         if not elf.in_bounds(nsec):
             findings.append(Finding("ext-out-of-bounds", f"{NAMES} runs past the end of the file", NAMES))
         else:
-            blob = elf.section_bytes(nsec)
-            pieces = blob.split(b"\0")
-            # The last piece follows the last NUL: empty when the table ends with NUL.
-            unterminated_tail = pieces[-1] != b""
-            names = pieces[:-1]
+            names, unterminated_tail = _names(elf.data, nsec.offset, nsec.offset + nsec.size, len(crcs))
     n = len(crcs)
     entries = tuple(map(_new_tuple, repeat(Modversion), zip(crcs, names_text(names[:n]), repeat(True))))
     if csec is not None and nsec is not None:
@@ -77,6 +75,30 @@ def parse(elf: ElfImage) -> tuple[ExtVersions | None, list[Finding]]:
         csec.alloc if csec is not None else False, nsec.alloc if nsec is not None else False,
         csec.size if csec is not None else 0, nsec.size if nsec is not None else 0,
         n, sum(1 for x in names if x), entries), findings
+
+
+def _names(data: bytes, start: int, end: int, wanted: int) -> tuple[list[bytes], bool]:
+    """The complete (NUL-terminated) names of ``data[start:end]``, empty ones included, and whether
+    bytes without NUL follow the last.
+
+    Bounded: past the ``wanted`` names the CRCs pair with, only the non-empty names are kept
+    (what the callers count), at most MAX_TABLE_ENTRIES of them; a names table pointed at
+    megabytes of zeros would otherwise make one empty name per byte.
+    """
+    unterminated_tail = end > start and data[end - 1] != 0
+    if end - start <= 2 * MAX_TABLE_ENTRIES:  # too small to hold too many names: split at once
+        return data[start:end].split(b"\0")[:-1], unterminated_tail
+    names = []
+    pos = start
+    while len(names) < wanted:
+        nul = data.find(b"\0", pos, end)
+        if nul < 0:
+            return names, unterminated_tail
+        names.append(data[pos:nul])
+        pos = nul + 1
+    stop = data.rfind(b"\0", pos, end) + 1  # the unterminated tail is no name
+    names += nul_strings(data, pos, stop, NAMES) if stop > pos else []
+    return names, unterminated_tail
 
 
 def encode(entries: list[tuple[int, str]], little: bool) -> tuple[bytes, bytes]:

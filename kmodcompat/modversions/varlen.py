@@ -10,7 +10,7 @@ sh_size is odd and never a multiple of 64.
 
 from __future__ import annotations
 
-from ..elf.image import ElfImage, struct_for
+from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, struct_for, too_many_entries
 from ..records import MODVERSION_ENTRY_SIZE, Finding, Modversion, VarlenVersions, raw, text
 
 SECTION = "__versions"
@@ -21,23 +21,28 @@ def parse(elf: ElfImage) -> tuple[VarlenVersions | None, list[Finding]]:
     sec = elf.section(SECTION)
     if sec is None or not elf.in_bounds(sec) or sec.size % MODVERSION_ENTRY_SIZE == 0:
         return None, []
-    data = elf.section_bytes(sec)
+    data = elf.data  # read in place: the table may span megabytes
     st = struct_for("II", elf.little)
-    pos, size = 0, len(data)
+    pos, size = sec.offset, sec.offset + sec.size
+
+    def zeros(start: int, end: int) -> bool:
+        return data.count(0, start, end) == end - start
+
     entries = []
     while pos + 8 <= size:
         nxt, crc = st.unpack_from(data, pos)
-        if nxt == 0 and not any(data[pos:]):
+        if nxt == 0 and zeros(pos, size):
             break  # zero padding at the end
         if nxt < 12 or nxt % 4 or pos + nxt > size:
             return None, []
-        body = data[pos + 8:pos + nxt]
-        nul = body.find(b"\0")
-        if nul <= 0 or any(body[nul:]):
+        if len(entries) == MAX_TABLE_ENTRIES:
+            raise too_many_entries(SECTION, "variable-length entries")
+        nul = data.find(b"\0", pos + 8, pos + nxt)
+        if nul <= pos + 8 or not zeros(nul, pos + nxt):
             return None, []
-        entries.append(Modversion(crc, text(body[:nul])))
+        entries.append(Modversion(crc, text(data[pos + 8:nul])))
         pos += nxt
-    if not entries or any(data[pos:]):
+    if not entries or not zeros(pos, size):
         return None, []
     return VarlenVersions(tuple(entries)), [Finding(
         "versions-varlen", f"__versions holds {len(entries)} variable-length entries (the rejected 2023 format): "

@@ -21,7 +21,7 @@ import re
 from itertools import compress, repeat
 from typing import NamedTuple
 
-from ..elf.image import ElfImage, StringTable, column, struct_for
+from ..elf.image import MAX_SYMBOLS, ElfImage, StringTable, column, nul_strings, struct_for, too_many_entries
 from ..records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
                       Import, text)
 
@@ -73,6 +73,8 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
         findings.append(Finding("symtab-size-not-multiple",
                                 f".symtab size {symtab.size} is not a multiple of {entsize}", ".symtab"))
         return SymbolScan((), (), (), tuple(findings), False)
+    if size // entsize > MAX_SYMBOLS:
+        raise too_many_entries(".symtab", "symbols", MAX_SYMBOLS)
     str_off, str_size = strtab.offset, strtab.size
     names = StringTable(data, str_off, str_off + str_size)  # bounded reads: see StringTable
     little = elf.little
@@ -232,8 +234,9 @@ def ksymtab_strings(elf: ElfImage) -> tuple[tuple[str, ...] | None, bool]:
     sec = elf.section("__ksymtab_strings")
     if sec is None or not elf.in_bounds(sec):
         return None, True
-    raw = elf.section_bytes(sec)
-    return tuple(text(s) for s in raw.split(b"\0") if s), raw.endswith(b"\0")
+    end = sec.offset + sec.size
+    strings = nul_strings(elf.data, sec.offset, end, "__ksymtab_strings")  # bounded: see nul_strings
+    return tuple(map(text, strings)), sec.size == 0 or elf.data[end - 1] == 0
 
 
 class SymbolLayout(NamedTuple):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sys import intern
 
-from ..elf.image import ElfImage
+from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, nul_strings
 from ..records import Finding, text
 
 SECTION = ".modinfo"
@@ -21,14 +21,20 @@ def parse(elf: ElfImage) -> tuple[tuple[tuple[str, str | None], ...], list[Findi
         return (), [Finding("modinfo-missing", "no .modinfo section")]
     if not elf.in_bounds(sec):
         return (), [Finding("modinfo-out-of-bounds", ".modinfo runs past the end of the file", SECTION)]
-    blob = elf.section_bytes(sec)
+    data = elf.data
+    end = sec.offset + sec.size
     findings = []
-    if blob and blob[-1] != 0:
+    if sec.size and data[end - 1] != 0:
         findings.append(Finding("modinfo-unterminated", "the last .modinfo string has no NUL", SECTION))
+    # Bounded (a section table may point .modinfo at megabytes of zeros): see nul_strings.
     # Decoded whole, then split: '\0' and '=' are ASCII, and UTF-8 never decodes across them.
     # Interned: tags, and values such as vermagic and license, repeat in every module of a tree.
+    if sec.size <= 2 * MAX_TABLE_ENTRIES:  # too small to hold too many strings: split at once
+        strings = text(data[sec.offset:end]).split("\0")
+    else:
+        strings = text(b"\0".join(nul_strings(data, sec.offset, end, SECTION))).split("\0")
     pairs = []
-    for s in text(blob).split("\0"):
+    for s in strings:
         if not s:
             continue
         key, eq, value = s.partition("=")

@@ -38,6 +38,14 @@ def parse_module_bytes(data: bytes, path: str = "<bytes>", compression: str | No
         elf = ElfImage(data)
     except ElfError as e:
         raise ModuleReadError(path, e.reason, e.code, e.errno, compression=compression) from None
+    try:
+        return _parse(elf, data, path, compression, file_size, compression_notes)
+    except ElfError as e:  # a table past what kmodcompat reads (elf.image.MAX_TABLE_ENTRIES)
+        raise ModuleReadError(path, e.reason, e.code, e.errno, compression=compression) from None
+
+
+def _parse(elf: ElfImage, data: bytes, path: str, compression: str | None, file_size: int | None,
+           compression_notes: tuple[str, ...]) -> ModuleRecord:
     findings = []
     info, f = modinfo.parse(elf)
     findings += f

@@ -74,7 +74,7 @@ def parse_one(path: str, timeout: float | None = PARSE_TIMEOUT) -> Parsed:
     except ModuleReadError as e:
         return e
     except DeadlineExceeded as e:
-        return ModuleReadError(path, f"parsing {e}", "timeout", errno.ETIMEDOUT)
+        return ModuleReadError(path, f"parsing {e}", "timeout", errno.ETIMEDOUT, transient=True)
     except Exception as e:  # a parser bug must not end a tree scan; it is reported per file
         return ModuleReadError(path, f"internal error: {type(e).__name__}: {e}".splitlines()[0], "internal-error")
 
@@ -199,7 +199,7 @@ def _isolated(worker: Callable[[str], T | ModuleReadError], paths: list[str]) ->
         if len(paths) > 1:
             return [r for p in paths for r in _isolated(worker, [p])]
     return [ModuleReadError(paths[0], "its parser process died (a crash, or the memory limit)", "internal-error",
-                            errno.EIO)]
+                            errno.EIO, transient=True)]
 
 
 def stderr_progress(label: str) -> Callable[[int, int], None] | None:
