@@ -27,6 +27,7 @@ from functools import cached_property, cache
 
 from .consumers.base import own_crcs
 from .elf.image import ElfImage, struct_for
+from .errors import ElfError
 from .modversions import basic, extended, varlen
 from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, ModuleRecord, Section, raw
 from .parse.signature import unsigned_length
@@ -39,6 +40,14 @@ SHN_LORESERVE, SHN_ABS = 0xFF00, 0xFFF1
 
 class BuildError(ValueError):
     """modpost would refuse to build the module in this format."""
+
+
+class LayoutError(ValueError):
+    """The module's own layout cannot be rewritten (a section table the rewrite cannot follow).
+
+    Only hostile files get here: a signature trailer over the section table, a ``.symtab``
+    past the end of the file, the section name table itself named like a version section.
+    """
 
 
 class NoVersionsError(BuildError):
@@ -112,6 +121,13 @@ class _Tables:
         if not entries and fmt != "none":
             raise NoVersionsError("no import has a known CRC: the module was built without MODVERSIONS")
         out: dict[str, tuple[bytes, int]] = {}
+        # The extended and variable-length tables hold u32 CRCs, as does __versions on 32-bit (its
+        # unsigned long); a CRC read from a 64-bit field or an absolute __crc_ symbol can be wider.
+        if fmt in ("basic+ext", "ext-only", "varlen") or (fmt == "basic" and self.elfclass == 32):
+            wide = [(crc, name) for crc, name in entries if crc >> 32]
+            if wide:
+                raise BuildError(f"CRC {wide[0][0]:#x} of {wide[0][1]} does not fit in 32 bits "
+                                 f"({len(wide)} such CRC(s)): modpost's CRCs are 32-bit")
         if fmt == "basic" and len(self.short) < len(entries):
             long = [n for _, n in entries if len(raw(n)) > limit]
             raise BuildError(f'modpost: too long symbol "{long[0]}" ({len(long)} name(s) over {limit} characters)')
@@ -222,14 +238,23 @@ def _empty_elf(elfclass: int, little: bool) -> bytes:
 
 
 def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[bytes, int]]) -> bytes:
-    """Drop the sections named in ``remove`` (and relocations against them), append ``add``."""
-    elf = ElfImage(data)
+    """Drop the sections named in ``remove`` (and relocations against them), append ``add``.
+
+    Raises :class:`LayoutError` for a layout the rewrite cannot follow.
+    """
+    try:
+        elf = ElfImage(data)
+    except ElfError as e:  # e.g. a signature trailer that covers the section table: cut, it is gone
+        raise LayoutError(f"the image in front of the signature is no ELF file: {e.reason}") from None
     h = elf.header
     little = elf.little
     is64 = h.elfclass == 64
     dropped = {s.index for s in elf.sections[1:] if s.name in remove}
     dropped |= {s.index for s in elf.sections[1:]
                 if s.type in (SHT_REL, SHT_RELA) and s.info in dropped}
+    if h.shstrndx in dropped:
+        raise LayoutError(f"the section name table (section {h.shstrndx}) is itself a version section "
+                          "or a relocation of one")
     keep = [s for s in elf.sections if s.index not in dropped]
     remap = {s.index: i for i, s in enumerate(keep)}
 
@@ -237,10 +262,12 @@ def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[
     # Symbols that pointed into a dropped section become absolute: nothing refers to them.
     symtab = elf.section(".symtab")
     if symtab is not None and dropped:
+        if not elf.in_bounds(symtab):
+            raise LayoutError(".symtab runs past the end of the file: its symbols cannot be renumbered")
         entsize = 24 if is64 else 16
         shndx_at = 6 if is64 else 14
         half = struct_for("H", little)
-        for off in range(symtab.offset + entsize, symtab.offset + symtab.size, entsize):
+        for off in range(symtab.offset + entsize, symtab.offset + symtab.size - entsize + 1, entsize):  # whole entries
             (shndx,) = half.unpack_from(out, off + shndx_at)
             if 0 < shndx < SHN_LORESERVE:
                 half.pack_into(out, off + shndx_at, remap.get(shndx, SHN_ABS))

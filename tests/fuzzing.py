@@ -23,8 +23,10 @@ import zstandard
 
 from kmodcompat.parse import signature
 from kmodcompat.errors import ModuleReadError
+from kmodcompat.files.opener import read_module_bytes
 from kmodcompat.parse.module import parse_module, parse_module_bytes
 from kmodcompat.records import ModuleRecord
+from kmodcompat.simulate import FORMATS, BuildError, LayoutError, Simulation, simulate
 from kmodcompat.validate import Validation, validate_bytes, validate_file
 
 _SHDR = {64: ("IIQQQQIIQQ", 64), 32: ("IIIIIIIIII", 40)}
@@ -269,12 +271,41 @@ Outcome = tuple[ModuleRecord | ModuleReadError, Validation | ModuleReadError]
 
 def check_image(data: bytes) -> Outcome:
     """The fuzzing property on a decompressed image: parse gives a record or ModuleReadError, validate a
-    verdict. Anything else propagates."""
+    verdict (or ModuleReadError, for a table past kmodcompat's limits), and a parsed module simulates
+    in another format or says why not (:func:`check_simulate`). Anything else propagates."""
     try:
         parsed: ModuleRecord | ModuleReadError = parse_module_bytes(data, "<fuzz>")
     except ModuleReadError as e:
         parsed = e
-    return parsed, validate_bytes(data, "<fuzz>")
+    else:
+        check_simulate(parsed, data)
+    try:
+        verdict: Validation | ModuleReadError = validate_bytes(data, "<fuzz>")
+    except ModuleReadError as e:
+        verdict = e
+    return parsed, verdict
+
+
+def check_simulate(rec: ModuleRecord, data: bytes) -> None:
+    """simulate's property (issue 15): the file-level rewrite in one format (chosen by the input, so a
+    campaign covers all five) gives bytes that parse again, or raises BuildError / LayoutError; the
+    record-level simulation gives a record or BuildError in every format."""
+    fmt = FORMATS[len(data) % len(FORMATS)]
+    try:
+        out = simulate(rec, data, fmt)
+    except (BuildError, LayoutError):
+        pass
+    else:
+        try:
+            parse_module_bytes(out, "<simulated>")
+        except ModuleReadError:
+            pass
+    simulation = Simulation(rec)
+    for fmt in FORMATS:
+        try:
+            simulation.record(fmt)
+        except BuildError:
+            pass
 
 
 def check_file(path: str) -> Outcome:
@@ -283,6 +314,8 @@ def check_file(path: str) -> Outcome:
         parsed: ModuleRecord | ModuleReadError = parse_module(path)
     except ModuleReadError as e:
         parsed = e
+    if isinstance(parsed, ModuleRecord):
+        check_simulate(parsed, read_module_bytes(path).data)
     try:
         verdict: Validation | ModuleReadError = validate_file(path)
     except ModuleReadError as e:

@@ -210,3 +210,72 @@ def test_record_simulation_equals_parsing_the_rewritten_file(src):
         assert sorted(f.code for f in from_record.findings) == sorted(f.code for f in from_bytes.findings)
         for consumer, view in CONSUMERS.items():
             assert view(from_record).as_dict() == view(from_bytes).as_dict(), (fmt, consumer)
+
+
+# -- hostile layouts (issue 15): each a clear per-module error, and the tree run goes on -------------
+
+def _hostile_layouts() -> dict[str, bytes]:
+    """The four malformed modules that crashed simulate (ElfError, struct.error, KeyError, OverflowError)."""
+    import struct
+
+    from .fuzzing import _Elf
+    from kmodcompat.parse.signature import MARKER
+
+    base = (FIXTURES / "basic.ko").read_bytes()
+    elf = _Elf(bytearray(base))
+    out = {}
+    # A PGP-typed trailer (kmod accepts it) whose sig_len reaches back over the section header table.
+    out["trailer-over-shdrs"] = base + struct.pack(">BBBBB3xI", 0, 0, 0, 0, 0, len(base) - elf.shoff) + MARKER
+    buf = bytearray(base)
+    edit = _Elf(buf)
+    edit.set_shdr(edit.named(".symtab"), 4, len(buf) - 8)  # .symtab starting 8 bytes before the end
+    out["symtab-past-end"] = bytes(buf)
+    buf = bytearray(base)
+    edit = _Elf(buf)
+    edit.set_shdr(edit.ehdr("e_shstrndx"), 0, elf.sections[elf.named("__versions")][0])  # .shstrtab named __versions
+    out["shstrtab-named-versions"] = bytes(buf)
+    buf = bytearray(base)
+    edit = _Elf(buf)
+    edit.set_shdr(edit.named(".symtab"), 4, (1 << 64) - 64)  # sh_offset near 2^64
+    out["offset-near-2^64"] = bytes(buf)
+    return out
+
+
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "modules" / "x86_64"
+HOSTILE_REASONS = {
+    "trailer-over-shdrs": "the image in front of the signature is no ELF file: section header table",
+    "symtab-past-end": ".symtab runs past the end of the file",
+    "shstrtab-named-versions": "the section name table (section 11) is itself a version section",
+    "offset-near-2^64": ".symtab runs past the end of the file",
+}
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE_REASONS))
+def test_hostile_layouts_give_a_clear_error(name):
+    from kmodcompat.simulate import LayoutError
+
+    data = _hostile_layouts()[name]
+    rec = parse_module_bytes(data)
+    for fmt in FORMATS:
+        with pytest.raises((LayoutError, BuildError)) as info:
+            simulate(rec, data, fmt)
+        if fmt == "none" or info.type is LayoutError:
+            assert HOSTILE_REASONS[name] in str(info.value)
+
+
+def test_simulate_tree_run_goes_on_past_hostile_layouts(tmp_path):
+    from .hostile_trees import clean_failure_lines, run_bounded
+
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name, data in _hostile_layouts().items():
+        (tree / f"{name}.ko").write_bytes(data)
+    shutil.copy(FIXTURES / "basic.ko", tree / "basic.ko")
+    run = run_bounded(["simulate", str(tree), "--format-as", "none", "--out", str(tmp_path / "out")])
+    clean_failure_lines(run.stderr)
+    assert run.status == 1, run.stderr
+    lines = run.stderr.decode().splitlines()
+    for name, reason in HOSTILE_REASONS.items():
+        assert any(f"{name}.ko: cannot write as none: " in line and reason in line for line in lines), lines
+    assert (tmp_path / "out" / "basic.ko").is_file()
+    assert lines[-1].startswith("1 module(s) written as none")

@@ -25,7 +25,7 @@ from contextlib import ExitStack
 
 from ..errors import ModuleReadError
 from ..files.opener import read_module_bytes
-from ..simulate import FORMATS, BuildError, simulate
+from ..simulate import FORMATS, BuildError, LayoutError, simulate
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
 from .outdir import OutputDirectory
 from .output import shown
@@ -69,8 +69,13 @@ def _run(args, stack: ExitStack) -> int:
         for (path, rec), rel in zip(inputs.modules, layout):
             try:
                 data = simulate(rec, read_module_bytes(path).data, args.format_as, extra)
-            except (BuildError, ModuleReadError) as e:
+            except (BuildError, LayoutError, ModuleReadError) as e:
                 print(f"kmodcompat: {shown(path)}: cannot write as {args.format_as}: {shown(e)}", file=sys.stderr)
+                status = 1
+                continue
+            except Exception as e:  # a bug must cost one module, not the tree run (as scan.parse_one)
+                why = f"internal error: {type(e).__name__}: {e}".splitlines()[0]
+                print(f"kmodcompat: {shown(path)}: cannot write as {args.format_as}: {shown(why)}", file=sys.stderr)
                 status = 1
                 continue
             try:
