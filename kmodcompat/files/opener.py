@@ -39,6 +39,7 @@ _ZSTD_CHUNK = 1 << 10
 #: would make a 256 MiB file cost millions of them.
 MAX_STREAMS = 1024
 _NONZERO = re.compile(rb"[^\0]")
+_SKIPPABLE = re.compile(rb"[\x50-\x5f]\x2a\x4d\x18", re.DOTALL)  # zstd skippable frame magic, little-endian
 
 
 def detect_compression(head: bytes) -> str | None:
@@ -165,13 +166,29 @@ def _xz(raw: bytes, max_size: int, notes: list[str]) -> bytes:
 
 
 def _gzip(raw: bytes, max_size: int, notes: list[str]) -> bytes:
-    d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
-    out = d.decompress(raw, max_size + 1)
-    if len(out) > max_size or d.unconsumed_tail:
-        raise _DecompressLimit
-    if not d.eof:
-        raise _Truncated
-    return out
+    # Concatenated members are one file, as zlib's gzread() (which a kmod built with zlib
+    # reads through, libkmod-file.c load_zlib) and gzip -d read them; after the last member,
+    # bytes that are no gzip header end the data, as in gzread()'s gz_look(). Debian builds
+    # kmod without zlib (profile.Kmod.gzip_errno): this is kmodcompat's own reading.
+    parts: list[bytes] = []
+    total, pos, members = 0, 0, 0
+    while True:
+        d = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
+        out = d.decompress(memoryview(raw)[pos:], max_size + 1 - total)
+        total += len(out)
+        if total > max_size or d.unconsumed_tail:
+            raise _DecompressLimit
+        if not d.eof:
+            raise _Truncated
+        parts.append(out)
+        members += 1
+        pos = len(raw) - len(d.unused_data)
+        if not raw.startswith(b"\x1f\x8b", pos):
+            return parts[0] if members == 1 else b"".join(parts)
+        if members >= MAX_STREAMS:
+            raise _TooManyStreams
+        if members == 1:
+            notes.append("gzip-multi-member")
 
 
 def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
@@ -184,12 +201,29 @@ def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
     parts: list[bytes] = []
     total = 0
     view = memoryview(raw)
-    pos, size, frames = 0, len(raw), 0
+    pos, size, frames, data_frames = 0, len(raw), 0, 0
     while pos < size:
-        if frames and not raw.startswith(b"\x28\xb5\x2f\xfd", pos):
-            raise _TrailingData
         if frames >= MAX_STREAMS:
             raise _TooManyStreams
+        if frames and _SKIPPABLE.match(raw, pos):
+            # A skippable frame (magic 0x184D2A5?, u32 length, data; RFC 8878 3.1.2) after the first
+            # frame: both releases' decoders step over it (kmod 30's ZSTD_decompressStream() loop,
+            # v34's ZSTD_decompress() over the whole file). A leading one is no zstd magic to
+            # libkmod-file.c: the file is read as plain (ENOEXEC), as detect_compression() does.
+            end = pos + 8 + int.from_bytes(raw[pos + 4:pos + 8], "little")
+            frames += 1
+            if end > size:
+                # Cut short: kmod 30 stops at EOF without checking the decoder's state (load_zstd()
+                # treats a read of 0 bytes as the end); ZSTD_decompress() reports "Src size is
+                # incorrect" (Kmod.zstd_single_sized_frame, kmod/file.py).
+                notes.append("zstd-skippable-truncated")
+                break
+            if "zstd-skippable-frame" not in notes:
+                notes.append("zstd-skippable-frame")
+            pos = end
+            continue
+        if frames and not raw.startswith(b"\x28\xb5\x2f\xfd", pos):
+            raise _TrailingData
         d = zstandard.ZstdDecompressor().decompressobj()
         while not d.eof:
             if pos >= size:
@@ -204,7 +238,8 @@ def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
         # The next frame starts where this one's input ended, inside the last chunk.
         pos -= len(d.unused_data)
         frames += 1
-    if frames > 1:
+        data_frames += 1
+    if data_frames > 1:
         notes.append("zstd-multi-frame")
     return b"".join(parts)
 

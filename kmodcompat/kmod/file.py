@@ -36,6 +36,9 @@ def as_opened(kmod: Kmod, opened: ModuleRecord | ModuleReadError) -> ModuleRecor
         if "zstd-multi-frame" in opened.compression_notes:
             return ModuleReadError(opened.path, "several zstd frames", "decompress-failed",
                                    errno.EINVAL, "zstd:Destination buffer is too small", "zstd")
+        if "zstd-skippable-truncated" in opened.compression_notes:  # ZSTD_decompress() wants it whole
+            return ModuleReadError(opened.path, "a zstd skippable frame is cut short", "decompress-failed",
+                                   errno.EINVAL, "zstd:Src size is incorrect", "zstd")
     return opened
 
 
