@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 
 from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
-from ..kmod.tools import ToolResult
+from ..kmod.tools import ABORTED, ToolResult
 
 _held: list[bytes] = []
 
@@ -31,6 +31,9 @@ def emit(result: ToolResult) -> None:
     if result.stderr:
         sys.stderr.buffer.write(result.stderr)
         sys.stderr.buffer.flush()
+    if result.status == ABORTED:  # the line above is the real tool's; this one says what it means
+        sys.stderr.write("kmodcompat: the emulated tool would abort here (SIGABRT, status 134): libkmod's "
+                         "assert() above fails\n")
 
 
 def flush_held() -> None:

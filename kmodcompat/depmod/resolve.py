@@ -30,7 +30,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from ..errors import ModuleReadError
-from ..kmod.elf import KmodError, KmodSymbol, get_dependency_symbols, get_symbols
+from ..kmod.elf import KmodAbort, KmodError, KmodSymbol, get_dependency_symbols, get_symbols, open_abort
 from ..kmod.file import decoder_message
 from ..kmod.profile import Kmod
 from ..records import ModuleRecord, raw
@@ -191,6 +191,9 @@ def _load_modules(dm: Depmod) -> list[list[KmodSymbol] | None]:
         exports: list[tuple[str, int]] = []
         info: tuple[tuple[str, str | None], ...] = ()
         depsyms = None
+        abort = open_abort(kmod, opened) if isinstance(opened, ModuleReadError) else None
+        if abort is not None:  # kmod_module_get_symbols() -> kmod_elf_new(): an assert() ends depmod
+            raise abort
         if isinstance(opened, ModuleReadError):
             # Every libkmod call re-opens the file and fails again; a decompressor logs each time.
             dm.diagnostics += _decoder_lines(kmod, opened)
@@ -369,6 +372,11 @@ def run_depmod(tree: ModuleTree, kernel: KernelSymbols | None = None, print_unkn
     # records frozen: 0.10-0.16 -> 0.05 s).
     with gc_paused():
         _load_kernel(dm)
-        _load_dependencies(dm, _load_modules(dm))
+        try:
+            dep_symbols = _load_modules(dm)
+        except KmodAbort as e:  # nothing after it runs: no output file is written
+            dm.aborted = e.assertion
+            return dm
+        _load_dependencies(dm, dep_symbols)
         _calculate(dm)
     return dm

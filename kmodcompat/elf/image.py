@@ -160,12 +160,15 @@ class ElfImage:
                            f"runs past the end of the file ({size} bytes)", "truncated")
         if e_shentsize != shdr_size:
             raise ElfError(f"e_shentsize is {e_shentsize}, ELF{elfclass} needs {shdr_size}", "bad-elf-header")
-        if e_shnum == 0:
-            raise ElfError("no section headers", "bad-elf-header")
+        # kmod_elf_new() then hands e_shstrndx to elf_get_section_info(), whose assert()s (Debian builds
+        # keep them) abort the tool on SHN_UNDEF or an index not below e_shnum (e_shnum 0 included):
+        # the codes say which (kmod.elf.section_assert).
+        if e_shstrndx == 0:
+            raise ElfError("e_shstrndx is SHN_UNDEF (0)", "shstrndx-undef")
+        if e_shstrndx >= e_shnum:
+            raise ElfError(f"e_shstrndx {e_shstrndx} is not a section (e_shnum {e_shnum})", "shstrndx-invalid")
         rows = list(_struct(_SHDR[elfclass], little).iter_unpack(
             memoryview(data)[e_shoff:e_shoff + shdr_size * e_shnum]))
-        if e_shstrndx >= e_shnum:
-            raise ElfError(f"e_shstrndx {e_shstrndx} is not a section (e_shnum {e_shnum})", "bad-elf-header")
         str_off, str_size = rows[e_shstrndx][4], rows[e_shstrndx][5]
         if str_off + str_size > size:
             raise ElfError("section name table runs past the end of the file", "truncated")

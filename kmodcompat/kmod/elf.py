@@ -16,6 +16,7 @@ from itertools import compress, repeat
 from operator import attrgetter, not_
 from typing import NamedTuple
 
+from ..errors import ModuleReadError
 from ..modversions import dedot
 from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, all_terminated
 from .profile import Kmod
@@ -27,6 +28,29 @@ class KmodError(Exception):
     def __init__(self, err: int):
         self.errno = err
         super().__init__(os.strerror(err))
+
+
+class KmodAbort(Exception):
+    """libkmod would fail an assert() here: the tool aborts (SIGABRT), printing ``line(program)``."""
+
+    #: ModuleReadError codes of the images kmod_elf_new() aborts on (elf.image.ElfImage), by assertion.
+    OPEN_CODES = {"shstrndx-undef": "idx != SHN_UNDEF", "shstrndx-invalid": "idx < elf->header.section.count"}
+
+    def __init__(self, kmod: Kmod, expression: str):
+        function, line = kmod.section_assert
+        self.assertion = (f"../libkmod/libkmod-elf.c:{line + (expression != 'idx != SHN_UNDEF')}: {function}: "
+                          f"Assertion `{expression}' failed.")
+        super().__init__(self.assertion)
+
+    def line(self, program: str) -> str:
+        """glibc's __assert_fail() message: ``PROGRAM: FILE:LINE: FUNCTION: Assertion `EXPR' failed.``"""
+        return f"{program}: {self.assertion}"
+
+
+def open_abort(kmod: Kmod, err: ModuleReadError) -> KmodAbort | None:
+    """The abort kmod_elf_new() ends in for an image ``err`` refuses, if it is one."""
+    expression = KmodAbort.OPEN_CODES.get(err.code)
+    return KmodAbort(kmod, expression) if expression is not None else None
 
 
 class KmodSymbol(NamedTuple):
@@ -89,6 +113,8 @@ def get_symbols(kmod: Kmod, rec: ModuleRecord) -> list[KmodSymbol]:
     kernel 5.4 that fallback also yields namespace names (docs/formats.md §3.5).
     """
     if rec.crc_symbols:
+        if any(f.code == "crc-section-invalid" for f in rec.findings):  # kmod_elf_resolve_crc()
+            raise KmodAbort(kmod, "idx < elf->header.section.count")
         return [KmodSymbol(c.name, c.crc, c.binding == STB_WEAK) for c in rec.crc_symbols]
     if rec.ksymtab_strings is None:
         raise KmodError(kmod.missing_section_errno)  # the fallback's section lookup fails

@@ -54,6 +54,10 @@ class Kmod:
     #: What freadline_wrapped() (shared/util.c) keeps of a backslash that ends the file: nothing
     #: (v34, 7805c95), or getc()'s EOF stored as the byte 0xff (v30), which becomes part of the line.
     wrapped_eof_backslash: bytes = b""
+    #: The function of libkmod-elf.c whose assert()s check a section index, and the line of its first
+    #: one (``idx != SHN_UNDEF``; ``idx < elf->header.section.count`` is the next line). Debian builds
+    #: keep assertions: a bad index aborts the tool (SIGABRT) with that line on stderr.
+    section_assert: tuple[str, int] = ("elf_get_section_header_offset", 208)  # v34.2
 
 
 #: kmod 30 (Debian 12 bookworm: 30+20221128-1).
@@ -73,6 +77,7 @@ KMOD30 = Kmod(
     modules_order_first_wins=False,  # depmod_modules_sort(): sort_idx = idx - total, overwritten per line
     config_entry_stat_checked=False,  # fstatat()'s result unchecked until v34 (a55c094)
     wrapped_eof_backslash=b"\xff",  # a final backslash stores EOF as a byte until v34 (7805c95)
+    section_assert=("elf_get_section_header", 213),  # v30 libkmod-elf.c
 )
 
 #: kmod 33 to 34.2 (Debian 13 trixie: 34.2-2). libkmod-elf.c is the same blob in 34, 34.1 and 34.2.

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..records import ModuleRecord, path_to_modname, raw
-from .elf import KmodError, get_modversions, get_symbols
+from .elf import KmodAbort, KmodError, get_modversions, get_symbols, open_abort
 from .file import as_opened, decoder_message, open_module
 from .module import get_info, lookup_module
 from .profile import Kmod
@@ -22,7 +22,17 @@ from .profile import Kmod
 class ToolResult(NamedTuple):
     stdout: bytes
     stderr: bytes
-    status: int
+    status: int  # ABORTED when the tool would abort
+
+
+#: The status a shell shows for a tool killed by SIGABRT (128 + 6): an assert() of libkmod failed.
+ABORTED = 134
+
+
+def _aborted(abort: KmodAbort, program: str) -> ToolResult:
+    """What a tool that aborts leaves: the assertion on stderr; stdout (fully buffered on a pipe, as the
+    oracle runs it) is lost unflushed."""
+    return ToolResult(b"", _line(abort.line(program)), ABORTED)
 
 
 def _line(s: str) -> bytes:
@@ -58,12 +68,17 @@ def _modprobe_listing(kmod: Kmod, path: str, opened: ModuleRecord | ModuleReadEr
     opened = open_module(kmod, path) if opened is None else as_opened(kmod, opened)
     fail = f"modprobe: FATAL: could not get {what} of {path}: "
     if isinstance(opened, ModuleReadError):
+        abort = open_abort(kmod, opened)
+        if abort is not None:
+            return _aborted(abort, "modprobe")
         log = _decoder_line(kmod, opened, "modprobe")
         return ToolResult(b"", log + _line(fail + os.strerror(opened.errno)), 1)
     try:
         items = get(kmod, opened)
     except KmodError as e:
         return ToolResult(b"", _line(f"{fail}{e}"), 1)
+    except KmodAbort as e:
+        return _aborted(e, "modprobe")
     return ToolResult(b"".join(b"0x%08x\t%s\n" % (x.crc, raw(x.name)) for x in items), b"", 0)
 
 
@@ -103,6 +118,9 @@ def modinfo_file(kmod: Kmod, path: str, field: str | None = None, separator: str
     modname = path_to_modname(path)
     fail = f"modinfo: ERROR: could not get modinfo from '{modname}': "
     if isinstance(opened, ModuleReadError):
+        abort = open_abort(kmod, opened)
+        if abort is not None:
+            return _aborted(abort, "modinfo")
         log = _decoder_line(kmod, opened, "modinfo")
         return ToolResult(head, log + _line(fail + os.strerror(opened.errno)), 1)
     try:
