@@ -24,6 +24,7 @@ without it the term applies to the modules as built.
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import json
 import os
@@ -137,7 +138,12 @@ def _run(args, policy, stack: ExitStack) -> int:
             tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
             gc.freeze()
         doc = build_report(tree, system_map=args.system_map, jobs=args.jobs, source=source)
+        if args.diff_against is None:
+            # The records are done with: dropped before the document is serialized and read back, the
+            # peak is the records or the report, never both (a 20,000-module tree: 1.38 GB before).
+            tree = dataclasses.replace(tree, modules=())
         text = op.display(report_text(doc))  # packages: their names, not the temporary root
+        del doc  # one document at a time
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
         if key is not None and cache is not None:
             cache.put_report(key, text)
