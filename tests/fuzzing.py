@@ -388,7 +388,7 @@ def zero_region(sections: tuple[str, ...], size: int = 100 << 20, copies: int = 
     return head + bytes(size) + tail
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _zeros_xz(size: int) -> bytes:
     return compress(bytes(size), "xz")
 

@@ -88,7 +88,7 @@ def _names(data: bytes, start: int, end: int, wanted: int) -> tuple[list[bytes],
     unterminated_tail = end > start and data[end - 1] != 0
     if end - start <= 2 * MAX_TABLE_ENTRIES:  # too small to hold too many names: split at once
         return data[start:end].split(b"\0")[:-1], unterminated_tail
-    names = []
+    names: list[bytes] = []
     pos = start
     while len(names) < wanted:
         nul = data.find(b"\0", pos, end)

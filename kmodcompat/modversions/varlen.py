@@ -28,7 +28,7 @@ def parse(elf: ElfImage) -> tuple[VarlenVersions | None, list[Finding]]:
     def zeros(start: int, end: int) -> bool:
         return data.count(0, start, end) == end - start
 
-    entries = []
+    entries: list[Modversion] = []
     while pos + 8 <= size:
         nxt, crc = st.unpack_from(data, pos)
         if nxt == 0 and zeros(pos, size):
