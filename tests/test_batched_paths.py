@@ -46,6 +46,8 @@ def tree_root(request, tmp_path_factory) -> Path:
     moddir = base / "root" / "lib" / "modules" / KVER / "kernel"
     moddir.mkdir(parents=True)
     for src in sorted((FIXTURES / request.param).glob("*.ko*")):
+        if src.name.startswith("kcheck-secstrings-index"):  # kmod aborts on it: depmod would stop there
+            continue
         shutil.copyfile(src, moddir / src.name.replace("+", "_").replace("-", "_"))
     kernel = {"printk": _crc("printk"), "kfree": _crc("kfree") ^ 1, "module_layout": 0, ".TOC.": 0}
     (base / "Module.symvers").write_text("".join(f"0x{c:08x}\t{n}\tvmlinux\tEXPORT_SYMBOL\t\n"

@@ -28,7 +28,7 @@ FIXTURES = REPO / "fixtures"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 BY_PATH = {e["path"]: e for e in MANIFEST}
 #: Findings that end the read of a file (a ModuleReadError), not a record.
-READ_ERRORS = {"not-elf", "truncated", "decompress-failed", "bad-elf-header"}
+READ_ERRORS = {"not-elf", "truncated", "decompress-failed", "bad-elf-header", "shstrndx-invalid", "shstrndx-undef"}
 #: Findings a fixture may carry beyond what the manifest names, with the reason.
 INCIDENTAL = {"symtab-missing"}  # stripped fixtures have no .symtab on purpose
 
