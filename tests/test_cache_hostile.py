@@ -26,6 +26,8 @@ from kmodcompat.errors import ModuleReadError
 from kmodcompat.records import ModuleRecord
 from kmodcompat.parse.scan import parse_many
 
+from .cache_fuzzing import corrupt
+
 REPO = Path(__file__).resolve().parent.parent
 FIX = REPO / "fixtures" / "modules" / "x86_64"
 DEMO = REPO / "kmodcompat" / "demo"
@@ -524,32 +526,10 @@ def test_an_unusable_location_is_one_line_in_every_command(tmp_path, monkeypatch
 
 # --- a bounded fuzz ------------------------------------------------------------------------------------------
 
-def _corrupt(data: bytearray, rng) -> bytearray:
-    """One of: random bytes over a few spots, a whole page, a truncation, zeroed pages, a swapped page."""
-    how = rng.randrange(5)
-    page = 4096
-    pages = max(1, len(data) // page)
-    if how == 0:
-        for _ in range(rng.randint(1, 20)):
-            data[rng.randrange(len(data))] = rng.randrange(256)
-    elif how == 1:
-        p = rng.randrange(pages)
-        data[p * page:(p + 1) * page] = bytes(rng.randrange(256) for _ in range(page))
-    elif how == 2:
-        del data[rng.randrange(len(data)):]
-    elif how == 3:
-        p = rng.randrange(pages)
-        data[p * page:(p + rng.randint(1, 3)) * page] = bytes(page * rng.randint(1, 3))
-    else:
-        a, b = rng.randrange(pages), rng.randrange(pages)
-        pa, pb = data[a * page:(a + 1) * page], data[b * page:(b + 1) * page]
-        data[a * page:(a + 1) * page], data[b * page:(b + 1) * page] = pb, pa
-    return data
-
-
-def test_100_random_corruptions_of_a_cache_give_the_uncached_results(tmp_path, capsys):
+def test_100_random_corruptions_of_a_cache_give_the_uncached_results(tmp_path, capsys, monkeypatch):
     """A cache of fixtures (records of every kind, a report), corrupted 100 ways: each run must give exactly
-    the uncached results, with no traceback (a run that raises fails this test)."""
+    the uncached results, with no traceback (a run that raises fails this test); `cache info` and `cache clear`
+    on each corrupted copy exit 0."""
     import random
 
     paths = modules(tmp_path, 60)
@@ -565,11 +545,20 @@ def test_100_random_corruptions_of_a_cache_give_the_uncached_results(tmp_path, c
     pristine = Path(db).read_bytes()
     rng = random.Random(20)
     outcomes: dict[str, int] = {}
-    for _ in range(100):
+    monkeypatch.setattr(record_cache, "default_path", lambda: db)
+    for n in range(100):
         for suffix in ("-wal", "-shm", ".damaged", ".damaged-wal", ".damaged-shm"):
             if os.path.exists(db + suffix):
                 os.unlink(db + suffix)
-        Path(db).write_bytes(bytes(_corrupt(bytearray(pristine), rng)))
+        data = bytearray(pristine)
+        corrupt(data, rng)
+        Path(db).write_bytes(bytes(data))
+        if n % 4 == 0:
+            assert main(["cache", "info" if n % 8 else "clear"]) == 0
+            Path(db).write_bytes(bytes(data))
+            for suffix in ("-wal", "-shm"):
+                if os.path.exists(db + suffix):
+                    os.unlink(db + suffix)
         try:
             c = RecordCache(db)
         except OSError:
@@ -586,3 +575,70 @@ def test_100_random_corruptions_of_a_cache_give_the_uncached_results(tmp_path, c
     assert "Traceback" not in err
     print("corruption outcomes:", outcomes)
     assert sum(outcomes.values()) == 100 and len(outcomes) >= 2, outcomes
+
+
+def test_a_moved_tree_is_hashed_across_processes_and_served(tmp_path):
+    paths = modules(tmp_path, 200)
+    assert len(paths) >= 64  # enough for the parallel hashing path
+    db = db_of(tmp_path)
+    with RecordCache(db) as c:
+        parse_cached(paths, c, jobs=2)
+    os.rename(tmp_path / "mods", tmp_path / "moved")
+    moved = [p.replace(str(tmp_path / "mods"), str(tmp_path / "moved")) for p in paths]
+    with RecordCache(db) as c:
+        got = parse_cached(moved, c, jobs=2)
+        assert c.hits == len(moved)
+    assert same(got, fresh(moved))
+
+
+def test_cache_clear_repairs_a_damaged_database_even_while_it_is_held(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    db = record_cache.default_path()
+    base, kver = demo(tmp_path)
+    assert report(base, kver, tmp_path / "r")[0] == 0
+    holder = hold(HOLD_OPEN, db, 30)
+    try:
+        for name in (db, db + "-wal"):  # the main file and the log (whose pages SQLite reads first)
+            if os.path.exists(name):
+                Path(name).write_bytes(os.urandom(os.path.getsize(name)))
+        capsys.readouterr()
+        assert main(["cache", "clear"]) == 0
+        out, err = capsys.readouterr()
+        assert "removed" in out and "moved aside" in err and "Traceback" not in err
+        assert os.path.exists(db + ".damaged")  # renamed, not deleted: the holder keeps its file
+    finally:
+        holder.kill()
+        holder.wait()
+    assert main(["cache", "clear"]) == 0  # nobody holds the damaged copy now: it goes
+    assert not os.path.exists(db + ".damaged") and "cache.sqlite.damaged deleted" in capsys.readouterr().out
+
+
+def test_cache_clear_deletes_the_pickle_era_file_unless_another_process_has_it_open(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    legacy = tmp_path / "xdg" / "kmodcompat" / "records.sqlite"
+    legacy.parent.mkdir(parents=True)
+    legacy.write_bytes(b"SQLite format 3\0" + bytes(100))
+    assert main(["cache", "info"]) == 0
+    assert "never read" in capsys.readouterr().out
+    with open(legacy, "rb"):
+        holder = subprocess.Popen([sys.executable, "-c", "import sys, time; f = open(sys.argv[1]); print('open', "
+                                   "flush=True); time.sleep(30)", str(legacy)], stdout=subprocess.PIPE, text=True)
+        assert holder.stdout.readline().strip() == "open"
+        try:
+            assert main(["cache", "clear"]) == 0
+            assert legacy.exists()
+        finally:
+            holder.kill()
+            holder.wait()
+    assert main(["cache", "clear"]) == 0
+    assert not legacy.exists()
+
+
+def test_a_database_copied_without_its_secret_is_only_data(tmp_path):
+    db, paths = filled(tmp_path)
+    other = tmp_path / "other" / "cache.sqlite"
+    other.parent.mkdir()
+    shutil.copy(db, other)  # another machine's cache, or an artifact: its MACs are not ours
+    out, hits = run_cached(str(other), paths)
+    assert hits == 0 and same(out, fresh(paths))
+    assert run_cached(str(other), paths)[1] == len(paths)

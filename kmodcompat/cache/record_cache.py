@@ -20,13 +20,14 @@ import errno
 import os
 import sqlite3
 import time
+import weakref
 from collections.abc import Sequence
 
 from ..errors import ModuleReadError
 from ..records import ModuleRecord
 from . import codec
-from .keys import FileId, content_digest, file_id, racy, records_version
-from .store import BUSY_SECONDS, Store, _busy, warn
+from .keys import FileId, content_digest, file_id, identity_and_digest, racy, records_version
+from .store import BUSY_SECONDS, DB_ERRORS, Store, _busy, warn
 
 Parsed = ModuleRecord | ModuleReadError
 
@@ -58,13 +59,16 @@ def cacheable(value: Parsed) -> bool:
 class RecordCache:
     """The cache of one run. Use as a context manager; raises :class:`CacheUnavailable` (an OSError) on open."""
 
-    def __init__(self, path: str | None = None):
+    def __init__(self, path: str | None = None, repair: bool = False):
         self.path = path or default_path()
         self.hits = 0
         self.misses = 0
         self.version = records_version()
-        self._store: Store | None = Store(self.path)
-        self._wrote = False
+        self._store: Store | None = Store(self.path, repair)
+        self.removed: list[str] = []  # leftover files clear() deleted
+        # Commands open the cache for the whole run: closed (and eviction run) when it is no longer
+        # referenced, or at exit at the latest.
+        self._finalizer = weakref.finalize(self, _finish, self._store, self.version)
         if self._store.moved_aside:
             warn(f"record cache {self.path}: damaged or of another schema: moved aside to "
                  f"{os.path.basename(self.path)}.damaged and rebuilt")
@@ -75,7 +79,7 @@ class RecordCache:
     def usable(self) -> bool:
         return self._store is not None
 
-    def _give_up(self, e: sqlite3.Error) -> None:
+    def _give_up(self, e: BaseException) -> None:
         """Go on without the cache for the rest of the run (one line); move a damaged one aside if free."""
         store, self._store = self._store, None
         if store is None:
@@ -89,16 +93,8 @@ class RecordCache:
         store.close()
 
     def close(self) -> None:
-        store = self._store
-        if store is None:
-            return
-        if self._wrote:
-            try:
-                prune(store, self.version, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE_DAYS, automatic=True)
-            except sqlite3.Error:
-                pass  # eviction is best effort; the next run tries again
-        store.close()
         self._store = None
+        self._finalizer()
 
     def __enter__(self) -> RecordCache:
         return self
@@ -117,7 +113,7 @@ class RecordCache:
             if self._store is not None:
                 try:
                     self._get_many(paths, out, tree)
-                except sqlite3.Error as e:
+                except DB_ERRORS as e:
                     self._give_up(e)
                     out = [None] * len(paths)
         found = sum(1 for x in out if x is not None)
@@ -129,22 +125,23 @@ class RecordCache:
         store = self._store
         now = time.time()
         digests: list[bytes | None] = [None] * len(paths)
-        new_files = []
+        names = list(map(_name, paths))
+        unproven = []
         for i, p in enumerate(paths):
             fid = file_id(p)
             if fid is None:
                 continue
-            name = _name(p)
-            known = store.file_row(name)
+            known = store.file_row(names[i])
             if known is not None and known[0] == fid and not racy(fid, now):
                 digests[i] = known[1]
-                continue
-            digest = content_digest(p)  # the identity does not prove the content: its bytes do
-            if digest is None:
-                continue
+            else:
+                unproven.append(i)
+        # The identity does not prove the content (a copied or moved tree, a touched file): its bytes do.
+        new_files = []
+        for i, (fid, digest) in zip(unproven, _hash_many([paths[i] for i in unproven])):
             digests[i] = digest
-            if file_id(p) == fid and not racy(fid, now):
-                new_files.append((i, name, fid, digest))
+            if fid is not None and digest is not None and not racy(fid, now):
+                new_files.append((i, fid, digest))
         blobs = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
         for i, (p, d) in enumerate(zip(paths, digests)):
             blob = blobs.get(d) if d is not None else None
@@ -154,8 +151,8 @@ class RecordCache:
                 except codec.DecodeError:
                     pass  # parsed again, and the row overwritten
         label = _name(tree) if tree is not None else None
-        hit_files = [(name, fid, d, label or _tree([paths[i]])) for i, name, fid, d in new_files if out[i] is not None]
-        if hit_files:  # a copied or moved tree: its files' identities, for the next run
+        hit_files = [(names[i], fid, d, label or _tree([paths[i]])) for i, fid, d in new_files if out[i] is not None]
+        if hit_files:  # their identities, for the next run: no hashing then
             self._put(hit_files, [])
 
     def put_parsed(self, items: Sequence[tuple[str, FileId | None, bytes | None, Parsed]],
@@ -174,8 +171,8 @@ class RecordCache:
     def _put(self, files, records) -> None:
         try:
             self._store.put(files, records, self.version, int(time.time()))
-            self._wrote = True
-        except sqlite3.Error as e:
+            self._store.wrote = True
+        except DB_ERRORS as e:
             self._give_up(e)
 
     # -- reports ---------------------------------------------------------------------------------------------
@@ -189,7 +186,7 @@ class RecordCache:
             if text is not None:
                 self._store.touch_report(key, int(time.time()))
             return text
-        except sqlite3.Error as e:
+        except DB_ERRORS as e:
             self._give_up(e)
             return None
 
@@ -198,8 +195,8 @@ class RecordCache:
             return
         try:
             self._store.put_report(key, text, int(time.time()), REPORTS_KEPT)
-            self._wrote = True
-        except sqlite3.Error as e:
+            self._store.wrote = True
+        except DB_ERRORS as e:
             self._give_up(e)
 
     # -- maintenance -----------------------------------------------------------------------------------------
@@ -213,15 +210,27 @@ class RecordCache:
                 db.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
 
     def clear(self) -> tuple[int, int]:
-        """Empty the cache; (records, reports) removed."""
+        """Empty the cache; (records, reports) removed. Moved-aside and pickle-era files nobody holds go too."""
         if self._store is None:
             return 0, 0
-        db = self._store.db
-        n = self.counts()
-        db.execute("BEGIN IMMEDIATE")
-        for table in ("records", "files", "reports"):
-            db.execute(f"DELETE FROM {table}")
-        db.execute("COMMIT")
+        store = self._store
+        self.removed = store.remove_leftovers()
+        db = store.db
+        try:
+            n = self.counts()
+            db.execute("BEGIN IMMEDIATE")
+            for table in ("records", "files", "reports"):
+                db.execute(f"DELETE FROM {table}")
+            db.execute("COMMIT")
+        except DB_ERRORS as e:  # damage the open did not see: moved aside all the same (clear always works)
+            if _busy(e):
+                self._give_up(e)
+                return 0, 0
+            self._store = None
+            store.move_aside(force=True)
+            store.close()
+            warn(f"record cache damaged ({e}): moved aside to {os.path.basename(self.path)}.damaged")
+            return 0, 0
         try:
             db.execute("VACUUM")  # gives the space back; needs no other reader, so best effort
         except sqlite3.OperationalError:
@@ -231,6 +240,18 @@ class RecordCache:
     @property
     def store(self) -> Store | None:
         return self._store
+
+
+def _finish(store: Store, version: str) -> None:
+    """Close ``store``, evicting first if this run wrote to it (at most once a day, or when over the limit)."""
+    if store.db is None:
+        return
+    if store.wrote:
+        try:
+            prune(store, version, DEFAULT_MAX_BYTES, DEFAULT_MAX_AGE_DAYS, automatic=True)
+        except DB_ERRORS:
+            pass  # eviction is best effort; the next run tries again
+    store.close()
 
 
 def _name(path: str) -> bytes:
@@ -296,6 +317,15 @@ def _overhead(db: sqlite3.Connection, size: int) -> int:
     """The database's bytes beyond the record blobs (files rows, reports, indexes), at least 0."""
     blobs = db.execute("SELECT COALESCE(SUM(length(blob)), 0) FROM records").fetchone()[0]
     return max(0, size - blobs)
+
+
+def _hash_many(paths: Sequence[str]) -> list[tuple[FileId | None, bytes | None]]:
+    """:func:`identity_and_digest` of each path; across processes when there are many (a moved tree)."""
+    from ..parse.scan import map_files
+
+    if len(paths) < 64:
+        return list(map(identity_and_digest, paths))
+    return [r if isinstance(r, tuple) else (None, None) for r in map_files(identity_and_digest, paths)]
 
 
 def _parse_keyed(path: str) -> tuple[Parsed, FileId | None, bytes | None]:

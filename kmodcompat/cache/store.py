@@ -78,16 +78,23 @@ class CacheUnavailable(OSError):
         return str(self.args[0]) if self.args else "unavailable"
 
 
-def _code(e: sqlite3.Error) -> int:
+#: What a damaged database can raise: SQLite's errors, and a UnicodeDecodeError when SQLite's own message
+#: quotes bytes of a damaged schema that are not UTF-8 (the sqlite3 module decodes messages strictly).
+DB_ERRORS = (sqlite3.Error, UnicodeDecodeError)
+
+
+def _code(e: BaseException) -> int:
     return getattr(e, "sqlite_errorcode", 0) & 0xFF
 
 
-def _busy(e: sqlite3.Error) -> bool:
+def _busy(e: BaseException) -> bool:
     # SQLITE_BUSY (5), SQLITE_LOCKED (6); older builds only say it in the text.
     return _code(e) in (5, 6) or "locked" in str(e) or "busy" in str(e)
 
 
-def _damaged(e: sqlite3.Error) -> bool:
+def _damaged(e: BaseException) -> bool:
+    if isinstance(e, UnicodeDecodeError):
+        return True
     # SQLITE_CORRUPT (11), SQLITE_NOTADB (26), SQLITE_SCHEMA (17), SQLITE_MISMATCH (20), SQLITE_CONSTRAINT (19);
     # an OperationalError "no such table/column" means another schema too.
     return _code(e) in (11, 17, 19, 20, 26) or (isinstance(e, sqlite3.DatabaseError) and not _busy(e)
@@ -97,13 +104,15 @@ def _damaged(e: sqlite3.Error) -> bool:
 class Store:
     """One open cache database. Methods raise :class:`sqlite3.Error` (the caller decides what it means)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, repair: bool = False):
         self.path = path
+        self.repair = repair  # `cache clear`: a damaged database is moved aside even while others hold it
         self.dir = os.path.dirname(path)
         self._lock_fd: int | None = None
         self.db: sqlite3.Connection | None = None
         self.secret = b""
         self.moved_aside = False
+        self.wrote = False  # this run wrote rows (eviction runs when it closes)
         try:
             os.makedirs(self.dir, mode=0o700, exist_ok=True)
             if not os.path.isdir(self.dir):
@@ -157,12 +166,15 @@ class Store:
             try:
                 db = sqlite3.connect(self.path, timeout=BUSY_SECONDS, isolation_level=None,
                                      check_same_thread=False)
-            except sqlite3.Error as e:
+            except DB_ERRORS as e:
                 raise CacheUnavailable(str(e)) from None
+            # TEXT that is not UTF-8 (a damaged page) must not raise UnicodeDecodeError mid-query: decoded
+            # with surrogates, it simply matches nothing we look for.
+            db.text_factory = _text
             try:
                 self._prepare(db)
                 return db
-            except sqlite3.Error as e:
+            except DB_ERRORS as e:
                 db.close()
                 if _busy(e):
                     raise CacheUnavailable("busy: another process holds its lock") from None
@@ -172,7 +184,7 @@ class Store:
                 db.close()
                 if attempt:
                     raise CacheUnavailable("its schema cannot be rebuilt") from None
-            if not self.move_aside():
+            if not self.move_aside(force=self.repair):
                 raise CacheUnavailable("damaged, and in use by another process")
         raise AssertionError("unreachable")
 
@@ -210,9 +222,15 @@ class Store:
     def _expected() -> dict[tuple[str, str], str | None]:
         return {**SCHEMA, **dict.fromkeys(_AUTOINDEXES)}
 
-    def move_aside(self) -> bool:
-        """Rename the database (and its -wal, -shm) to ``*.damaged``, if no other process holds it."""
-        if self._lock_fd is None or not _flock(self._lock_fd, fcntl.LOCK_EX, LOCK_SECONDS):
+    def move_aside(self, force: bool = False) -> bool:
+        """Rename the database (and its -wal, -shm) to ``*.damaged``, if no other process holds it.
+
+        ``force`` (an explicit ``cache clear``): even then. A rename deletes nothing: a process
+        that has the file open goes on with it (and loses nothing it could still have read)."""
+        if self._lock_fd is None:
+            return False
+        exclusive = _flock(self._lock_fd, fcntl.LOCK_EX, LOCK_SECONDS)
+        if not exclusive and not force:
             return False
         try:
             for suffix in ("", "-wal", "-shm"):
@@ -223,7 +241,25 @@ class Store:
             self.moved_aside = True
             return True
         finally:
+            if exclusive:
+                _flock(self._lock_fd, fcntl.LOCK_SH, LOCK_SECONDS)
+
+    def remove_leftovers(self) -> list[str]:
+        """Delete the moved-aside copies and the pickle-era ``records.sqlite`` beside the database, each only
+        when no process has it open (checked in /proc) and no other kmodcompat holds the cache; the names removed."""
+        if self._lock_fd is None or not _flock(self._lock_fd, fcntl.LOCK_EX, 0):
+            return []
+        removed = []
+        try:
+            for base in (self.path + ".damaged", os.path.join(self.dir, "records.sqlite")):
+                names = [base + s for s in ("", "-wal", "-shm", "-journal") if os.path.lexists(base + s)]
+                if names and not _open_elsewhere(names):
+                    for name in names:
+                        os.unlink(name)
+                    removed.append(base)
+        finally:
             _flock(self._lock_fd, fcntl.LOCK_SH, LOCK_SECONDS)
+        return removed
 
     def close(self) -> None:
         if self.db is not None:
@@ -325,6 +361,10 @@ def _rollback(db: sqlite3.Connection) -> None:
         pass
 
 
+def _text(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
 def _read_secret(path: str) -> bytes | None:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
@@ -341,6 +381,27 @@ def _read_secret(path: str) -> bytes | None:
         return data if len(data) == SECRET_BYTES else None
     finally:
         os.close(fd)
+
+
+def _open_elsewhere(paths: list[str]) -> bool:
+    """Whether any process has one of ``paths`` open (as far as /proc shows; unreadable entries count as no)."""
+    wanted = {os.path.realpath(p) for p in paths}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+    except OSError:
+        return True  # cannot tell: keep the files
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f"/proc/{pid}/fd/{fd}") in wanted:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _flock(fd: int, op: int, seconds: float) -> bool:

@@ -17,6 +17,7 @@ import re
 import sys
 import time
 
+from ..cache.store import DB_ERRORS
 from ..cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_BYTES, RecordCache, default_path, prune, records_version
 from .output import shown
 
@@ -53,17 +54,26 @@ def _size(text: str) -> int:
 def run(args) -> int:
     path = default_path()
     try:
-        cache = RecordCache(path)
+        cache = RecordCache(path, repair=args.action == "clear")
     except OSError as e:
         print(f"kmodcompat: record cache unavailable ({shown(e)}); parsing everything", file=sys.stderr)
         return 0
     with cache:
-        store = cache.store
-        if store is None:
-            return 0
+        try:
+            _act(args, cache, path)
+        except DB_ERRORS as e:  # damage found while reading (the next run moves it aside; `clear` does now)
+            print(f"kmodcompat: record cache damaged ({shown(e)}); `kmodcompat cache clear` moves it aside",
+                  file=sys.stderr)
+    return 0
+
+
+def _act(args, cache: RecordCache, path: str) -> None:
+    store = cache.store
+    if store is not None:
         if args.action == "clear":
             records, reports = cache.clear()
-            print(f"{shown(path)}: {records:,} record(s) and {reports:,} report(s) removed")
+            print(f"{shown(path)}: {records:,} record(s) and {reports:,} report(s) removed"
+                  + "".join(f"; {shown(name)} deleted" for name in cache.removed))
         elif args.action == "prune":
             n, freed = prune(store, cache.version, args.max_size if args.max_size is not None else DEFAULT_MAX_BYTES,
                              args.max_age if args.max_age is not None else DEFAULT_MAX_AGE_DAYS)
@@ -71,7 +81,6 @@ def run(args) -> int:
             _info(cache, path)
         else:
             _info(cache, path)
-    return 0
 
 
 def _info(cache: RecordCache, path: str) -> None:
@@ -82,6 +91,10 @@ def _info(cache: RecordCache, path: str) -> None:
     print(f"{shown(path)}: {human(size)}, {records:,} record(s)"
           + (f" ({stale:,} of another kmodcompat version, evicted first)" if stale else "")
           + f", {reports:,} report(s); records version {records_version()}")
+    legacy = os.path.join(os.path.dirname(path), "records.sqlite")
+    if os.path.exists(legacy):
+        print(f"{shown(legacy)}: an older cache (pickles: never read), {human(os.path.getsize(legacy))}; "
+              "`kmodcompat cache clear` deletes it")
     print(f"limits: {human(DEFAULT_MAX_BYTES)}, {DEFAULT_MAX_AGE_DAYS} days unused (least recently used evicted "
           "first; `kmodcompat cache prune` applies them now)")
     rows = db.execute("SELECT f.tree, COUNT(*), COUNT(r.digest), COALESCE(SUM(length(r.blob)), 0), MAX(r.used) "
