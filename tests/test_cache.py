@@ -260,3 +260,19 @@ def test_real_tree_report_identical_cached_uncached_serial_parallel(tmp_path, mo
     assert report("memo", "-j", "2") == serial
     monkeypatch.setattr(RecordCache, "get_report", lambda self, key: None)
     assert report("records", "-j", "2") == serial
+
+
+def test_racy_follows_each_timestamps_granularity(monkeypatch):
+    monkeypatch.setattr(cache_keys, "RACY_SECONDS", 2.0)
+    now = 1_800_000_000.5
+    old = 1_600_000_000 * 10**9
+
+    def fid(mtime_ns: int, ctime_ns: int):
+        return cache_keys.FileId(1, 2, 3, mtime_ns, ctime_ns)
+
+    ns = lambda t: int(t * 10**9)  # noqa: E731
+    assert cache_keys.racy(fid(ns(now - 1), ns(now - 1)), now)          # written a second ago
+    assert cache_keys.racy(fid(old, ns(now - 0.05) + 7), now)           # re-dated, ctime still in its tick
+    assert not cache_keys.racy(fid(old, ns(now - 0.5) + 7), now)        # ctime's tick (<= 10 ms) long past
+    assert cache_keys.racy(fid(old, ns(int(now) - 1)), now)             # whole-second ctime: two seconds
+    assert not cache_keys.racy(fid(old, ns(int(now) - 3)), now)

@@ -4,10 +4,11 @@ A record is stored under the digest of the file's bytes (so a copied or
 moved tree finds its records: issue 20), and found through the file's
 identity (device, inode, size, mtime, ctime) when that proves the file
 unchanged since it was hashed, which saves reading it. An identity proves
-nothing when the file was modified in the last two seconds: a further write
-within the timestamp's granularity could leave it as it is (the "racy" case
-git's index also guards against); such files are hashed every time, and
-never cached from a parse.
+nothing when the file was modified just now (:func:`racy`: mtime in the last
+two seconds, or ctime within its clock tick): a further write within the
+timestamp's granularity could leave it as it is (the "racy" case git's index
+also guards against); such files are hashed every time, and never cached
+from a parse.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from typing import NamedTuple
 from .. import __version__
 
 RACY_SECONDS = 2.0
+#: Ten times the longest coarse-clock tick (HZ=100).
+CTIME_TICK_SECONDS = 0.1
 _HASH_CHUNK = 1 << 20
 _HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # the package
 
@@ -46,9 +49,18 @@ def file_id(path: str) -> FileId | None:
 
 
 def racy(fid: FileId, now: float | None = None) -> bool:
-    """Modified (or its inode changed) so recently that a further change could leave ``fid`` as it is."""
+    """Changed so recently that a further change could leave ``fid`` as it is.
+
+    A write sets mtime and ctime to the kernel's coarse clock (``current_time()``: one jiffy, at most
+    10 ms, on file systems with nanosecond timestamps; whole seconds on others, two on FAT). mtime can be
+    set back by anyone (``touch -d``, ``tar``, ``cp -p``), ctime cannot: a file rewritten and re-dated
+    keeps its identity only while its ctime tick lasts. So: mtime within :data:`RACY_SECONDS` (as git's
+    racy-index rule), or ctime within its tick (:data:`CTIME_TICK_SECONDS`, or RACY_SECONDS where the
+    file system keeps whole seconds).
+    """
     now = time.time() if now is None else now
-    return now - max(fid.mtime_ns, fid.ctime_ns) / 1e9 < RACY_SECONDS
+    ctime_window = RACY_SECONDS if fid.ctime_ns % 1_000_000_000 == 0 else min(RACY_SECONDS, CTIME_TICK_SECONDS)
+    return now - fid.mtime_ns / 1e9 < RACY_SECONDS or now - fid.ctime_ns / 1e9 < ctime_window
 
 
 def content_digest(path: str) -> bytes | None:
