@@ -642,3 +642,15 @@ def test_a_database_copied_without_its_secret_is_only_data(tmp_path):
     out, hits = run_cached(str(other), paths)
     assert hits == 0 and same(out, fresh(paths))
     assert run_cached(str(other), paths)[1] == len(paths)
+
+
+def test_a_hit_refreshes_last_use_at_most_daily(tmp_path):
+    db, paths = filled(tmp_path)
+    with RecordCache(db) as c:
+        c.store.db.execute("UPDATE records SET used = 1000")
+        c.store.db.execute("UPDATE records SET used = ? WHERE rowid = 1", (int(time.time()) - 3600,))
+    run_cached(db, paths)
+    with RecordCache(db) as c:
+        used = [u for (u,) in c.store.db.execute("SELECT used FROM records ORDER BY rowid")]
+    assert used[0] < time.time() - 3000  # used an hour ago: not rewritten
+    assert all(u > time.time() - 600 for u in used[1:])  # unused since 1970: refreshed by the hit

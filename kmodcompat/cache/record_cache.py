@@ -39,6 +39,9 @@ DEFAULT_MAX_AGE_DAYS = 30
 #: A hit refreshes a record's last use at most this often (a warm run then writes nothing).
 _TOUCH_SECONDS = 86400
 
+#: How stale a report's last use may get before a hit refreshes it (LRU order among reports).
+_TOUCH_REPORT_SECONDS = 600
+
 #: Error codes that come from the run or the file system, not from the file's bytes: never cached.
 _TRANSIENT_CODES = frozenset({"unreadable", "is-directory", "not-found", "timeout", "internal-error", "not-parsed"})
 _TRANSIENT_ERRNOS = frozenset({errno.EAGAIN, errno.EINTR, errno.ENOMEM, errno.ETIMEDOUT, errno.EIO, errno.EACCES,
@@ -142,14 +145,23 @@ class RecordCache:
             digests[i] = digest
             if fid is not None and digest is not None and not racy(fid, now):
                 new_files.append((i, fid, digest))
-        blobs = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
+        rows = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
+        stale = set()
         for i, (p, d) in enumerate(zip(paths, digests)):
-            blob = blobs.get(d) if d is not None else None
-            if blob is not None:
+            row = rows.get(d) if d is not None else None
+            if row is not None:
                 try:
-                    out[i] = codec.decode(blob, p)
+                    out[i] = codec.decode(row[0], p)
                 except codec.DecodeError:
-                    pass  # parsed again, and the row overwritten
+                    continue  # parsed again, and the row overwritten
+                if now - row[1] > _TOUCH_SECONDS:
+                    stale.add(d)
+        if stale:  # last use, for eviction: refreshed at most daily, so a warm run seldom writes
+            try:
+                store.touch_records(stale, self.version, int(now))
+            except DB_ERRORS as e:
+                if not _busy(e):
+                    raise  # busy: the refresh waits for another run
         label = _name(tree) if tree is not None else None
         hit_files = [(names[i], fid, d, label or _tree([paths[i]])) for i, fid, d in new_files if out[i] is not None]
         if hit_files:  # their identities, for the next run: no hashing then
@@ -182,9 +194,13 @@ class RecordCache:
         if self._store is None:
             return None
         try:
-            text = self._store.report(key)
-            if text is not None:
-                self._store.touch_report(key, int(time.time()))
+            found = self._store.report(key)
+            if found is None:
+                return None
+            text, used = found
+            now = int(time.time())
+            if now - used > _TOUCH_REPORT_SECONDS:  # a warm run writes nothing (no fsync) in the common case
+                self._store.touch_report(key, now)
             return text
         except DB_ERRORS as e:
             self._give_up(e)

@@ -291,21 +291,28 @@ class Store:
             return None
         return fid, row[5]
 
-    def record_rows(self, digests: Sequence[bytes], version: str) -> dict[bytes, bytes]:
-        """digest → blob for the rows of ``version`` whose MAC holds."""
+    def record_rows(self, digests: Sequence[bytes], version: str) -> dict[bytes, tuple[bytes, int]]:
+        """digest → (blob, last used) for the rows of ``version`` whose MAC holds."""
         out = {}
         for i in range(0, len(digests), 500):
             part = digests[i:i + 500]
-            q = f"SELECT digest, mac, blob FROM records WHERE version=? AND digest IN ({','.join('?' * len(part))})"
-            for digest, mac, blob in self.db.execute(q, (version, *part)):
+            q = (f"SELECT digest, mac, blob, used FROM records WHERE version=? AND digest IN "
+                 f"({','.join('?' * len(part))})")
+            for digest, mac, blob, used in self.db.execute(q, (version, *part)):
                 if (type(digest) is bytes and type(mac) is bytes and type(blob) is bytes
                         and hmac.compare_digest(mac, self.mac(b"r", digest, version, blob))):
-                    out[digest] = blob
+                    out[digest] = blob, used if type(used) is int else 0
         return out
 
     def touch_records(self, digests: Iterable[bytes], version: str, now: int) -> None:
-        self.db.executemany("UPDATE records SET used=? WHERE digest=? AND version=?",
-                            ((now, d, version) for d in digests))
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.executemany("UPDATE records SET used=? WHERE digest=? AND version=?", ((now, d, version) for d in digests))
+            db.execute("COMMIT")
+        except BaseException:
+            _rollback(db)
+            raise
 
     def put(self, files: Iterable[tuple[bytes, FileId, bytes, bytes]], records: Iterable[tuple[bytes, bytes]],
             version: str, now: int) -> None:
@@ -322,14 +329,15 @@ class Store:
             _rollback(db)
             raise
 
-    def report(self, key: str) -> str | None:
-        row = self.db.execute("SELECT mac, blob FROM reports WHERE key=?", (key,)).fetchone()
+    def report(self, key: str) -> tuple[str, int] | None:
+        """(text, last used) of the report stored under ``key``, if its MAC holds."""
+        row = self.db.execute("SELECT mac, blob, used FROM reports WHERE key=?", (key,)).fetchone()
         if row is None or type(row[0]) is not bytes or type(row[1]) is not bytes:
             return None
         if not hmac.compare_digest(row[0], self.mac(b"R", key, row[1])):
             return None
         try:
-            return zlib.decompress(row[1]).decode("utf-8")
+            return zlib.decompress(row[1]).decode("utf-8"), row[2] if type(row[2]) is int else 0
         except (zlib.error, UnicodeDecodeError):
             return None
 
