@@ -275,6 +275,48 @@ def crc_trees(tmp_path_factory):
     return old, new
 
 
+def test_tree_diff_with_one_changed_module_names_it_first(tmp_path, capsys):
+    imp, exp = (FIX / "basic.ko").read_bytes(), (FIX / "exports-rel.ko").read_bytes()
+    old = make_tree(tmp_path / "old", {"basic.ko": imp, "exports-rel.ko": exp}, kernel_exports())
+    new = make_tree(tmp_path / "new", {"basic.ko": imp, "exports-rel.ko": patched_export_crc(
+        FIX / "exports-rel.ko", "short_sym", NEW_CRC)}, kernel_exports())
+    assert main(["diff", str(old), str(new)]) == 12
+    head = "\n".join(capsys.readouterr().out.splitlines()[:20])
+    assert "Changed modules (1): exports_rel." in head  # the module that changed
+    assert "Modules that break (1): basic." in head  # and the one that breaks, old build on the new CRC
+    doc = to_json(diff_trees(load_tree(str(old), KVER), load_tree(str(new), KVER), jobs=1))
+    jsonschema.validate(doc, SCHEMA)
+    assert [b["module"] for b in doc["breaks"]] == ["basic"] and "kernel-6.14: loads → refuses" in \
+        doc["breaks"][0]["why"]
+    assert doc["context"] == {"arch": None, "kernel_modversions": None, "notes": []}
+
+
+def test_tree_diff_of_unlike_trees_says_so_and_counts_no_break(tmp_path):
+    """Different machines, or a kernel with and one without MODVERSIONS: said at the top; the consumer
+    verdicts and CRCs that follow from it are not breaks."""
+    arm = REPO / "fixtures" / "modules" / "arm"
+    files = ("basic.ko", "exports-rel.ko")
+    x86 = make_tree(tmp_path / "x86", {f: (FIX / f).read_bytes() for f in files}, kernel_exports())
+    armt = make_tree(tmp_path / "arm", {f: (arm / f).read_bytes() for f in files}, kernel_exports())
+    doc = to_json(diff_trees(load_tree(str(x86), KVER), load_tree(str(armt), KVER), jobs=1))
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["context"]["arch"] == {"old": "EM_X86_64", "new": "EM_ARM"}
+    assert doc["headlines"][0].startswith("Different architectures (EM_X86_64 → EM_ARM)")
+    assert doc["breaks"] == [] and doc["status"]["exit_code"] == 4 and doc["status"]["reasons"] == []
+    assert diff_render.text(doc).splitlines()[1].startswith("Different architectures")
+
+    def without_modversions(path: Path) -> bytes:
+        data = path.read_bytes()
+        return data.replace(b" modversions ", b"             ")  # vermagic without the token, same length
+
+    plain = make_tree(tmp_path / "plain", {f: without_modversions(FIX / f) for f in files}, kernel_exports())
+    doc = to_json(diff_trees(load_tree(str(x86), KVER), load_tree(str(plain), KVER), jobs=1))
+    jsonschema.validate(doc, SCHEMA)
+    assert doc["context"]["kernel_modversions"] == {"old": True, "new": False}
+    assert doc["headlines"][0].startswith("Different MODVERSIONS settings (old kernel with, new without)")
+    assert not any(b["why"].startswith("kernel") for b in doc["breaks"])
+
+
 def test_tree_diff_export_crc_change(crc_trees):
     old, new = crc_trees
     d = diff_trees(load_tree(str(old), KVER), load_tree(str(new), KVER), jobs=1)

@@ -8,12 +8,14 @@ and headlines are computed here, from the diff's records, once.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
 from ..diff import EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
     ExportsDiff, ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
+from ..diff.results import incompatible_kind
 from ..elf.image import section_flags_text, section_type_name
 
 __all__ = ["SCHEMA_VERSION", "module_json", "to_json"]
@@ -100,15 +102,102 @@ def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyD
     }
 
 
-def _headlines(diff: ModuleDiff | TreeDiff | ExportsDiff, totals: dict) -> list[str]:
-    out = []
-    status = exit_status(diff)
+#: Consumers whose verdicts rest on CRC checks: a side without MODVERSIONS makes their changes moot.
+_CRC_CHECKERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force", "weak-modules",
+                 "weak-modules2")
+#: How many module names a headline line shows before "and N more".
+HEADLINE_NAMES = 8
+
+
+def _names_line(names: Sequence[str], limit: int = HEADLINE_NAMES) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _context(diff: TreeDiff) -> dict:
+    """What differs between the two trees as a whole, found in most modules both trees hold: the machine
+    (ELF e_machine) and the kernel's MODVERSIONS setting ('modversions' in vermagic,
+    include/linux/vermagic.h). Everything that follows from such a difference is not a break."""
+    common = len(diff.modules) + diff.unchanged
+    machines = Counter((a.old, a.new) for m in diff.modules for a in m.attributes if a.field == "machine")
+    settings: Counter = Counter()
+    for m in diff.modules:
+        for x in m.modinfo:
+            if x.key == "vermagic":
+                pair = tuple(any("modversions" in v.split() for v in side) for side in (x.old, x.new))
+                if pair[0] != pair[1]:
+                    settings[pair] += 1
+    out: dict = {"arch": None, "kernel_modversions": None, "notes": []}
+    if machines:
+        (old, new), n = machines.most_common(1)[0]
+        if 2 * n > common:
+            out["arch"] = {"old": old, "new": new}
+            out["notes"].append(f"Different architectures ({old} → {new}): every consumer verdict and CRC "
+                                "below follows from that; none is counted as a break.")
+    if settings and out["arch"] is None:
+        (old, new), n = settings.most_common(1)[0]
+        if 2 * n > common:
+            out["kernel_modversions"] = {"old": old, "new": new}
+            word = {True: "with", False: "without"}
+            out["notes"].append(f"Different MODVERSIONS settings (old kernel {word[old]}, new {word[new]}): "
+                                "kernel CRC checks and CRC changes are not counted as breaks.")
+    return out
+
+
+def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) -> tuple[list[str], list[dict]]:
+    """(reasons, breaking modules): :attr:`TreeDiff.breaking` without what the context explains, and the
+    modules that break (name and why), in the diff's order."""
+    if not isinstance(diff, TreeDiff) or context is None or not context["notes"]:
+        reasons = list(diff.breaking)
+        moot_consumers: tuple[str, ...] = ()
+    else:
+        moot_consumers = tuple(diff.consumers) if context["arch"] else _CRC_CHECKERS
+        reasons = []
+    breaks = []
+    mods = diff.modules if isinstance(diff, TreeDiff) else [diff] if isinstance(diff, ModuleDiff) else []
+    for m in mods:
+        why = [f"{c.consumer}: {c.old.verdict} → {c.new.verdict}" for c in m.consumers
+               if c.effect == "breaks" and c.consumer not in moot_consumers]
+        if why:
+            breaks.append({"module": m.name, "why": "; ".join(why)})
+    if isinstance(diff, TreeDiff):
+        breaks += [{"module": n, "why": f"became unreadable: {r}"} for n, r in diff.became_unreadable]
+    if isinstance(diff, TreeDiff) and context is not None and context["notes"]:
+        # TreeDiff.breaking's reasons, recounted without the moot ones.
+        if diff.kabi is not None and not context["arch"]:
+            kinds = Counter(incompatible_kind(c) for c in diff.kabi.incompatible
+                            if not (c.fields == ("crc",) and (c.old.crc is None or c.new.crc is None)))
+            if kinds:
+                reasons.append("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+        per = Counter(c.consumer for m in diff.modules for c in m.consumers
+                      if c.effect == "breaks" and c.consumer not in moot_consumers)
+        reasons += [f"{c}: {n} module(s) now read as broken" for c, n in sorted(per.items())]
+        if diff.became_unreadable:
+            reasons.append(f"{len(diff.became_unreadable)} module(s) became unreadable")
+        d = diff.dependencies
+        if d is not None and not context["arch"]:
+            if d.new_cycles:
+                reasons.append(f"{len(d.new_cycles)} new dependency cycle(s)")
+            strong = [u for u in d.newly_unresolved if not u[2]]
+            if strong:
+                reasons.append(f"{len(strong)} newly unresolved import(s)")
+    return reasons, breaks
+
+
+def _headlines(diff: ModuleDiff | TreeDiff | ExportsDiff, totals: dict, status: int, reasons: list[str], breaks: list[dict],
+               context: dict | None) -> list[str]:
+    out = list(context["notes"]) if context else []
     if status == EXIT_SAME:
-        return ["No difference."]
+        return out + ["No difference."]
     verdict = "Incompatible" if status & EXIT_INCOMPATIBLE else "Compatible changes only"
-    out.append(f"{verdict} (exit status {status})" + (": " + "; ".join(diff.breaking[:6]) if diff.breaking else "."))
+    out.append(f"{verdict} (exit status {status})" + (": " + "; ".join(reasons[:6]) if reasons else "."))
+    if breaks:
+        out.append(f"Modules that break ({len(breaks)}): {_names_line([b['module'] for b in breaks])}.")
     t = totals
     if isinstance(diff, TreeDiff):
+        changed = [m.name for m in diff.modules if m.file_changed]
+        if changed:
+            out.append(f"Changed modules ({len(changed)}): {_names_line(changed)}.")
         out.append(f"Modules: {t['modules_added']} added, {t['modules_removed']} removed, {t['modules_changed']} "
                    f"changed, {t['modules_affected']} unchanged but read differently against the new exports, "
                    f"{t['modules_unchanged']} unchanged.")
@@ -163,12 +252,16 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
                "kabi": _kabi_json(diff.kabi) if diff.kabi is not None else None,
                "dependencies": _deps_json(diff.dependencies) if diff.dependencies is not None else None,
                "notes": list(diff.notes)}
+    context = _context(diff) if isinstance(diff, TreeDiff) else None
+    reasons, breaks = _counted(diff, context)
     status = exit_status(diff)
+    if context is not None and context["notes"] and not reasons:
+        status &= ~EXIT_INCOMPATIBLE  # what breaks follows from comparing unlike trees: not a break
     head = {"schema_version": SCHEMA_VERSION, "generator": {"name": "kmodcompat", "version": __version__},
             "status": {"exit_code": status, "changed": bool(status & EXIT_CHANGE),
-                       "incompatible": bool(status & EXIT_INCOMPATIBLE), "reasons": list(diff.breaking)},
-            "totals": totals, "headlines": _headlines(diff, totals)}
-    return {**head, **doc}
+                       "incompatible": bool(status & EXIT_INCOMPATIBLE), "reasons": reasons},
+            "totals": totals, "headlines": _headlines(diff, totals, status, reasons, breaks, context)}
+    return {**head, "context": context, "breaks": breaks, **doc}
 
 
 def _side_json(s: TreeSide) -> dict:

@@ -185,7 +185,7 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
     tlimit = None if details else TABLE_LIMIT
     old, new = doc["old"], doc["new"]
     out = [_h(f"kmodcompat diff: {old['label']} → {new['label']}", 1)]
-    out += [_p(h, bad=i == 0 and doc["status"]["incompatible"]) for i, h in enumerate(doc["headlines"])]
+    out += [_p(h, bad=h.startswith("Incompatible")) for h in doc["headlines"]]
     if doc["kind"] == "trees":
         out.append(_table(["", "old", "new"], [
             ["module directory", old["path"], new["path"]],
@@ -194,6 +194,12 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
              f"{new['modules']} ({new['unreadable']})"],
             ["kernel exports", old["kernel_exports"] or "none found", new["kernel_exports"] or "none found"]]))
         out += [_p(f"Note: {n}") for n in doc["notes"]]
+        if doc["breaks"]:
+            out.append(_h("Modules that break"))
+            rows, more = _cut(doc["breaks"], limit)
+            out.append(_table(["module", "why"], [[b["module"], b["why"]] for b in rows]))
+            if more:
+                out.append(_p(f"... and {more} more ({more_hint})."))
         out += _tree_blocks(doc, limit, tlimit, more_hint)
         if details:
             out.append(_h("Every changed module"))

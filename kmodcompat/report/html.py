@@ -52,6 +52,7 @@ ol.risks{padding-left:1.6em;margin:.3em 0}ol.risks li{margin:.15em 0}
 .tag{font-size:.78em;border-radius:3px;padding:0 .35em;margin-right:.3em;background:#eef1f5;color:#3c4656}
 .tag.hyp{background:#efe6fb;color:#5a2ca0}.tag.legacy{background:#f1f1f1;color:#666}
 .small{color:#5b6575;font-size:.9em}code{font-size:.92em}
+.headline{background:#fff7e6;border-left:4px solid #e0a100;padding:.3em .8em;margin:.3em 0}.headline.bad{color:#b42318}
 svg.chart{display:block;max-width:100%;height:auto;margin:.6em 0}
 details>summary{cursor:pointer;font-weight:600}
 .controls{display:flex;flex-wrap:wrap;gap:6px 12px;align-items:center;margin:.5em 0}
