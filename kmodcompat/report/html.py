@@ -34,7 +34,7 @@ h2{font-size:1.2em;margin:1.6em 0 .4em;border-bottom:1px solid #d8dee8;padding-b
 h3{font-size:1.05em;margin:1.1em 0 .3em}
 .verdict{padding:.45em .8em;border-left:6px solid;font-weight:600;margin:.3em 0}
 .verdict.ok{background:#e6f4ec;border-color:#17803d}.verdict.bad{background:#fdecea;border-color:#b42318}
-.na{background:#eef1f5;border-left:6px solid #8792a2;padding:.3em .8em;margin:.3em 0}
+.na{background:#eef1f5;border-left:6px solid #8792a2;padding:.2em .8em;margin:.3em 0;font-size:.88em}
 ul.figures{display:flex;flex-wrap:wrap;gap:2px 18px;list-style:none;padding:0;margin:.4em 0;color:#3c4656}
 ul.figures b{color:#1d2430}
 nav.toc{font-size:.92em;margin:.4em 0;line-height:1.8}nav.toc a{margin-right:.9em;white-space:nowrap}
@@ -43,6 +43,7 @@ table{border-collapse:collapse}th,td{border:1px solid #d8dee8;padding:.2em .5em;
 th{background:#f1f4f9;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
 table.sortable th{cursor:pointer}
 .matrix td.c{text-align:center;min-width:3.4em;font-variant-numeric:tabular-nums}
+.matrix th[scope=row]{white-space:nowrap;font-size:.92em}.matrix th,.matrix td{vertical-align:middle}
 .matrix th.f{text-align:center;font-size:.85em}.matrix th.tier{background:#fff;border:0;padding-top:.6em;
  font-size:.85em;color:#5b6575;text-align:left}
 .v-ok{background:#d9f0e1}.v-warn{background:#fbe3a6}.v-bad{background:#f4b9b1}.v-info{background:#dde7f7}
@@ -138,6 +139,10 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 """
 
 _BLUE, _RED, _GREY = "#3b6fd8", "#b42318", "#8792a2"
+#: Row labels of the matrix, short enough for one line at 420 px (the full title is the row's tooltip).
+_MATRIX_TITLES = {"kmod-pr270": "kmod PR #270", "mit": "m-i-t 3.16", "kernel-6.13+force": "kernel ≤ 6.13 +force",
+                  "kernel-6.14+force": "kernel ≥ 6.14 +force", "weak-modules": "weak-modules",
+                  "weak-modules2": "weak-modules2"}
 
 
 def escape(value: object) -> str:
@@ -212,7 +217,7 @@ def _matrix(doc: dict) -> str:
                 shown_n = "n/a" if cid in na else f"{n:,}"
                 cells.append(f'<td class="c {klass}" title="{escape(tip)}">{shown_n}</td>')
             out.append(f'<tr><th scope="row" title="{escape(consumer_title(cid))}">'
-                       f'{escape(short_title(cid))}</th>{"".join(cells)}</tr>')
+                       f'{escape(_MATRIX_TITLES.get(cid, short_title(cid)))}</th>{"".join(cells)}</tr>')
     out.append("</tbody></table></div>")
     out.append('<p class="legend">Each cell: modules that cost this consumer something (lost or misread '
                'versions, false warnings, refused, unreadable, kABI-incompatible) as built and if the tree were '
@@ -407,7 +412,8 @@ def render(doc: dict) -> str:
            f"<title>{escape('kmodcompat: ' + title)}</title><style>{_CSS}</style></head><body><main>",
            '<header id="top">', f"<h1>{escape(title)}</h1>",
            f'<div class="verdict {"ok" if s["ok"] else "bad"}" id="verdict">{escape(s["verdict"])}</div>']
-    out += [f'<div class="na">{escape(x)}</div>' for x in s["not_applicable"]]
+    if s["not_applicable"]:  # said once, compactly: it is why some matrix cells read "n/a"
+        out.append(f'<div class="na">{escape(" ".join(s["not_applicable"]))}</div>')
     out.append('<ul class="figures" id="key-figures">' + "".join(
         f"<li>{escape(label)} <b>{escape(v)}</b></li>" for label, v in figures) + "</ul>")
     out.append('<nav class="toc" aria-label="contents">' + " ".join(
