@@ -144,6 +144,11 @@ def _context(diff: TreeDiff) -> dict:
     return out
 
 
+def _crc_appeared_or_vanished(c: ExportChange) -> bool:
+    """Only the CRC changed, and one side has none: what a MODVERSIONS setting changing does."""
+    return c.fields == ("crc",) and (c.old is None or c.old.crc is None or c.new is None or c.new.crc is None)
+
+
 def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) -> tuple[list[str], list[dict]]:
     """(reasons, breaking modules): :attr:`TreeDiff.breaking` without what the context explains, and the
     modules that break (name and why), in the diff's order."""
@@ -166,7 +171,7 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
         # TreeDiff.breaking's reasons, recounted without the moot ones.
         if diff.kabi is not None and not context["arch"]:
             kinds = Counter(incompatible_kind(c) for c in diff.kabi.incompatible
-                            if not (c.fields == ("crc",) and (c.old.crc is None or c.new.crc is None)))
+                            if not _crc_appeared_or_vanished(c))
             if kinds:
                 reasons.append("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         per = Counter(c.consumer for m in diff.modules for c in m.consumers
