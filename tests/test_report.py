@@ -196,6 +196,13 @@ def test_real_tree_report_validates(name, tmp_path):
     if doc["tree"]["kernel_modversions"] is False:  # sid: no kernel CRC refusal is a finding
         assert s["not_applicable"] and not any(r["consumer"].startswith("kernel") for r in s["risks"])
     assert all(len(h) <= 120 for h in doc["headlines"]), doc["headlines"]
+    if name == "trixie-amd64":  # the page in a real browser, on the report just built
+        from . import cdp
+        from .test_report_browser import NO_CHROMIUM, check_real_report
+
+        if cdp.chromium() is None:
+            pytest.skip(NO_CHROMIUM)
+        check_real_report(name, doc, tmp_path)
 
 
 def test_report_embeds_a_diff_against_an_older_tree(tmp_path):

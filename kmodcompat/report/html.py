@@ -22,7 +22,7 @@ from html import escape as _escape
 from ..cli.output import shown
 from .diff_render import html_fragment
 from ..consumers import short_title, title as consumer_title
-from .markdown import FORMAT_TITLES, verdicts_text
+from .markdown import FORMAT_TITLES, table_title, verdicts_text
 from .summary import BAD_VERDICTS, SEVERITY, affected, not_applicable, worst
 
 _CSS = """
@@ -379,10 +379,10 @@ def _modules_section(doc: dict) -> str:
             f'<script type="application/json" id="module-data">{data}</script></details>')
 
 
-def _consumer_table(totals: dict) -> str:
+def _consumer_table(totals: dict, na: set[str]) -> str:
     return _table(["consumer", "verdicts (modules)", "lost import versions", "modules losing", "false warnings",
                    "modules with false warnings", "misread", "unchecked", "not buildable"],
-                  [[consumer_title(c), verdicts_text(t["verdicts"]), t["lost"], t["modules_losing"],
+                  [[table_title(c, na), verdicts_text(t["verdicts"]), t["lost"], t["modules_losing"],
                     t["false_messages"], t["modules_false"], t["misread"], t["unchecked"], t["not_buildable"]]
                    for c, t in totals.items()])
 
@@ -439,10 +439,11 @@ def render(doc: dict) -> str:
     out.append(_table(["module", "reason"], [[_Raw(f"<code>{escape(x['path'])}</code>"), x["reason"]]
                                              for x in doc["unreadable"]]) if doc["unreadable"] else "<p>None.</p>")
     out.append('<h2 id="consumers">What each consumer sees</h2><h3>As built</h3>')
-    out.append(_consumer_table(doc["consumers"]["totals"]))
+    na = set(not_applicable(doc))
+    out.append(_consumer_table(doc["consumers"]["totals"], na))
     for fmt, totals in doc["simulation"].items():
         out.append(f"<details><summary>If built {escape(FORMAT_TITLES.get(fmt, fmt))}</summary>"
-                   f"{_consumer_table(totals)}</details>")
+                   f"{_consumer_table(totals, na)}</details>")
     u = doc["crc_usefulness"]
     out.append('<h2 id="usefulness">Are these CRCs checking anything?</h2>')
     out.append(_table(["", "imports"], [

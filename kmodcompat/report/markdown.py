@@ -15,6 +15,7 @@ from tabulate import tabulate
 
 from ..cli.output import shown
 from ..consumers import title as consumer_title
+from .summary import not_applicable
 
 FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
                  "ext-only": "extended only", "varlen": "variable-length (rejected 2023)"}
@@ -57,8 +58,13 @@ def verdicts_text(v: dict) -> str:
     return ", ".join(f"{k} {n}" for k, n in v.items()) or "-"
 
 
-def consumer_rows(totals: dict) -> list[list]:
-    return [[consumer_title(c), verdicts_text(t["verdicts"]), f"{t['lost']} ({t['modules_losing']})",
+def table_title(cid: str, na: frozenset[str] | set[str] = frozenset()) -> str:
+    """A consumer's title in a table; "(does not apply)" when its CRC checks do not apply to the tree."""
+    return consumer_title(cid) + (" (does not apply)" if cid in na else "")
+
+
+def consumer_rows(totals: dict, na: frozenset[str] | set[str] = frozenset()) -> list[list]:
+    return [[table_title(c, na), verdicts_text(t["verdicts"]), f"{t['lost']} ({t['modules_losing']})",
              f"{t['false_messages']} ({t['modules_false']})", t["misread"], t["unchecked"], t["not_buildable"]]
             for c, t in totals.items()]
 
@@ -94,11 +100,12 @@ def render(doc: dict) -> str:
     out.append(tabulate(sorted(doc["format_census"]["modules_by_format"].items()), headers=["format", "modules"],
                         tablefmt="pipe"))
     out += ["", "## What each consumer sees, as built", ""]
-    out.append(tabulate(consumer_rows(doc["consumers"]["totals"]), headers=CONSUMER_HEADERS, tablefmt="pipe"))
+    na = set(not_applicable(doc))
+    out.append(tabulate(consumer_rows(doc["consumers"]["totals"], na), headers=CONSUMER_HEADERS, tablefmt="pipe"))
     out += ["", "## If the tree were built in another format", ""]
     for fmt, totals in doc["simulation"].items():
         out += [f"### {FORMAT_TITLES.get(fmt, fmt)}", ""]
-        out.append(tabulate(consumer_rows(totals), headers=CONSUMER_HEADERS, tablefmt="pipe"))
+        out.append(tabulate(consumer_rows(totals, na), headers=CONSUMER_HEADERS, tablefmt="pipe"))
         out.append("")
     u = doc["crc_usefulness"]
     out += ["## Are these CRCs checking anything?", ""]
