@@ -9,7 +9,8 @@ corrupts it (tests/cache_fuzzing.py: random bytes, a random page, truncation, ze
 opens it, reads every module through it and writes back what it missed, as parse_cached() does (the misses
 are not parsed again: the parser is the same with and without the cache, so each served result is compared
 with the uncached parse instead). Each round must serve only results equal to the uncached parse, and raise
-nothing (a traceback is counted as a failure and printed). Concurrent writers: each run starts with no cache and four processes, each
+nothing (a traceback is counted as a failure and printed). Concurrent writers: each run starts with no cache
+and four processes, each
 parsing an overlapping quarter of the modules through the same cache; every process must exit 0 without a
 traceback, and afterwards the cache must hold every file each of them wrote (no lost commit) and give results
 equal to an uncached parse. Prints the outcomes per kind; not a test.
