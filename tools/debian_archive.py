@@ -679,14 +679,22 @@ def fetch_tree(suite: str, spec: str, out: str, headers: bool) -> str:
 
 def _fetch_krel(index: Index, img: tuple[str, str | None], krel: str, debs: str) -> list[tuple[dict, str]]:
     """linux-image-<krel> and the closure of linux-*-<krel> packages it depends on, downloaded."""
-    want, seen, fetched = [img], {img[0]}, []
+    def pick(group: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        return [(dep, v) for dep, v in group if dep.startswith("linux-") and dep.endswith(f"-{krel}")]
+    return _fetch_closure(index, [img], debs, pick)
+
+
+def _fetch_closure(index: Index, roots: list[tuple[str, str | None]], debs: str, pick) -> list[tuple[dict, str]]:
+    """``roots`` and, breadth first, what ``pick`` keeps of each Depends/Pre-Depends group, downloaded once each
+    (``pick(group)`` -> the (package, version) pairs of the group to fetch)."""
+    want, seen, fetched = list(roots), {name for name, _v in roots}, []
     while want:
         name, version = want.pop(0)
         st, path = fetch_deb(index, name, debs, version)
         fetched.append((st, path))
         for group in parse_depends(st.get("Depends", "") + "," + st.get("Pre-Depends", "")):
-            for dep, v in group:
-                if dep.startswith("linux-") and dep.endswith(f"-{krel}") and dep not in seen:
+            for dep, v in pick(group):
+                if dep not in seen:
                     seen.add(dep)
                     want.append((dep, v))
     return fetched
@@ -712,23 +720,14 @@ def kmod_prefix(suite: str, prefix: str | None = None) -> str:
 def setup_kmod(suite: str, prefix: str) -> None:
     arch = host_arch()
     index = Index(suite, arch, os.path.join(prefix, "archive"))
-    want = [(n, None) for n in KMOD_PACKAGES]
-    seen = set(KMOD_PACKAGES)
-    fetched = []
-    debs = os.path.join(prefix, "debs")
-    while want:
-        name, version = want.pop(0)
-        st, path = fetch_deb(index, name, debs, version)
-        fetched.append((st, path))
-        for group in parse_depends(st.get("Depends", "") + "," + st.get("Pre-Depends", "")):
-            # the first alternative the archive has (a virtual name: its first provider)
-            for dep, v in group:
-                real = index.real_name(dep)
-                if real:
-                    if real not in seen:
-                        seen.add(real)
-                        want.append((real, v if real == dep else None))
-                    break
+    def pick(group: list[tuple[str, str | None]]) -> list[tuple[str, str | None]]:
+        # the first alternative the archive has (a virtual name: its first provider)
+        for dep, v in group:
+            real = index.real_name(dep)
+            if real:
+                return [(real, v if real == dep else None)]
+        return []
+    fetched = _fetch_closure(index, [(n, None) for n in KMOD_PACKAGES], os.path.join(prefix, "debs"), pick)
     log(f"kmod from {suite}/{arch}: {' '.join(st['Package'] + '=' + st['Version'] for st, _ in fetched)}")
     root = os.path.join(prefix, "root.tmp")
     shutil.rmtree(root, ignore_errors=True)

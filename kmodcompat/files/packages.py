@@ -44,7 +44,7 @@ import stat
 import tarfile
 import tempfile
 import zlib
-from contextlib import ExitStack
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 __all__ = ["MAX_ENTRIES", "MAX_FILE", "MAX_TOTAL", "Package", "PackageError", "PackageSet", "is_package",
@@ -531,15 +531,25 @@ class _Root:
         os.unlink(base, dir_fd=fd)
         return True
 
+    @contextmanager
+    def _at(self, rel: str, name: str):
+        """(fd of ``rel``'s parent, ``rel``'s last component), the fd closed after; (None, base) when the parent
+        is not a real directory (noted by _parent)."""
+        fd = self._parent(rel, name)
+        base = rel.rsplit("/", 1)[-1]
+        try:
+            yield fd, base
+        finally:
+            if fd is not None:
+                os.close(fd)
+
     def directory(self, name: str) -> None:
         rel = self._rel(name)
         if rel is None:
             return
-        fd = self._parent(rel, name)
-        if fd is None:
-            return
-        try:
-            base = rel.rsplit("/", 1)[-1]
+        with self._at(rel, name) as (fd, base):
+            if fd is None:
+                return
             try:
                 st = os.lstat(base, dir_fd=fd)
             except FileNotFoundError:
@@ -547,8 +557,6 @@ class _Root:
                 return
             if not stat.S_ISDIR(st.st_mode):
                 self.skip(name, f"directory not extracted (a {_type(st.st_mode)} of that name is there)")
-        finally:
-            os.close(fd)
 
     def file(self, name: str, mode: int, src, size: int) -> None:
         rel = self._rel(name)
@@ -596,16 +604,10 @@ class _Root:
                 parts.pop()
             else:
                 parts.append(comp)
-        fd = self._parent(rel, name)
-        if fd is None:
-            return
-        try:
-            base = rel.rsplit("/", 1)[-1]
-            if self._replace(fd, base, rel, name):
+        with self._at(rel, name) as (fd, base):
+            if fd is not None and self._replace(fd, base, rel, name):
                 os.symlink(os.path.join(self.path, *parts), base, dir_fd=fd)
                 self.owners[rel] = self._index
-        finally:
-            os.close(fd)
 
     def hardlink(self, name: str, target: str) -> None:
         rel, trel = self._rel(name), self._rel(target)
@@ -615,12 +617,8 @@ class _Root:
                 or os.path.islink(os.path.join(self.path, trel)):
             self.skip(name, f"hard link not extracted ({target} is not a file extracted before it)")
             return
-        fd = self._parent(rel, name)
-        if fd is None:
-            return
-        try:
-            base = rel.rsplit("/", 1)[-1]
-            if self._replace(fd, base, rel, name):
+        with self._at(rel, name) as (fd, base):
+            if fd is not None and self._replace(fd, base, rel, name):
                 try:
                     os.link(os.path.join(self.path, trel), base, dst_dir_fd=fd, follow_symlinks=False)
                 except OSError as e:
@@ -629,5 +627,3 @@ class _Root:
                     shutil.copyfile(os.path.join(self.path, trel), os.path.join(self.path, rel),
                                     follow_symlinks=False)
                 self.owners[rel] = self._index
-        finally:
-            os.close(fd)
