@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from array import array
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -47,7 +48,7 @@ from .elf.image import StringTable, column_array, struct_for
 from .errors import ModuleReadError
 from .parse.module import parse_module_bytes
 from .files.opener import DEFAULT_MAX_SIZE, read_module_bytes
-from .kmod.elf import KmodError, get_modversions, get_symbols
+from .kmod.elf import KmodAbort, KmodError, get_modversions, get_symbols, open_abort
 from .kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
 from .records import (EM_PPC64, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NULL,
                       SHT_STRTAB, SHT_SYMTAB, text)
@@ -158,6 +159,10 @@ CHECKS: dict[str, Check] = {
                           "a symbol's st_shndx is past the section table"),
     # kmod (libkmod-elf.c)
     "kmod-elf-new": Check("kmod_elf_new", errno.EINVAL, "kmod", "kmod cannot open the ELF image"),
+    # Debian's libkmod keeps its assert()s: kmod_elf_new() on a section index of SHN_UNDEF or past e_shnum
+    # (e_shstrndx), or kmod_elf_resolve_crc() on a __crc_ symbol's st_shndx, ends the tool with SIGABRT
+    # (libkmod-elf.c elf_get_section_header[_offset]; kmod/elf.py KmodAbort). No errno: the status is the signal.
+    "kmod-abort": Check("kmod_elf_new", -signal.SIGABRT, "kmod", "libkmod fails an assertion: the tool aborts"),
     "kmod-modversions": Check("kmod_elf_get_modversions", errno.EINVAL, "kmod",
                               "__versions out of bounds, not a multiple of 64, or (kmod 34) a name without NUL"),
     "kmod-symbols": Check("kmod_elf_get_symbols", errno.EINVAL, "kmod",
@@ -184,6 +189,8 @@ class Failure(NamedTuple):
 
     @property
     def errno_name(self) -> str:
+        if self.errno < 0:  # the tool is killed by a signal (kmod-abort): its name, as a shell reports it
+            return signal.Signals(-self.errno).name
         return errno.errorcode.get(self.errno, str(self.errno))
 
 
@@ -626,13 +633,16 @@ def _get_modinfo(data: bytes, start: int, end: int, tag: bytes) -> str | None:
 # -- kmod ---------------------------------------------------------------------------------------
 
 def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
-    """kmod_elf_new() and the libkmod-elf.c readers that refuse malformed tables (EINVAL)."""
+    """kmod_elf_new() and the libkmod-elf.c readers that refuse malformed tables (EINVAL) or abort on them."""
     kmod = KMOD_PROFILES[target.kmod]
     try:
         rec = parse_module_bytes(data, path)
     except ModuleReadError as e:
         if e.code == "too-many-entries":  # kmodcompat's limit, not kmod's: no kmod verdict can be given
             raise
+        abort = open_abort(kmod, e)
+        if abort is not None:
+            return [Failure("kmod-abort", -signal.SIGABRT, abort.assertion, e.reason)]
         return [Failure("kmod-elf-new", e.errno, "", e.reason)]
     out = []
     try:
@@ -651,6 +661,9 @@ def _kmod_checks(data: bytes, path: str, target: Target) -> list[Failure]:
             out.append(Failure("kmod-modversions", e.errno, "", why))
     try:
         get_symbols(kmod, rec)
+    except KmodAbort as e:  # kmod_elf_resolve_crc(): a __crc_ symbol's section index past the table
+        out.append(Failure("kmod-abort", -signal.SIGABRT, e.assertion,
+                           "a __crc_ symbol's st_shndx is not a section"))
     except KmodError as e:
         if e.errno != kmod.missing_section_errno:
             out.append(Failure("kmod-symbols", e.errno, "",

@@ -275,3 +275,18 @@ def test_no_false_alarm_on_real_modules(tree):
     assert unreadable == [] and alarms == []
     # signed with the distribution's key: every ELF check saw the image without its trailer
     assert all(r.elf_size < r.image_size for r in results)
+
+
+@pytest.mark.parametrize("kmod", ["kmod30", "kmod34"])
+def test_kmod_abort_is_reported_as_the_real_tool_aborts(kmod):
+    """e_shstrndx past the table: real kmod does not refuse the file, it fails an assert() and dies of SIGABRT;
+    validate says so with the assertion line the real modinfo prints (not an errno it never returns)."""
+    if not oracle.kmod_available(kmod):
+        pytest.skip(f"{kmod} is not available")
+    path = FIXTURES / KCHECK["secstrings-index"]["path"]
+    v = validate_file(path, Target(kmod=kmod))
+    (f,) = [f for f in v.failures if f.source == "kmod"]
+    assert (f.code, f.errno_name, f.check) == ("kmod-abort", "SIGABRT", "kmod_elf_new")
+    real = oracle.run_kmod(kmod, "modinfo", [str(path)])
+    assert real.status in (-6, 134)
+    assert f"modinfo: {f.message}" in real.stderr.decode().splitlines()
