@@ -1,4 +1,5 @@
-"""Issue 15, emulation: zstd skippable frames, gzip members, and the inputs on which real kmod aborts.
+"""Issue 15, emulation: zstd skippable frames, cut zstd frames, gzip members, and the inputs on which real
+kmod aborts.
 
 Each input is built here from a fixture and given to the real kmod 30 and 34.2
 tools (the oracle) and to the emulation; stdout, stderr and status must agree
@@ -36,6 +37,9 @@ def _streams() -> dict[str, bytes]:
     half = len(image) // 2
     sized = zstandard.ZstdCompressor(level=3, write_content_size=True).compress(image)
     unsized = zstandard.ZstdCompressor(level=3, write_content_size=False).compress(image)
+    # bytes after the section headers are no part of the ELF: 300 KB of them make a frame of several blocks
+    noise = bytes((i * 2654435761 >> 13) & 0xFF for i in range(300_000))
+    padded = zstandard.ZstdCompressor(level=3, write_checksum=True).compress(image + noise)
     return {
         "skip-before.ko.zst": _skippable(8) + sized,
         "skip-after.ko.zst": sized + _skippable(8, 0x184D2A5F),
@@ -46,6 +50,15 @@ def _streams() -> dict[str, bytes]:
         "two-frames.ko.zst": zstandard.ZstdCompressor().compress(image[:half])
         + zstandard.ZstdCompressor().compress(image[half:]),
         "zeros-after.ko.zst": sized + bytes(16),
+        # Cut short: kmod 30 streams and keeps the blocks decoded before the cut (nothing here: ENOEXEC;
+        # the checksum alone: the whole module); v34.2's ZSTD_decompress() says srcSize_wrong or
+        # checksum_wrong. A file under 6 bytes never reaches a decoder (kmod_file_open's magic read).
+        "cut-5.ko.zst": sized[:5],
+        "cut-header.ko.zst": sized[:8],
+        "cut-block.ko.zst": sized[:len(sized) // 2],
+        "cut-checksum.ko.zst": sized[:-4],
+        "cut-checksum-1.ko.zst": sized[:-1],
+        "cut-second-block.ko.zst": padded[:len(padded) * 3 // 4],
         "two-members.ko": gzip.compress(image[:half], mtime=0) + gzip.compress(image[half:], mtime=0),
         "two-members.ko.gz": gzip.compress(image[:half], mtime=0) + gzip.compress(image[half:], mtime=0),
     }

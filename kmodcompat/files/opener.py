@@ -81,7 +81,9 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
         raise ModuleReadError(path, "no such file", "not-found", errno.ENOENT) from None
     except OSError as e:
         raise ModuleReadError(path, e.strerror or str(e), "unreadable", e.errno or errno.EIO) from None
-    compression = detect_compression(raw[:6])
+    # kmod_file_open() (v30..v34.2 libkmod-file.c) reads 6 bytes of magic before anything else: a shorter
+    # file is EINVAL whatever its first bytes, never handed to a decoder (ElfImage: "file too short").
+    compression = detect_compression(raw[:6]) if len(raw) >= 6 else None
     if compression is None:
         if len(raw) > max_size:
             raise ModuleReadError(path, f"file is larger than the {max_size}-byte limit", "too-large", errno.EFBIG)
@@ -96,9 +98,10 @@ def read_module_bytes(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_
     except _DecompressLimit:
         raise ModuleReadError(path, f"{compression} stream inflates past the {max_size}-byte limit",
                               "decompress-limit", errno.EFBIG, "limit", compression) from None
-    except _Truncated:
+    except _Truncated as e:
+        # detail "truncated-checksum": every block decoded, only the frame's checksum is cut (zstd)
         raise ModuleReadError(path, f"{compression} stream is truncated", "decompress-failed",
-                              errno.EINVAL, "truncated", compression) from None
+                              errno.EINVAL, e.args[0] if e.args else "truncated", compression) from None
     except _TrailingData:
         raise ModuleReadError(path, f"{compression} stream is followed by non-{compression} bytes",
                               "decompress-failed", errno.EINVAL, "trailing", compression) from None
@@ -191,6 +194,38 @@ def _gzip(raw: bytes, max_size: int, notes: list[str]) -> bytes:
             notes.append("gzip-multi-member")
 
 
+def zstd_stream_prefix(path: str | os.PathLike[str], max_size: int = DEFAULT_MAX_SIZE) -> bytes:
+    """What kmod 30's load_zstd() (libkmod-file.c, v30..v32) holds after a truncated .ko.zst: it feeds the
+    file to ZSTD_decompressStream() until read() returns 0 and never asks whether the frame ended, so the
+    blocks decoded before the cut are the module (the ELF checks judge them). OSError or ModuleReadError."""
+    import zstandard
+
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        raw = read_up_to(fd, max_size + 1, max_size + 1)
+    finally:
+        os.close(fd)
+    if len(raw) > max_size:
+        raise ModuleReadError(path, f"compressed file is larger than the {max_size}-byte limit")
+    parts: list[bytes] = []
+    total, pos, view = 0, 0, memoryview(raw)
+    while pos < len(raw):
+        d = zstandard.ZstdDecompressor().decompressobj()
+        while not d.eof and pos < len(raw):
+            chunk = view[pos:pos + _ZSTD_CHUNK]
+            pos += len(chunk)
+            out = d.decompress(chunk)
+            total += len(out)
+            if total > max_size:
+                raise ModuleReadError(path, f"zstd stream inflates past the {max_size}-byte limit",
+                                      "decompress-limit", errno.EFBIG, "limit", "zstd")
+            parts.append(out)
+        pos -= len(d.unused_data) if d.eof else 0
+        if not d.eof or not raw.startswith(b"\x28\xb5\x2f\xfd", pos):
+            break  # cut short, or what follows is not another data frame (skippable frames: see _zstd)
+    return b"".join(parts)
+
+
 def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
     import zstandard  # imported lazily: most trees are plain or xz
 
@@ -224,14 +259,25 @@ def _zstd(raw: bytes, max_size: int, notes: list[str]) -> bytes:
             continue
         if frames and not raw.startswith(b"\x28\xb5\x2f\xfd", pos):
             raise _TrailingData
+        try:
+            params = zstandard.get_frame_parameters(raw[pos:pos + 18])  # a frame header is at most 18 bytes
+            has_checksum, content_size = params.has_checksum, params.content_size
+        except zstandard.ZstdError:  # the header itself is cut: decompressobj() says truncated below
+            has_checksum, content_size = False, None
+        frame_out = 0
         d = zstandard.ZstdDecompressor().decompressobj()
         while not d.eof:
             if pos >= size:
-                raise _Truncated
+                # ZSTD_decompressFrame() (lib/decompress/zstd_decompress.c): with every block decoded and
+                # fewer than 4 bytes left for the checksum it fails checksum_wrong ("Restored data doesn't
+                # match checksum"); cut inside a block, srcSize_wrong ("Src size is incorrect").
+                whole = has_checksum and frame_out == content_size
+                raise _Truncated("truncated-checksum" if whole else "truncated")
             chunk = view[pos:pos + _ZSTD_CHUNK]
             pos += len(chunk)
             out = d.decompress(chunk)
             total += len(out)
+            frame_out += len(out)
             if total > max_size:
                 raise _DecompressLimit
             parts.append(out)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import errno
 
 from ..errors import ModuleReadError
-from ..parse.module import parse_module
+from ..files.opener import zstd_stream_prefix
+from ..parse.module import parse_module, parse_module_bytes
 from ..records import ModuleRecord
 from .profile import Kmod
 
@@ -29,6 +30,9 @@ def as_opened(kmod: Kmod, opened: ModuleRecord | ModuleReadError) -> ModuleRecor
     if kmod.gzip_errno is not None and opened.compression == "gzip":
         return ModuleReadError(opened.path, f"kmod {kmod.version} (Debian build) cannot read gzip",
                                "unsupported-compression", kmod.gzip_errno, compression="gzip")
+    if (not kmod.zstd_single_sized_frame and isinstance(opened, ModuleReadError) and opened.compression == "zstd"
+            and opened.detail in ("truncated", "truncated-checksum")):
+        return _streamed_zstd(opened)
     if kmod.zstd_single_sized_frame and isinstance(opened, ModuleRecord):
         if "zstd-no-content-size" in opened.compression_notes:
             return ModuleReadError(opened.path, "zstd frame has no content size", "decompress-failed",
@@ -42,6 +46,23 @@ def as_opened(kmod: Kmod, opened: ModuleRecord | ModuleReadError) -> ModuleRecor
     return opened
 
 
+def _streamed_zstd(err: ModuleReadError) -> ModuleRecord | ModuleReadError:
+    """A truncated .ko.zst as kmod 30's streaming load_zstd() keeps it: the blocks decoded before the cut,
+    judged by kmod_elf_new() like any file (a cut checksum alone leaves the whole module). Read again from
+    the file only on this rare path, so records and the cache keep one parse per file."""
+    try:
+        data = zstd_stream_prefix(err.path)
+    except (OSError, ModuleReadError):
+        return err
+    if len(data) <= 16:  # elf_identify(): size <= EI_NIDENT is ENOEXEC (ElfImage's EINVAL below 6 is mmap's, plain files')
+        return ModuleReadError(err.path, f"zstd stream cut after {len(data)} decoded byte(s)", "not-elf",
+                               errno.ENOEXEC, "truncated", "zstd")
+    try:
+        return parse_module_bytes(data, err.path, "zstd", None, ())
+    except ModuleReadError as e:
+        return e
+
+
 def decoder_message(kmod: Kmod, err: ModuleReadError, tool: str) -> str | None:
     """The line v33+ logs with the decoder's complaint (libkmod-file-{xz,zstd}.c) before the failure
     line of ``tool`` ("modinfo", "modprobe", "depmod"); None when it logs none."""
@@ -53,7 +74,8 @@ def decoder_message(kmod: Kmod, err: ModuleReadError, tool: str) -> str | None:
         func = "xz_uncompress_belch"
     elif err.compression == "zstd":
         what = (err.detail or "").removeprefix("zstd:") if (err.detail or "").startswith("zstd:") \
-            else {"truncated": "Src size is incorrect", "trailing": "Src size is incorrect"}.get(
+            else {"truncated": "Src size is incorrect", "trailing": "Src size is incorrect",
+                  "truncated-checksum": "Restored data doesn't match checksum"}.get(
                 err.detail or "", "Data corruption detected")
         func = "kmod_file_load_zstd"
     else:
