@@ -18,23 +18,21 @@ from operator import attrgetter
 from sys import intern
 from typing import NamedTuple, TypeVar
 
-# ELF constants used across the package (values from the ELF gABI).
-SHT_NULL, SHT_PROGBITS, SHT_SYMTAB, SHT_STRTAB, SHT_RELA = 0, 1, 2, 3, 4
-SHT_NOBITS, SHT_REL = 8, 9
-SHF_WRITE, SHF_ALLOC, SHF_EXECINSTR = 0x1, 0x2, 0x4
-SHN_UNDEF, SHN_ABS, SHN_COMMON = 0, 0xFFF1, 0xFFF2
-STB_LOCAL, STB_GLOBAL, STB_WEAK = 0, 1, 2
-STT_NOTYPE, STT_OBJECT, STT_FUNC = 0, 1, 2
-STT_SPARC_REGISTER = 13
-EM_PPC, EM_PPC64, EM_SPARC, EM_SPARCV9 = 20, 21, 2, 43
+from .elf.layout import SHF_ALLOC, STB_WEAK
 
 #: Bytes of a ``struct modversion_info``: unsigned long crc + char name[64 - sizeof(long)].
 MODVERSION_ENTRY_SIZE = 64
 
 
+#: glibc's PATH_MAX: the size of kmod's path and name buffers (char buf[PATH_MAX]).
+PATH_MAX = 4096
+
+
 def path_to_modname(path: str) -> str:
-    """libkmod's ``path_to_modname()``: basename up to the first '.', every '-' as '_'."""
-    return path.rsplit("/", 1)[-1].split(".", 1)[0].replace("-", "_")
+    """libkmod's ``path_to_modname()`` (libkmod-util.c): GNU basename(), then ``modname_normalize()``:
+    up to the first '.', every '-' as '_', at most PATH_MAX - 1 characters. "" for an empty basename,
+    where kmod returns NULL."""
+    return path.rsplit("/", 1)[-1].split(".", 1)[0][:PATH_MAX - 1].replace("-", "_")
 
 
 def text(raw: bytes) -> str:

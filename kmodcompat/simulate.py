@@ -29,7 +29,8 @@ from .consumers.base import own_crcs
 from .elf.image import ElfImage, struct_for
 from .errors import ElfError
 from .modversions import basic, extended, varlen
-from .records import SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, ModuleRecord, Section, raw
+from .elf.layout import EHDR, EHDR_SIZE, ELFMAG, SHDR, SHDR_SIZE, SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SYM
+from .records import ModuleRecord, Section, raw
 from .parse.signature import unsigned_length
 
 FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
@@ -225,15 +226,15 @@ def _tables_image(tables: dict[str, tuple[bytes, int]], elfclass: int, little: b
 def _empty_elf(elfclass: int, little: bool) -> bytes:
     """ELF header + NULL section + .shstrtab: the smallest image the reader accepts."""
     is64 = elfclass == 64
-    ehdr_size, shdr_size = (64, 64) if is64 else (52, 40)
+    ehdr_size, shdr_size = EHDR_SIZE[elfclass], SHDR_SIZE[elfclass]
     names = b"\0.shstrtab\0"
     shoff = ehdr_size + len(names) + (-(ehdr_size + len(names)) % 8)
-    ident = b"\x7fELF" + bytes([2 if is64 else 1, 1 if little else 2, 1]) + bytes(9)
-    ehdr = struct_for("HHIQQQIHHHHHH" if is64 else "HHIIIIIHHHHHH", little).pack(
+    ident = ELFMAG + bytes([2 if is64 else 1, 1 if little else 2, 1]) + bytes(9)
+    ehdr = struct_for(EHDR[elfclass], little).pack(
         1, 0, 1, 0, 0, shoff, 0, ehdr_size, 0, 0, shdr_size, 2, 1)
     body = ident + ehdr + names
     body += bytes(shoff - len(body))
-    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
+    shdr = struct_for(SHDR[elfclass], little)
     return body + bytes(shdr_size) + shdr.pack(1, 3, 0, 0, ehdr_size, len(names), 0, 0, 1, 0)
 
 
@@ -264,8 +265,7 @@ def rewrite_sections(data: bytes, remove: tuple[str, ...], add: dict[str, tuple[
     if symtab is not None and dropped:
         if not elf.in_bounds(symtab):
             raise LayoutError(".symtab runs past the end of the file: its symbols cannot be renumbered")
-        entsize = 24 if is64 else 16
-        shndx_at = 6 if is64 else 14
+        entsize, _, shndx_at, _, _ = SYM[64 if is64 else 32]
         half = struct_for("H", little)
         for off in range(symtab.offset + entsize, symtab.offset + symtab.size - entsize + 1, entsize):  # whole entries
             (shndx,) = half.unpack_from(out, off + shndx_at)
@@ -309,7 +309,7 @@ def _end_with_section_headers(out: bytearray, rows: list, shstrndx: int, is64: b
     """``out`` with the section header table of ``rows`` appended (aligned) and the ELF header pointing at it."""
     out += bytes(-len(out) % (8 if is64 else 4))
     shoff = len(out)
-    shdr = struct_for("IIQQQQIIQQ" if is64 else "IIIIIIIIII", little)
+    shdr = struct_for(SHDR[64 if is64 else 32], little)
     for r in rows:
         out += shdr.pack(*r)
     # e_shoff, e_shnum, e_shstrndx in the ELF header.

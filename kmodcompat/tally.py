@@ -31,7 +31,8 @@ from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KE
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .modversions import basic, varlen
-from .records import EM_PPC64, MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
+from .elf.layout import EM_PPC64
+from .records import MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
 from .simulate import FORMATS, import_versions
 
 _MISSING = object()

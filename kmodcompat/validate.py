@@ -50,22 +50,12 @@ from .parse.module import parse_module_bytes
 from .files.opener import DEFAULT_MAX_SIZE, read_module_bytes
 from .kmod.elf import KmodAbort, KmodError, get_modversions, get_symbols, open_abort
 from .kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
-from .records import (EM_PPC64, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHN_ABS, SHN_COMMON, SHN_UNDEF, SHT_NULL,
-                      SHT_STRTAB, SHT_SYMTAB, text)
+from .elf.layout import (EHDR, EHDR_SIZE, ELFMAG, EM_PPC64, ET_REL, SHDR, SHDR_SIZE, SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE,
+                         SHN_ABS, SHN_COMMON, SHN_LIVEPATCH, SHN_UNDEF, SHT_NOBITS, SHT_NULL, SHT_STRTAB, SHT_SYMTAB, SYM)
+from .records import text
 
 __all__ = ["CHECKS", "Check", "Failure", "Target", "Validation", "validate_bytes", "validate_file"]
 
-ET_REL = 1
-SHT_NOBITS = 8
-SHN_LIVEPATCH = 0xFF20  # include/uapi/linux/elf.h: symbols livepatch resolves itself
-ELFMAG = b"\x7fELF"
-#: The kernel's Elf_Ehdr after e_ident, and Elf_Shdr, per word size (struct elf{32,64}_hdr / _shdr).
-_EHDR = {64: "HHIQQQIHHHHHH", 32: "HHIIIIIHHHHHH"}
-_SHDR = {64: "IIQQQQIIQQ", 32: "IIIIIIIIII"}
-_EHDR_SIZE = {64: 64, 32: 52}
-_SHDR_SIZE = {64: 64, 32: 40}
-_SYM_SIZE = {64: 24, 32: 16}  # sizeof(Elf_Sym); st_name (u32) first in both
-_SYM_SHNDX = {64: 6, 32: 14}  # offset of st_shndx (u16)
 #: What the kernel prints for a module name it does not know yet (info->name ?: ...).
 _NO_NAME = "(missing .modinfo section or name field)"
 
@@ -352,14 +342,14 @@ class _KernelImage:
     # elf_validity_ehdr()
     def _ehdr(self) -> Failure | None:
         data, size = self.data, len(self.data)
-        ehsize = _EHDR_SIZE[self.elfclass]
+        ehsize = EHDR_SIZE[self.elfclass]
         if size < ehsize:
             return self._fail("ehdr-len", f"Invalid ELF header len {size}",
                               f"{size} bytes, Elf{self.elfclass}_Ehdr needs {ehsize}")
         if data[:4] != ELFMAG:
             return self._fail("ehdr-magic", "Invalid ELF header magic: != \x7fELF", f"magic {data[:4].hex(' ')}")
         (e_type, e_machine, _version, _entry, _phoff, e_shoff, e_flags, _ehsize, _phentsize, _phnum,
-         e_shentsize, e_shnum, e_shstrndx) = struct_for(_EHDR[self.elfclass], self.little).unpack_from(data, 16)
+         e_shentsize, e_shnum, e_shstrndx) = struct_for(EHDR[self.elfclass], self.little).unpack_from(data, 16)
         self.shoff, self.shentsize, self.shnum, self.shstrndx = e_shoff, e_shentsize, e_shnum, e_shstrndx
         if e_type != ET_REL:
             return self._fail("ehdr-type", f"Invalid ELF header type: {e_type} != {ET_REL}",
@@ -380,7 +370,7 @@ class _KernelImage:
     # elf_validity_cache_sechdrs()
     def _sechdrs(self) -> Failure | None:
         data, size = self.data, len(self.data)
-        shdr_size = _SHDR_SIZE[self.elfclass]
+        shdr_size = SHDR_SIZE[self.elfclass]
         if self.shentsize != shdr_size:
             return self._fail("sechdrs-entsize", "Invalid ELF section header size",
                               f"e_shentsize {self.shentsize}, Elf{self.elfclass}_Shdr is {shdr_size}")
@@ -391,7 +381,7 @@ class _KernelImage:
         # memory follows the image, zeros here.
         span = max(self.shnum, 1) * shdr_size
         raw = data[self.shoff:self.shoff + span].ljust(span, b"\0")
-        self.sections = list(struct_for(_SHDR[self.elfclass], self.little).iter_unpack(raw))
+        self.sections = list(struct_for(SHDR[self.elfclass], self.little).iter_unpack(raw))
         _name, sh_type, _flags, sh_addr, _offset, sh_size = self.sections[0][:6]
         if sh_type != SHT_NULL or sh_size != 0 or sh_addr != 0:
             signed = sh_type - (1 << 32) if sh_type >= 1 << 31 else sh_type  # printed with %d
@@ -563,7 +553,7 @@ class _KernelImage:
     def _symbol_column(self, typecode: str, offset: int) -> array:
         """One field of each of the symbol table's entries (sh_size / sizeof(Elf_Sym) of them), as an array:
         a table can hold millions of entries (a zero region), a list of them would cost 8 bytes more each."""
-        entsize = _SYM_SIZE[self.elfclass]
+        entsize = SYM[self.elfclass].size
         _n, _t, _f, _a, sym_off, sym_size = self.sections[self.sym_index][:6]
         table = memoryview(self.data)[sym_off:sym_off + sym_size]  # clipped at the image (NOBITS)
         return column_array(table[:len(table) - len(table) % entsize], typecode, offset, entsize, self.little)
@@ -571,7 +561,7 @@ class _KernelImage:
     # simplify_symbols(): reached after every check above passed
     def _simplify_symbols(self) -> list[Failure]:
         shnum = self.shnum
-        shndxs = self._symbol_column("H", _SYM_SHNDX[self.elfclass])
+        shndxs = self._symbol_column("H", SYM[self.elfclass].shndx)
         # UND resolution needs the running kernel; ABS and livepatch symbols are fine: only SHN_COMMON and
         # indexes past the table fail. The values are looked at once each (a set of at most 65,536), the
         # symbols only when one fails.

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import zstandard
 
 from kmodcompat.parse import signature
+from kmodcompat.elf.layout import SHDR, SHDR_SIZE, SYM
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.files.opener import read_module_bytes
 from kmodcompat.parse.module import parse_module, parse_module_bytes
@@ -29,7 +30,7 @@ from kmodcompat.records import ModuleRecord
 from kmodcompat.simulate import FORMATS, BuildError, LayoutError, Simulation, simulate
 from kmodcompat.validate import Validation, validate_bytes, validate_file
 
-_SHDR = {64: ("IIQQQQIIQQ", 64), 32: ("IIIIIIIIII", 40)}
+_SHDR = {cls: (SHDR[cls], SHDR_SIZE[cls]) for cls in (64, 32)}
 #: Indexes (in the Elf_Shdr tuple) of the fields worth lying about: name, type, flags, offset, size, link,
 #: info, entsize.
 _SHDR_FIELDS = (0, 1, 2, 4, 5, 6, 7, 9)
@@ -155,7 +156,7 @@ def symbol_lie(buf: bytearray, rng: random.Random) -> None:
     if symtab is None:
         return bit_flips(buf, rng)
     off, size = elf.sections[symtab][4], elf.sections[symtab][5]
-    entsize = 24 if elf.cls == 64 else 16
+    entsize = SYM[elf.cls].size
     count = min(size, max(0, len(buf) - off)) // entsize
     if count == 0:
         return bit_flips(buf, rng)

@@ -16,6 +16,8 @@ import random
 import struct
 from typing import NamedTuple
 
+from kmodcompat.elf.layout import EHDR, EHDR_SIZE, ELFMAG, SHDR, SHDR_SIZE
+
 
 class Sym(NamedTuple):
     name: str
@@ -94,7 +96,7 @@ def vmlinux(syms: list[Sym], layout: Layout, machine: int = 62) -> bytes:
     elfclass = 64 if layout.word == 8 else 32
     e = "<" if layout.little else ">"
     base = 0xFFFFFFFF81000000 if elfclass == 64 else 0xC1000000
-    ehsize = 64 if elfclass == 64 else 52
+    ehsize = EHDR_SIZE[elfclass]
     at = 0x1000
     body, off = tables(syms, layout, at, base)
     entsize = 12 if layout.prel32 else 3 * layout.word
@@ -111,7 +113,7 @@ def vmlinux(syms: list[Sym], layout: Layout, machine: int = 62) -> bytes:
     data += shstr
     data += b"\0" * (-len(data) % 8)
     shoff = len(data)
-    shdr = (e + "IIQQQQIIQQ") if elfclass == 64 else (e + "IIIIIIIIII")
+    shdr = e + SHDR[elfclass]
     name_at = 1
     headers = [struct.pack(shdr, *([0] * 10))]
     for name, o, size in secs:
@@ -119,10 +121,10 @@ def vmlinux(syms: list[Sym], layout: Layout, machine: int = 62) -> bytes:
         name_at += len(name) + 1
     headers.append(struct.pack(shdr, name_at, 3, 0, 0, shstr_at, len(shstr), 0, 0, 1, 0))
     data += b"".join(headers)
-    ident = b"\x7fELF" + bytes([2 if elfclass == 64 else 1, 1 if layout.little else 2, 1]) + b"\0" * 9
-    ehdr = (e + "HHIQQQIHHHHHH") if elfclass == 64 else (e + "HHIIIIIHHHHHH")
+    ident = ELFMAG + bytes([2 if elfclass == 64 else 1, 1 if layout.little else 2, 1]) + b"\0" * 9
+    ehdr = e + EHDR[elfclass]
     header = ident + struct.pack(ehdr, 2, machine, 1, base, 0, shoff, 0, ehsize, 0, 0,
-                                 64 if elfclass == 64 else 40, len(headers), len(headers) - 1)
+                                 SHDR_SIZE[elfclass], len(headers), len(headers) - 1)
     data[:len(header)] = header
     return bytes(data)
 

@@ -29,15 +29,18 @@ from kmodcompat.depmod.index import (
     LAYOUT_POSTORDER,
     LAYOUT_PREORDER,
     Index,
-    IndexFormatError,
-    alias_index_from_text,
     alias_normalize,
     builtin_alias_index_from_modinfo,
+    layout_for_kmod_version,
+)
+from kmodcompat.records import path_to_modname as modname_of
+
+from .index_oracle import (
+    IndexFormatError,
+    alias_index_from_text,
     builtin_index_from_text,
     dep_index_from_text,
     detect_layout,
-    layout_for_kmod_version,
-    modname_normalize,
     module_priorities_from_dep_text,
     path_to_modname,
     read_index,
@@ -303,7 +306,9 @@ def test_layout_for_kmod_version() -> None:
 
 
 def test_modname_and_path_helpers() -> None:
-    assert modname_normalize("snd-hda-intel.ko.xz") == "snd_hda_intel"
+    assert modname_of("snd-hda-intel.ko.xz") == "snd_hda_intel"
+    assert modname_of("kernel/dir/") == ""
+    assert modname_of("x" * 5000 + ".ko") == "x" * 4095  # modname_normalize(): PATH_MAX - 1
     assert path_to_modname("kernel/sound/pci/snd-hda-intel.ko.zst") == "snd_hda_intel"
     assert path_to_modname("kernel/dir/") is None
     assert path_to_modname("noext\n") == "noext\n"  # kmod keeps fgets()'s newline here

@@ -35,7 +35,8 @@ from kmodcompat.diff import (
     exit_status,
 )
 from kmodcompat.parse.module import parse_module
-from kmodcompat.records import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS, SHT_PROGBITS, SHT_RELA, Section
+from kmodcompat.elf.layout import SHF_ALLOC, SHF_EXECINSTR, SHF_WRITE, SHT_NOBITS, SHT_PROGBITS, SHT_RELA
+from kmodcompat.records import Section
 from kmodcompat.report import diff_render
 from kmodcompat.report.diff_json import to_json
 from kmodcompat.depmod.tree import load_tree

@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from kmodcompat.files.kernel_image import (EM_AARCH64, EM_ARM, EM_S390, KernelImageError, find_image,
-                                           read_kernel_image, vmlinux_bytes)
+from kmodcompat.elf.layout import EM_AARCH64, EM_ARM, EM_S390
+from kmodcompat.files.kernel_image import KernelImageError, find_image, read_kernel_image, vmlinux_bytes
 
 from . import kernel_images as ki
 

@@ -20,7 +20,8 @@ import pytest
 from kmodcompat.consumers.base import exporter_crcs, tree_crcs
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.parse.module import parse_module
-from kmodcompat.records import STB_WEAK, Import, Modversion
+from kmodcompat.elf.layout import STB_WEAK
+from kmodcompat.records import Import, Modversion
 from kmodcompat.report import module_summary, summary_from_counts
 from kmodcompat.tally import module_tally, tally
 from kmodcompat.views import ALL_FORMATS, AS_IS, _compute

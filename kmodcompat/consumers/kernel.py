@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from operator import attrgetter
 
-from ..records import EM_PPC64, ModuleRecord, Modversion
+from ..elf.layout import EM_PPC64
+from ..records import ModuleRecord, Modversion
 from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
 

@@ -11,7 +11,8 @@ from operator import attrgetter
 
 from ..kmod.elf import KmodError, dependency_versions, get_modversions, match_versions
 from ..kmod.profile import Kmod
-from ..records import STB_WEAK, Modversion
+from ..elf.layout import STB_WEAK
+from ..records import Modversion
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".

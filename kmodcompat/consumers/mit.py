@@ -17,7 +17,8 @@ It cannot be run here; the rules are tested on fixtures.
 
 from __future__ import annotations
 
-from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion
+from ..elf.layout import STB_WEAK
+from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion
 from ..modversions import dedot
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 

@@ -1,13 +1,12 @@
-"""kmod binary index files (``modules.*.bin``): writer, reader, and text->entry derivation.
+"""kmod binary index files (``modules.*.bin``): the writer, byte for byte.
 
 depmod writes five of these files: ``modules.dep.bin``, ``modules.alias.bin``,
 ``modules.symbols.bin``, ``modules.builtin.bin`` and ``modules.builtin.alias.bin``.
 This module reproduces kmod's writer byte for byte (kmod ``tools/depmod.c``:
 ``index_create``, ``index_insert``, ``index_add_value``, ``index_write``,
-``index_write__node``), reads the files back (the disk format documented in
-``libkmod/libkmod-index.c``), and derives the (key, value, priority) entries
-from depmod's *text* outputs the same way depmod's ``output_*_bin`` functions
-derive them from its in-memory module list.
+``index_write__node``; the disk format is documented in ``libkmod/libkmod-index.c``).
+The reader, and the derivation of index entries from depmod's *text* outputs that
+the tests use to check real depmod's files, are test oracles: tests/index_oracle.py.
 
 File format (all integers big-endian u32)::
 
@@ -55,7 +54,8 @@ from __future__ import annotations
 import re
 import struct
 from bisect import bisect_left
-from collections.abc import Mapping
+
+from ..records import PATH_MAX
 
 __all__ = [
     "INDEX_MAGIC",
@@ -64,19 +64,9 @@ __all__ = [
     "LAYOUT_POSTORDER",
     "LAYOUT_PREORDER",
     "Index",
-    "IndexFormatError",
     "alias_normalize",
-    "alias_index_from_text",
     "builtin_alias_index_from_modinfo",
-    "builtin_index_from_text",
-    "dep_index_from_text",
-    "detect_layout",
     "layout_for_kmod_version",
-    "modname_normalize",
-    "module_priorities_from_dep_text",
-    "path_to_modname",
-    "read_index",
-    "symbols_index_from_text",
 ]
 
 INDEX_MAGIC = 0xB007F457
@@ -92,21 +82,15 @@ INDEX_NODE_CHILDS = 0x20000000
 INDEX_NODE_FLAGS = 0xF0000000
 INDEX_NODE_MASK = 0x0FFFFFFF
 INDEX_CHILDMAX = 128
-_HEADER_SIZE = 12
+HEADER_SIZE = 12  # magic, version, root offset
 _U32_MAX = 0xFFFFFFFF
 
-PATH_MAX = 4096
-"""glibc PATH_MAX; bounds the buffers of kmod's normalisation helpers."""
 
 LAYOUT_POSTORDER = "postorder"
 """Node order written by kmod <= 33 (children before parent, root last)."""
 LAYOUT_PREORDER = "preorder"
 """Node order written by kmod >= 34 (parent before children, root at offset 12)."""
 _LAYOUTS = (LAYOUT_POSTORDER, LAYOUT_PREORDER)
-
-
-class IndexFormatError(ValueError):
-    """Bytes that are not a well-formed kmod index file."""
 
 
 def layout_for_kmod_version(version: int | str) -> str:
@@ -316,7 +300,7 @@ class Index:
             order.reverse()
 
         offsets = [0] * count
-        pos = _HEADER_SIZE
+        pos = HEADER_SIZE
         for n in order:
             offsets[n] = pos
             pos += sizes[n]
@@ -344,119 +328,7 @@ class Index:
         return data
 
 
-# -- reader --------------------------------------------------------------------
-
-
-def _read_header(data: bytes) -> int:
-    if len(data) < _HEADER_SIZE:
-        raise IndexFormatError(f"index too short ({len(data)} bytes)")
-    magic, version, root = struct.unpack_from(">III", data, 0)
-    if magic == INDEX_MAGIC_OLD:
-        raise IndexFormatError("old module-init-tools index (magic 0xB007FA57) is not supported")
-    if magic != INDEX_MAGIC:
-        raise IndexFormatError(f"bad index magic 0x{magic:08X}")
-    # libkmod index_file_open(): major must match, minor is not checked.
-    if version >> 16 != INDEX_VERSION >> 16:
-        raise IndexFormatError(f"unsupported index version 0x{version:08X}")
-    return root
-
-
-def _cstring(data: bytes, pos: int) -> tuple[str, int]:
-    end = data.find(b"\0", pos)
-    if end < 0:
-        raise IndexFormatError(f"unterminated string at offset {pos}")
-    return data[pos:end].decode("latin-1"), end + 1
-
-
-def read_index(data: bytes) -> dict[str, list[tuple[int, str]]]:
-    """Decode a kmod index file into ``{key: [(priority, value), ...]}``.
-
-    Keys come out in trie order (sorted); values in file order.  Works for both
-    node layouts.  Strings are decoded as latin-1 so that no byte is lost.
-    Raises :class:`IndexFormatError` on malformed input (bad magic/version,
-    offsets outside the file, ``first > last``, unterminated strings, cycles).
-    """
-    data = bytes(data)
-    size = len(data)
-    root = _read_header(data)
-    result: dict[str, list[tuple[int, str]]] = {}
-    visited: set[int] = set()
-    u32 = struct.Struct(">I").unpack_from
-    # Depth-first, children in ascending character order -> keys come out sorted.
-    stack: list[tuple[int, str]] = [(root, "")]
-    while stack:
-        ref, key = stack.pop()
-        pos = ref & INDEX_NODE_MASK
-        if pos < _HEADER_SIZE or pos > size:
-            raise IndexFormatError(f"node offset {pos} outside the file")
-        if pos in visited:
-            raise IndexFormatError(f"node at offset {pos} reached twice")
-        visited.add(pos)
-        if ref & INDEX_NODE_PREFIX:
-            prefix, pos = _cstring(data, pos)
-            key += prefix
-        kids: list[tuple[int, str]] = []
-        if ref & INDEX_NODE_CHILDS:
-            if pos + 2 > size:
-                raise IndexFormatError("truncated child table")
-            first, last = data[pos], data[pos + 1]
-            pos += 2
-            if first > last:
-                raise IndexFormatError(f"child range first {first} > last {last}")
-            n = last - first + 1
-            if pos + 4 * n > size:
-                raise IndexFormatError("truncated child table")
-            offs = struct.unpack_from(f">{n}I", data, pos)
-            pos += 4 * n
-            kids = [(o, key + chr(first + i)) for i, o in enumerate(offs) if o]
-        if ref & INDEX_NODE_VALUES:
-            if pos + 4 > size:
-                raise IndexFormatError("truncated value count")
-            (count,) = u32(data, pos)
-            pos += 4
-            vals: list[tuple[int, str]] = []
-            for _ in range(count):
-                if pos + 4 > size:
-                    raise IndexFormatError("truncated value")
-                (prio,) = u32(data, pos)
-                val, pos = _cstring(data, pos + 4)
-                vals.append((prio, val))
-            result[key] = vals
-        stack.extend(reversed(kids))
-    return dict(sorted(result.items()))
-
-
-def detect_layout(data: bytes) -> str | None:
-    """Tell which node order wrote ``data``: LAYOUT_PREORDER, LAYOUT_POSTORDER, or None.
-
-    Pre-order puts the root right after the header; post-order puts it last.
-    None when both agree (an index with a single node).
-    """
-    root = _read_header(bytes(data))
-    if root & INDEX_NODE_MASK != _HEADER_SIZE:
-        return LAYOUT_POSTORDER
-    # Root at 12 with children can only be pre-order (post-order writes children
-    # first); a childless root is the only node, which both orders place at 12.
-    return LAYOUT_PREORDER if root & INDEX_NODE_CHILDS else None
-
-
 # -- normalisation helpers (libkmod/libkmod-util.c) ------------------------------
-
-
-def modname_normalize(modname: str) -> str:
-    """``modname_normalize()``: stop at the first '.', turn '-' into '_' (PATH_MAX-1 chars max)."""
-    dot = modname.find(".")
-    if dot >= 0:
-        modname = modname[:dot]
-    return modname[: PATH_MAX - 1].replace("-", "_")
-
-
-def path_to_modname(path: str) -> str | None:
-    """``path_to_modname()``: GNU basename() then modname_normalize(); None if the basename is empty."""
-    base = path[path.rfind("/") + 1 :]
-    if not base:
-        return None
-    return modname_normalize(base)
 
 
 def alias_normalize(alias: str) -> str | None:
@@ -489,133 +361,6 @@ def alias_normalize(alias: str) -> str | None:
             out.append(c)
         s += 1
     return "".join(out)[:limit]
-
-
-# -- derivation of index entries from depmod's text outputs ----------------------
-
-
-def _text(data: str | bytes) -> str:
-    return data.decode("latin-1") if isinstance(data, (bytes, bytearray)) else data
-
-
-def _lines(data: str | bytes) -> list[str]:
-    """Lines without their newline; a missing final newline is tolerated."""
-    text = _text(data)
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return lines
-
-
-def module_priorities_from_dep_text(modules_dep: str | bytes) -> dict[str, int]:
-    """Map module name -> depmod priority (``mod->idx``) from ``modules.dep`` text.
-
-    depmod's ``output_*_bin`` use ``mod->idx``, the module's position in the
-    modules array after ``depmod_modules_sort()`` (modules.order order, then the
-    rest).  ``output_deps()`` writes one line per module in that array order, so
-    line number == idx.  Exception: modules caught in a dependency loop keep an idx
-    but get no line, so priorities after them cannot be recovered from the text.
-    """
-    prios: dict[str, int] = {}
-    for idx, line in enumerate(_lines(modules_dep)):
-        name = path_to_modname(line.split(":", 1)[0])
-        if name is None:
-            raise ValueError(f"modules.dep line {idx + 1}: no module path: {line!r}")
-        prios.setdefault(name, idx)
-    return prios
-
-
-def dep_index_from_text(modules_dep: str | bytes) -> Index:
-    """Build ``modules.dep.bin`` from ``modules.dep`` text.
-
-    ``output_deps_bin()``: key = ``mod->modname`` (path_to_modname of the path:
-    basename up to the first '.', '-' -> '_'), value = the very line
-    ``output_deps()`` prints ("relpath: dep1 dep2", no newline), priority = ``mod->idx``
-    (= line number, see :func:`module_priorities_from_dep_text`).
-    """
-    idx = Index()
-    for n, line in enumerate(_lines(modules_dep)):
-        name = path_to_modname(line.split(":", 1)[0])
-        if name is None:
-            raise ValueError(f"modules.dep line {n + 1}: no module path: {line!r}")
-        idx.insert(name, line, n)
-    return idx
-
-
-def _prio(priorities: Mapping[str, int], modname: str, what: str) -> int:
-    try:
-        return priorities[modname]
-    except KeyError:
-        raise ValueError(f"{what}: module {modname!r} is not in modules.dep") from None
-
-
-def alias_index_from_text(modules_alias: str | bytes, priorities: Mapping[str, int]) -> Index:
-    """Build ``modules.alias.bin`` from ``modules.alias`` text.
-
-    ``output_aliases_bin()``: for every ``alias`` modinfo entry of every module (in
-    module array order, which is the order of the text), key = alias_normalize(pattern)
-    (unmatched brackets are skipped), value = module name, priority = ``mod->idx``
-    taken from ``priorities`` (:func:`module_priorities_from_dep_text`).  The text line
-    is ``"alias %s %s\\n"`` (pattern, modname); the module name has no spaces, so the
-    last space separates them.
-    """
-    idx = Index()
-    for line in _lines(modules_alias):
-        if not line.startswith("alias "):
-            continue  # the "# Aliases extracted ..." header
-        pattern, sep, modname = line[6:].rpartition(" ")
-        if not sep:
-            raise ValueError(f"modules.alias: malformed line {line!r}")
-        key = alias_normalize(pattern)
-        if key is None:
-            continue
-        idx.insert(key, modname, _prio(priorities, modname, "modules.alias"))
-    return idx
-
-
-def symbols_index_from_text(modules_symbols: str | bytes, priorities: Mapping[str, int]) -> Index:
-    """Build ``modules.symbols.bin`` from ``modules.symbols`` text.
-
-    ``output_symbols_bin()``: for each symbol with an owner module, key =
-    ``"symbol:" + name`` (not normalised), value = owner's modname, priority =
-    owner's ``mod->idx``.  The text is ``"alias symbol:%s %s\\n"``; its order is a
-    hash-table order, which does not matter because symbol keys are unique.
-    """
-    idx = Index()
-    for line in _lines(modules_symbols):
-        if not line.startswith("alias "):
-            continue
-        key, sep, modname = line[6:].rpartition(" ")
-        if not sep:
-            raise ValueError(f"modules.symbols: malformed line {line!r}")
-        idx.insert(key, modname, _prio(priorities, modname, "modules.symbols"))
-    return idx
-
-
-def builtin_index_from_text(modules_builtin: str | bytes) -> Index:
-    """Build ``modules.builtin.bin`` from ``modules.builtin``.
-
-    ``output_builtin_bin()`` reads the file with fgets(); lines whose first byte is
-    not a letter (isalpha, C locale) are rejected ("Invalid modules.builtin line");
-    key = path_to_modname(line), value = "", priority 0.  As in kmod, the line still
-    carries its newline when path_to_modname runs, so only a basename without any
-    '.' would keep it (never the case for "kernel/.../foo.ko").
-    """
-    idx = Index()
-    text = _text(modules_builtin)
-    parts = text.split("\n")
-    raw = [p + "\n" for p in parts[:-1]]
-    if parts[-1]:
-        raw.append(parts[-1])
-    for line in raw:
-        c = line[:1]
-        if not ("a" <= c <= "z" or "A" <= c <= "Z"):
-            continue
-        name = path_to_modname(line)
-        if name is None:
-            continue
-        idx.insert(name, "", 0)
-    return idx
 
 
 def _flush_stream_to(data: bytes, pos: int, endchar: int) -> tuple[bytes, bool, int]:

@@ -42,14 +42,12 @@ from .config import SEARCH_BUILTIN, SEARCH_EXTERNAL, DepmodConfig, config_paths,
 from .diagnostics import ERROR, FATAL, WARNING, Diagnostic, diag
 from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from ..errors import ModuleReadError
-from ..records import ModuleRecord, path_to_modname, raw
+from ..records import PATH_MAX, ModuleRecord, path_to_modname, raw
 from ..cache import RecordCache, parse_cached
 from ..files.stdio import fgets_lines
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "parse_tree", "path_to_modname"]
 
-#: glibc PATH_MAX: fgets() buffer of depmod_modules_sort().
-_PATH_MAX = 4096
 
 
 def make_absolute(path: str) -> str:
@@ -285,7 +283,7 @@ class _Search:
         # kmod_module_new_from_path() stat()s the file; only a path past PATH_MAX (a very deep
         # tree) or a directory we may read but not search fails here.
         try:
-            if len(raw(path)) >= _PATH_MAX:
+            if len(raw(path)) >= PATH_MAX:
                 raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG))
             os.stat(path)
         except OSError as e:
@@ -418,7 +416,7 @@ def _sort_by_order(names: list[str], found: dict[str, _Found], order: bytes | No
         if f.relpath is not None:
             by_unc[_uncrelpath(f.relpath, n)] = n
     sort_idx = dict.fromkeys(names, 1)  # depmod_module_add(): modules.count + 1 while the array is empty
-    lines = fgets_lines(order, _PATH_MAX)
+    lines = fgets_lines(order, PATH_MAX)
     nxt = -len(names)
     total = len(lines) + 1
     for idx, chunk in enumerate(lines, 1):

@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass
 
-from ..records import raw
+from ..records import PATH_MAX, path_to_modname, raw
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
 from .index import Index, alias_normalize, builtin_alias_index_from_modinfo, layout_for_kmod_version
 from .resolve import KERNEL, Depmod
@@ -26,7 +26,6 @@ from ..files.stdio import fgets_lines
 
 __all__ = ["DepmodOutput", "render", "write_files"]
 
-_PATH_MAX = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,13 +114,12 @@ def _builtin_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> bytes:
                           f"{dm.tree.metadata_error('modules.builtin')}"))
         return b""  # the temporary file is renamed into place empty
     idx = Index()
-    for line in fgets_lines(data, _PATH_MAX):
+    for line in fgets_lines(data, PATH_MAX):
         text = line.split(b"\0", 1)[0].decode("latin-1")
         if not ("a" <= text[:1] <= "z" or "A" <= text[:1] <= "Z"):
             diags.append(diag(ERROR, "builtin-invalid-line", f"Invalid modules.builtin line: {text}"))
             continue
-        base = text[text.rfind("/") + 1:]
-        idx.insert(base.split(".", 1)[0][:_PATH_MAX - 1].replace("-", "_"), "", 0)
+        idx.insert(path_to_modname(text), "", 0)
     return idx.to_bytes(layout)
 
 

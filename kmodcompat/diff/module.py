@@ -16,7 +16,8 @@ from ..consumers import CONSUMERS, DEFAULT_CONSUMERS
 from ..consumers.base import COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED, \
     LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE
 from ..elf.image import machine_name
-from ..records import SHT_REL, SHT_RELA, ModuleRecord, Section
+from ..elf.layout import SHT_REL, SHT_RELA
+from ..records import ModuleRecord, Section
 from .results import TABLE_BASIC, TABLE_EXT, TABLE_VARLEN, Attribute, ConsumerChange, ExportChange, ExportInfo, \
     ModinfoChange, ModuleDiff, SectionChange, SectionInfo, VersionChange, ViewSummary
 

@@ -26,21 +26,12 @@ from typing import cast
 
 from ..errors import ElfError
 from ..records import ElfHeader, Section, names_text
+from .layout import EHDR as _EHDR
+from .layout import EHDR_SIZE as _EHDR_SIZE
+from .layout import EI_NIDENT, ELFMAG
+from .layout import SHDR as _SHDR
+from .layout import SHDR_SIZE as _SHDR_SIZE
 
-_EHDR = {
-    # e_type e_machine e_version e_entry e_phoff e_shoff e_flags e_ehsize
-    # e_phentsize e_phnum e_shentsize e_shnum e_shstrndx
-    64: "HHIQQQIHHHHHH",
-    32: "HHIIIIIHHHHHH",
-}
-_SHDR = {
-    # sh_name sh_type sh_flags sh_addr sh_offset sh_size sh_link sh_info sh_addralign sh_entsize
-    64: "IIQQQQIIQQ",
-    32: "IIIIIIIIII",
-}
-_SHDR_SIZE = {64: 64, 32: 40}
-_EHDR_SIZE = {64: 64, 32: 52}
-EI_NIDENT = 16
 _HOST_LITTLE = sys.byteorder == "little"
 _new_tuple = tuple.__new__  # builds Section rows in one map, without the NamedTuple's Python __new__
 _UNREAD = object()
@@ -133,7 +124,7 @@ class ElfImage:
         size = len(data)
         if size < 6:  # kmod_file_open() cannot even read a magic: EINVAL, not ENOEXEC
             raise ElfError(f"file too short ({size} bytes)", "truncated")
-        if size <= EI_NIDENT or data[:4] != b"\x7fELF":
+        if size <= EI_NIDENT or data[:4] != ELFMAG:
             raise ElfError("not an ELF file (bad magic)", "not-elf", errno.ENOEXEC)
         ei_class, ei_data = data[4], data[5]
         if ei_class == 1:

@@ -44,6 +44,8 @@ from bisect import bisect_left
 from typing import NamedTuple
 
 from ..elf.image import ElfImage, column
+from ..elf.layout import (EM_386, EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_M68K, EM_MIPS, EM_PARISC, EM_PPC, EM_PPC64, EM_RISCV,
+                          EM_S390, EM_SH, EM_SPARC, EM_SPARCV9, EM_X86_64, SHF_ALLOC, SHT_NOBITS)
 from ..errors import ElfError
 from ..parse.ksymtab import LinkedTable, SymbolLayout, linked_exports
 from ..records import Export
@@ -55,10 +57,9 @@ from .kernel_streams import inflate, stream_kind
 #: vmlinux is 66 MB, ppc64el's plain vmlinux 46 MB; 512 MiB leaves room for debug builds.
 DEFAULT_MAX_SIZE = KERNEL_IMAGE.limit
 
-EM_386, EM_PPC64, EM_S390, EM_ARM, EM_X86_64, EM_AARCH64 = 3, 21, 22, 40, 62, 183
 _MACHINES = {EM_386: "i386", EM_PPC64: "ppc64", EM_S390: "s390", EM_ARM: "arm", EM_X86_64: "x86_64",
-             EM_AARCH64: "arm64", 8: "mips", 243: "riscv", 258: "loongarch", 2: "sparc", 43: "sparc64",
-             15: "parisc", 20: "ppc", 42: "sh", 4: "m68k"}
+             EM_AARCH64: "arm64", EM_MIPS: "mips", EM_RISCV: "riscv", EM_LOONGARCH: "loongarch", EM_SPARC: "sparc",
+             EM_SPARCV9: "sparc64", EM_PARISC: "parisc", EM_PPC: "ppc", EM_SH: "sh", EM_M68K: "m68k"}
 
 #: The magics searched for inside a decompressor image; gzip with its method byte (8, deflate)
 #: and lzma with its usual properties, as two bytes alone match too often in code.
@@ -258,10 +259,6 @@ def _embedded(data: bytes, max_size: int, what: str) -> tuple[str, bytes]:
 
 # --- vmlinux with section headers ---------------------------------------------------------------------
 
-_SHF_ALLOC = 0x2
-_SHT_NOBITS = 8
-
-
 def _from_elf(path: str, container: str, compression: str | None, payload: bytes) -> KernelExports:
     try:
         elf = ElfImage(payload)
@@ -280,7 +277,7 @@ def _from_elf(path: str, container: str, compression: str | None, payload: bytes
         return unknown("vmlinux has no __ksymtab section")
     # Link address -> bytes, through the allocated sections that hold bytes.
     loaded = sorted((s.addr, s.addr + s.size, s.offset) for s in elf.sections
-                    if s.flags & _SHF_ALLOC and s.type != _SHT_NOBITS and s.size and elf.in_bounds(s))
+                    if s.flags & SHF_ALLOC and s.type != SHT_NOBITS and s.size and elf.in_bounds(s))
     starts = [a for a, _, _ in loaded]
 
     def string_at(addr: int) -> bytes | None:
@@ -385,7 +382,7 @@ def _regions(data: bytes) -> list[tuple[int, int]]:
 
 #: Architectures selecting HAVE_ARCH_PREL32_RELOCATIONS (arch/*/Kconfig): their tables are tried
 #: as PREL32 first, the others as pointers first.
-_PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_AARCH64, 243, 258})  # + riscv, loongarch
+_PREL32_MACHINES = frozenset({EM_X86_64, EM_386, EM_AARCH64, EM_RISCV, EM_LOONGARCH})
 
 
 def _locate(data: bytes, machine: int, little: bool, word: int) -> tuple[tuple[Export, ...], tuple[int, ...]] | str:

@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 from ..errors import ModuleReadError
 from ..modversions import dedot
-from ..records import MODVERSION_ENTRY_SIZE, STB_WEAK, ModuleRecord, Modversion, all_terminated
+from ..elf.layout import STB_WEAK
+from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion, all_terminated
 from .profile import Kmod
 
 

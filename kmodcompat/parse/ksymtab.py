@@ -22,11 +22,10 @@ from itertools import compress, repeat
 from typing import NamedTuple
 
 from ..elf.image import MAX_SYMBOLS, ElfImage, StringTable, column, nul_strings, struct_for, too_many_entries
-from ..records import (EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, CrcSymbol, Export, Finding,
-                      Import, text)
+from ..elf.layout import EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, SYM
+from ..records import CrcSymbol, Export, Finding, Import, text
 
 #: Elf_Sym: size, offsets of st_info and st_shndx, type and offset of st_value (st_name is a u32 at 0).
-_SYM = {64: (24, 4, 6, "Q", 8), 32: (16, 12, 14, "I", 4)}
 _CRC_PREFIX = b"__crc_"
 _KSYMTAB_PREFIX = b"__ksymtab_"
 _KSTRTABNS_PREFIX = b"__kstrtabns_"
@@ -66,7 +65,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     if not (elf.in_bounds(symtab) and elf.in_bounds(strtab)):
         return SymbolScan((), (), (), (Finding("symtab-out-of-bounds", ".symtab or .strtab runs past the end of the file",
                                                ".symtab"),), False)
-    entsize, info_at, shndx_at, value_type, value_at = _SYM[elf.elfclass]
+    entsize, info_at, shndx_at, value_type, value_at = SYM[elf.elfclass]
     data = elf.data
     size = symtab.size - symtab.size % entsize
     if size != symtab.size:
