@@ -24,6 +24,8 @@ from .elf.layout import SHF_ALLOC, STB_WEAK
 MODVERSION_ENTRY_SIZE = 64
 
 
+#: File names of modules, plain and compressed (each kmod release reads a subset: kmod/profile.py).
+MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 #: glibc's PATH_MAX: the size of kmod's path and name buffers (char buf[PATH_MAX]).
 PATH_MAX = 4096
 

@@ -26,9 +26,9 @@ from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
 from ..loadable import load_matrix, target_for
 from ..parse.module import parse_module
+from ..records import MODULE_SUFFIXES
 from .output import shown
 
-_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 
 
 def add_parser(sub) -> None:
@@ -49,7 +49,7 @@ def _module_files(operands: list[str]) -> list[str]:
         if os.path.isdir(op):
             for d, dirs, files in os.walk(op):
                 dirs.sort()
-                out += [os.path.join(d, f) for f in sorted(files) if f.endswith(_SUFFIXES)]
+                out += [os.path.join(d, f) for f in sorted(files) if f.endswith(MODULE_SUFFIXES)]
         else:
             out.append(op)
     return out

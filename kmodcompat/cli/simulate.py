@@ -25,13 +25,14 @@ from contextlib import ExitStack
 
 from ..errors import ModuleReadError
 from ..files.opener import read_module_bytes
+from ..records import MODULE_SUFFIXES
 from ..simulate import FORMATS, BuildError, LayoutError, simulate
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
 from .outdir import OutputDirectory
 from .output import shown
 
 #: Suffixes of compressed modules: the simulated module is written uncompressed.
-_COMPRESSED = (".ko.xz", ".ko.zst", ".ko.gz")
+_COMPRESSED = tuple(s for s in MODULE_SUFFIXES if s != ".ko")
 
 
 def add_parser(sub) -> None:

@@ -28,13 +28,13 @@ from ..kmod.profile import KMOD_PROFILES
 from ..errors import ModuleReadError
 from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
 from ..files.bounded import file_type
+from ..records import MODULE_SUFFIXES
 from ..validate import Failure, Target, Validation, validate_file
 from ..files.packages import is_package
 from .inputs import resolve, usage
 from .output import add_as_option, shown
 
 #: What depmod and kmod take for module files (the suffixes of every compression kmod knows).
-MODULE_SUFFIXES = (".ko", ".ko.gz", ".ko.xz", ".ko.zst")
 #: Names depmod never descends into (tools/depmod.c depmod_modules_search_dir()).
 _SKIPPED_NAMES = {"build", "source"}
 _MACHINE_ALIASES = {"amd64": "X86_64", "arm64": "AARCH64", "armhf": "ARM", "armel": "ARM", "armmp": "ARM",
