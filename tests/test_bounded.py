@@ -64,3 +64,38 @@ def test_gzip_is_inflated_only_when_asked_and_within_the_cap(tmp_path):
                      (gzip.compress(b"") * (MAX_GZIP_MEMBERS + 1), "concatenated gzip members")):
         p.write_bytes(bad)
         assert why in _refused(p, kind, gzip=True).strerror
+
+
+def test_a_module_fifo_with_no_writer_is_refused_and_a_pipe_with_one_is_read(tmp_path):
+    """read_module_bytes: a FIFO in a tree used to cost the 60 s parse deadline per scan (open() waited for a
+    writer); a pipe someone writes, even late (``show <(sleep 1; xz -dc m.ko.xz)``), is still a module."""
+    import threading
+    import time
+
+    from kmodcompat.errors import ModuleReadError
+    from kmodcompat.files.opener import read_module_bytes
+
+    fifo = tmp_path / "fifo.ko"
+    special(fifo, "fifo")
+    with hang_guard(60), pytest.raises(ModuleReadError) as info:
+        read_module_bytes(fifo)
+    assert info.value.reason == "not a regular file (FIFO with no writer)"
+    module = b"\x7fELF" + bytes(range(256)) * 64
+    r, w = os.pipe()
+    opened = threading.Event()
+
+    def late_writer():  # the reader opens first and finds the pipe empty but held: EAGAIN, then blocks
+        opened.wait(10)
+        time.sleep(0.2)  # not a timing check: makes the EAGAIN path the likely one
+        os.write(w, module)
+        os.close(w)
+
+    t = threading.Thread(target=late_writer)
+    t.start()
+    try:
+        with hang_guard(60):
+            opened.set()
+            assert read_module_bytes(f"/dev/fd/{r}").data == module
+    finally:
+        t.join()
+        os.close(r)
