@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, fields
 from itertools import chain, repeat
 from operator import attrgetter
 from sys import intern
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 from .elf.layout import SHF_ALLOC, STB_WEAK
 
@@ -79,7 +79,7 @@ class ElfHeader(NamedTuple):
 
 
 class Section(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # the ELF spelling; shadows tuple.index, never called on a Section
     name: str
     type: int
     flags: int
@@ -153,7 +153,7 @@ class Finding(NamedTuple):
 
 _D = TypeVar("_D")
 #: Per dataclass: (position of a field holding NamedTuple rows, the rows' class).
-_ROW_FIELDS: dict[type, tuple[tuple[int, type], ...]] = {}
+_ROW_FIELDS: dict[type, tuple[tuple[int, Any], ...]] = {}  # Any: a NamedTuple class (mypy has no type for one)
 
 
 def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
@@ -171,7 +171,7 @@ def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
     dataclass' default ``__setstate__``, a Python loop over ``fields()``.
     """
     def wrap(cls: type[_D]) -> type[_D]:
-        names = tuple(f.name for f in fields(cls))
+        names = tuple(f.name for f in fields(cast(Any, cls)))
         _ROW_FIELDS[cls] = tuple((names.index(name), row_type) for name, row_type in row_types.items())
 
         def __reduce__(self: _D) -> tuple[Callable[..., _D], tuple[type[_D], list]]:
@@ -180,7 +180,7 @@ def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
                 state[i] = tuple(chain.from_iterable(state[i]))
             return _unpickle_flat, (cls, state)
 
-        cls.__reduce__ = __reduce__
+        setattr(cls, "__reduce__", __reduce__)  # noqa: B010  (mypy refuses assigning a method)
         return cls
 
     return wrap

@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from itertools import chain, repeat
-from typing import Any
+from typing import Any, cast
 
 from ..errors import ModuleReadError
 from ..files.opener import _MAGICS
@@ -98,14 +98,14 @@ _ROWS: dict[type, tuple[int, ...]] = {
     Finding: (TEXT, TEXT, OPT_NAME),
 }
 for _row, _kinds in _ROWS.items():
-    assert len(_row._fields) == len(_kinds), _row
+    assert len(cast(Any, _row)._fields) == len(_kinds), _row
 
 
 def _flat(rows: Sequence[tuple]) -> list:
     return list(chain.from_iterable(rows))
 
 
-def _rows(check: _Check, value: Any, row: type) -> tuple:
+def _rows(check: _Check, value: Any, row: Any) -> tuple:
     """The flat list ``value`` as a tuple of ``row``s, its columns given to ``check``."""
     if type(value) is not list:
         raise DecodeError(f"{row.__name__} rows: not a list")
@@ -208,7 +208,7 @@ def _dec_ext(check: _Check, value: Any) -> ExtVersions | None:
     if value is None:
         return None
     f = _fields(check, value, _EXT_KINDS, "ext_versions")
-    return ExtVersions(*f[:8], _rows(check, f[8], Modversion))
+    return ExtVersions(*f[:8], _rows(check, f[8], Modversion))  # type: ignore[call-arg]  # 8 + 1 of 9 fields
 
 
 def _dec_varlen(check: _Check, value: Any) -> VarlenVersions | None:

@@ -126,6 +126,7 @@ class RecordCache:
 
     def _get_many(self, paths: Sequence[str], out: list[Parsed | None], tree: str | None) -> None:
         store = self._store
+        assert store is not None  # get_many() returns early without one
         now = time.time()
         digests: list[bytes | None] = [None] * len(paths)
         names = list(map(_name, paths))
@@ -146,10 +147,10 @@ class RecordCache:
             if fid is not None and digest is not None and not racy(fid, now):
                 new_files.append((i, fid, digest))
         rows = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
-        stale = set()
+        stale: set[bytes] = set()
         for i, (p, d) in enumerate(zip(paths, digests)):
             row = rows.get(d) if d is not None else None
-            if row is not None:
+            if d is not None and row is not None:
                 try:
                     out[i] = codec.decode(row[0], p)
                 except codec.DecodeError:
@@ -181,6 +182,8 @@ class RecordCache:
                   [(d, codec.encode(v)) for _, _, d, v in items])
 
     def _put(self, files, records) -> None:
+        if self._store is None:
+            return
         try:
             self._store.put(files, records, self.version, int(time.time()))
             self._store.wrote = True
@@ -221,7 +224,7 @@ class RecordCache:
         """(records, reports) held (0, 0 when the cache went away)."""
         if self._store is None:
             return 0, 0
-        db = self._store.db
+        db = self._store.conn
         return (db.execute("SELECT COUNT(*) FROM records").fetchone()[0],
                 db.execute("SELECT COUNT(*) FROM reports").fetchone()[0])
 
@@ -231,7 +234,7 @@ class RecordCache:
             return 0, 0
         store = self._store
         self.removed = store.remove_leftovers()
-        db = store.db
+        db = store.conn
         try:
             n = self.counts()
             db.execute("BEGIN IMMEDIATE")
@@ -287,7 +290,7 @@ def prune(store: Store, version: str, max_bytes: int, max_age_days: float, autom
     """Evict records of other versions, older than ``max_age_days``, then least recently used ones until the
     database holds at most ``max_bytes``; (records, bytes) evicted. ``automatic``: only when over the size
     limit or not pruned for a day (a warm run writes nothing)."""
-    db = store.db
+    db = store.conn
     now = int(time.time())
     size = _used_bytes(db)
     row = db.execute("SELECT value FROM meta WHERE key='pruned'").fetchone()
@@ -369,9 +372,10 @@ def parse_cached(paths: Sequence[str], cache: RecordCache | None, jobs: int | No
         return parse_many(paths, jobs=jobs, progress=progress)
     found = cache.get_many(paths, tree)
     missing = [p for p, v in zip(paths, found) if v is None]
-    keyed = map_files(_parse_keyed, missing, jobs, progress) if missing else []
+    results = map_files(_parse_keyed, missing, jobs, progress) if missing else []
     # A worker that died comes back as a bare ModuleReadError: never cached.
-    keyed = [k if isinstance(k, tuple) else (k, None, None) for k in keyed]
+    keyed: list[tuple[Parsed, FileId | None, bytes | None]] = [
+        k if isinstance(k, tuple) else (k, None, None) for k in results]
     cache.put_parsed([(p, fid, d, v) for p, (v, fid, d) in zip(missing, keyed)], tree)
     parsed = iter(v for v, _, _ in keyed)
     return [v if v is not None else next(parsed) for v in found]

@@ -274,6 +274,13 @@ class Store:
 
     # -- rows ------------------------------------------------------------------------------------------------
 
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The open connection: every row method runs between opening and :meth:`close`."""
+        if self.db is None:
+            raise sqlite3.ProgrammingError("the cache store is closed")
+        return self.db
+
     def mac(self, *parts: bytes | str | int) -> bytes:
         h = hashlib.blake2b(key=self.secret, digest_size=16)
         for p in parts:
@@ -282,7 +289,7 @@ class Store:
         return h.digest()
 
     def file_row(self, path: bytes) -> tuple[FileId, bytes] | None:
-        row = self.db.execute("SELECT dev, ino, size, mtime, ctime, digest, tree, mac FROM files WHERE path=?",
+        row = self.conn.execute("SELECT dev, ino, size, mtime, ctime, digest, tree, mac FROM files WHERE path=?",
                               (path,)).fetchone()
         if row is None or not all(type(v) is int for v in row[:5]) or not all(type(v) is bytes for v in row[5:]):
             return None
@@ -298,14 +305,14 @@ class Store:
             part = digests[i:i + 500]
             q = (f"SELECT digest, mac, blob, used FROM records WHERE version=? AND digest IN "
                  f"({','.join('?' * len(part))})")
-            for digest, mac, blob, used in self.db.execute(q, (version, *part)):
+            for digest, mac, blob, used in self.conn.execute(q, (version, *part)):
                 if (type(digest) is bytes and type(mac) is bytes and type(blob) is bytes
                         and hmac.compare_digest(mac, self.mac(b"r", digest, version, blob))):
                     out[digest] = blob, used if type(used) is int else 0
         return out
 
     def touch_records(self, digests: Iterable[bytes], version: str, now: int) -> None:
-        db = self.db
+        db = self.conn
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("UPDATE records SET used=? WHERE digest=? AND version=?", ((now, d, version) for d in digests))
@@ -317,7 +324,7 @@ class Store:
     def put(self, files: Iterable[tuple[bytes, FileId, bytes, bytes]], records: Iterable[tuple[bytes, bytes]],
             version: str, now: int) -> None:
         """In one transaction: ``files`` (path, id, digest, tree) and ``records`` (digest, blob)."""
-        db = self.db
+        db = self.conn
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany("INSERT OR REPLACE INTO records VALUES (?, ?, ?, ?, ?)",
@@ -331,7 +338,7 @@ class Store:
 
     def report(self, key: str) -> tuple[str, int] | None:
         """(text, last used) of the report stored under ``key``, if its MAC holds."""
-        row = self.db.execute("SELECT mac, blob, used FROM reports WHERE key=?", (key,)).fetchone()
+        row = self.conn.execute("SELECT mac, blob, used FROM reports WHERE key=?", (key,)).fetchone()
         if row is None or type(row[0]) is not bytes or type(row[1]) is not bytes:
             return None
         if not hmac.compare_digest(row[0], self.mac(b"R", key, row[1])):
@@ -343,7 +350,7 @@ class Store:
 
     def put_report(self, key: str, text: str, now: int, kept: int) -> None:
         blob = zlib.compress(text.encode("utf-8"), 1)
-        db = self.db
+        db = self.conn
         db.execute("BEGIN IMMEDIATE")
         try:
             db.execute("INSERT OR REPLACE INTO reports VALUES (?, ?, ?, ?)", (key, now, self.mac(b"R", key, blob), blob))
@@ -355,7 +362,7 @@ class Store:
             raise
 
     def touch_report(self, key: str, now: int) -> None:
-        self.db.execute("UPDATE reports SET used=? WHERE key=?", (now, key))
+        self.conn.execute("UPDATE reports SET used=? WHERE key=?", (now, key))
 
 
 class _Foreign(Exception):

@@ -84,7 +84,9 @@ def _act(args, cache: RecordCache, path: str) -> None:
 
 
 def _info(cache: RecordCache, path: str) -> None:
-    db = cache.store.db
+    if cache.store is None:  # went away (damaged, unusable): main() said so already
+        return
+    db = cache.store.conn
     records, reports = cache.counts()
     size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
     stale = db.execute("SELECT COUNT(*) FROM records WHERE version != ?", (cache.version,)).fetchone()[0]

@@ -140,7 +140,8 @@ def _read(path: str, max_size: int) -> bytes:
     try:
         return read_input(path, kind)
     except InputFileError as e:
-        raise KernelImageError(path, e.strerror, "too-large" if e.errno == errno.EFBIG else "unreadable") from None
+        code = "too-large" if e.errno == errno.EFBIG else "unreadable"
+        raise KernelImageError(path, e.strerror or "unreadable", code) from None
 
 
 def vmlinux_bytes(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
@@ -169,6 +170,7 @@ def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_M
 
 def _unpack(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, bool, int]:
     """(container, compression, payload, machine, little, word size) of an image file's bytes."""
+    compression: str | None
     if data[:4] == b"\x7fELF":
         return "vmlinux", None, data, 0, True, 8
     if len(data) >= 0x250 and data[0x202:0x206] == b"HdrS" and data[0x1FE:0x200] == b"\x55\xaa":
@@ -325,10 +327,10 @@ def _layouts(machine: int, word: int, little: bool, tables: list[LinkedTable]) -
     """The ``kernel_symbol`` layouts to try, the one the CRC count implies first."""
     candidates = [SymbolLayout(True, 4, 3, little), SymbolLayout(False, word, 3, little),
                   SymbolLayout(True, 4, 2, little), SymbolLayout(False, word, 2, little)]
-    with_crcs = [t for t in tables if t.crcs is not None and t.crcs]
+    with_crcs = [(t.entries, t.crcs) for t in tables if t.crcs]
     if with_crcs:
-        t = with_crcs[0]
-        entsize = len(t.entries) * 4 // len(t.crcs) if len(t.crcs) % 4 == 0 else 0
+        entries, crcs = with_crcs[0]
+        entsize = len(entries) * 4 // len(crcs) if len(crcs) % 4 == 0 else 0
         candidates.sort(key=lambda layout: layout.entsize != entsize)
     return candidates
 
@@ -412,6 +414,7 @@ def _tables_before(data: bytes, r0: int, r1: int, layout: SymbolLayout) -> tuple
     lo = max(0, r0 - min(_WINDOW, 3 * (r1 - r0) + 4096))
     lo -= lo % w
     hi = r0 - r0 % w
+    base: int | None
     if layout.prel32:
         base = 0
         words = column(memoryview(data)[lo:hi], "i", 0, 4, layout.little)
@@ -522,11 +525,9 @@ def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: by
     whole = LinkedTable("__ksymtab", address, data[first:first + n * entsize], crcs)
     try:
         probe = _decode([whole], layout, string_at, flags)
-        sorted_whole = True
     except ValueError:
         probe = None
-        sorted_whole = False
-    if sorted_whole:
+    if probe is not None:
         if flags is None and probe[0]:
             # One sorted run and no flags: all non-GPL, or a GPL table whose names all sort after; the
             # layout cannot tell. 7.x (flags) has one table by construction.
@@ -540,7 +541,9 @@ def _split_decode(data: bytes, first: int, n: int, crcs: bytes | None, flags: by
     if names is None:
         fmt = ("<" if layout.little else ">") + ("I" if layout.word == 4 else "Q")
         names = [string_at(struct.unpack_from(fmt, data, first + i * entsize + layout.word)[0]) for i in range(n)]
-    descents = [i for i in range(1, n) if not names[i - 1] < names[i]]
+    if None in names:
+        return "an entry's name lies outside the image"
+    descents = [i for i in range(1, n) if not names[i - 1] < names[i]]  # type: ignore[operator]  # no None
     if len(descents) != 1:
         return f"{len(descents)} places where the name order restarts: not __ksymtab then __ksymtab_gpl"
     k = descents[0]

@@ -46,6 +46,7 @@ import tempfile
 import zlib
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = ["MAX_ENTRIES", "MAX_FILE", "MAX_TOTAL", "Package", "PackageError", "PackageSet", "is_package",
            "is_package_name", "unpack"]
@@ -234,7 +235,10 @@ def _control(stream) -> dict[str, str]:
     with tarfile.open(fileobj=stream, mode="r|") as t:
         for m in t:
             if m.isreg() and m.name.lstrip("./") == "control" and m.size <= 1 << 20:
-                text = t.extractfile(m).read().decode("utf-8", "replace")
+                member = t.extractfile(m)
+                if member is None:  # isreg() above: tarfile gives a reader for every regular member
+                    continue
+                text = member.read().decode("utf-8", "replace")
                 fields: dict[str, str] = {}
                 key = None
                 for line in text.splitlines():
@@ -412,6 +416,7 @@ class _Prefixed(io.RawIOBase):
 
 
 def _open_stream(f, kind: str | None):
+    raw: Any
     if kind == "gzip":
         raw = gzip.GzipFile(fileobj=f)
     elif kind == "xz":
@@ -566,7 +571,7 @@ class _Root:
         if self.total > MAX_TOTAL:
             raise PackageError(f"more than {MAX_TOTAL >> 30} GiB of files")
         fd = self._parent(rel, name) if rel is not None else None
-        if fd is None:
+        if rel is None or fd is None:
             _skip(src, size)
             return
         try:
