@@ -174,7 +174,7 @@ def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
         names = tuple(f.name for f in fields(cast(Any, cls)))
         _ROW_FIELDS[cls] = tuple((names.index(name), row_type) for name, row_type in row_types.items())
 
-        def __reduce__(self: _D) -> tuple[Callable[..., _D], tuple[type[_D], list]]:
+        def __reduce__(self: _D) -> tuple[Callable[..., _D], tuple[type[_D], list[Any]]]:
             state = list(map(getattr, repeat(self), names))
             for i, _ in _ROW_FIELDS[cls]:
                 state[i] = tuple(chain.from_iterable(state[i]))
@@ -186,7 +186,7 @@ def _pickled_flat(**row_types: type) -> Callable[[type[_D]], type[_D]]:
     return wrap
 
 
-def _unpickle_flat(cls: type[_D], state: list) -> _D:
+def _unpickle_flat(cls: type[_D], state: list[Any]) -> _D:
     new = tuple.__new__  # C-level: skips the NamedTuple's Python __new__
     for i, row_type in _ROW_FIELDS[cls]:
         values = iter(state[i])

@@ -27,7 +27,14 @@ size, steps) raises :class:`PatternTooComplex` instead of running on.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, NamedTuple
+
+#: A parse tree node: ("set", bytes), ("cat", a, b), ("alt", a, b), ("group", n, t), ("rep", t, lo, hi),
+#: ("assert", kind), ("backref", n); None for the empty expression.
+Node = tuple[Any, ...] | None
+#: One compiled instruction: its opcode and operands.
+Instruction = tuple[Any, ...]
 
 __all__ = ["PatternTooComplex", "compile_ere", "ere_search", "Program"]
 
@@ -56,7 +63,7 @@ class _RegError(Exception):
 
 # -- the C locale's <ctype.h> ------------------------------------------------------------------
 
-def _bytes_where(test) -> frozenset[int]:
+def _bytes_where(test: Callable[[int], bool]) -> frozenset[int]:
     return frozenset(c for c in range(256) if test(c))
 
 
@@ -146,13 +153,13 @@ class _Parser:
     def _next(self) -> None:
         self.token = self._fetch()
 
-    def parse(self):
+    def parse(self) -> Node:
         tree = self.reg_exp(0)
         if self.token.kind != _END:  # cannot happen at nest 0; kept as glibc's invariant
             raise _RegError("EPAREN")
         return tree
 
-    def reg_exp(self, nest: int):
+    def reg_exp(self, nest: int) -> Node:
         """parse_reg_exp(): branches joined by '|' (an empty branch matches the empty string)."""
         initial = self.completed
         tree = self.branch(nest)
@@ -169,7 +176,7 @@ class _Parser:
             tree = ("alt", tree, branch)
         return tree
 
-    def branch(self, nest: int):
+    def branch(self, nest: int) -> Node:
         tree = self.expression(nest)
         while True:
             t = self.token.kind
@@ -224,7 +231,7 @@ class _Parser:
             tree = self.dup_op(tree)
         return tree
 
-    def sub_exp(self, nest: int):
+    def sub_exp(self, nest: int) -> Node:
         index = self.nsub
         self.nsub += 1
         self._next()
@@ -255,7 +262,7 @@ class _Parser:
                 if num > RE_DUP_MAX:
                     num = -2
 
-    def dup_op(self, elem):
+    def dup_op(self, elem: Node) -> Node:
         """parse_dup_op(): ``*``, ``+``, ``?``, ``{n}``, ``{n,}``, ``{,m}``, ``{n,m}``."""
         kind = self.token.kind
         if kind == _OPEN_DUP:
@@ -331,10 +338,10 @@ class _Parser:
     @staticmethod
     def _collation_value(elem: tuple[str, object]) -> int:
         kind, v = elem
-        if kind == "char":
-            return v  # type: ignore[return-value]
-        if kind == "coll" and len(v) == 1:  # type: ignore[arg-type]
-            return v[0]  # type: ignore[index]
+        if kind == "char" and isinstance(v, int):
+            return v
+        if kind == "coll" and isinstance(v, bytes) and len(v) == 1:
+            return v[0]
         raise _RegError("ECOLLATE")
 
     def bracket(self) -> frozenset[int]:
@@ -407,15 +414,15 @@ _NO_CAPTURES = (None,) * 18  # start and end of groups 1 to 9
 
 
 class Program(NamedTuple):
-    code: tuple[tuple, ...]
+    code: tuple[Instruction, ...]
     backrefs: bool
 
 
-def _compile(tree, captures: bool) -> tuple[tuple, ...]:
+def _compile(tree: Node, captures: bool) -> tuple[Instruction, ...]:
     """The tree as instructions, built with a work list (a pattern's tree is as deep as it is long)."""
-    code: list[list] = []
+    code: list[list[Any]] = []
 
-    def emit(*ins) -> int:
+    def emit(*ins: Any) -> int:
         if len(code) >= MAX_PROGRAM:
             raise PatternTooComplex(f"more than {MAX_PROGRAM} instructions")
         code.append(list(ins))
@@ -425,7 +432,7 @@ def _compile(tree, captures: bool) -> tuple[tuple, ...]:
         return len(code)
 
     # Each task is a tree to compile or a callable to run at that point of the program.
-    todo: list = [tree]
+    todo: list[Any] = [tree]  # trees and closures (lambdas mypy cannot type)
     tasks = 0
     while todo:
         tasks += 1
@@ -445,14 +452,14 @@ def _compile(tree, captures: bool) -> tuple[tuple, ...]:
         elif op == "alt":  # SPLIT(left, right); left; JMP end; right
             box: list[int] = []
 
-            def start_alt(box=box):
+            def start_alt(box: list[int] = box) -> None:
                 box.append(emit(_SPLIT, here() + 1, None))
 
-            def middle(box=box):
+            def middle(box: list[int] = box) -> None:
                 box.append(emit(_JMP, None))
                 code[box[0]][2] = here()
 
-            def end_alt(box=box):
+            def end_alt(box: list[int] = box) -> None:
                 code[box[1]][1] = here()
 
             todo += (end_alt, t[2], middle, t[1], start_alt)
@@ -468,7 +475,7 @@ def _compile(tree, captures: bool) -> tuple[tuple, ...]:
         else:  # ("rep", elem, start, end): start copies, then a loop or end - start optional copies
             _, elem, start, end = t
             splits: list[int] = []
-            tail: list = []
+            tail: list[Any] = []
             if end == -1:
                 tail = [lambda s=splits: s.append(emit(_SPLIT, here() + 1, None)), elem,
                         lambda s=splits: (emit(_JMP, s[0]), code[s[0]].__setitem__(2, here()))]
@@ -553,13 +560,13 @@ def ere_search(prog: Program, text: bytes) -> bool:
     return False
 
 
-def _backtrack(code: tuple[tuple, ...], text: bytes) -> bool:
+def _backtrack(code: tuple[Instruction, ...], text: bytes) -> bool:
     """Any path to MATCH with back-references as captured on it; (pc, position, captures) visited once."""
     n = len(text)
     steps = 0
-    seen: set[tuple] = set()
+    seen: set[tuple[int, int, tuple[int | None, ...]]] = set()
     for start in range(n + 1):
-        stack: list[tuple[int, int, tuple]] = [(0, start, _NO_CAPTURES)]
+        stack: list[tuple[int, int, tuple[int | None, ...]]] = [(0, start, _NO_CAPTURES)]
         while stack:
             pc, i, caps = stack.pop()
             state = (pc, i, caps)

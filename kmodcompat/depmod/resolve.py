@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import ModuleReadError
 from ..kmod.elf import KmodAbort, KmodError, KmodSymbol, get_dependency_symbols, get_symbols, open_abort
@@ -319,7 +320,7 @@ def _report_cycles(dm: Depmod, users: list[int]) -> None:
 
     while roots:
         root = roots.pop(0)
-        stack: list[tuple[int, tuple | None]] = [(root, None)]
+        stack: list[tuple[int, tuple[int, Any] | None]] = [(root, None)]  # (vertex, its parent's pair)
         while stack:
             vertex = stack.pop()
             m, parent = vertex

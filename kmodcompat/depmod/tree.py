@@ -197,7 +197,7 @@ class _Search:
         excluded, skipped, diags = self.excluded, self.skipped, self.diags
         # One frame per directory being read: its entries, the next one's index, its path + '/',
         # its descriptor, the (device, inode) of it and of every directory above it.
-        stack: list[tuple[list[os.DirEntry], list[int], str, int, frozenset[tuple[int, int]]]] = []
+        stack: list[tuple[list[os.DirEntry[str]], list[int], str, int, frozenset[tuple[int, int]]]] = []
         try:
             st = os.fstat(root_fd)
             stack.append((_entries(root_fd), [0], prefix, root_fd, frozenset(((st.st_dev, st.st_ino),))))
@@ -298,14 +298,14 @@ class _Search:
         self.found[modname] = _Found(modname, path, relpath, rel_for_prio)
 
 
-def _entries(fd: int) -> list[os.DirEntry]:
+def _entries(fd: int) -> list[os.DirEntry[str]]:
     """readdir() of an open directory, in the file system's order (scandir() reads a duplicate of
     the descriptor: ours stays open for openat(), and for the entries' fstatat())."""
     with os.scandir(fd) as it:
         return list(it)
 
 
-def _unfollowable(ent: os.DirEntry, e: OSError) -> str:
+def _unfollowable(ent: os.DirEntry[str], e: OSError) -> str:
     """Why an entry cannot be stat()ed, in words: a link that points nowhere, a link loop, ..."""
     if ent.is_symlink():
         if e.errno == errno.ENOENT:

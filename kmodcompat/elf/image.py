@@ -104,7 +104,7 @@ def column(table: bytes | memoryview, typecode: str, offset: int, entsize: int, 
     return column_array(table, typecode, offset, entsize, little).tolist()
 
 
-def column_array(table: bytes | memoryview, typecode: str, offset: int, entsize: int, little: bool) -> array:
+def column_array(table: bytes | memoryview, typecode: str, offset: int, entsize: int, little: bool) -> array[int]:
     """:func:`column` as an :class:`array.array`: 4 or 8 bytes a value, for tables too large for lists."""
     values = array(typecode)
     values.frombytes(table)

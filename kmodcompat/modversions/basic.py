@@ -9,6 +9,7 @@ four bytes of the field: reading only the first four would give 0.
 from __future__ import annotations
 
 import struct
+from typing import cast
 
 from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, struct_for, too_many_entries
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
@@ -81,9 +82,9 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     whole = size - size % MODVERSION_ENTRY_SIZE
     records = [record for (record,) in _RECORD.iter_unpack(memoryview(data)[offset:offset + whole])]
     known = _KNOWN[elfclass, little]
-    entries: list = list(map(known.get, records))  # None where not known, filled in below
+    entries: list[Modversion | None] = list(map(known.get, records))  # None where not known, filled in below
     if None not in entries:
-        return entries, 0
+        return cast("list[Modversion]", entries), 0
     if len(known) > _KNOWN_LIMIT:
         known.clear()
     new = [i for i, entry in enumerate(entries) if entry is None]
@@ -104,7 +105,7 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
         end = end if end >= 0 else stop
         budget -= end - field_end
         entries[i] = Modversion(crc, text(data[start:end]), False)
-    return entries, unterminated
+    return cast("list[Modversion]", entries), unterminated  # every None filled in above
 
 
 def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes:
