@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .. import __version__
+from .helptext import CommandHelp, HelpParser
 from .output import flush_held
 
 #: Command name → its module in this package, in help order. A run imports only
@@ -27,14 +28,40 @@ COMMANDS = {
 EXIT_USAGE = 2
 
 
+HELP = CommandHelp(
+    summary="kernel-module compatibility analyzer",
+    description="""
+kmodcompat reads kernel modules (.ko, .ko.xz, .ko.zst, .ko.gz, of any architecture), whole module trees and
+kernel packages, and tells you what kmod, busybox, module-init-tools, the kernel's module loader and the
+distributions' kABI tools (Red Hat's and SUSE's weak-modules) see in them. Where it imitates a real tool
+(modinfo, depmod, modprobe --dump-modversions) its output is that tool's, byte for byte.
+
+Start with "kmodcompat report", which analyses a whole tree and writes a report. Run "kmodcompat COMMAND
+--help" for what each command does and takes; each command also has a man page, kmodcompat-COMMAND(1).
+
+Every command that takes a tree names it the same way: a module directory (/lib/modules/KVER), a root holding
+lib/modules/KVER, "-b BASEDIR KVER", a kernel release alone (under /lib/modules), or packages (.deb, .rpm,
+.tar of a root), any number of them combined into one root.
+""",
+    examples=(
+        ("kmodcompat report", "Report on the running kernel's modules (or on the bundled demo tree when there "
+                              "is no /lib/modules for it)."),
+        ("kmodcompat diff /lib/modules/6.1.0-56-amd64 /lib/modules/6.12.57+deb13-amd64",
+         "Say what changed between two kernels' module trees, and whom it breaks."),
+        ("kmodcompat modinfo -F vermagic ext4", "Print one field, as kmod's modinfo does."),
+    ),
+    exit_status="0 when the command succeeded and found nothing wrong, 1 when the thing checked fails or "
+                "differs, 2 for a usage or input error. diff returns a bitmask as abidiff does, and modinfo, "
+                "depmod and dump-modversions return what the emulated kmod returns. Each command's help "
+                "gives its own.",
+)
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line, or with ``only`` that one command's sub-parser (same options)."""
-    parser = argparse.ArgumentParser(
-        prog="kmodcompat",
-        description="What kmod, busybox, module-init-tools, the kernel loader and the kABI gates see in your "
-                    "kernel modules, checked byte for byte against the real tools. Start with `kmodcompat report`.")
+    parser = HelpParser(prog="kmodcompat", about=HELP)
     parser.add_argument("--version", action="version", version=f"kmodcompat {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HelpParser)
     sub.required = True
     for name, module in COMMANDS.items():
         if only is None or name == only:

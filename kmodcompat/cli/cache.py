@@ -20,14 +20,35 @@ import time
 from ..cache.store import DB_ERRORS
 from ..cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_BYTES, RecordCache, default_path, prune, records_version
 from .output import shown
+from .helptext import CommandHelp, command_parser
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
+HELP = CommandHelp(
+    summary="show, prune or clear the cache of parsed records and reports",
+    description="""
+report, views and simulate keep what they parsed, and report its finished reports, in a cache in
+$XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged tree is reported again without
+reading a module. Records are kept by the content of each module file (a copied or moved tree finds them),
+at most 512 MiB and 30 days unused by default: after a run that wrote to the cache, the least recently used
+records go first.
+
+info says what the cache holds, per module directory. prune applies other limits now (--max-size,
+--max-age). clear empties it, and moves a damaged database aside. An unusable cache location is one line on
+stderr ("record cache unavailable"), never a failure of the command that wanted it.
+""",
+    examples=(
+        ("kmodcompat cache info", "Show the cache's size and what it holds."),
+        ("kmodcompat cache prune --max-size 100M --max-age 7", "Keep at most 100 MiB, used in the last week."),
+    ),
+    exit_status="0 on success, 2 for a usage error.",
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("cache", help="show, prune or clear the cache of parsed records and reports",
-                       description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[2:]))
-    p.add_argument("action", choices=("info", "clear", "prune"))
+    p = command_parser(sub, "cache", HELP)
+    p.add_argument("action", choices=("info", "clear", "prune"), help="what to do (see above)")
     p.add_argument("--max-size", type=_size, default=None, metavar="SIZE",
                    help=f"prune: keep at most SIZE (K, M, G suffixes; default {human(DEFAULT_MAX_BYTES)})")
     p.add_argument("--max-age", type=float, default=None, metavar="DAYS",

@@ -25,16 +25,47 @@ from ..files.kernel import KernelSource, KernelSourceError, kernel_source
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
 from ..depmod.writer import render, write_files
 from .inputs import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
+from .helptext import CommandHelp, command_parser
 
 PROGRAM = "depmod"
 
 
+HELP = CommandHelp(
+    summary="kmod's depmod, byte for byte",
+    description="""
+Does what kmod's depmod does: writes the same modules.dep, modules.alias, modules.symbols and other files
+(binary indexes included) into BASEDIR/lib/modules/KVER, or prints the text files on stdout with -n, with the
+same warnings on stderr and the same exit status. --as chooses which kmod release to imitate.
+
+--format json prints a structured result instead: every module with its dependencies, each warning with its
+code (a "disagrees about version" warning is marked as a false positive when the CRC it misses is only in
+the extended tables), the unresolved symbols and the dependency cycles.
+
+Configuration: each -C path (a file or a directory) replaces the defaults, as in depmod. Without -C the
+tree's own depmod.d directories are read (BASEDIR/etc/depmod.d and the others depmod reads); --host-config
+reads the host's instead, which is what real "depmod -b" does.
+""",
+    examples=(
+        ("kmodcompat depmod -n 6.12.107+deb13-amd64", "Print the files depmod would write for that installed "
+                                                        "kernel, writing nothing."),
+        ("kmodcompat depmod -b /srv/root -e -E Module.symvers 6.1.0-56-amd64",
+         "Write the files into a root's module directory, and report unresolved and mismatched symbols "
+         "against the kernel's exports in Module.symvers."),
+        ("kmodcompat depmod -n --format json /lib/modules/$(uname -r)", "Print the dependencies and warnings "
+                                                                          "as JSON."),
+    ),
+    exit_status="As the emulated depmod: 0 on success, 1 on a fatal error (with depmod's message). A usage "
+                "error kmodcompat detects before emulating kmod exits 2.",
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("depmod", help="kmod's depmod, byte for byte", description=__doc__.splitlines()[0])
+    p = command_parser(sub, "depmod", HELP)
     p.add_argument("-n", "--dry-run", "--show", dest="dry_run", action="store_true",
                    help="write the text files to stdout, nothing to disk")
     p.add_argument("-e", "--errsyms", action="store_true", help="report unresolved and mismatched symbols")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.add_argument("--kernel-image", default=None, metavar="FILE",
                    help="not in kmod: the boot image's exports and CRCs as -E would give them (ignored with -E); "
                         "one line on stderr says what was read")

@@ -1,38 +1,11 @@
 """``kmodcompat diff OLD NEW``: what changed between two builds, and who it breaks.
 
-OLD and NEW are both module files, or both trees, each named in any of the
-forms every command takes (a module directory, a root holding
-lib/modules/KVER, -b BASEDIR KVER, packages):
-
-  kmodcompat diff old/foo.ko new/foo.ko
-  kmodcompat diff /lib/modules/6.1.0-56-amd64 /lib/modules/6.12.107+deb13-amd64
-  kmodcompat diff -b / 6.1.0-56-amd64 6.12.107+deb13-amd64          (one root, two kernels)
-  kmodcompat diff -b ROOT1 -b ROOT2 6.1.0-56-amd64 6.12.107+deb13-amd64
-  kmodcompat diff linux-image-6.1.0-56-amd64_*.deb linux-image-6.12.107+deb13-amd64_*.deb
-  kmodcompat diff --old old/*.deb --new new/*.deb                   (split packages: image, modules, base)
-  kmodcompat diff kernel-core-6.12.rpm kernel-core-6.13.rpm
-
-Packages (.deb, .rpm, .tar* of a root; several per side with --old/--new)
-are unpacked into one temporary root per side; what is printed names the
-packages, never that directory. Kernel exports (for the kABI diff) come from
---old-symvers/--new-symvers (a Module.symvers, symvers.gz or a linux-headers
-package) or --old-kernel-image/--new-kernel-image, else from where the report
-finds them next to each tree: its Module.symvers (the headers package given
-among the packages included), its boot image (a linux-image package carries
-one), a real System.map; one line on stderr per side says which.
-
-Exit status (a bitmask, as abidiff's): 0 nothing changed; 4 something
-changed (bit 2); 12 = 4|8 something changed and breaks a consumer (bit 3:
-an export removed, its CRC changed, made GPL-only or put in a namespace; a
-consumer's verdict falling to refuses/unreadable/false mismatch; a module
-that became unreadable; a new dependency cycle; a newly unresolved import);
-1 an error (an unreadable module file); 2 bad usage or an input that cannot
-be used (a missing path, a package that cannot be unpacked).
+The operand forms, where kernel exports come from, the exit status and examples are
+in HELP (its --help and man page).
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -51,6 +24,7 @@ from ..files import packages
 from ..files.bounded import InputFileError
 from ..files.symvers import read_symvers
 from .inputs import ModuleFiles, TreeOperand, load, report_failures, resolve
+from .helptext import CommandHelp, command_parser
 
 
 class _Fail(Exception):
@@ -61,11 +35,43 @@ class _Fail(Exception):
         self.status = status
 
 
+HELP = CommandHelp(
+    summary="compare two builds: modules, trees or packages",
+    description="""
+Says what changed between two builds and whom it breaks: section layouts, version tables, the kABI (grouped
+by cause, with the importers each change breaks) and dependencies. OLD and NEW are both module files, or
+both trees, each named in any of the forms every command takes (a module directory, a root holding
+lib/modules/KVER, -b BASEDIR KVER, packages). A Module.symvers (gzipped too) can be compared with another, a
+tree or packages.
+
+Packages (.deb, .rpm, .tar of a root; several per side with --old and --new) are unpacked into one temporary
+root per side; what is printed names the packages, never that directory. The kernels' exports, for the kABI
+diff, come from --old-symvers and --new-symvers (a Module.symvers, symvers.gz or a linux-headers package) or
+from --old-kernel-image and --new-kernel-image; otherwise from where the report finds them next to each tree
+(its Module.symvers, its boot image, a real System.map). One line on stderr per side says which.
+""",
+    examples=(
+        ("kmodcompat diff old/foo.ko new/foo.ko", "Compare two builds of one module."),
+        ("kmodcompat diff /lib/modules/6.1.0-56-amd64 /lib/modules/6.12.57+deb13-amd64",
+         "Compare two installed kernels' trees."),
+        ("kmodcompat diff -b / 6.1.0-56-amd64 6.12.57+deb13-amd64", "The same, as two releases in one root."),
+        ("kmodcompat diff -b ROOT1 -b ROOT2 6.1.0-56-amd64 6.12.57+deb13-amd64",
+         "Two releases in two roots."),
+        ("kmodcompat diff --old old/*.deb --new new/*.deb",
+         "Compare two sets of split packages (image, modules, base)."),
+        ("kmodcompat diff kernel-core-6.12.rpm kernel-core-6.13.rpm", "Compare two RPM packages."),
+    ),
+    exit_status="A bitmask, as abidiff's: 0 nothing changed; 4 something changed (bit 2); 12 (4 and 8) "
+                "something changed and breaks a consumer (bit 3: an export removed, its CRC changed, made "
+                "GPL-only or put in a namespace; a consumer's verdict falling to refuses, unreadable or a false "
+                "mismatch; a module that became unreadable; a new dependency cycle; a newly unresolved "
+                "import); 1 an error (an unreadable module file); 2 a usage error or an input that cannot be "
+                "used (a missing path, a package that cannot be unpacked).",
+)
+
+
 def add_parser(sub) -> None:
-    lines = __doc__.splitlines()
-    p = sub.add_parser("diff", help="compare two builds: modules, trees or .deb packages",
-                       description=lines[0], epilog="\n".join(lines[2:]),
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = command_parser(sub, "diff", HELP)
     p.add_argument("old", metavar="OLD", nargs="?", help="module file, module tree, root, package, or KVER with -b")
     p.add_argument("new", metavar="NEW", nargs="?", help="the same kind as OLD")
     p.add_argument("--old", dest="old_set", nargs="+", metavar="PACKAGE", help="OLD as several packages "
@@ -80,7 +86,8 @@ def add_parser(sub) -> None:
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
                    help=f"consumer model to compare (repeatable; default {', '.join(DEFAULT_CONSUMERS)}; "
                         f"known: {', '.join(CONSUMERS)})")
-    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text",
+                   help="output format (default %(default)s)")
     p.add_argument("--modules", action="store_true",
                    help="text/markdown/html: list every changed module in full and every row of every table")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")

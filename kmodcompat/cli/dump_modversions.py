@@ -5,11 +5,27 @@ from __future__ import annotations
 from ..kmod.profile import KMOD_PROFILES
 from ..kmod.tools import dump_modversions
 from .output import add_as_option, emit
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="print a module's import versions, as modprobe --dump-modversions",
+    description="""
+Prints the CRC and name of every symbol version in MODULE's __versions table, exactly as "modprobe
+--dump-modversions" prints them, errors and exit status included. That option reads the classic table only
+and kmod plans to remove it; "kmodcompat modversions" lists every table.
+""",
+    examples=(
+        ("kmodcompat dump-modversions /lib/modules/$(uname -r)/kernel/fs/ext4/ext4.ko*",
+         "List the versions ext4 was built against."),
+        ("kmodcompat dump-modversions --as kmod30 foo.ko", "The same, as kmod 30 (Debian 12) prints it."),
+    ),
+    exit_status="As modprobe's: 0 when the module was read, 1 when it could not be (with modprobe's message).",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("dump-modversions", help="print a module's import versions as modprobe --dump-modversions",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "dump-modversions", HELP)
     p.add_argument("module", metavar="MODULE", help="module file (.ko, .ko.xz, .ko.zst, .ko.gz)")
     add_as_option(p)
     p.set_defaults(run=run)

@@ -19,12 +19,30 @@ from ..depmod.resolve import Depmod, run_depmod
 from contextlib import ExitStack
 
 from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="exported symbols, their importers, unused exports",
+    description="""
+For every symbol a module of the tree exports, shows the exporter, its CRC, whether it is GPL-only, its
+namespace, whether depmod resolves the symbol to this exporter (the last exporter in depmod's order wins), and
+every module that imports it from there. Then the exports nobody imports, and, per module, what it imports
+from whom ("vmlinux" for the kernel itself when -E or -F names the kernel's exports).
+""",
+    examples=(
+        ("kmodcompat exports /lib/modules/$(uname -r)", "Who exports what to whom in the running kernel's tree."),
+        ("kmodcompat exports -E Module.symvers --format markdown linux-image-*.deb",
+         "The same for a kernel package, with the kernel's own exports, as Markdown."),
+    ),
+    exit_status="0 on success, 2 for a usage or input error.",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("exports", help="exported symbols, their importers, unused exports",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p = command_parser(sub, "exports", HELP)
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="output format (default %(default)s)")
     add_symbol_options(p)
     add_tree_options(p)
     p.set_defaults(run=run)

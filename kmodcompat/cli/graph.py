@@ -18,13 +18,31 @@ from ..graph import KERNEL_NODE, closure, graph_for_tree
 from contextlib import ExitStack
 
 from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="module dependency graph (DOT, GraphML, JSON)",
+    description="""
+Prints the module dependency graph as depmod resolves it: one node per module (and one for vmlinux when the
+kernel's exports are given with -E or -F), one edge per importer and exporter, carrying the symbols. With
+--module, only the dependency closure of the named modules.
+""",
+    examples=(
+        ("kmodcompat graph --module ext4 | dot -Tsvg > ext4.svg",
+         "Draw what ext4 depends on in the running kernel's tree."),
+        ("kmodcompat graph --format graphml -b /srv/root 6.1.0-56-amd64 > deps.graphml",
+         "The whole graph of a root's tree, for a graph editor."),
+    ),
+    exit_status="0 on success, 2 for a usage or input error (a --module the tree does not have included).",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("graph", help="module dependency graph (DOT, GraphML, JSON)",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "graph", HELP)
     p.add_argument("--module", "-m", action="append", default=[], help="only this module's dependency closure")
-    p.add_argument("--format", choices=("dot", "graphml", "json"), default="dot")
+    p.add_argument("--format", choices=("dot", "graphml", "json"), default="dot",
+                   help="output format (default %(default)s)")
     add_symbol_options(p)
     add_tree_options(p)
     p.set_defaults(run=run)

@@ -9,9 +9,6 @@ SUSE's weak-modules2 decide. The modules given together satisfy each
 other's symbols (an out-of-tree stack). A kernel is a boot image, a module
 directory (its exports from its Module.symvers or boot image) or an
 installed KVER.
-
-Exit status: 0 every module loads into every kernel, 1 some are refused,
-2 usage or input errors.
 """
 
 from __future__ import annotations
@@ -28,18 +25,39 @@ from ..loadable import load_matrix, target_for
 from ..parse.module import parse_module
 from ..records import MODULE_SUFFIXES
 from .output import shown
+from .helptext import CommandHelp, command_parser
 
+
+
+HELP = CommandHelp(
+    summary="would each kernel's loader accept each module, and why not",
+    description="""
+For every module and every kernel, says whether the kernel's loader accepts the module, and if not why,
+symbol by symbol: module_layout, vermagic, each import's CRC in the table that kernel reads, missing symbols,
+GPL-only symbols used by a non-GPL module, namespaces not imported. It also says what
+CONFIG_MODULE_FORCE_LOAD would change, and what Red Hat's weak-modules and SUSE's weak-modules2 decide.
+
+The modules given together satisfy each other's symbols (an out-of-tree stack). A kernel is a boot image, a
+module directory (its exports read from its Module.symvers or boot image) or an installed kernel release.
+""",
+    examples=(
+        ("kmodcompat loadable my.ko --kernel 6.1.0-56-amd64 --kernel 6.12.57+deb13-amd64",
+         "Would either of two installed kernels load my.ko?"),
+        ("kmodcompat loadable --format json build/ --kernel /boot/vmlinuz-$(uname -r)",
+         "Check every module under build/ against the running kernel's boot image, as JSON."),
+    ),
+    exit_status="0 when every module loads into every kernel, 1 when some are refused, 2 for a usage or "
+                "input error.",
+)
 
 
 def add_parser(sub) -> None:
-    lines = __doc__.splitlines()
-    p = sub.add_parser("loadable", help="would each kernel's loader accept each module, and why not",
-                       description=lines[0], epilog="\n".join(lines[2:]),
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = command_parser(sub, "loadable", HELP)
     p.add_argument("modules", nargs="+", metavar="MODULE|DIR", help="module files, or directories searched for them")
     p.add_argument("--kernel", action="append", required=True, metavar="TREE|KVER|IMAGE",
                    help="a kernel: boot image, module directory or installed KVER (repeatable)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.set_defaults(run=run)
 
 

@@ -11,14 +11,37 @@ import os
 from ..kmod.profile import KMOD_PROFILES
 from ..kmod.tools import modinfo_arg
 from .output import add_as_option, emit
+from .helptext import CommandHelp, command_parser
 
 _SHORTCUTS = {"author": "-a", "description": "-d", "license": "-l", "parm": "-p", "filename": "-n"}
 
 
+HELP = CommandHelp(
+    summary="show module information, as kmod's modinfo",
+    description="""
+Prints the .modinfo fields of each MODULE (license, description, depends, vermagic, parm, ...) and its
+signature, exactly as kmod's modinfo prints them: the same text, the same errors, the same exit status. --as
+chooses which kmod release to imitate.
+
+A MODULE that is not a file is a module name, looked up in BASEDIR/lib/modules/KVER/modules.dep as kmod's
+modinfo looks it up (the running kernel's release unless -k is given).
+""",
+    examples=(
+        ("kmodcompat modinfo /lib/modules/$(uname -r)/kernel/fs/ext4/ext4.ko*",
+         "Print every field of that module."),
+        ("kmodcompat modinfo -F depends -k 6.1.0-56-amd64 ext4",
+         "Print only the modules ext4 depends on, looking ext4 up in that kernel's modules.dep."),
+        ("kmodcompat modinfo --as kmod30 -F signer ext4.ko.xz",
+         "Print the signer as kmod 30 (Debian 12) would."),
+    ),
+    exit_status="As kmod's modinfo: 0 when every module was found and read, 1 otherwise. A usage error "
+                "kmodcompat detects before emulating kmod exits 2.",
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("modinfo", help="show module information as kmod's modinfo",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("modules", nargs="+", metavar="MODULE")
+    p = command_parser(sub, "modinfo", HELP)
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="module files or module names")
     p.add_argument("-F", "--field", help="print only this field's values")
     p.add_argument("-0", "--null", action="store_true", help="use \\0 instead of \\n between values")
     for field, flag in _SHORTCUTS.items():

@@ -11,10 +11,6 @@ Text: one line per version, ``0x%08x<TAB>NAME<TAB>TABLES`` (TABLES: ``basic``,
 ``--table extended`` the table column is left out, so ``--table basic`` prints
 exactly what ``--dump-modversions`` prints. With several modules each line
 starts with the module's path and a TAB. JSON: kmodcompat/modversions-schema.json.
-
-Exit status: 0 every module read and every selected table well formed; 2 usage
-error, a module that could not be read, or a table kmod or the kernel would refuse
-(each named on stderr, ``kmodcompat: PATH: REASON``; its readable entries are listed).
 """
 
 from __future__ import annotations
@@ -27,13 +23,38 @@ from ..listing import SCHEMA_VERSION, TABLE_CHOICES, Row, listing, listing_json
 from ..parse.scan import parse_many
 from . import EXIT_USAGE
 from .output import shown
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="every import version of a module and the tables carrying it",
+    description="""
+Lists every symbol version a module carries, with the table it is in: the classic __versions table, the
+extended tables of Linux 6.14 and later (__version_ext_crcs and __version_ext_names, where the long names of
+an EXTENDED_MODVERSIONS build are kept), or the 2023 variable-length layout. It is the complete successor of
+"modprobe --dump-modversions", which reads the classic table only and is to be removed after kmod 36.
+
+The text output is one line per version: the CRC as 0x%08x, a tab, the symbol's name, a tab, and the tables
+(basic, extended, basic,extended or varlen). With --table basic or --table extended the table column is left
+out, so "--table basic" prints exactly what --dump-modversions prints. With several modules each line starts
+with the module's path and a tab. The JSON output follows kmodcompat/modversions-schema.json.
+""",
+    examples=(
+        ("kmodcompat modversions /lib/modules/$(uname -r)/kernel/fs/ext4/ext4.ko*",
+         "List ext4's versions and the table each one is in."),
+        ("kmodcompat modversions --table basic foo.ko", "Print exactly what modprobe --dump-modversions prints."),
+    ),
+    exit_status="0 when every module was read and every selected table is well formed; 2 for a usage error, a "
+                "module that could not be read, or a table kmod or the kernel would refuse. Each is named on "
+                "stderr, and its readable entries are still listed.",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("modversions", help="every import version of a module and the table(s) carrying it "
-                       "(--dump-modversions' complete successor)", description=__doc__.split("\n\n")[0])
+    p = command_parser(sub, "modversions", HELP)
     p.add_argument("modules", nargs="+", metavar="MODULE", help="module files (.ko, .ko.xz, .ko.zst, .ko.gz)")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.add_argument("--table", choices=tuple(TABLE_CHOICES), default="all",
                    help="basic: __versions only (as --dump-modversions); extended: __version_ext_* only; "
                         "all (default): both, and the 2023 variable-length layout")

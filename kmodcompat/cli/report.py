@@ -4,22 +4,7 @@ Writes ``report.json`` (the source), ``report.md`` and ``report.html`` into
 ``reports/<kernel release>/`` (or ``--out``). With no operand it analyses
 ``/lib/modules/$(uname -r)``, or the bundled demo tree where there is none.
 
-Exit status: 0 when nothing the policy counts as a break was found, 1 when
-something was, 2 for usage or input errors. ``--fail-on`` takes a
-comma-separated list of terms:
-
-  unreadable                 a module could not be read (the default policy)
-  lost:CONSUMER[@FORMAT]     CONSUMER does not see some import version
-  false-warnings[:CONSUMER][@FORMAT]   false "disagrees" warnings (default consumer kmod34)
-  refuses:CONSUMER[@FORMAT]  CONSUMER (a kernel) refuses a module
-  unresolved                 an import resolves to no exporter (never while the
-                             kernel's exports are unknown: then it is not checkable)
-  cycles                     a dependency cycle
-  findings[:CODE]            a malformed table (of that finding code)
-  none                       never fail
-
-FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen);
-without it the term applies to the modules as built.
+The --fail-on terms, the exit status and examples are in HELP (its --help and man page).
 """
 
 from __future__ import annotations
@@ -46,14 +31,57 @@ from ..files.bounded import file_type
 from .inputs import add_cache_option, add_tree_operands, load, open_cache, resolve, tree_operand
 from .outdir import OutputDirectory, safe_component
 from .output import shown
+from .helptext import CommandHelp, command_parser
 
 DEFAULT_POLICY = "unreadable"
 
 
+HELP = CommandHelp(
+    summary="write the compatibility report (JSON, Markdown, HTML)",
+    description="""
+Analyses a whole module tree and writes its compatibility report: what each consumer of version information
+sees in each module, as built and in every other modversions format, unresolved imports, dependency cycles
+and malformed tables. It writes report.json (the source of the other two), report.md and report.html into
+reports/KERNEL-RELEASE/, or into the directory --out names.
+
+With no operand it analyses /lib/modules of the running kernel, or the bundled demo tree when there is none.
+The kernel's own exports come from -E, --kernel-image or -F when given, else from the tree's Module.symvers,
+its boot image or a real System.map; one line on stderr says which.
+""",
+    examples=(
+        ("kmodcompat report", "Report on the running kernel's modules."),
+        ("kmodcompat report --out /tmp/r linux-image-6.12.57+deb13-amd64_*.deb",
+         "Report on a kernel package, into /tmp/r."),
+        ("kmodcompat report --fail-on lost:kmod30,unresolved 6.1.0-56-amd64",
+         "Exit 1 when kmod 30 does not see some import version or an import resolves to no exporter (for CI)."),
+        ("kmodcompat report --diff-against 6.1.0-56-amd64 6.12.57+deb13-amd64",
+         "Report on the newer tree, with what changed from the older one."),
+    ),
+    exit_status="0 when nothing the --fail-on policy counts as a break was found, 1 when something was, 2 for "
+                "a usage or input error.",
+    sections=(("fail-on policy", """
+--fail-on takes a comma-separated list of these terms:
+
+  unreadable                  a module could not be read (the default)
+  lost:CONSUMER[@FORMAT]      CONSUMER does not see some import version
+  false-warnings[:CONSUMER][@FORMAT]
+                              false "disagrees" warnings (default kmod34)
+  refuses:CONSUMER[@FORMAT]   CONSUMER (a kernel) refuses a module
+  unresolved                  an import resolves to no exporter (never
+                              while the kernel's exports are unknown:
+                              it is not checkable then)
+  cycles                      a dependency cycle
+  findings[:CODE]             a malformed table (of that finding code)
+  none                        never fail
+
+FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen); without it the term applies to the
+modules as built.
+"""),),
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("report", help="write the compatibility report (JSON, Markdown, HTML)",
-                       description=__doc__.splitlines()[0], epilog="\n".join(__doc__.splitlines()[7:]),
-                       formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = command_parser(sub, "report", HELP)
     add_tree_operands(p)
     p.add_argument("-E", "--symvers", metavar="Module.symvers", help="kernel exports with CRCs (default: found "
                    "in the tree's headers, build/ or boot/)")

@@ -8,13 +8,29 @@ import sys
 from ..errors import ModuleReadError
 from ..parse.module import parse_module
 from ..describe import module_json, module_text
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="everything kmodcompat parsed from a module",
+    description="""
+Prints what kmodcompat read from each MODULE: its ELF identity and sections, the .modinfo fields, its imports
+and exports (with CRC, GPL-only flag and namespace), each modversions table, its signature, and any malformed
+data it found.
+""",
+    examples=(
+        ("kmodcompat show /lib/modules/$(uname -r)/kernel/fs/ext4/ext4.ko*", "Describe ext4."),
+        ("kmodcompat show --format json foo.ko bar.ko", "The same for two modules, as JSON."),
+    ),
+    exit_status="0 when every module was read, 2 for a usage error or a module that could not be read.",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("show", help="everything kmodcompat parsed from a module",
-                       description=__doc__.splitlines()[0])
-    p.add_argument("modules", nargs="+", metavar="MODULE")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = command_parser(sub, "show", HELP)
+    p.add_argument("modules", nargs="+", metavar="MODULE", help="module files (.ko, .ko.xz, .ko.zst, .ko.gz)")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.set_defaults(run=run)
 
 

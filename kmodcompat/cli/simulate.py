@@ -12,9 +12,6 @@ that would land on the same file (``foo.ko`` and ``foo.ko.xz`` side by side) are
 refused before anything is written. Files are written as
 :class:`~kmodcompat.cli.outdir.OutputDirectory` says (no planted link is
 followed).
-
-Exit status 1 if a module could not be written, 2 for usage errors (a layout
-collision, an output directory that cannot be used).
 """
 
 from __future__ import annotations
@@ -30,16 +27,40 @@ from ..simulate import FORMATS, BuildError, LayoutError, simulate
 from .inputs import add_input_options, load_expected, load_inputs, report_failures
 from .outdir import OutputDirectory
 from .output import shown
+from .helptext import CommandHelp, command_parser
 
 #: Suffixes of compressed modules: the simulated module is written uncompressed.
 _COMPRESSED = tuple(s for s in MODULE_SUFFIXES if s != ".ko")
 
 
+HELP = CommandHelp(
+    summary="rewrite modules with their versions in another format",
+    description="""
+Writes, for each module, a real relocatable ELF .ko whose version sections are those modpost writes in the
+chosen format (none, basic, basic+ext, ext-only, or the rejected 2023 variable-length one), with everything
+else kept byte for byte, so that real tools can be run on it.
+
+Each module keeps its path relative to the tree (kernel/fs/foo.ko.xz becomes DIR/kernel/fs/foo.ko), or, for
+module files, relative to their closest common directory; only the compression suffix is dropped. Two modules
+that would land on the same file are refused before anything is written, and no symbolic link planted in DIR
+is followed.
+""",
+    examples=(
+        ("kmodcompat simulate --format-as ext-only --out /tmp/ext $(uname -r)",
+         "Rewrite the running kernel's modules with extended tables only."),
+        ("kmodcompat simulate --format-as basic foo.ko", "Write simulated/foo.ko with a classic __versions "
+                                                          "table."),
+    ),
+    exit_status="0 when every module was written, 1 when one could not be, 2 for a usage error (a layout "
+                "collision or an output directory that cannot be used included).",
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("simulate", help="rewrite modules with their versions in another format",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "simulate", HELP)
     add_input_options(p)
-    p.add_argument("--format-as", required=True, choices=FORMATS, dest="format_as")
+    p.add_argument("--format-as", required=True, choices=FORMATS, dest="format_as",
+                   help="the modversions format to write")
     p.add_argument("--out", default="simulated", help="output directory (default ./simulated)")
     p.add_argument("-E", "--symvers", metavar="Module.symvers", help="CRCs for imports the module itself lacks")
     p.set_defaults(run=run)

@@ -39,11 +39,33 @@ from ..records import raw
 from . import EXIT_USAGE
 from .inputs import add_tree_options, load_depmod_tree, report_failures, tree_operand
 from .output import shown
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="Module.symvers of an installed kernel, rebuilt from its tree and boot image",
+    description="""
+Writes the Module.symvers of an installed kernel that has no headers package: one line per export (CRC,
+symbol, module, EXPORT_SYMBOL or EXPORT_SYMBOL_GPL, namespace, separated by tabs), vmlinux first, then the
+modules, as modpost writes it. vmlinux's exports are read from the boot image (the tree's boot/vmlinuz-KVER,
+or --kernel-image), the modules' from the tree. Without an image the modules' lines are written alone, with a
+note on stderr.
+
+The modules' lines come in modpost's order. vmlinux's lines are the same as modpost's but not always in its
+order (a stripped image does not keep it exactly): compare them sorted.
+""",
+    examples=(
+        ("kmodcompat symvers /lib/modules/$(uname -r) > Module.symvers",
+         "Rebuild the running kernel's Module.symvers."),
+        ("kmodcompat symvers --modules-only -b /srv/root 6.1.0-56-amd64", "Only the modules' exports."),
+    ),
+    exit_status="0 on success, 2 for a usage or input error, or a boot image that is unreadable or whose "
+                "exports cannot be told (never a partial vmlinux).",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("symvers", help="Module.symvers of an installed kernel (vmlinux from the boot image)",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "symvers", HELP)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--kernel-image", default=None, metavar="FILE",
                        help="the boot image to read vmlinux's exports from (default: the tree's boot/vmlinuz-KVER)")

@@ -7,9 +7,6 @@ kmod's (``kmod_elf_new``, libkmod-elf.c's table readers), see
 ``*.ko.xz`` and ``*.ko.zst`` files (symbolic links followed, each directory
 once; ``build`` and ``source`` skipped as depmod does); every file that
 cannot be read or walked is named with its reason, none is dropped.
-
-Exit status: 0 every module passes, 1 a module fails a check or could not be
-read, 2 usage error.
 """
 
 from __future__ import annotations
@@ -33,6 +30,7 @@ from ..validate import Failure, Target, Validation, validate_file
 from ..files.packages import is_package
 from .inputs import resolve, usage
 from .output import add_as_option, shown
+from .helptext import CommandHelp, command_parser
 
 #: What depmod and kmod take for module files (the suffixes of every compression kmod knows).
 #: Names depmod never descends into (tools/depmod.c depmod_modules_search_dir()).
@@ -42,14 +40,35 @@ _MACHINE_ALIASES = {"amd64": "X86_64", "arm64": "AARCH64", "armhf": "ARM", "arme
                     "powerpc": "PPC", "powerpc64": "PPC64", "riscv64": "RISCV", "loong64": "LOONGARCH"}
 
 
+HELP = CommandHelp(
+    summary="the kernel loader's and kmod's validity checks, per module",
+    description="""
+Puts each module file through the checks the kernel's loader makes before it loads a module (the signature
+check, the ELF validity checks, symbol resolution) and those kmod makes when it opens one, and says which
+fail, with the error number and message the kernel or kmod would give.
+
+A TREE is walked for .ko, .ko.gz, .ko.xz and .ko.zst files (symbolic links followed, each directory once,
+build and source skipped as depmod skips them); every file that cannot be read or walked is named with its
+reason, none is dropped. The options describe the target kernel where it matters.
+""",
+    examples=(
+        ("kmodcompat validate /lib/modules/$(uname -r)", "Check every module of the running kernel."),
+        ("kmodcompat validate --machine aarch64 --sig-enforce -v foo.ko",
+         "Would an arm64 kernel that enforces signatures load foo.ko? List what passes too."),
+    ),
+    exit_status="0 when every module passes, 1 when a module fails a check or could not be read, 2 for a "
+                "usage error.",
+)
+
+
 def add_parser(sub) -> None:
-    p = sub.add_parser("validate", help="the kernel loader's and kmod's validity checks, per module",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "validate", HELP)
     p.add_argument("operands", nargs="*", metavar="MODULE|TREE",
                    help="module files and/or directories to walk, packages (combined into one root), or KVER with -b")
     p.add_argument("-b", "--basedir", default=None, metavar="BASEDIR",
                    help="root holding lib/modules/KVER (kmod's -b): the operand is then KVER")
-    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.add_argument("--format", choices=("text", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.add_argument("--machine", type=machine_number, default=None, metavar="ARCH",
                    help="e_machine of the target kernel (x86_64, aarch64, s390x, ... or a number; "
                    "default: what each module claims)")

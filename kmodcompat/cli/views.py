@@ -1,8 +1,8 @@
 """``kmodcompat views [TREE | -b BASEDIR KVER | MODULE...] [--consumer C]... [--simulate] [-E Module.symvers] [--format F]``.
 
 What each consumer sees in the modules, as built and (``--simulate``) in every
-other modversions format. Exit status: 0, or 2 for bad operands; unreadable
-modules are listed on stderr and in the output, never skipped silently.
+other modversions format.
+Unreadable modules are listed on stderr and in the output, never skipped silently.
 """
 
 from __future__ import annotations
@@ -18,11 +18,29 @@ from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
 from ..files.kernel import KernelSourceError, kernel_source
 from .inputs import add_input_options, load_inputs, report_failures
 from .output import shown
+from .helptext import CommandHelp, command_parser
+
+
+HELP = CommandHelp(
+    summary="what each consumer sees, per modversions format",
+    description="""
+Shows what each consumer of version information (kmod 30, kmod 34, kmod with the extended-modversions
+patch, busybox, module-init-tools, the kernel's loader of 6.13 and 6.14 with and without
+MODULE_FORCE_LOAD, Red Hat's weak-modules and SUSE's weak-modules2) sees in the modules as they were
+built, and with --simulate in every other modversions format. Modules that cannot be read are listed, on
+stderr and in the output, never skipped silently.
+""",
+    examples=(
+        ("kmodcompat views /lib/modules/$(uname -r)", "What every consumer sees in the running kernel's tree."),
+        ("kmodcompat views --simulate --consumer busybox --consumer kernel-6.14 foo.ko",
+         "What busybox and the 6.14 loader would see in foo.ko in each format."),
+    ),
+    exit_status="0 on success, 2 for a usage or input error.",
+)
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("views", help="what each consumer sees, per modversions format",
-                       description=__doc__.splitlines()[0])
+    p = command_parser(sub, "views", HELP)
     add_input_options(p)
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
                    help=f"consumer to show (repeatable; default all: {', '.join(CONSUMERS)})")
@@ -33,7 +51,8 @@ def add_parser(sub) -> None:
     p.add_argument("--kernel-image", metavar="FILE", help="the boot image to read vmlinux's CRCs from")
     p.add_argument("--modules", action="store_true", help="also list every module's view (text/markdown: "
                    "modules with a loss, misread or false warning; json: all)")
-    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="output format (default %(default)s)")
     p.set_defaults(run=run)
 
 
