@@ -36,6 +36,8 @@ have dpkg-deb || light+=(dpkg)                                              # .d
 have xz || light+=(xz-utils)
 have rpmbuild || light+=(rpm)                                               # builds the RPMs tests read
 have busybox || light+=(busybox-static)                                     # the busybox oracle
+have man && have groff || light+=(man-db)                                   # the installed man pages
+have zsh || light+=(zsh)                                                    # the zsh completion
 have chromium || have chromium-browser || heavy+=(chromium)                 # renders the HTML report
 echo "test.sh: missing: ${light[*]:-nothing} ${heavy[*]:-}" >&2
 
