@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 import multiprocessing
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,7 +79,8 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
                   summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
-                  summarize_counts: CountsSummarizer | None = None) -> ViewsResult:
+                  summarize_counts: CountsSummarizer | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> ViewsResult:
     """Run ``consumers`` on every (display path, record) in every format of ``formats``.
 
     ``keep_formats``: formats whose per-module views are kept in
@@ -91,10 +93,10 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     ``view(consumer)``, that model's full view (it returns None when the full
     views are needed after all); it must agree with ``summarize``. ``jobs`` > 1
     (None: all cores) splits the modules over worker processes; the result is
-    the same as with one.
+    the same as with one. ``progress(done, total)`` is called as parts of the work finish.
     """
     with views_started(entries, consumers, formats, expected, keep_formats, jobs, summarize,
-                       summarize_counts) as result:
+                       summarize_counts, progress) as result:
         return result()
 
 
@@ -103,14 +105,21 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
                   summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
-                  summarize_counts: CountsSummarizer | None = None) -> Iterator[Callable[[], ViewsResult]]:
+                  summarize_counts: CountsSummarizer | None = None,
+                  progress: Callable[[int, int], None] | None = None) -> Iterator[Callable[[], ViewsResult]]:
     """:func:`compute_views` begun in worker processes: the caller does other work, then calls the
     function it is given for the result. With one process the views are computed in that call."""
     entries = list(entries)
     args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize, summarize_counts)
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if not (jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods()):
-        yield lambda: _compute(entries, *args)
+        def alone() -> ViewsResult:
+            result = _compute(entries, *args)
+            if progress is not None:
+                progress(1, 1)
+            return result
+
+        yield alone
         return
     # Forked workers inherit the records copy-on-write: a task is an index
     # range, and only totals and (summarized) per-module views come back. The
@@ -122,6 +131,17 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     pool = worker_pool(jobs)
     try:
         parts = [pool.submit(_views_range, r) for r in ranges]
+        if progress is not None:
+            # Called in the pool's thread as each part comes back, while the caller works on.
+            lock, done = threading.Lock(), [0]
+
+            def tick(_) -> None:
+                with lock:
+                    done[0] += 1
+                    progress(done[0], len(parts))
+
+            for part in parts:
+                part.add_done_callback(tick)
         yield lambda: _merge([p.result() for p in parts])
     finally:
         pool.shutdown(cancel_futures=True)

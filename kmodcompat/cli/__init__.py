@@ -13,6 +13,7 @@ import sys
 from .. import __version__
 from .helptext import CommandHelp, HelpParser
 from .output import flush_held
+from .terminal import add_terminal_options, session
 
 #: Command name → its module in this package, in help order. A run imports only
 #: the module of the command it runs (the others pull in networkx, the depmod
@@ -23,6 +24,12 @@ COMMANDS = {
     "exports": "exports", "graph": "graph", "symvers": "symvers", "views": "views", "simulate": "simulate",
     "report": "report", "diff": "diff", "loadable": "loadable", "validate": "validate", "cache": "cache",
 }
+
+#: The commands that behave as a kmod tool: no pager, colour or --quiet, which the real tools lack.
+KMOD_COMMANDS = frozenset({"modinfo", "depmod", "dump-modversions"})
+
+#: The commands that write files (the report, rewritten modules): nothing on stdout to page.
+WRITERS = frozenset({"report", "simulate"})
 
 #: Exit status for usage errors and unreadable input, shared by every command.
 EXIT_USAGE = 2
@@ -50,6 +57,17 @@ lib/modules/KVER, "-b BASEDIR KVER", a kernel release alone (under /lib/modules)
          "Say what changed between two kernels' module trees, and whom it breaks."),
         ("kmodcompat modinfo -F vermagic ext4", "Print one field, as kmod's modinfo does."),
     ),
+    sections=(("environment", """
+PAGER: the pager for output to a terminal (default less; empty or cat: none). --no-pager turns it off.
+
+LESS: the pager's options (default FRX: output shorter than the screen is just printed, colours pass).
+
+NO_COLOR: when set and not empty, no colour (https://no-color.org); --color=always still colours.
+
+COLUMNS: the width help and text output are fitted to (default: the terminal's).
+
+XDG_CACHE_HOME: where the cache lives (kmodcompat/ in it; default ~/.cache).
+"""),),
     exit_status="0 when the command succeeded and found nothing wrong, 1 when the thing checked fails or "
                 "differs, 2 for a usage or input error. diff returns a bitmask as abidiff does, and modinfo, "
                 "depmod and dump-modversions return what the emulated kmod returns. Each command's help "
@@ -66,6 +84,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(f".{module}", __name__).add_parser(sub)
+            if name not in KMOD_COMMANDS:
+                add_terminal_options(sub.choices[name], pager=name not in WRITERS)
     return parser
 
 
@@ -79,11 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     args = parser.parse_args(argv)
     try:
-        status = args.run(args)
-        flush_held()
+        with session(args):  # the pager, when there is one, takes all of stdout
+            try:
+                status = args.run(args)
+            finally:
+                flush_held()
         return status
     except SystemExit as e:  # a command's one-line usage or input error (cli/inputs.py usage())
-        flush_held()
         return e.code if isinstance(e.code, int) else EXIT_USAGE
     except BrokenPipeError:
         sys.stderr.close()  # output piped into head: not an error

@@ -13,18 +13,19 @@ import sys
 from contextlib import ExitStack
 
 from ..consumers import CONSUMERS
-from ..diff import DEFAULT_CONSUMERS, EXIT_ERROR, EXIT_USAGE, diff_export_sides, diff_modules, diff_trees
+from ..diff import DEFAULT_CONSUMERS, EXIT_CHANGE, EXIT_ERROR, EXIT_INCOMPATIBLE, EXIT_USAGE, diff_export_sides, \
+    diff_modules, diff_trees
 from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
 from ..parse.module import parse_module
 from ..report import diff_render
 from ..report.diff_json import to_json
-from ..parse.scan import stderr_progress
 from ..files import packages
 from ..files.bounded import InputFileError
 from ..files.symvers import read_symvers
 from .inputs import ModuleFiles, TreeOperand, load, report_failures, resolve
 from .helptext import CommandHelp, command_parser
+from .terminal import colour_on, note, paint, progress
 
 
 class _Fail(Exception):
@@ -105,8 +106,23 @@ def run(args) -> int:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        sys.stdout.write(diff_render.RENDERERS[args.format](doc, args.modules))
+        text = diff_render.RENDERERS[args.format](doc, args.modules)
+        sys.stdout.write(_painted(text, doc["status"]["exit_code"]) if args.format == "text" else text)
     return doc["status"]["exit_code"]
+
+
+def _painted(text: str, status: int) -> str:
+    """The text rendering with its verdicts in colour (when colour is on: cli/terminal.py)."""
+    if not colour_on():
+        return text
+    kind = "bad" if status & EXIT_INCOMPATIBLE else "warn" if status & EXIT_CHANGE else "good"
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(("Incompatible (exit status", "Compatible changes only (exit status", "No difference.")):
+            lines[i] = paint(line, kind)
+        elif " — INCOMPATIBLE" in line:
+            lines[i] = line.replace(" — INCOMPATIBLE", " — " + paint("INCOMPATIBLE", "bad"))
+    return "\n".join(lines)
 
 
 def _diff(args, stack: ExitStack) -> dict:
@@ -136,7 +152,7 @@ def _diff(args, stack: ExitStack) -> dict:
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
     trees = []
     for op, tag in ((old, "old"), (new, "new")):
-        trees.append(load(op, jobs=args.jobs, progress=stderr_progress(f"reading {tag} tree")))
+        trees.append(load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree")))
         if not trees[-1].modules:
             raise _Fail(f"{op.display(trees[-1].dirname)}: no modules found", EXIT_USAGE)
     for t, op in zip(trees, (old, new)):
@@ -148,7 +164,7 @@ def _diff(args, stack: ExitStack) -> dict:
     except KernelSourceError as e:
         raise _Fail(str(e), EXIT_ERROR) from None
     for tag, side, op in (("old", d.old, old), ("new", d.new, new)):
-        print(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}", file=sys.stderr)
+        note(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}")
     # Packages: the temporary roots' paths written as the packages' names.
     return json.loads(old.display(new.display(json.dumps(to_json(d)))))
 
@@ -173,7 +189,7 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
             ops.append(None)
             continue
         op = resolve([path], None, stack)
-        tree = load(op, jobs=args.jobs, progress=stderr_progress(f"reading {tag} tree"))
+        tree = load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"))
         if not tree.modules:
             raise _Fail(f"{op.display(tree.dirname)}: no modules found", EXIT_USAGE)
         report_failures((m.error for m in tree.failures), op)

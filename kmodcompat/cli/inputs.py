@@ -31,8 +31,8 @@ from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES, Kmod
 from ..records import ModuleRecord
 from ..cache import RecordCache, parse_cached
 from ..consumers.base import tree_crcs
-from ..parse.scan import stderr_progress
 from .output import add_as_option, shown
+from .terminal import progress
 
 #: The help text of the tree operand, the same in every command.
 TREE_HELP = ("a module directory (/lib/modules/KVER), a root holding lib/modules/KVER, Debian packages "
@@ -234,7 +234,7 @@ def load_depmod_tree(op: TreeOperand, args, check: bool = True) -> ModuleTree:
     """The tree of ``op``, loaded with the configuration the options select. ``check``: a module directory that
     cannot be searched is an input error (exit 2); depmod says it its own way instead."""
     kmod = KMOD_PROFILES[args.as_]
-    tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=stderr_progress("loading"))
+    tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=progress("loading"))
     if check and tree.search_failed is not None:
         usage(f"{op.display(tree.dirname)}: cannot open directory: {tree.search_failed}")
     return tree
@@ -282,19 +282,19 @@ def add_input_options(p) -> None:
 def load_inputs(args, stack: ExitStack) -> Inputs:
     """Raises SystemExit(2) with a one-line message for operands that make no sense."""
     ops = list(args.operands) if args.moddir is None else [args.moddir, *args.operands]
-    progress = stderr_progress("parsing")
+    shown_progress = progress("parsing")
     if not ops and args.basedir is None and not os.path.isdir(f"/lib/modules/{os.uname().release}"):
         usage(f"no operand and no /lib/modules/{os.uname().release}: name a module directory or module files")
     op = resolve(ops, args.basedir, stack, modules=True)
     # Unpacked packages live in a temporary directory: records cached under its paths would never be read again.
     cache = open_cache(args) if getattr(op, "packages", None) is None else None
     if isinstance(op, TreeOperand):
-        tree = load(op, jobs=args.jobs, progress=progress, cache=cache)
+        tree = load(op, jobs=args.jobs, progress=shown_progress, cache=cache)
         if tree.search_failed is not None:
             usage(f"{op.display(tree.dirname)}: cannot open directory: {tree.search_failed}")
         mods = tuple((m.path, m.record) for m in tree.modules if m.record is not None)
         return Inputs(mods, tuple(m.error for m in tree.failures), op.label, tree.dirname, op)
-    parsed = parse_cached(list(op.paths), cache, args.jobs, progress)
+    parsed = parse_cached(list(op.paths), cache, args.jobs, shown_progress)
     mods = tuple((p, r) for p, r in zip(op.paths, parsed) if isinstance(r, ModuleRecord))
     fails = tuple(r for r in parsed if isinstance(r, ModuleReadError))
     return Inputs(mods, fails, op.label)

@@ -26,6 +26,7 @@ from ..parse.module import parse_module
 from ..records import MODULE_SUFFIXES
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .terminal import note, paint
 
 
 
@@ -92,9 +93,9 @@ def run(args) -> int:
         except (KernelSourceError, OSError) as e:
             print(f"kmodcompat: {shown(e)}", file=sys.stderr)
             return 2
-        print(f"kmodcompat: {shown(k)}: {shown(t.source.line())}", file=sys.stderr)
+        note(f"kmodcompat: {shown(k)}: {shown(t.source.line())}")
         for n in t.notes:
-            print(f"kmodcompat: {shown(k)}: {shown(n)}", file=sys.stderr)
+            note(f"kmodcompat: {shown(k)}: {shown(n)}")
         targets.append(t)
     results = load_matrix(modules, targets)
     if args.format == "json":
@@ -110,7 +111,8 @@ def run(args) -> int:
             why = "; ".join(f"{x.check}{' ' + x.symbol if x.symbol else ''}: {x.detail}" for x in r.reasons[:3])
             if len(r.reasons) > 3:
                 why += f"; ... {len(r.reasons) - 3} more"
-            rows.append([shown(os.path.basename(r.module)), shown(r.kernel), r.verdict, shown(why) or "-",
+            verdict = paint(r.verdict, "good" if r.verdict == "loads" else "warn" if r.loads else "bad")
+            rows.append([shown(os.path.basename(r.module)), shown(r.kernel), verdict, shown(why) or "-",
                          r.force_load or "-",
                          ", ".join(f"{k} {v}" for k, v in r.weak_modules.items())])
         sys.stdout.write(tabulate(rows, headers=["module", "kernel", "verdict", "why", "FORCE_LOAD flipped",

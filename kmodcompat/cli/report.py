@@ -24,7 +24,7 @@ from ..files.kernel import find_kernel_files, tree_base
 from ..files.kernel_image import find_image
 from ..report import html as html_report
 from ..report import markdown as md_report
-from ..parse.scan import gc_paused, stderr_progress
+from ..parse.scan import gc_paused
 from ..simulate import FORMATS
 from ..depmod.tree import ModuleTree, parse_tree
 from ..files.bounded import file_type
@@ -32,6 +32,7 @@ from .inputs import add_cache_option, add_tree_operands, load, open_cache, resol
 from .outdir import OutputDirectory, safe_component
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .terminal import note, paint, phase, progress
 
 DEFAULT_POLICY = "unreadable"
 
@@ -124,7 +125,7 @@ def _run(args, policy, stack: ExitStack) -> int:
         op = tree_operand(args, stack)
     else:
         base, kver = demo_tree()
-        print(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})", file=sys.stderr)
+        note(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})")
         op = resolve([kver], base, stack)
     # Unpacked packages live in a temporary root: what is cached under its paths would never be read again.
     cache = open_cache(args) if op.packages is None else None
@@ -163,9 +164,10 @@ def _run(args, policy, stack: ExitStack) -> int:
         # collector's full passes during the analysis never traverse them (0.5 s of CPU on bookworm).
         # Frozen before the collector is back on, they are not traversed even once (0.07 s).
         with gc_paused():
-            tree = parse_tree(tree, jobs=args.jobs, progress=stderr_progress("reading modules"), cache=cache)
+            tree = parse_tree(tree, jobs=args.jobs, progress=progress("reading modules"), cache=cache)
             gc.freeze()
-        doc = build_report(tree, system_map=args.system_map, jobs=args.jobs, source=source)
+        doc = build_report(tree, system_map=args.system_map, jobs=args.jobs, source=source,
+                           progress=progress("consumer views"))
         if args.diff_against is None:
             # The records are done with: dropped before the document is serialized and read back, the
             # peak is the records or the report, never both (a 20,000-module tree: 1.38 GB before).
@@ -182,31 +184,37 @@ def _run(args, policy, stack: ExitStack) -> int:
 
         if not any(m.record is not None for m in tree.modules):
             tree = parse_tree(tree, jobs=args.jobs, cache=cache)  # the report came from the cache
-        old = load(old_op, jobs=args.jobs, cache=cache if old_op.packages is None else None)
-        diff = to_json(diff_trees(old, tree, old_label=old_op.packages and old_op.label,
-                                     new_label=op.packages and op.label, jobs=args.jobs))
+        old = load(old_op, jobs=args.jobs, cache=cache if old_op.packages is None else None,
+                   progress=progress("reading the older tree"))
+        with phase(f"comparing with {shown(old_op.label)}"):
+            diff = to_json(diff_trees(old, tree, old_label=old_op.packages and old_op.label,
+                                         new_label=op.packages and op.label, jobs=args.jobs))
         doc["diff"] = json.loads(old_op.display(op.display(json.dumps(diff))))
         text = report_text(doc)
     # Default: reports/<kernel release>, the release as ONE component ("..", "a/b" stay inside reports/).
     out = args.out or os.path.join("reports", safe_component(tree.kver))
     try:
-        write_report(doc, out, text)
+        with phase(f"writing {shown(out)}/report.json, report.md, report.html"):
+            write_report(doc, out, text)
     except OSError as e:
         print(f"kmodcompat: {'--out ' if args.out else ''}{shown(out)}: {shown(e.strerror or e)}", file=sys.stderr)
         return 2
     for item in doc["unreadable"]:
         if item["code"] != "skipped":
             print(f"kmodcompat: {shown(item['path'])}: {shown(item['reason'])}", file=sys.stderr)
-    print(f"kmodcompat: {shown(doc['tree']['kernel_exports']['line'])}", file=sys.stderr)
+    note(f"kmodcompat: {shown(doc['tree']['kernel_exports']['line'])}")
     broken = evaluate(policy, doc)
     # The answer first, on stderr too: the verdict, what does not apply, the three costliest risks.
     s = doc["summary"]
-    for line in [s["verdict"], *s["not_applicable"], *(r["text"] for r in s["risks"][:3])]:
-        print(f"kmodcompat: {shown(line)}", file=sys.stderr)
+    note(f"kmodcompat: {paint(shown(s['verdict']), 'good' if s['ok'] else 'bad', sys.stderr)}")
+    for line in [*s["not_applicable"], *(r["text"] for r in s["risks"][:3])]:
+        note(f"kmodcompat: {shown(line)}")
     if len(s["risks"]) > 3:
-        print(f"kmodcompat: ... and {len(s['risks']) - 3} more risk(s) in the report", file=sys.stderr)
+        note(f"kmodcompat: ... and {len(s['risks']) - 3} more risk(s) in the report")
+    # The last line says where the report is and what the policy found: printed even with --quiet.
+    breaks = f"; breaks: {paint(shown('; '.join(broken)), 'bad', sys.stderr)}" if broken else ""
     print(f"kmodcompat: report for {shown(tree.kver)} ({doc['counts']['modules']} modules) in {shown(out)}/report.html"
-          + (f"; breaks: {shown('; '.join(broken))}" if broken else ""), file=sys.stderr)
+          + breaks, file=sys.stderr)
     return 1 if broken else 0
 
 

@@ -28,6 +28,7 @@ from .inputs import add_input_options, load_expected, load_inputs, report_failur
 from .outdir import OutputDirectory
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .terminal import note
 
 #: Suffixes of compressed modules: the simulated module is written uncompressed.
 _COMPRESSED = tuple(s for s in MODULE_SUFFIXES if s != ".ko")
@@ -107,7 +108,7 @@ def _run(args, stack: ExitStack) -> int:
                 status = 1
                 continue
             written += 1
-    print(f"{written} module(s) written as {args.format_as} under {shown(args.out)}", file=sys.stderr)
+    note(f"{written} module(s) written as {args.format_as} under {shown(args.out)}")
     return status
 
 

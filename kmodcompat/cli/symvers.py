@@ -40,6 +40,7 @@ from . import EXIT_USAGE
 from .inputs import add_tree_options, load_depmod_tree, report_failures, tree_operand
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .terminal import note
 
 
 HELP = CommandHelp(
@@ -117,8 +118,8 @@ def run(args) -> int:
                 if path is None:
                     # The modules' lines alone are still right; say what is left out.
                     looked = op.display(", ".join(image_paths(root, op.kver)))
-                    print(f"kmodcompat: no boot image for {shown(op.kver)} (looked at {shown(looked)}): "
-                          "vmlinux's lines left out; give --kernel-image FILE", file=sys.stderr)
+                    note(f"kmodcompat: no boot image for {shown(op.kver)} (looked at {shown(looked)}): "
+                         "vmlinux's lines left out; give --kernel-image FILE")
             if path is not None:
                 kernel = _read_image(path, op)
                 if kernel is None:

@@ -23,7 +23,7 @@ from dataclasses import asdict
 
 from ..kmod.profile import KMOD_PROFILES
 from ..errors import ModuleReadError
-from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files, stderr_progress
+from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files
 from ..files.bounded import file_type
 from ..records import MODULE_SUFFIXES
 from ..validate import Failure, Target, Validation, validate_file
@@ -31,6 +31,7 @@ from ..files.packages import is_package
 from .inputs import resolve, usage
 from .output import add_as_option, shown
 from .helptext import CommandHelp, command_parser
+from .terminal import paint, progress
 
 #: What depmod and kmod take for module files (the suffixes of every compression kmod knows).
 #: Names depmod never descends into (tools/depmod.c depmod_modules_search_dir()).
@@ -136,7 +137,7 @@ def _run(args, display) -> int:
         else:
             files.append(operand)
     worker = functools.partial(check_one, target=target, timeout=args.timeout)
-    results = map_files(worker, files, args.jobs, stderr_progress("validating"))
+    results = map_files(worker, files, args.jobs, progress("validating"))
     checked = [r for r in results if isinstance(r, Validation)]
     unreadable = walk_errors + [r for r in results if isinstance(r, ModuleReadError)]
     if args.format == "json":
@@ -222,7 +223,7 @@ def _printable(s: str) -> str:
 
 
 def failure_line(f: Failure) -> str:
-    level = "FAIL" if f.fatal else "WARN"
+    level = paint("FAIL", "bad") if f.fatal else paint("WARN", "warn")
     said = f"{_printable(f.message)} ({_printable(f.detail)})" if f.message else _printable(f.detail)
     return f"{level} {f.source} {f.check} [{f.errno_name}] {said}"
 
@@ -232,11 +233,11 @@ def render(checked: list[Validation], unreadable: list[ModuleReadError], skipped
     out = []
     for v in checked:
         if not v.failures and verbose:
-            out.append(f"{shown(v.path)}: ok")
+            out.append(f"{shown(v.path)}: {paint('ok', 'good')}")
         for f in v.failures:
             out.append(f"{shown(v.path)}: {failure_line(f)}")
     for e in unreadable:
-        out.append(f"{shown(e.path)}: UNREADABLE {_printable(e.reason)}")
+        out.append(f"{shown(e.path)}: {paint('UNREADABLE', 'bad')} {_printable(e.reason)}")
     for path, why in skipped:
         out.append(f"{shown(path)}: skipped, {shown(why)}")
     failing = sum(1 for v in checked if not v.valid)

@@ -19,6 +19,7 @@ from ..files.kernel import KernelSourceError, kernel_source
 from .inputs import add_input_options, load_inputs, report_failures
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .terminal import progress
 
 
 HELP = CommandHelp(
@@ -71,7 +72,8 @@ def run(args) -> int:
         expected = source.expected(rec for _, rec in inputs.modules)
         formats = ALL_FORMATS if args.simulate else (AS_IS,)
         res = compute_views(inputs.modules, args.consumer, formats, expected,
-                            keep_formats=formats if args.modules else (), jobs=args.jobs)
+                            keep_formats=formats if args.modules else (), jobs=args.jobs,
+                            progress=progress("consumer views"))
         shown_as = inputs.tree.display if inputs.tree is not None else str  # packages: their names, not temp paths
         if args.format == "json":
             doc = {**to_json(res, inputs), "kernel_exports": source.as_dict()}

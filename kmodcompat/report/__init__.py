@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from typing import TYPE_CHECKING
 
@@ -49,12 +49,14 @@ def schema() -> dict:
 
 def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
                  formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None,
-                 kernel_image: str | None = None, source: KernelSource | None = None) -> dict:
+                 kernel_image: str | None = None, source: KernelSource | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict:
     """Everything kmodcompat measures about ``tree``, as a JSON-ready dict.
 
     The kernel's exports: ``source`` when the caller resolved them, else :func:`kernel_source` over the
     files named (``symvers``, ``kernel_image``, ``system_map``) and then where distributions put them;
-    raises :class:`KernelSourceError` when a named one cannot be used.
+    raises :class:`KernelSourceError` when a named one cannot be used. ``progress(done, total)``
+    follows the consumer views, most of the work.
     """
     from ..graph import graph_for_tree  # networkx: imported only when a report is computed
 
@@ -68,7 +70,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     expected = source.expected(records)
     # The views (most of the work) run in worker processes while this one does the rest.
     with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
-                       summarize=module_summary, summarize_counts=summary_from_counts) as views_result:
+                       summarize=module_summary, summarize_counts=summary_from_counts,
+                       progress=progress) as views_result:
         graph = graph_for_tree(tree, source.symbols)
         try:
             kinds = system_map_kinds(system_map) if system_map else {}
