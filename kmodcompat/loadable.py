@@ -1,7 +1,9 @@
 """Would this kernel's loader accept this module, and why not: the load matrix behind ``kmodcompat loadable``.
 
 The module-version rules are the kernel consumer models' (consumers/kernel.py,
-≤ 6.13 and ≥ 6.14, with and without CONFIG_MODULE_FORCE_LOAD), fed the
+≤ 6.13 and ≥ 6.14, with and without CONFIG_MODULE_FORCE_LOAD, kernel.org's or
+Debian's profile: consumers/kernel.py profile_of() reads which from the boot
+image's version string, unless the caller names it), fed the
 kernel's own CRCs (files/kernel.py: its Module.symvers or boot image) and
 those of the modules given with it. Around them, what load_module() checks
 besides (kernel/module/main.c, v6.1 to v7.2), in its order:
@@ -33,7 +35,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS, Consumer
+from .consumers import CONSUMERS, Consumer, kernel_model
+from .consumers.kernel import DEBIAN, PROFILES, profile_of
 from .consumers.base import LOADS_TAINTED, REFUSES
 from .diff.kabi import GPL_COMPATIBLE
 from .files.bounded import InputFileError, InputKind, read_input
@@ -61,23 +64,26 @@ class KernelTarget:
     force_load: bool  # CONFIG_MODULE_FORCE_LOAD (False when no config says so)
     modversions: bool  # CONFIG_MODVERSIONS: check_version() exists at all
     notes: tuple[str, ...] = ()
+    profile: str = "mainline"  # the loader's profile (consumers/kernel.py PROFILES)
+    profile_why: str = ""  # how it was chosen, in one phrase
 
     @property
     def model(self) -> Consumer:
-        return _model(self.release, self.force_load)
+        return _model(self.release, self.force_load, self.profile)
 
 
-def _model(release: str | None, force: bool) -> Consumer:
-    """The registry's kernel loader model for a release (≥ 6.14 reads the extended tables) and FORCE_LOAD."""
+def _model(release: str | None, force: bool, profile: str) -> Consumer:
+    """The registry's kernel loader model for a release (≥ 6.14 reads the extended tables), FORCE_LOAD and
+    profile."""
     m = re.match(r"(\d+)\.(\d+)", release or "")
     newer = m is not None and (int(m.group(1)), int(m.group(2))) >= (6, 14)
-    return next(c for c in CONSUMERS.values() if c.kind == "kernel" and c.profile.reads_extended == newer
-                and c.profile.force_load == force)
+    return kernel_model(newer, force, profile)
 
 
 @dataclass(frozen=True)
 class Reason:
-    check: str  # "module_layout", "vermagic", "crc", "missing", "gpl-only", "namespace", "versions"
+    check: str  # "module_layout", "vermagic", "crc", "version-missing", "missing", "gpl-only", "namespace",
+    # "versions"
     symbol: str | None
     detail: str
 
@@ -116,19 +122,28 @@ def same_magic(modmagic: str, vermagic: str, has_crcs: bool) -> bool:
 # -- kernels ----------------------------------------------------------------------------------------
 
 def image_vermagic(path: str) -> tuple[str | None, str | None]:
-    """(release, VERMAGIC_STRING) read from a boot image: ``linux_banner``'s release, then the NUL-terminated
-    string that starts with it and a space (include/linux/vermagic.h: every part ends in a space)."""
+    """(release, VERMAGIC_STRING) read from a boot image (see :func:`image_identity`)."""
+    return image_identity(path)[:2]
+
+
+def image_identity(path: str) -> tuple[str | None, str | None, str | None]:
+    """(release, VERMAGIC_STRING, linux_banner) read from a boot image: ``linux_banner``'s release, then the
+    NUL-terminated string that starts with it and a space (include/linux/vermagic.h: every part ends in a
+    space). The banner is the last "Linux version" line that has a build number (init/version-timestamp.c
+    linux_banner; the image also holds the template without it)."""
     try:
         data = vmlinux_bytes(path)
     except KernelImageError:
-        return None, None
+        return None, None, None
     m = re.search(rb"Linux version (\S+) \(", data)
     if m is None:
-        return None, None
+        return None, None, None
     release = m.group(1)
     v = re.search(rb"\0(" + re.escape(release) + rb" (?:[A-Za-z0-9_.-]+ )*)\0", data)
     text = lambda b: b.decode("utf-8", "surrogateescape")  # noqa: E731
-    return text(release), (text(v.group(1)) if v else None)
+    banners = [b for b in re.findall(rb"Linux version " + re.escape(release) + rb" [^\n\0]{0,512}", data)
+               if re.search(rb"\) #\d", b)]
+    return text(release), (text(v.group(1)) if v else None), (text(banners[-1]) if banners else None)
 
 
 def _config(paths: Sequence[str]) -> tuple[dict[str, str], str | None]:
@@ -142,12 +157,15 @@ def _config(paths: Sequence[str]) -> tuple[dict[str, str], str | None]:
     return {}, None
 
 
-def target_for(operand: str) -> KernelTarget:
-    """A ``--kernel`` operand: a boot image file, a module directory, or a KVER of /lib/modules.
+def target_for(operand: str, profile: str | None = None) -> KernelTarget:
+    """A ``--kernel`` operand: a boot image file, a module directory, or a KVER of /lib/modules; ``profile``
+    the loader's (consumers/kernel.py PROFILES), None: as the kernel's version string says (profile_of).
     Raises KernelSourceError / OSError with a one-line reason."""
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown kernel profile {profile!r}; known: {', '.join(PROFILES)}")
     if os.path.isfile(operand):
         source = kernel_source(None, None, image=operand)
-        release, vermagic = image_vermagic(operand)
+        release, vermagic, banner = image_identity(operand)
         d = os.path.dirname(operand)
         config, cpath = _config([os.path.join(d, f"config-{release}"), os.path.join(d, "config")])
     else:
@@ -159,7 +177,7 @@ def target_for(operand: str) -> KernelTarget:
         source = kernel_source(moddir, kver)
         base = base_of(moddir, kver)
         image = find_image(base, kver)
-        vermagic = image_vermagic(image)[1] if image else None
+        vermagic, banner = image_identity(image)[1:] if image else (None, None)
         config, cpath = _config([os.path.join(base, "boot", f"config-{kver}"), os.path.join(moddir, "build",
                                                                                             ".config")])
     notes = [] if cpath else ["no kernel config found: CONFIG_MODULE_FORCE_LOAD taken as unset"]
@@ -167,8 +185,32 @@ def target_for(operand: str) -> KernelTarget:
         notes.append("the kernel's vermagic is unknown (no boot image holding it): vermagic not compared")
     modversions = config.get("CONFIG_MODVERSIONS") == "y" if cpath else (
         source.crcs or source.modversions is not False and (vermagic is None or "modversions" in vermagic.split()))
+    why = "as asked"
+    if profile is None:
+        profile, why = profile_of(banner, release)
     return KernelTarget(operand, release, vermagic, source, config.get("CONFIG_MODULE_FORCE_LOAD") == "y",
-                        modversions, tuple(notes))
+                        modversions, tuple(notes), profile, why)
+
+
+def tree_loader(dirname: str, kver: str, image: str | None = None,
+                profile: str | None = None) -> tuple[str, str, tuple[str, ...]]:
+    """(profile, how it was chosen, the Debian models that apply) for a tree's own kernel, as
+    :func:`target_for` decides for its module directory: its boot image's version string (``image``, else
+    the tree's boot/vmlinuz-KVER), else its release; CONFIG_MODULE_FORCE_LOAD from boot/config-KVER or
+    build/.config (y when none says: every Debian config sets it). The models are empty for kernel.org's."""
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"unknown kernel profile {profile!r}; known: {', '.join(PROFILES)}")
+    base = base_of(dirname, kver)
+    why = "as asked"
+    if profile is None:
+        image = image or find_image(base, kver)
+        banner = image_identity(image)[2] if image else None
+        profile, why = profile_of(banner, kver)
+    if profile != DEBIAN:
+        return profile, why, ()
+    config, cpath = _config([os.path.join(base, "boot", f"config-{kver}"), os.path.join(dirname, "build", ".config")])
+    force = config.get("CONFIG_MODULE_FORCE_LOAD") == "y" if cpath else True
+    return profile, why, tuple(kernel_model(newer, force, profile).id for newer in (False, True))
 
 
 # -- one module, one kernel -----------------------------------------------------------------------
@@ -208,7 +250,7 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
     verdict = "loads"
     view = None
     if target.modversions:
-        view = _model(target.release, force)(rec, crcs)
+        view = _model(target.release, force, target.profile)(rec, crcs)
         verdict = view.verdict
         head = [m for m in view.messages if "module_layout" in m]
         later = [m for m in view.messages if "module_layout" not in m and _MESSAGE_SYMBOL.search(m)]
@@ -277,6 +319,11 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
             reasons.append(Reason("crc", sym, "CRC differs from the exporter's"))
             failed = True
             continue
+        if any("Unknown symbol" in m for m in lines):  # Debian's check_version() failed on a missing entry
+            reasons.append(Reason("version-missing", sym, "no __versions entry: Debian's kernel refuses "
+                                                          "(module-disable-matching-missing-version-crc.patch)"))
+            failed = True
+            continue
         ns = kexp.namespace if kexp is not None else (mod[1].namespace if mod and not in_kernel else None)
         if ns and ns not in imported_ns:
             messages.append(f"{name}: module uses symbol ({sym}) from namespace {ns}, but does not import it.")
@@ -285,6 +332,8 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
             failed = True
     if failed:
         verdict = REFUSED
+    elif verdict == REFUSES:  # the model refused over symbols load_module() never versions (weak, not found)
+        verdict = "loads"
     return LoadResult(path, target.label, verdict, tuple(reasons), tuple(messages), None, _weak(rec, crcs))
 
 

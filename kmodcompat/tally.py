@@ -26,7 +26,8 @@ from collections.abc import Mapping
 
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
                              LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, Counts)
-from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE, MIT, WEAK_MODULES,
+from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE,
+                        KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_DEBIAN_FORCE, KERNEL_6_14_FORCE, MIT, WEAK_MODULES,
                         WEAK_MODULES2)
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
@@ -150,13 +151,18 @@ class ModuleTally:
         # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
         # variable-length layout as fixed records (kernel.py _misread).
         vers_table, records = self._misread_table() if versions == "odd" else (versions, 0)
-        for kernel, forced, table in ((KERNEL_6_13, KERNEL_6_13_FORCE, vers_table),
-                                      (KERNEL_6_14, KERNEL_6_14_FORCE, self.all if extended else vers_table)):
+        # Debian's kernels fail closed on a name missing from __versions (kernel.py fails_closed), not
+        # from the extended tables.
+        for kernel, forced, table, closed in (
+                (KERNEL_6_13, KERNEL_6_13_FORCE, vers_table, False),
+                (KERNEL_6_14, KERNEL_6_14_FORCE, self.all if extended else vers_table, False),
+                (KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, vers_table, True),
+                (KERNEL_6_14_DEBIAN, KERNEL_6_14_DEBIAN_FORCE, self.all if extended else vers_table, not extended)):
             if table is None:
                 out[kernel.id] = Counts(0, 0, 0, 0, 0, 0, REFUSES)
                 out[forced.id] = Counts(0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
             else:
-                out[kernel.id] = out[forced.id] = self._loader(table, records)
+                out[kernel.id] = out[forced.id] = self._loader(table, records, closed)
         return out
 
     # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------
@@ -247,16 +253,23 @@ class ModuleTally:
         records, _ = basic.read_entries(blob, 0, len(blob), elf.elfclass, elf.little_endian)
         return {e.name: e.crc for e in reversed(records)}, len(records)
 
-    def _loader(self, table: dict[str, int], misread: int) -> Counts:
-        return self._once(self._check_versions, table, misread)
+    def _loader(self, table: dict[str, int], misread: int, closed: bool = False) -> Counts:
+        return self._once(self._check_versions, table, misread, closed)
 
-    def _check_versions(self, table: dict[str, int], misread: int) -> Counts:
-        """check_version() for module_layout and each import, stopping at the first mismatch."""
+    def _check_versions(self, table: dict[str, int], misread: int, closed: bool) -> Counts:
+        """check_version() for module_layout and each import, stopping at the first mismatch;
+        ``closed``: Debian's, where each missing name fails (kernel.py _check_versions)."""
         truth = self.truth
         unchecked: list[str] = []
         checked = messages = 0
         for i, (name, want) in enumerate(self.loader):
             crc = table.get(name, _MISSING)
+            if crc is _MISSING and closed:
+                unchecked.append(name)
+                if not i:  # module_layout: -ENOEXEC after "no symbol version for"
+                    return Counts(0, 0, misread, 1, 1, 0, REFUSES)
+                messages += 2  # "no symbol version for", "Unknown symbol ... (err -22)"
+                continue
             if crc is _MISSING:
                 messages += not unchecked  # "no symbol version for", pr_warn_once()
                 unchecked.append(name)
@@ -266,4 +279,5 @@ class ModuleTally:
                 return Counts(checked, 0, misread, len(unchecked), messages + 1 + (i > 0),
                               int(truth.get(name) == want), REFUSES)
         lost = sum(1 for n in unchecked if n in truth)
-        return Counts(checked, lost, misread, len(unchecked), messages, 0, LOADS_UNCHECKED if unchecked else LOADS)
+        verdict = (REFUSES if closed else LOADS_UNCHECKED) if unchecked else LOADS
+        return Counts(checked, lost, misread, len(unchecked), messages, 0, verdict)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS
+from .consumers import CONSUMERS, STANDARD
 from .consumers.base import ConsumerView, Counts, Reading, exporter_crcs
 from .records import ModuleRecord
 from .parse.scan import default_jobs, worker_pool
@@ -173,7 +173,7 @@ def _merge(parts: list[ViewsResult]) -> ViewsResult:
 
 def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, summarize_counts=None,
              count=True) -> ViewsResult:
-    consumers = tuple(consumers or CONSUMERS)
+    consumers = tuple(consumers or STANDARD)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
         raise ValueError(f"unknown consumer(s): {', '.join(unknown)}; known: {', '.join(CONSUMERS)}")

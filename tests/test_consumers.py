@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kmodcompat.consumers import CONSUMERS, KERNEL_6_13, KERNEL_6_13_FORCE, KERNEL_6_14, KERNEL_6_14_FORCE, busybox
+from kmodcompat.consumers import (CONSUMERS, KERNEL_6_13, KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE,
+                                  KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_FORCE, STANDARD, busybox)
+from kmodcompat.consumers.kernel import profile_of
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from kmodcompat.parse.module import parse_module
@@ -65,8 +67,61 @@ def test_verdict_matrix(arch, kind):
     if arch == "ppc64" and kind in ("basic", "basic+ext", "ext-only"):
         # Analysis, unverified: PR #270 de-dots version names but not .symtab names (kmod.py).
         want["kmod-pr270"] = "false-mismatch"
+    # Debian's kernels (module-disable-matching-missing-version-crc.patch): what kernel.org's loads with a
+    # __versions entry missing, Debian's refuses; the extended tables' walk is kernel.org's.
+    for c in ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force"):
+        era, force = c.split("+") if "+" in c else (c, "")
+        want[f"{era}-debian{'+' + force if force else ''}"] = "refuses" if want[c] == "loads-unchecked" else want[c]
     got = {c: view(r).verdict for c, view in CONSUMERS.items()}
     assert got == want
+    assert [c for c in STANDARD if "debian" in c] == []  # not in the default lists
+
+
+def test_debian_kernel_fails_closed_on_a_name_missing_from_versions():
+    # basic+ext: the Rust name too long for __versions is in the extended tables only.
+    v = CONSUMERS[KERNEL_6_13_DEBIAN.id](rec("x86_64", "basic+ext"))
+    assert v.verdict == "refuses"
+    assert v.messages == (f"kmc_basic_ext: no symbol version for {LONG}", f"kmc_basic_ext: Unknown symbol {LONG} (err -22)")
+    assert v.unchecked == (LONG,) and v.false_messages == ()
+    assert CONSUMERS[KERNEL_6_14_DEBIAN.id](rec("x86_64", "basic+ext")).verdict == "loads"  # reads the ext tables
+    # 32-bit varlen: no fixed-layout name matches, module_layout first: -ENOEXEC after one line.
+    v = CONSUMERS[KERNEL_6_13_DEBIAN_FORCE.id](rec("arm", "varlen"))
+    assert v.verdict == "refuses" and v.messages == ("kmc_varlen: no symbol version for module_layout",)
+
+
+def test_debian_kernel_each_missing_name_fails():
+    r = rec("x86_64", "basic")
+    drop = {r.imports[0].name, r.imports[-1].name}
+    entries = tuple(e for e in r.versions.entries if e.name not in drop)
+    from dataclasses import replace
+    r2 = replace(r, versions=replace(r.versions, entries=entries))
+    v = CONSUMERS[KERNEL_6_13_DEBIAN.id](r2)
+    assert v.verdict == "refuses"
+    names = [i.name for i in r.imports if i.name in drop]
+    assert v.messages == tuple(m for n in names for m in (f"kmc_basic: no symbol version for {n}",
+                                                          f"kmc_basic: Unknown symbol {n} (err -22)"))
+    assert CONSUMERS[KERNEL_6_13.id](r2).messages == (f"kmc_basic: no symbol version for {names[0]}",)  # once
+
+
+@pytest.mark.parametrize("banner,release,profile", [
+    # linux_banner of Debian's bookworm amd64, trixie amd64 and trixie armmp images
+    ("Linux version 6.1.0-57-amd64 (debian-kernel@lists.debian.org) (gcc-12 (Debian 12.2.0-14+deb12u1) 12.2.0, "
+     "GNU ld (GNU Binutils for Debian) 2.40) #1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)", None, "debian"),
+    ("Linux version 6.12.118+deb13-amd64 (debian-kernel@lists.debian.org) (x86_64-linux-gnu-gcc-14 (Debian 14.2.0-19) "
+     "14.2.0, GNU ld (GNU Binutils for Debian) 2.44) #1 SMP PREEMPT_DYNAMIC Debian 6.12.118-1 (2026-11-20)", None,
+     "debian"),
+    ("Linux version 6.12.118+deb13-armmp (debian-kernel@lists.debian.org) (arm-linux-gnueabihf-gcc-14 (Debian 14.2.0-19)"
+     " 14.2.0, GNU ld (GNU Binutils for Debian) 2.44) #1 SMP Debian 6.12.118-1 (2026-11-20)", None, "debian"),
+    # tests/data/qemu-kernel-7.2: Debian's linux-source built by tools/qemu/build-kernel.sh, Debian's compiler
+    ("Linux version 7.2.13 (root@vm) (gcc (Debian 12.2.0-14+deb12u1) 12.2.0, GNU ld (GNU Binutils for Debian) 2.40) "
+     "#1 PREEMPT Wed Dec  2 14:52:03 UTC 2026", None, "mainline"),
+    (None, "6.12.118+deb13-amd64", "debian"),
+    (None, "6.1.0-57-amd64", "mainline"),  # Ubuntu's ABI names look the same: no evidence
+    (None, None, "mainline"),
+])
+def test_kernel_profile_from_the_version_string(banner, release, profile):
+    got, why = profile_of(banner, release)
+    assert got == profile and why
 
 
 def test_kmod_basic_ext_long_name_disagrees_falsely():

@@ -10,6 +10,7 @@ imported, a GPL-only export and a non-GPL module, vermagic, exit statuses.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,20 +23,24 @@ from kmodcompat.parse.module import parse_module, parse_module_bytes
 from . import kernel_images as ki
 from . import oracle
 
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+import qemu_oracle as q  # noqa: E402  (the oracle's module mutators)
+
 REPO = Path(__file__).resolve().parent.parent
 FIX = REPO / "fixtures" / "modules" / "x86_64"
 VERMAGIC = "6.1.0-kmc-amd64 SMP preempt mod_unload modversions "
 
 
-def _kernel(tmp_path: Path, changes: dict | None = None, config: str = "CONFIG_MODVERSIONS=y\n") -> str:
+def _kernel(tmp_path: Path, changes: dict | None = None, config: str = "CONFIG_MODVERSIONS=y\n",
+            version: bytes = b"#1") -> str:
     """A bzImage exporting what basic.ko imports from the kernel, with basic.ko's CRCs (``changes``: name ->
-    (crc, gpl, namespace)), its banner and vermagic, and a config beside it."""
+    (crc, gpl, namespace)), its banner (UTS_VERSION ``version``) and vermagic, and a config beside it."""
     rec = parse_module(str(FIX / "basic.ko"))
     crcs = {e.name: e.crc for e in rec.versions.entries}
     syms = [ki.Sym(n, crcs[n], False, "") for n in ("module_layout", "__fentry__", "printk", "kmalloc_caches", "kfree")]
     syms = [ki.Sym(s.name, *(changes or {}).get(s.name, (s.crc, s.gpl, s.namespace))) for s in syms]
     vmlinux = ki.vmlinux(syms, ki.Layout(True, 4, True)) + (
-        b"Linux version 6.1.0-kmc-amd64 (kmc@test) #1\0\0" + VERMAGIC.encode() + b"\0")
+        b"Linux version 6.1.0-kmc-amd64 (kmc@test) " + version + b"\n\0\0" + VERMAGIC.encode() + b"\0")
     path = tmp_path / "vmlinuz-6.1.0-kmc-amd64"
     path.write_bytes(ki.bzimage(ki.compress("gzip", vmlinux)))
     (tmp_path / "config-6.1.0-kmc-amd64").write_text(config)
@@ -107,6 +112,31 @@ def test_vermagic_after_the_release_when_versioned(tmp_path):
     assert _load(kernel, release, EXPORTER).verdict == "loads"  # __versions: the release is not compared
 
 
+#: UTS_VERSION as Debian's bookworm kernel has it (consumers/kernel.py profile_of).
+DEBIAN_VERSION = b"#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)"
+
+
+def test_debian_kernel_refuses_a_symbol_missing_from_versions(tmp_path):
+    # module-disable-matching-missing-version-crc.patch: check_version() returns 0, resolve_symbol() -EINVAL.
+    missing = (BASIC[0], q.rename_entry(BASIC[1], "kfree", "kfrez"))
+    debian = _kernel(tmp_path, version=DEBIAN_VERSION)
+    t = target_for(debian)
+    assert (t.profile, t.model.id) == ("debian", "kernel-6.13-debian") and "Debian 6.1.192-3" in t.profile_why
+    r = _load(debian, missing, EXPORTER)
+    assert r.verdict == "refused" and [(x.check, x.symbol) for x in r.reasons] == [("version-missing", "kfree")]
+    assert list(r.messages) == ["kmc_basic: no symbol version for kfree", "kmc_basic: Unknown symbol kfree (err -22)"]
+    assert _load(debian, BASIC, EXPORTER).verdict == "loads"
+    # The same image read as kernel.org's: warned once, loaded.
+    mainline = load_one(missing[0], parse_module_bytes(missing[1], missing[0]), target_for(debian, "mainline"),
+                        [parse_module_bytes(EXPORTER[1], EXPORTER[0])])
+    assert mainline.verdict == "loads-unchecked" and list(mainline.messages) == ["kmc_basic: no symbol version for kfree"]
+    # module_layout missing: check_modstruct_version() fails, nothing else runs.
+    layout = (BASIC[0], q.rename_entry(BASIC[1], "module_layout", "module_layouz"))
+    r = _load(debian, layout, EXPORTER)
+    assert r.verdict == "refused" and list(r.messages) == ["kmc_basic: no symbol version for module_layout"]
+    assert target_for(_kernel(tmp_path)).profile == "mainline"  # "#1": no Debian version string
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "kmodcompat", "loadable", *args], capture_output=True, text=True,
                           cwd=REPO, env=oracle.ENV, timeout=120)
@@ -125,6 +155,11 @@ def test_cli_exit_status_table_and_json(tmp_path):
     assert refused.returncode == 1
     doc = json.loads(refused.stdout)
     assert doc["kernels"][0]["vermagic"] == VERMAGIC and doc["results"][0]["verdict"] == "refused"
+    assert doc["kernels"][0]["profile"] == "mainline" and doc["kernels"][0]["model"] == "kernel-6.13"
+    assert "loader model kernel-6.13 (kernel ≤ 6.13): no Debian package version" in refused.stderr
+    debian = _cli(str(mods / "basic.ko"), "--kernel", kernel, "--kernel-profile", "debian", "--format", "json")
+    assert debian.returncode == 1 and json.loads(debian.stdout)["kernels"][0]["model"] == "kernel-6.13-debian"
+    assert "loader model kernel-6.13-debian (Debian kernel ≤ 6.13, no FORCE_LOAD): as asked" in debian.stderr
     bad = _cli(str(mods), "--kernel", str(mods / "basic.ko"))
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "is not an executable vmlinux" in bad.stderr
 

@@ -8,7 +8,10 @@ CONFIG_MODULE_FORCE_LOAD would change, and what Red Hat's weak-modules and
 SUSE's weak-modules2 decide. The modules given together satisfy each
 other's symbols (an out-of-tree stack). A kernel is a boot image, a module
 directory (its exports from its Module.symvers or boot image) or an
-installed KVER.
+installed KVER. The loader's profile is Debian's (a missing __versions entry
+refuses the load: module-disable-matching-missing-version-crc.patch) when the
+kernel's version string says Debian built it, kernel.org's otherwise;
+--kernel-profile names it for every kernel.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import sys
 
 from tabulate import tabulate
 
+from ..consumers.kernel import PROFILES
 from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
 from ..loadable import load_matrix, target_for
@@ -40,6 +44,11 @@ CONFIG_MODULE_FORCE_LOAD would change, and what Red Hat's weak-modules and SUSE'
 
 The modules given together satisfy each other's symbols (an out-of-tree stack). A kernel is a boot image, a
 module directory (its exports read from its Module.symvers or boot image) or an installed kernel release.
+
+The loader is modelled as Debian's (a symbol missing from __versions refuses the load:
+module-disable-matching-missing-version-crc.patch) when the kernel's version string says Debian built it,
+or, without a boot image, when its release has Debian's +debN suffix; as kernel.org's otherwise.
+--kernel-profile names the profile for every kernel.
 """,
     examples=(
         ("kmodcompat loadable my.ko --kernel 6.1.0-56-amd64 --kernel 6.12.57+deb13-amd64",
@@ -57,6 +66,9 @@ def add_parser(sub) -> None:
     p.add_argument("modules", nargs="+", metavar="MODULE|DIR", help="module files, or directories searched for them")
     p.add_argument("--kernel", action="append", required=True, metavar="TREE|KVER|IMAGE",
                    help="a kernel: boot image, module directory or installed KVER (repeatable)")
+    p.add_argument("--kernel-profile", choices=PROFILES, default=None,
+                   help="the loader's profile for every kernel: mainline (kernel.org) or debian (fails closed on a "
+                        "missing __versions entry); default: read from each kernel's version string")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default %(default)s)")
     p.set_defaults(run=run)
@@ -89,18 +101,20 @@ def run(args) -> int:
     targets = []
     for k in args.kernel:
         try:
-            t = target_for(k)
+            t = target_for(k, args.kernel_profile)
         except (KernelSourceError, OSError) as e:
             print(f"kmodcompat: {shown(e)}", file=sys.stderr)
             return 2
         note(f"kmodcompat: {shown(k)}: {shown(t.source.line())}")
+        note(f"kmodcompat: {shown(k)}: loader model {t.model.id} ({shown(t.model.title)}): {shown(t.profile_why)}")
         for n in t.notes:
             note(f"kmodcompat: {shown(k)}: {shown(n)}")
         targets.append(t)
     results = load_matrix(modules, targets)
     if args.format == "json":
         doc = {"kernels": [{"kernel": t.label, "release": t.release, "vermagic": t.vermagic,
-                            "model": t.model.id, "force_load": t.force_load, "modversions": t.modversions,
+                            "model": t.model.id, "profile": t.profile, "profile_evidence": t.profile_why,
+                            "force_load": t.force_load, "modversions": t.modversions,
                             "exports": t.source.as_dict(), "notes": list(t.notes)} for t in targets],
                "results": [r.as_dict() for r in results], "unreadable": bad}
         json.dump(doc, sys.stdout, indent=1)

@@ -13,7 +13,7 @@ from contextlib import ExitStack
 
 from tabulate import tabulate
 
-from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
+from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, STANDARD
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
 from ..files.kernel import KernelSourceError, kernel_source
 from .inputs import add_input_options, load_inputs, report_failures
@@ -44,7 +44,8 @@ def add_parser(sub) -> None:
     p = command_parser(sub, "views", HELP)
     add_input_options(p)
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
-                   help=f"consumer to show (repeatable; default all: {', '.join(CONSUMERS)})")
+                   help=f"consumer to show (repeatable; default: {', '.join(STANDARD)}; Debian's kernels on "
+                        f"request: {', '.join(c for c in CONSUMERS if c not in STANDARD)})")
     p.add_argument("--simulate", action="store_true", help="also show every simulated format")
     p.add_argument("-E", "--symvers", metavar="Module.symvers",
                    help="vmlinux CRCs to check imports against (default for a tree: its Module.symvers or boot "

@@ -7,6 +7,12 @@ only place a consumer is named: its CLI identifier, the title reports give
 it, the model and the kmod release or kernel it models. Every list of
 consumers (views, reports, diff, the ``--consumer`` choices) and every
 default is read from it. Adding a consumer is one file and one line here.
+
+The kernel's loader has two profiles (consumers/kernel.py): kernel.org's and
+Debian's (module-disable-matching-missing-version-crc.patch). The Debian ones
+are registered like the others but are not in the default lists
+(:data:`STANDARD`): a tree gets them when its kernel is Debian's (or when
+asked), in place of nothing, beside the kernel.org models of each era.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from ..kmod.profile import DEFAULT_KMOD, KMOD30, KMOD34, KMOD_PR270
 from ..records import ModuleRecord
 from . import busybox, kmod, mit, weak_modules
 from .base import ConsumerView, Reading
-from .kernel import Kernel
+from .kernel import DEBIAN, MAINLINE, Kernel
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Consumer:
     #: CRC warnings), or "tool".
     kind: str = "tool"
     legacy: bool = False  # unmaintained: reports list it last
+    standard: bool = True  # in the default lists (views, reports); False: only when asked or when it applies
 
     def __call__(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
                  truth: Mapping[str, int] | None = None, path: str | None = None,
@@ -51,7 +58,7 @@ def _kmod(profile, title: str, short: str) -> Consumer:
 
 
 def _kernel(kernel: Kernel, title: str, short: str) -> Consumer:
-    return Consumer(kernel.id, title, kernel.read, kernel, short, "kernel")
+    return Consumer(kernel.id, title, kernel.read, kernel, short, "kernel", standard=kernel.profile == MAINLINE)
 
 
 #: The kernel's loader, before and after 6.14 read the extended tables, with and without FORCE_LOAD.
@@ -59,6 +66,11 @@ KERNEL_6_13 = Kernel("kernel-6.13", (6, 13), False)
 KERNEL_6_13_FORCE = Kernel("kernel-6.13+force", (6, 13), True)
 KERNEL_6_14 = Kernel("kernel-6.14", (6, 14), False)
 KERNEL_6_14_FORCE = Kernel("kernel-6.14+force", (6, 14), True)
+#: The same with Debian's patch (every Debian kernel config sets CONFIG_MODULE_FORCE_LOAD=y: bookworm's, trixie's).
+KERNEL_6_13_DEBIAN = Kernel("kernel-6.13-debian", (6, 13), False, DEBIAN)
+KERNEL_6_13_DEBIAN_FORCE = Kernel("kernel-6.13-debian+force", (6, 13), True, DEBIAN)
+KERNEL_6_14_DEBIAN = Kernel("kernel-6.14-debian", (6, 14), False, DEBIAN)
+KERNEL_6_14_DEBIAN_FORCE = Kernel("kernel-6.14-debian+force", (6, 14), True, DEBIAN)
 
 BUSYBOX = Consumer("busybox", "busybox 1.35-1.37", partial(busybox.read, "busybox"), short="busybox")
 MIT = Consumer("mit", "module-init-tools 3.16", partial(mit.read, "mit"), legacy=True)  # 2011, no .ko.xz/.ko.zst
@@ -81,7 +93,14 @@ CONSUMERS: dict[str, Consumer] = {c.id: c for c in (
     _kernel(KERNEL_6_14_FORCE, "kernel ≥ 6.14, FORCE_LOAD", "kernel ≥ 6.14 (FORCE_LOAD)"),
     WEAK_MODULES,
     WEAK_MODULES2,
+    # Headlines name Debian's kernels as Debian configures them (FORCE_LOAD), the other build by what it lacks.
+    _kernel(KERNEL_6_13_DEBIAN, "Debian kernel ≤ 6.13, no FORCE_LOAD", "Debian kernel ≤ 6.13 (no FORCE_LOAD)"),
+    _kernel(KERNEL_6_13_DEBIAN_FORCE, "Debian kernel ≤ 6.13, FORCE_LOAD", "Debian kernel ≤ 6.13"),
+    _kernel(KERNEL_6_14_DEBIAN, "Debian kernel ≥ 6.14, no FORCE_LOAD", "Debian kernel ≥ 6.14 (no FORCE_LOAD)"),
+    _kernel(KERNEL_6_14_DEBIAN_FORCE, "Debian kernel ≥ 6.14, FORCE_LOAD", "Debian kernel ≥ 6.14"),
 )}
+#: The consumers of every default list (views, reports): all but the Debian kernel profile's.
+STANDARD: tuple[str, ...] = tuple(c.id for c in CONSUMERS.values() if c.standard)
 
 #: The kmod of report headlines, policies and ``views``' sentence: the default kmod release.
 DEFAULT_KMOD_CONSUMER = CONSUMERS[DEFAULT_KMOD.id]
@@ -99,6 +118,12 @@ def short_title(consumer: str) -> str:
     """How one-line headlines name ``consumer`` (its identifier when it is not registered)."""
     c = CONSUMERS.get(consumer)
     return consumer if c is None else c.short or c.title
+
+
+def kernel_model(newer: bool, force_load: bool, profile: str = MAINLINE) -> Consumer:
+    """The registry's kernel loader model: ≥ 6.14 (reads the extended tables) or not, FORCE_LOAD, profile."""
+    return next(c for c in CONSUMERS.values() if c.kind == "kernel" and c.profile.reads_extended == newer
+                and c.profile.force_load == force_load and c.profile.profile == profile)
 
 
 def of_kind(kind: str) -> tuple[str, ...]:

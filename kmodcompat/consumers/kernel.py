@@ -1,4 +1,4 @@
-"""The kernel's module loader: does it check, refuse, or load the module?
+r"""The kernel's module loader: does it check, refuse, or load the module?
 
 Modelled on kernel/module/main.c and kernel/module/version.c (docs/formats.md §1.5;
 ``RSBAC/rsbac-6.18.y@a479fc948f9c:kernel/module/main.c`` and
@@ -12,11 +12,36 @@ with CONFIG_MODVERSIONS. Two releases matter:
 
 Each may be built with CONFIG_MODULE_FORCE_LOAD, which turns "no versions"
 into a taint instead of a refusal. The loader cannot be run here: every
-rule below cites the line it models and is tested on fixtures.
+rule below cites the line it models and is tested on fixtures (and against
+real kernels under QEMU: tests/test_qemu_oracle.py).
+
+Two profiles of the loader (:attr:`Kernel.profile`):
+
+* ``mainline``: the kernel.org source above;
+* ``debian``: Debian's kernels, which carry
+  ``debian/patches/debian/module-disable-matching-missing-version-crc.patch``
+  (Ben Hutchings, 2016-12-02, "module: Disable matching missing version CRC":
+  "This partly reverts commit cd3caefb4663e3811d37cc2afad3cce642d60061. We
+  want to fail closed if a symbol version CRC is missing, as the alternative
+  may allow subverting module signing."). Its one hunk, in check_version()::
+
+      -    /* Broken toolchain. Warn once, then let it go.. */
+      -    pr_warn_once("%s: no symbol version for %s\n", info->name, symname);
+      -    return 1;
+      +    pr_warn("%s: no symbol version for %s\n", info->name, symname);
+      +    return 0;
+
+  Read in the patched kernel/module/version.c of Debian's linux-source-6.1
+  6.1.192-3 (bookworm), linux-source-6.12 6.12.118-1 (trixie) and
+  linux-source-7.2 7.2.13-1 (sid): all three return 0 there. The patch
+  touches the ``__versions`` walk only: in 7.2 a name missing from the
+  extended tables still takes ``pr_warn_once("%s: no extended symbol version
+  for %s\n")`` and ``return 1``.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -25,11 +50,49 @@ from ..records import ModuleRecord, Modversion
 from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
 
+#: The loader profiles: kernel.org's, and Debian's (module-disable-matching-missing-version-crc.patch).
+MAINLINE = "mainline"
+DEBIAN = "debian"
+PROFILES = (MAINLINE, DEBIAN)
+
+
+#: UTS_VERSION as Debian's kernels spell it, at the end of linux_banner (init/version-timestamp.c: "Linux version
+#: %s (%s@%s) (%s) %s"): "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-11-26)" on bookworm's 6.1, "#1 SMP
+#: PREEMPT_DYNAMIC Debian 6.12.118-1 (2026-11-20)" on trixie's amd64 and "#1 SMP Debian 6.12.118-1 (2026-11-20)" on
+#: its armmp image: the build number, the preemption flags, then the package's name and version where the
+#: kernel.org build has its build date. The compiler's own "(Debian 12.2.0-14+deb12u1)" is no evidence: a kernel
+#: built from Debian's linux-source by anyone else carries it too, and its UTS_VERSION ends in a date.
+_DEBIAN_UTS_VERSION = re.compile(r"#\d*(?: [A-Z_]+)* Debian (\S+) \(\d{4}-\d\d-\d\d\)")
+#: Debian's ABI names since trixie: 6.12.118+deb13-amd64.
+_DEBIAN_RELEASE = re.compile(r"\+deb(\d+)(?:u\d+)?-")
+
+
+def profile_of(banner: str | None, release: str | None) -> tuple[str, str]:
+    """(profile, the evidence in one phrase) for a kernel known by its ``linux_banner`` (from its boot image)
+    and release string: Debian's when the banner's version says it was built by Debian's packaging, or, with
+    no banner, when the release has Debian's "+debN" suffix; kernel.org's otherwise."""
+    if banner:
+        m = _DEBIAN_UTS_VERSION.search(banner)
+        if m:
+            return DEBIAN, f"the kernel's version string says 'Debian {m.group(1)}'"
+        return MAINLINE, "no Debian package version in the kernel's version string"
+    if release and _DEBIAN_RELEASE.search(release):
+        return DEBIAN, f"the release {release} has Debian's '+deb' suffix"
+    return MAINLINE, "no boot image to read the kernel's version string from, and no '+deb' release"
+
+
 @dataclass(frozen=True)
 class Kernel:
     id: str
     release: tuple[int, int]
     force_load: bool  # CONFIG_MODULE_FORCE_LOAD
+    profile: str = MAINLINE  # one of PROFILES
+
+    @property
+    def fails_closed(self) -> bool:
+        """A ``__versions`` entry missing for a symbol refuses the load (Debian's patch), instead of
+        warning once and loading."""
+        return self.profile == DEBIAN
 
     @property
     def version(self) -> str:
@@ -69,7 +132,9 @@ class Kernel:
             walk = r.shared(("kernel", None, self.force_load), self._unversioned)
         else:
             entries = ext.entries if table == "ext" else rec.versions.entries
-            walk = r.per_table(("kernel", table), entries, lambda r: _check_versions(r, table, entries))
+            closed = self.fails_closed and table == "vers"  # the patch changes the __versions walk alone
+            walk = r.per_table(("kernel", table, closed), entries,
+                               lambda r: _check_versions(r, table, entries, closed))
         verdict, checked, lost, unchecked, messages, false = walk
         notes = ()
         if table == "ext" and verdict != REFUSES and (rec.versions is None or not rec.versions.alloc):
@@ -104,9 +169,15 @@ def _modname(r: Reading) -> str:
     return next((v for k, v in r.rec.modinfo if k == "name" and v), r.rec.name)
 
 
-def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...]) -> tuple:
+def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], closed: bool = False) -> tuple:
     """version.c check_version() for each symbol of :func:`_loader_symbols`, against ``entries``
-    (``table`` "ext" or "vers"): the view's (verdict, visible, lost, unchecked, messages, false_messages)."""
+    (``table`` "ext" or "vers"): the view's (verdict, visible, lost, unchecked, messages, false_messages).
+
+    ``closed``: Debian's check_version(), where a symbol missing from ``__versions`` prints
+    "no symbol version for" each time (pr_warn) and fails (return 0): for module_layout,
+    check_modstruct_version() fails and load_module() ends with -ENOEXEC; for any other
+    symbol resolve_symbol() makes it ERR_PTR(-EINVAL), simplify_symbols() prints "Unknown
+    symbol %s (err -22)" and goes on with the next symbol, and the load fails after the walk."""
     truth = r.truth
     name = r.shared("modname", _modname)
     symbols, known = r.shared("loader-symbols", _loader_symbols)
@@ -131,6 +202,13 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...]) -> 
             # dedotify_versions() dropped one leading '.' of each entry (arch/powerpc module_64.c).
             first = {e.name.removeprefix("."): e for e in reversed(entries)}
         e = first.get(sym)
+        if e is None and closed:
+            messages.append(missing % (name, sym))
+            unchecked.append(sym)
+            if not i:
+                return REFUSES, (), (), tuple(unchecked), tuple(messages), ()
+            messages.append(f"{name}: Unknown symbol {sym} (err -22)")
+            continue
         if e is None:
             if not warned:
                 warned = True
@@ -153,6 +231,8 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...]) -> 
             return REFUSES, tuple(checked), (), tuple(unchecked), tuple(messages), tuple(false)
     unchecked_set = set(unchecked)
     lost = tuple(n for n in r.order if n in unchecked_set)
+    if closed and unchecked:  # Debian: each symbol without an entry failed in simplify_symbols()
+        return REFUSES, tuple(checked), lost, tuple(unchecked), tuple(messages), ()
     return (LOADS_UNCHECKED if unchecked else LOADS), tuple(checked), lost, tuple(unchecked), tuple(messages), ()
 
 
