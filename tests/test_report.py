@@ -29,6 +29,25 @@ def demo_doc():
     return build_report(load_tree(base, kver), jobs=1)
 
 
+def test_a_debian_kernel_adds_its_models_and_is_the_trees_kernel(demo_doc):
+    # The demo tree has no boot image: kernel.org's loader, by lack of evidence.
+    assert demo_doc["tree"]["kernel_loader"]["profile"] == "mainline" and not demo_doc["tree"]["kernel_loader"]["models"]
+    assert not [c for c in demo_doc["consumers"]["totals"] if "debian" in c]
+    base, kver = demo_tree()
+    d = build_report(load_tree(base, kver), jobs=1, kernel_profile="debian")
+    jsonschema.validate(d, schema())
+    loader = d["tree"]["kernel_loader"]
+    # No config in the tree: CONFIG_MODULE_FORCE_LOAD=y, as every Debian config has it.
+    assert loader["models"] == ["kernel-6.13-debian+force", "kernel-6.14-debian+force"]
+    totals = d["consumers"]["totals"]
+    assert list(totals)[:len(demo_doc["consumers"]["totals"])] == list(demo_doc["consumers"]["totals"])  # era views kept
+    assert set(totals) - set(demo_doc["consumers"]["totals"]) == set(loader["models"])
+    assert "kernel-6.14-debian+force" in d["summary"]["consumers_for_tree"]  # 6.14.0-kmodcompat-demo
+    assert "kernel-6.14" not in d["summary"]["consumers_for_tree"]
+    assert "Debian's" in loader["line"] and loader["line"] in md_report.render(d) and 'id="kernel-loader"' in \
+        html_report.render(d)
+
+
 def test_demo_report_validates_against_schema(demo_doc):
     jsonschema.validate(demo_doc, schema())
     assert demo_doc["schema_version"] == 1

@@ -20,6 +20,7 @@ from importlib import resources
 
 from ..cache import input_key
 from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
+from ..consumers.kernel import PROFILES
 from ..files.kernel import find_kernel_files, tree_base
 from ..files.kernel_image import find_image
 from ..report import html as html_report
@@ -95,6 +96,10 @@ def add_parser(sub) -> None:
                    "report then carries what changed from it (the HTML shows it as a section)")
     p.add_argument("--fail-on", default=DEFAULT_POLICY, metavar="POLICY", help=f"what counts as a break "
                    f"(default {DEFAULT_POLICY}); see below")
+    p.add_argument("--kernel-profile", choices=PROFILES, default=None,
+                   help="the loader of the tree's kernel: mainline (kernel.org) or debian (fails closed on a "
+                        "missing __versions entry; its models join the report); default: read from the boot "
+                        "image's version string")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     add_cache_option(p)
     p.set_defaults(run=run)
@@ -167,7 +172,8 @@ def _run(args, policy, stack: ExitStack) -> int:
             tree = parse_tree(tree, jobs=args.jobs, progress=progress("reading modules"), cache=cache)
             gc.freeze()
         doc = build_report(tree, system_map=args.system_map, jobs=args.jobs, source=source,
-                           progress=progress("consumer views"))
+                           progress=progress("consumer views"), kernel_image=args.kernel_image,
+                           kernel_profile=args.kernel_profile)
         if args.diff_against is None:
             # The records are done with: dropped before the document is serialized and read back, the
             # peak is the records or the report, never both (a 20,000-module tree: 1.38 GB before).
@@ -203,6 +209,8 @@ def _run(args, policy, stack: ExitStack) -> int:
         if item["code"] != "skipped":
             print(f"kmodcompat: {shown(item['path'])}: {shown(item['reason'])}", file=sys.stderr)
     note(f"kmodcompat: {shown(doc['tree']['kernel_exports']['line'])}")
+    if doc["tree"].get("kernel_loader"):
+        note(f"kmodcompat: {shown(doc['tree']['kernel_loader']['line'])}")
     broken = evaluate(policy, doc)
     # The answer first, on stderr too: the verdict, what does not apply, the three costliest risks.
     s = doc["summary"]
@@ -224,7 +232,9 @@ def kernel_inputs(tree: ModuleTree, args) -> tuple[tuple[str | None, ...], tuple
     named = (args.symvers, args.system_map, args.kernel_image)
     image = find_image(tree_base(tree), tree.kver)
     files = tuple(p for p in (*named, found.get("symvers"), image, found.get("system_map")) if p is not None)
-    return named, files
+    # The loader profile asked for, and the config telling a Debian kernel's FORCE_LOAD (loadable.tree_loader).
+    config = os.path.join(tree_base(tree), "boot", f"config-{tree.kver}")
+    return (*named, getattr(args, "kernel_profile", None)), files + ((config,) if os.path.isfile(config) else ())
 
 
 def report_key(tree: ModuleTree, named: tuple[str | None, ...], kernel_files: tuple[str, ...]) -> str | None:

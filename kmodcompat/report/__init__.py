@@ -16,6 +16,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from ..consumers import STANDARD, title
 from ..consumers.base import ConsumerView, Counts
 from ..elf.image import machine_name
 from ..files.kernel import KernelSource, KernelSourceError, find_kernel_files, kernel_source
@@ -50,15 +51,20 @@ def schema() -> dict:
 def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
                  formats: Sequence[str] = ALL_FORMATS, jobs: int | None = None,
                  kernel_image: str | None = None, source: KernelSource | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict:
+                 progress: Callable[[int, int], None] | None = None, kernel_profile: str | None = None) -> dict:
     """Everything kmodcompat measures about ``tree``, as a JSON-ready dict.
 
     The kernel's exports: ``source`` when the caller resolved them, else :func:`kernel_source` over the
     files named (``symvers``, ``kernel_image``, ``system_map``) and then where distributions put them;
     raises :class:`KernelSourceError` when a named one cannot be used. ``progress(done, total)``
     follows the consumer views, most of the work.
+
+    The loader of the tree's own kernel: ``kernel_profile`` (consumers/kernel.py PROFILES), else as the
+    tree's boot image says (loadable.tree_loader). A Debian kernel's models join kernel.org's models of
+    each era (which stay what they are), and are the tree's kernel in the summary.
     """
     from ..graph import graph_for_tree  # networkx: imported only when a report is computed
+    from ..loadable import tree_loader
 
     if source is None:
         source = kernel_source(tree.dirname, tree.kver, symvers=symvers, image=kernel_image, system_map=system_map)
@@ -68,8 +74,10 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
     records = [r for _, r in mods]
     expected = source.expected(records)
+    profile, why, loader_models = tree_loader(tree.dirname, tree.kver, kernel_image, kernel_profile)
+    consumers = (*STANDARD, *loader_models)
     # The views (most of the work) run in worker processes while this one does the rest.
-    with views_started(mods, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
+    with views_started(mods, consumers, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts,
                        progress=progress) as views_result:
         graph = graph_for_tree(tree, source.symbols)
@@ -82,7 +90,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
         doc = {
             "schema_version": SCHEMA_VERSION,
             "generator": {"name": "kmodcompat", "version": __version__},
-            "tree": _identity(tree, records, census["modules_by_format"], source, notes),
+            "tree": {**_identity(tree, records, census["modules_by_format"], source, notes),
+                     "kernel_loader": _loader(profile, why, loader_models)},
             "counts": _counts(tree, records),
             "format_census": census,
             "consumers": None,
@@ -102,6 +111,17 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     doc["headlines"] = headlines(doc)
     # The answer first: the summary right after the document's identity.
     return {k: doc[k] for k in ("schema_version", "generator", "summary")} | doc
+
+
+def _loader(profile: str, why: str, models: tuple[str, ...]) -> dict:
+    """The loader profile of the tree's kernel, why, the models it adds, and that in one line."""
+    if models:
+        line = (f"kernel loader: Debian's ({why}): a symbol missing from __versions refuses the load "
+                f"(module-disable-matching-missing-version-crc.patch); the tree's kernel is modelled by "
+                f"{' and '.join(title(m) for m in models)}, beside kernel.org's kernels of each era")
+    else:
+        line = f"kernel loader: kernel.org's ({why})"
+    return {"profile": profile, "evidence": why, "models": list(models), "line": line}
 
 
 def _identity(tree, records, census: dict[str, int], source: KernelSource, notes: list[str]) -> dict:

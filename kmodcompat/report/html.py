@@ -141,7 +141,9 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 _BLUE, _RED, _GREY = "#3b6fd8", "#b42318", "#8792a2"
 #: Row labels of the matrix, short enough for one line at 420 px (the full title is the row's tooltip).
 _MATRIX_TITLES = {"kmod-pr270": "kmod PR #270", "mit": "m-i-t 3.16", "kernel-6.13+force": "kernel ≤ 6.13 +force",
-                  "kernel-6.14+force": "kernel ≥ 6.14 +force", "weak-modules": "weak-modules",
+                  "kernel-6.14+force": "kernel ≥ 6.14 +force", "kernel-6.13-debian": "Debian ≤ 6.13",
+                  "kernel-6.13-debian+force": "Debian ≤ 6.13 +force", "kernel-6.14-debian": "Debian ≥ 6.14",
+                  "kernel-6.14-debian+force": "Debian ≥ 6.14 +force", "weak-modules": "weak-modules",
                   "weak-modules2": "weak-modules2"}
 
 
@@ -430,6 +432,8 @@ def render(doc: dict) -> str:
     out.append(f'<p class="small">{escape(s["units"])}</p>')
     # Where the kernel's exports came from and what that source lacks (files/kernel.py KernelSource.line).
     out.append(f'<p class="small" id="kernel-exports">{escape(t["kernel_exports"]["line"])}</p>')
+    if t.get("kernel_loader"):  # the loader profile of the tree's kernel (report kernel_loader)
+        out.append(f'<p class="small" id="kernel-loader">{escape(t["kernel_loader"]["line"])}</p>')
     if doc.get("diff"):
         out.append(html_fragment(doc["diff"], more_hint="report.json has all"))
     f = doc["findings"]

@@ -94,6 +94,7 @@ def render(doc: dict) -> str:
         ["built-in modules", c["builtin"]], ["imports / exports", f"{c['imports']} / {c['exports']}"],
         ["compression", ", ".join(f"{k} {v}" for k, v in c["compressed"].items())],
         ["kernel exports", text(t["kernel_exports"]["line"])],
+        *([["kernel loader", text(t["kernel_loader"]["line"])]] if t.get("kernel_loader") else []),
         ["exporter CRCs checked against", doc["consumers"]["exporter_crcs"]],
     ], headers=["", ""], tablefmt="pipe", disable_numparse=True))
     out += ["", "## Format census", ""]

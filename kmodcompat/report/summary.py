@@ -75,7 +75,11 @@ def audience(doc: dict) -> dict[str, str]:
     else:  # no known distribution: the current kmod release and the one before
         mine |= {KMOD34.id, KMOD30.id}
     series = _kernel_series(kver)
-    if series is not None:
+    # A Debian kernel (tree.kernel_loader) is modelled by Debian's profile of its era, not kernel.org's.
+    debian = (doc["tree"].get("kernel_loader") or {}).get("models") or ()
+    if series is not None and debian:
+        mine.add(next(c for c in debian if CONSUMERS[c].profile.reads_extended == (series >= (6, 14))))
+    elif series is not None:
         mine.add(KERNEL_6_14.id if series >= (6, 14) else KERNEL_6_13.id)
     if family == "redhat":
         mine.add(WEAK_MODULES.id)
