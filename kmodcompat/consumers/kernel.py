@@ -78,7 +78,7 @@ def profile_of(banner: str | None, release: str | None) -> tuple[str, str]:
         return MAINLINE, "no Debian package version in the kernel's version string"
     if release and _DEBIAN_RELEASE.search(release):
         return DEBIAN, f"the release {release} has Debian's '+deb' suffix"
-    return MAINLINE, "no boot image to read the kernel's version string from, and no '+deb' release"
+    return MAINLINE, "no kernel version string read (no boot image, or none readable), and no '+deb' release"
 
 
 @dataclass(frozen=True)
