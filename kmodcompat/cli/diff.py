@@ -25,7 +25,7 @@ from ..files.bounded import InputFileError
 from ..files.symvers import read_symvers
 from .inputs import ModuleFiles, TreeOperand, load, report_failures, resolve
 from .helptext import CommandHelp, command_parser
-from .terminal import colour_on, note, paint, progress
+from .terminal import colour_on, columns, note, paint, progress
 
 
 class _Fail(Exception):
@@ -106,7 +106,10 @@ def run(args) -> int:
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
-        text = diff_render.RENDERERS[args.format](doc, args.modules)
+        if args.format == "text":
+            text = diff_render.text(doc, args.modules, width=columns())
+        else:
+            text = diff_render.RENDERERS[args.format](doc, args.modules)
         sys.stdout.write(_painted(text, doc["status"]["exit_code"]) if args.format == "text" else text)
     return doc["status"]["exit_code"]
 

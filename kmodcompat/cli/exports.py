@@ -13,13 +13,14 @@ import json
 import sys
 from typing import Any
 
-from tabulate import tabulate
 
 from ..depmod.resolve import Depmod, run_depmod
 from contextlib import ExitStack
 
 from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
+from ..report.text import table
 from .helptext import CommandHelp, command_parser
+from .terminal import columns
 
 
 HELP = CommandHelp(
@@ -101,13 +102,14 @@ def run(args) -> int:
             for e in data["exports"]]
     head = ["symbol", "exporter", "crc", "license", "namespace", "depmod", "importers"]
     fmt = "github" if args.format == "markdown" else "plain"
-    out = ["## Exports" if fmt == "github" else "Exports:", tabulate(rows, head, tablefmt=fmt), ""]
+    width = columns() if fmt == "plain" else None  # Markdown is for files: one row a line
+    out = ["## Exports" if fmt == "github" else "Exports:", table(rows, head, width, tablefmt=fmt), ""]
     out.append("## Unused exports" if fmt == "github" else "Unused exports:")
     out += [f"- {u}" if fmt == "github" else f"  {u}" for u in data["unused"]] + [""]
     out.append("## Imports" if fmt == "github" else "Imports:")
     irows = [[imp["module"], owner, " ".join(syms)] for imp in data["imports"] for owner, syms in imp["from"].items()]
     irows += [[imp["module"], "(unresolved)", " ".join(imp["unresolved"])] for imp in data["imports"]
               if imp["unresolved"]]
-    out.append(tabulate(irows, ["module", "from", "symbols"], tablefmt=fmt))
+    out.append(table(irows, ["module", "from", "symbols"], width, tablefmt=fmt))
     sys.stdout.write("\n".join(out) + "\n")
     return 0

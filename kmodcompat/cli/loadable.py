@@ -20,7 +20,6 @@ import json
 import os
 import sys
 
-from tabulate import tabulate
 
 from ..consumers.kernel import PROFILES
 from ..errors import ModuleReadError
@@ -30,7 +29,8 @@ from ..parse.module import parse_module
 from ..records import MODULE_SUFFIXES
 from .output import shown
 from .helptext import CommandHelp, command_parser
-from .terminal import note, paint
+from ..report.text import table
+from .terminal import columns, note, paint
 
 
 
@@ -129,8 +129,8 @@ def run(args) -> int:
             rows.append([shown(os.path.basename(r.module)), shown(r.kernel), verdict, shown(why) or "-",
                          r.force_load or "-",
                          ", ".join(f"{k} {v}" for k, v in r.weak_modules.items())])
-        sys.stdout.write(tabulate(rows, headers=["module", "kernel", "verdict", "why", "FORCE_LOAD flipped",
-                                                 "weak-modules"]) + "\n")
+        sys.stdout.write(table(rows, ["module", "kernel", "verdict", "why", "FORCE_LOAD flipped", "weak-modules"],
+                               columns(), tablefmt="simple") + "\n")
     if bad:
         return 2
     return 0 if all(r.loads for r in results) else 1

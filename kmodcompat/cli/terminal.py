@@ -37,6 +37,7 @@ class _State:
     colour_out: bool = False  # stdout (before any pager)
     colour_err: bool = False
     quiet: bool = False
+    columns: int | None = None  # what text output is fitted to; None: not fitted
 
 
 STATE = _State()
@@ -91,6 +92,21 @@ def quiet() -> bool:
     return STATE.quiet
 
 
+def columns() -> int | None:
+    """The width text output is fitted to: ``$COLUMNS``, else the terminal's when stdout is one, else None.
+
+    Output to a pipe or a file is not fitted unless ``$COLUMNS`` asks: scripts keep one line per row.
+    """
+    return STATE.columns
+
+
+def _columns() -> int | None:
+    value = os.environ.get("COLUMNS", "")
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return shutil.get_terminal_size().columns if _isatty(sys.stdout) else None
+
+
 def _pager_argv() -> list[str] | None:
     cmd = os.environ.get("PAGER", "less")
     try:
@@ -109,6 +125,7 @@ def session(args):
     STATE.colour_out = choice is not None and _colour_wanted(choice, sys.stdout)
     STATE.colour_err = choice is not None and _colour_wanted(choice, sys.stderr)
     STATE.quiet = bool(getattr(args, "quiet", False))
+    STATE.columns = _columns() if choice is not None else None  # (before a pager takes stdout)
     argv = _pager_argv() if getattr(args, "pager", False) and _isatty(sys.stdout) else None
     if argv is None:
         yield

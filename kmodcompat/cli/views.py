@@ -11,7 +11,6 @@ import json
 import sys
 from contextlib import ExitStack
 
-from tabulate import tabulate
 
 from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, STANDARD
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
@@ -19,7 +18,8 @@ from ..files.kernel import KernelSourceError, kernel_source
 from .inputs import add_input_options, load_inputs, report_failures
 from .output import shown
 from .helptext import CommandHelp, command_parser
-from .terminal import progress
+from ..report.text import paragraph, table
+from .terminal import columns, progress
 
 
 HELP = CommandHelp(
@@ -134,9 +134,9 @@ def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: 
             rows.append([c, ", ".join(f"{k} {v}" for k, v in t.verdicts.items()) or "-",
                          f"{t.lost} ({t.modules_losing})", f"{t.false_messages} ({t.modules_false})",
                          t.misread, t.unchecked, t.not_buildable])
-        out.append(tabulate(rows, headers=["consumer", "verdicts (modules)", "lost (modules)",
-                                           "false warnings (modules)", "misread", "unchecked", "not buildable"],
-                            tablefmt=tablefmt))
+        out.append(table(rows, ["consumer", "verdicts (modules)", "lost (modules)", "false warnings (modules)",
+                                "misread", "unchecked", "not buildable"],
+                         columns() if tablefmt != "pipe" else None, tablefmt=tablefmt))
     if details and res.modules:
         out += ["", "Modules with a loss, misread or false warning:"]
         for m in res.modules:
@@ -147,4 +147,7 @@ def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: 
                     if v.lost or v.misread or v.false_messages:
                         out.append(f"  {m.path} [{f}] {c}: {v.verdict}; lost {len(v.lost)}, misread "
                                    f"{len(v.misread)}, false {len(v.false_messages)}")
+    width = columns() if tablefmt != "pipe" else None
+    if width is not None:  # the sentences fitted too (a table is one item of several lines, fitted already)
+        out = [x if "\n" in x else paragraph(x.lstrip(" "), width, x[:len(x) - len(x.lstrip(" "))]) for x in out]
     return "\n".join(out) + "\n"

@@ -19,6 +19,8 @@ from html import escape
 
 from tabulate import tabulate
 
+from . import text as plain
+
 #: How many names a list shows before "... and N more" (without details).
 LIST_LIMIT = 40
 #: Rows of the pattern, exporter and group tables shown (without details).
@@ -324,22 +326,23 @@ def _cell(v) -> str:
     return "-" if v is None else str(v)
 
 
-def text(doc: dict, details: bool = False) -> str:
+def text(doc: dict, details: bool = False, width: int | None = None) -> str:
+    """The text rendering; with ``width``, fitted to that many columns (report/text.py)."""
     out: list[str] = []
     for b in blocks(doc, details):
         if b.kind == "h":
             if out:
                 out.append("")
-            out.append(b.text if b.level == 1 else f"{'=' if b.level == 2 else '-'}{'=' if b.level == 2 else '-'} "
-                                                   f"{b.text}")
+            out.append(plain.paragraph(b.text if b.level == 1 else f"{'=' if b.level == 2 else '-'}"
+                                                                   f"{'=' if b.level == 2 else '-'} {b.text}", width))
         elif b.kind == "p":
-            out.append(b.text)
+            out.append(plain.paragraph(b.text, width))
         elif b.kind == "table":
-            out.append(tabulate([[_cell(c) for c in r] for r in b.rows], headers=list(b.headers),
-                                tablefmt="simple", disable_numparse=True))
+            out.append(plain.table([[_cell(c) for c in r] for r in b.rows], list(b.headers), width,
+                                   tablefmt="simple", disable_numparse=True))
             out.append("")
         else:
-            out += [f"  - {i}" for i in b.items] + [""]
+            out += [plain.paragraph(f"- {i}", width, "  ") for i in b.items] + [""]
     return "\n".join(out).rstrip("\n") + "\n"
 
 
