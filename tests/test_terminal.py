@@ -142,3 +142,17 @@ def test_kmod_commands_never_page(tmp_path):
     """modinfo, depmod and dump-modversions behave as the real tools, which have no pager or colour."""
     status, seen, _ = _run(["modinfo", "fixtures/modules/x86_64/basic.ko"], _env(tmp_path))
     assert status == 0 and _paged(tmp_path) is None and "filename:" in seen and "\x1b" not in seen
+
+
+def test_pager_quit_early(tmp_path):
+    """A pager quit before the end (q in less) leaves kmodcompat writing into a closed pipe: exit 0, no traceback."""
+    env = _env(tmp_path)
+    pager = tmp_path / "quits.sh"
+    pager.write_text('#!/bin/sh\nhead -n 1 > "$PAGER_RECORD"\n')
+    pager.chmod(0o755)
+    env["PAGER"] = str(pager)
+    # 680 kB: more than the pipe holds once head has gone, so a write inside the command fails (EPIPE).
+    modules = sorted(str(p.relative_to(REPO)) for p in (REPO / "fixtures" / "modules").glob("*/*.ko"))
+    status, seen, _ = _run(["show", "--format", "json", *modules], env)
+    assert _paged(tmp_path) == "[\n"
+    assert status == 0 and "Traceback" not in seen and "Error" not in seen, seen

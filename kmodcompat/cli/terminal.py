@@ -139,9 +139,7 @@ def session(args):
     real = sys.stdout
     sys.stdout = io.TextIOWrapper(proc.stdin, encoding=real.encoding, errors="backslashreplace", write_through=False)
     try:
-        yield
-    except BrokenPipeError:  # the pager was quit before the end: not an error
-        pass
+        yield  # a BrokenPipeError (the pager quit before the end) goes on to main(): not an error
     finally:
         try:
             sys.stdout.flush()
