@@ -156,3 +156,14 @@ def test_pager_quit_early(tmp_path):
     status, seen, _ = _run(["show", "--format", "json", *modules], env)
     assert _paged(tmp_path) == "[\n"
     assert status == 0 and "Traceback" not in seen and "Error" not in seen, seen
+
+
+def test_diff_progress_covers_the_views(tmp_path):
+    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    status, seen, _ = _run(["diff", "-b", "kmodcompat/demo", kver, kver], _env(tmp_path, PAGER="cat"))
+    assert status == 0
+    for phase in ("reading old tree [", "reading new tree [", "old tree's consumer views [",
+                  "new tree's consumer views ["):
+        assert phase in seen, phase
+    status, seen, _ = _run(["diff", "-b", "kmodcompat/demo", kver, kver, "-q"], _env(tmp_path, PAGER="cat"))
+    assert status == 0 and "[#" not in seen

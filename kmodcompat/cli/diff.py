@@ -163,7 +163,8 @@ def _diff(args, stack: ExitStack) -> dict:
     try:
         d = diff_trees(trees[0], trees[1], consumers, old_symvers=_symvers(args.old_symvers, stack),
                        new_symvers=_symvers(args.new_symvers, stack), old_label=old.label, new_label=new.label,
-                       old_image=args.old_kernel_image, new_image=args.new_kernel_image, jobs=args.jobs)
+                       old_image=args.old_kernel_image, new_image=args.new_kernel_image, jobs=args.jobs,
+                       progress=progress)
     except KernelSourceError as e:
         raise _Fail(str(e), EXIT_ERROR) from None
     for tag, side, op in (("old", d.old, old), ("new", d.new, new)):

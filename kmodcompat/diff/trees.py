@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from typing import Any
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from ..consumers import CONSUMERS
@@ -27,6 +27,9 @@ from .kabi import diff_exports, diff_kabi, export_map, symvers_export_map, symve
 from .module import DEFAULT_CONSUMERS, diff_modules
 from .results import DepChange, DependencyDiff, ExportInfo, ExportsDiff, ModuleDiff, Pattern, TreeDiff, TreeSide, \
     ViewSummary
+
+#: A progress display: called with (done, total) as the work advances.
+Progress = Callable[[int, int], None]
 
 
 # -- dependencies ---------------------------------------------------------------------------------
@@ -78,11 +81,12 @@ def _summarize(path: str, views: dict[str, ConsumerView]) -> dict[str, ViewSumma
 
 
 def _tree_views(tree: ModuleTree, consumers: Sequence[str], expected: Mapping[str, int] | None,
-                jobs: int | None) -> dict[str, dict[str, ViewSummary]]:
+                jobs: int | None, progress: Progress | None = None) -> dict[str, dict[str, ViewSummary]]:
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
     if not mods or not consumers:
         return {}
-    res = compute_views(mods, consumers, (AS_IS,), expected, keep_formats=(AS_IS,), jobs=jobs, summarize=_summarize)
+    res = compute_views(mods, consumers, (AS_IS,), expected, keep_formats=(AS_IS,), jobs=jobs, summarize=_summarize,
+                        progress=progress)
     by_path: dict[str, Any] = {mv.path: mv.by_format[AS_IS] for mv in res.modules}  # _summarize's dicts
     return {m.name: by_path[m.path] for m in tree.modules if m.path in by_path}
 
@@ -111,7 +115,8 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
                old_system_map: str | None = None, new_system_map: str | None = None,
                old_label: str | None = None, new_label: str | None = None,
                old_image: str | None = None, new_image: str | None = None,
-               jobs: int | None = None) -> TreeDiff:
+               jobs: int | None = None,
+               progress: Callable[[str], Progress | None] | None = None) -> TreeDiff:
     """The whole-tree diff: modules (by name), kABI, dependencies, and the patterns that group them.
 
     Kernel exports come from ``*_symvers`` / ``*_system_map`` or where the
@@ -127,8 +132,11 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     notes = [f"old: {x}" for x in o_notes] + [f"new: {x}" for x in n_notes]
     old_full = export_map(old, ok_exports)
     new_full = export_map(new, nk_exports)
-    old_views = _tree_views(old, consumers, _expected(o_src, old_full if ok_exports is not None else None), jobs)
-    new_views = _tree_views(new, consumers, _expected(n_src, new_full if nk_exports is not None else None), jobs)
+    # ``progress(label)``: a display for each side's consumer views, the long part (cli/terminal.py progress()).
+    old_views = _tree_views(old, consumers, _expected(o_src, old_full if ok_exports is not None else None), jobs,
+                            progress("old tree's consumer views") if progress else None)
+    new_views = _tree_views(new, consumers, _expected(n_src, new_full if nk_exports is not None else None), jobs,
+                            progress("new tree's consumer views") if progress else None)
 
     a, b = old.by_name(), new.by_name()
     added = tuple((m.name, m.output_path) for m in new.modules if m.name not in a)
