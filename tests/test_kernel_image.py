@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import struct
 import subprocess
+from pathlib import Path
 import sys
 
 import pytest
@@ -261,9 +262,15 @@ def test_symvers_vmlinux_lines(tmp_path):
 
 
 def test_symvers_no_image_found(tmp_path):
-    (tmp_path / "lib/modules/1.0").mkdir(parents=True)
+    moddir = tmp_path / "lib/modules/1.0"
+    moddir.mkdir(parents=True)
+    # neither half, no module and no image: nothing to write is an input error, not an empty result
     p = _symvers("-b", str(tmp_path), "1.0")
-    assert p.returncode == 0 and p.stdout == ""
+    assert (p.returncode, p.stdout, p.stderr) == (2, "", f"kmodcompat: {moddir}: no modules found\n")
+    exporter = Path(__file__).resolve().parent.parent / "fixtures/modules/x86_64/exports-rel.ko"
+    (moddir / "exp.ko").write_bytes(exporter.read_bytes())
+    p = _symvers("-b", str(tmp_path), "1.0")
+    assert p.returncode == 0 and "\texp\tEXPORT_SYMBOL" in p.stdout
     assert p.stderr.startswith("kmodcompat: no boot image for 1.0 (looked at ")
     assert p.stderr.endswith(": vmlinux's lines left out; give --kernel-image FILE\n")
 

@@ -84,8 +84,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(f".{module}", __name__).add_parser(sub)
+            own = sub.choices[name]
+            own.set_defaults(command_parser=own)  # an unknown option is reported by the command's parser
             if name not in KMOD_COMMANDS:
-                add_terminal_options(sub.choices[name], pager=name not in WRITERS)
+                add_terminal_options(own, pager=name not in WRITERS)
     return parser
 
 
@@ -97,7 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
-    args = parser.parse_args(argv)
+    try:
+        args = parse(parser, argv)
+    except SystemExit as e:  # --help (0), --version (0), a usage error (2: HelpParser.error's one line)
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
     try:
         with session(args):  # the pager, when there is one, takes all of stdout
             try:
@@ -112,3 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     except KeyboardInterrupt:
         return 130
+
+
+def parse(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, but an unrecognized argument is reported by the command's own parser
+    (``kmodcompat: exports: unrecognized arguments: --bogus``), not by the top-level one."""
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        own = getattr(args, "command_parser", parser)
+        own.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args

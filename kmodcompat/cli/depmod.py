@@ -16,6 +16,8 @@ is what real ``depmod -b`` does.
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from contextlib import ExitStack
 from typing import Any
@@ -24,10 +26,16 @@ from ..depmod.kernel_symbols import KernelSymbolsError
 from ..files.kernel import KernelSource, KernelSourceError, kernel_source
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
 from ..depmod.writer import render, write_files
-from .inputs import add_symbol_options, add_tree_options, load_kernel_symbols, tree_from_args
+from ..files.packages import is_package
+from .inputs import add_symbol_options, add_tree_options, load_depmod_tree, load_kernel_symbols, tree_operand
 from .helptext import CommandHelp, command_parser
 
 PROGRAM = "depmod"
+
+
+#: tools/depmod.c is_version_number(): ``sscanf(version, "%u.%u", &d1, &d2) == 2``, i.e. each %u skips
+#: white space and takes an optional sign and decimal digits; the rest of the string is not looked at.
+_VERSION = re.compile(r"\s*[+-]?[0-9]+\.\s*[+-]?[0-9]+", re.ASCII)
 
 
 HELP = CommandHelp(
@@ -54,8 +62,10 @@ reads the host's instead, which is what real "depmod -b" does.
         ("kmodcompat depmod -n --format json /lib/modules/$(uname -r)", "Print the dependencies and warnings "
                                                                           "as JSON."),
     ),
-    exit_status="As the emulated depmod: 0 on success, 1 on a fatal error (with depmod's message). A usage "
-                "error kmodcompat detects before emulating kmod exits 2.",
+    exit_status="As the emulated depmod: 0 on success, 1 on a fatal error, with depmod's message (a release whose "
+                "directory cannot be searched, a bad version, an unreadable -E or -F file, a module path that is not "
+                "absolute), 134 where kmod aborts. kmodcompat's own operand forms (a directory or packages) that name "
+                "nothing usable, and options it does not know, exit 2 with one line.",
 )
 
 
@@ -106,15 +116,38 @@ def result_json(dm: Depmod, diagnostics: list) -> dict[str, Any]:
     }
 
 
+def _kmod_operands(args) -> bool:
+    """Whether the operands are kmod's, ``[KVER [MODULE...]]``, rather than kmodcompat's own tree forms (a
+    directory, a root, packages, ``--moddir``): those are checked as kmod checks them, with its messages."""
+    if args.moddir is not None or not args.operands:
+        return False
+    first = args.operands[0]
+    return args.basedir is not None or not (os.path.isdir(first) or is_package(first))
+
+
 def run(args) -> int:
     if args.prefix and len(args.prefix) != 1:
         sys.stderr.write(f"{PROGRAM}: FATAL: -P only takes a single char\n")
+        return 1
+    kmod_operands = _kmod_operands(args)
+    if kmod_operands and not _VERSION.match(args.operands[0]):
+        # do_depmod(): checked right after the options, before -b's directory is looked at
+        sys.stderr.write(f"{PROGRAM}: ERROR: Bad version passed {args.operands[0]}\n")
         return 1
     try:
         kernel = load_kernel_symbols(args)
     except KernelSymbolsError as e:
         sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e.filename}: {e.strerror}\n")
         return 1
+    if kmod_operands and len(args.operands) > 1:
+        # depmod KVER MODULE...: kmod checks each path before it reads any; the mode itself is not emulated
+        for path in args.operands[1:]:
+            if not path.startswith("/"):
+                sys.stderr.write(f"{PROGRAM}: FATAL: {path}: not absolute path.\n")
+                return 1
+        print("kmodcompat: depmod KVER MODULE... (modules named one by one) is not emulated: name the tree only",
+              file=sys.stderr)
+        return 2
     source = KernelSource.of(kernel)
     if kernel is None and args.kernel_image:
         # kmodcompat's own option: a line of its own (kmod's options print nothing, byte for byte).
@@ -126,7 +159,9 @@ def run(args) -> int:
         kernel = source.symbols
         sys.stderr.write(f"kmodcompat: {source.line()}\n")
     with ExitStack() as stack:
-        op, tree = tree_from_args(args, stack, check=False)
+        # kmod's operands: a BASEDIR that is no directory is depmod's "could not search modules" to say
+        op = tree_operand(args, stack, check_basedir=not kmod_operands)
+        tree = load_depmod_tree(op, args, check=False)
         if op.packages is not None and not args.dry_run and args.format == "text":
             print("kmodcompat: packages are unpacked into a temporary root: give -n to see depmod's files",
                   file=sys.stderr)

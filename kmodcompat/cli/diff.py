@@ -23,8 +23,9 @@ from ..report.diff_json import to_json
 from ..files import packages
 from ..files.bounded import InputFileError
 from ..files.symvers import read_symvers
-from .inputs import ModuleFiles, TreeOperand, load, report_failures, resolve
+from .inputs import ModuleFiles, TreeOperand, check_files, check_tree, load, report_failures, resolve
 from .helptext import CommandHelp, command_parser
+from .output import shown
 from .terminal import colour_on, columns, note, paint, progress
 
 
@@ -100,7 +101,7 @@ def run(args) -> int:
         with ExitStack() as stack:
             doc = _diff(args, stack)
     except _Fail as e:
-        print(f"kmodcompat: {e}", file=sys.stderr)
+        print(f"kmodcompat: {shown(e)}", file=sys.stderr)
         return e.status
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=1)
@@ -153,16 +154,17 @@ def _diff(args, stack: ExitStack) -> dict:
         pair = diff_modules(recs[0], recs[1], consumers)  # two files: their paths differ by nature, not compared
         return to_json(pair, old.label, new.label)
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
+    check_files(args.old_kernel_image, args.new_kernel_image)  # before the trees are read, as the symvers below
+    old_symvers, new_symvers = _symvers(args.old_symvers, stack), _symvers(args.new_symvers, stack)
     trees = []
     for op, tag in ((old, "old"), (new, "new")):
         trees.append(load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree")))
-        if not trees[-1].modules:
-            raise _Fail(f"{op.display(trees[-1].dirname)}: no modules found", EXIT_USAGE)
+        check_tree(op, trees[-1])
     for t, op in zip(trees, (old, new)):
         report_failures((m.error for m in t.failures), op)
     try:
-        d = diff_trees(trees[0], trees[1], consumers, old_symvers=_symvers(args.old_symvers, stack),
-                       new_symvers=_symvers(args.new_symvers, stack), old_label=old.label, new_label=new.label,
+        d = diff_trees(trees[0], trees[1], consumers, old_symvers=old_symvers,
+                       new_symvers=new_symvers, old_label=old.label, new_label=new.label,
                        old_image=args.old_kernel_image, new_image=args.new_kernel_image, jobs=args.jobs,
                        progress=progress)
     except KernelSourceError as e:
@@ -194,8 +196,7 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
             continue
         op = resolve([path], None, stack)
         tree = load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"))
-        if not tree.modules:
-            raise _Fail(f"{op.display(tree.dirname)}: no modules found", EXIT_USAGE)
+        check_tree(op, tree)
         report_failures((m.error for m in tree.failures), op)
         sides.append(tree)
         ops.append(op)

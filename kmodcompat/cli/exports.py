@@ -36,7 +36,8 @@ from whom ("vmlinux" for the kernel itself when -E or -F names the kernel's expo
         ("kmodcompat exports -E Module.symvers --format markdown linux-image-*.deb",
          "The same for a kernel package, with the kernel's own exports, as Markdown."),
     ),
-    exit_status="0 on success, 2 for a usage or input error.",
+    exit_status="0 on success, 2 for a usage or input error: an operand that names no tree, a tree that cannot be opened "
+                "or holds no module, an unreadable -E or -F file.",
 )
 
 

@@ -34,7 +34,8 @@ kernel's exports are given with -E or -F), one edge per importer and exporter, c
         ("kmodcompat graph --format graphml -b /srv/root 6.1.0-56-amd64 > deps.graphml",
          "The whole graph of a root's tree, for a graph editor."),
     ),
-    exit_status="0 on success, 2 for a usage or input error (a --module the tree does not have included).",
+    exit_status="0 on success, 2 for a usage or input error: an operand that names no tree, a tree that cannot be opened "
+                "or holds no module, an unreadable -E or -F file, a --module the tree does not have.",
 )
 
 

@@ -16,8 +16,12 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import textwrap
 from dataclasses import dataclass
+from typing import NoReturn
+
+from .output import shown
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,15 @@ class HelpParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
         self.about = about
+
+    def error(self, message: str) -> NoReturn:
+        """A usage error as one line, ``kmodcompat: COMMAND: WHAT (see kmodcompat COMMAND --help)``, and exit
+        status 2, like every other input error (argparse prints the usage, then ``PROG: error: ...``: two
+        lines, four for long usages)."""
+        command = self.prog.removeprefix("kmodcompat").strip()
+        where = f"{command}: " if command else ""
+        sys.stderr.write(f"kmodcompat: {where}{shown(message)} (see {self.prog} --help)\n")
+        raise SystemExit(2)
 
     def format_help(self) -> str:
         if self.about is None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import glob
 import os
 import sqlite3
+import stat
 import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from ..depmod.kernel_symbols import KernelSymbols, KernelSymbolsError, load_modu
 from ..depmod.tree import ModuleTree, load_tree, make_absolute
 from ..errors import ModuleReadError
 from ..files import packages
+from ..files.bounded import file_type
 from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES, Kmod
-from ..records import ModuleRecord
+from ..records import MODULE_SUFFIXES, ModuleRecord
 from ..cache import RecordCache, parse_cached
 from ..consumers.base import tree_crcs
 from .output import add_as_option, shown
@@ -78,13 +80,15 @@ def add_tree_operands(p, modules: bool = False) -> None:
     p.add_argument("--moddir", default=None, metavar="DIR", help="the module directory DIR (same as a TREE operand)")
 
 
-def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool = False) -> TreeOperand | ModuleFiles:
-    """What ``ops`` (with ``-b BASEDIR``) name; a usage error (exit 2) for operands that name nothing."""
+def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool = False,
+            check_basedir: bool = True) -> TreeOperand | ModuleFiles:
+    """What ``ops`` (with ``-b BASEDIR``) name; a usage error (exit 2) for operands that name nothing.
+    ``check_basedir`` False: a BASEDIR that is no directory is left to the search to fail (depmod's message)."""
     if basedir is not None:
         if len(ops) > 1:
             usage("-b BASEDIR takes one kernel release (KVER)")
         ops = ops or [os.uname().release]  # depmod -b BASEDIR: the running kernel's release
-        if not os.path.isdir(basedir):
+        if check_basedir and not os.path.isdir(basedir):
             usage(f"{basedir}: not a directory" if os.path.exists(basedir) else f"{basedir}: no such directory")
         root = make_absolute(basedir) if basedir else ""
         return TreeOperand(f"{root}/lib/modules/{ops[0]}", ops[0], basedir, f"{basedir} {ops[0]}")
@@ -92,7 +96,7 @@ def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool
         kver = os.uname().release
         return TreeOperand(f"/lib/modules/{kver}", kver, "", f"/lib/modules/{kver}")
     missing = [o for o in ops if not os.path.lexists(o)]
-    if len(ops) == 1 and missing and "/" not in ops[0] and not packages.is_package_name(ops[0]):
+    if len(ops) == 1 and missing and may_be_kver(ops[0]):
         return TreeOperand(f"/lib/modules/{ops[0]}", ops[0], "", f"/lib/modules/{ops[0]}")  # KVER
     if missing:
         usage(f"{missing[0]}: no such file or directory")
@@ -110,6 +114,26 @@ def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool
     if not modules:
         usage(f"{ops[0]}: not a module directory, a root holding lib/modules/KVER or a package")
     return ModuleFiles(tuple(ops), ops[0] if len(ops) == 1 else f"{len(ops)} modules")
+
+
+def check_files(*paths: str | None) -> None:
+    """A usage error (exit 2, one line) for an input file named by an option (-E, -F, --kernel-image ...)
+    that is not a regular file: said before anything is read, not after a whole tree is parsed."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            st = os.stat(path)
+        except OSError as e:
+            usage(f"{path}: {e.strerror}")
+        if not stat.S_ISREG(st.st_mode):
+            usage(f"{path}: not a regular file ({file_type(st.st_mode)})")
+
+
+def may_be_kver(operand: str) -> bool:
+    """Whether an operand that names no file is read as a kernel release: not a path, not named like a package
+    or a module file (``views foo.ko`` with no foo.ko is a missing file, not ``/lib/modules/foo.ko``)."""
+    return "/" not in operand and not packages.is_package_name(operand) and not operand.endswith(MODULE_SUFFIXES)
 
 
 def kernels_under(root: str) -> list[str]:
@@ -202,17 +226,17 @@ def kernel_symbols_or_exit(args) -> KernelSymbols | None:
     try:
         return load_kernel_symbols(args)
     except KernelSymbolsError as e:
-        usage(f"could not load {e.filename}: {e.strerror}")
+        usage(f"{e.filename}: {e.strerror}")
 
 
-def tree_operand(args, stack: ExitStack) -> TreeOperand:
+def tree_operand(args, stack: ExitStack, check_basedir: bool = True) -> TreeOperand:
     """The one tree of a depmod-family command (``--moddir DIR`` is the operand DIR)."""
     ops = list(args.operands)
     if args.moddir is not None:
         if ops or args.basedir is not None:
             usage("--moddir DIR names the tree: no other operand, no -b")
         ops = [args.moddir]
-    op = resolve(ops, args.basedir, stack)
+    op = resolve(ops, args.basedir, stack, check_basedir=check_basedir)
     assert isinstance(op, TreeOperand)
     return op
 
@@ -235,9 +259,21 @@ def load_depmod_tree(op: TreeOperand, args, check: bool = True) -> ModuleTree:
     cannot be searched is an input error (exit 2); depmod says it its own way instead."""
     kmod = KMOD_PROFILES[args.as_]
     tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=progress("loading"))
-    if check and tree.search_failed is not None:
-        usage(f"{op.display(tree.dirname)}: cannot open directory: {tree.search_failed}")
+    if check:
+        check_tree(op, tree)
     return tree
+
+
+def check_tree(op: TreeOperand, tree: ModuleTree) -> None:
+    """A usage error (exit 2, one line) for a tree that cannot be searched or holds no module file: every
+    command but depmod (which, like kmod's, writes empty indexes for an empty directory) analyses nothing
+    there. Works on a survey (``parse=False``) too."""
+    if tree.search_failed is not None:
+        usage(f"{op.display(tree.dirname)}: cannot open directory: {tree.search_failed}")
+    if not tree.modules:
+        for path, reason in tree.skipped:  # an unreadable kernel/ is why, not a tree without modules
+            print(f"kmodcompat: {shown(op.display(path))}: {shown(reason)}", file=sys.stderr)
+        usage(f"{op.display(tree.dirname)}: no modules found")
 
 
 def tree_from_args(args, stack: ExitStack, check: bool = True) -> tuple[TreeOperand, ModuleTree]:
@@ -255,6 +291,12 @@ class Inputs:
     label: str  # what was analysed, for headings
     root: str | None = None  # the module directory, when the modules are a tree's
     tree: TreeOperand | None = None
+
+    @property
+    def named_unreadable(self) -> bool:
+        """A module file named on the command line could not be read: an input error (exit 2), where an
+        unreadable module found in a tree is a finding about the tree."""
+        return self.tree is None and bool(self.failures)
 
 
 def add_cache_option(p) -> None:
@@ -290,13 +332,15 @@ def load_inputs(args, stack: ExitStack) -> Inputs:
     cache = open_cache(args) if getattr(op, "packages", None) is None else None
     if isinstance(op, TreeOperand):
         tree = load(op, jobs=args.jobs, progress=shown_progress, cache=cache)
-        if tree.search_failed is not None:
-            usage(f"{op.display(tree.dirname)}: cannot open directory: {tree.search_failed}")
+        check_tree(op, tree)
         mods = tuple((m.path, m.record) for m in tree.modules if m.record is not None)
         return Inputs(mods, tuple(m.error for m in tree.failures), op.label, tree.dirname, op)
     parsed = parse_cached(list(op.paths), cache, args.jobs, shown_progress)
     mods = tuple((p, r) for p, r in zip(op.paths, parsed) if isinstance(r, ModuleRecord))
     fails = tuple(r for r in parsed if isinstance(r, ModuleReadError))
+    if not mods:  # nothing to analyse: the reasons, and an input error
+        report_failures(fails)
+        raise SystemExit(2)
     return Inputs(mods, fails, op.label)
 
 

@@ -33,7 +33,6 @@ from ..report.text import table
 from .terminal import columns, note, paint
 
 
-
 HELP = CommandHelp(
     summary="would each kernel's loader accept each module, and why not",
     description="""
@@ -56,8 +55,9 @@ or, without a boot image, when its release has Debian's +debN suffix; as kernel.
         ("kmodcompat loadable --format json build/ --kernel /boot/vmlinuz-$(uname -r)",
          "Check every module under build/ against the running kernel's boot image, as JSON."),
     ),
-    exit_status="0 when every module loads into every kernel, 1 when some are refused, 2 for a usage or "
-                "input error.",
+    exit_status="0 when every module loads into every kernel, 1 when some are refused, 2 for a usage or input error: an "
+                "operand that does not exist, a directory without module files, a module file that cannot be read (the "
+                "others are still checked), a kernel that cannot be used.",
 )
 
 
@@ -74,22 +74,31 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _module_files(operands: list[str]) -> list[str]:
+def _module_files(operands: list[str]) -> list[str] | None:
+    """The module files operands name, directories walked; None after one line for a directory without any."""
     out = []
     for op in operands:
         if os.path.isdir(op):
+            found = []
             for d, dirs, files in os.walk(op):
                 dirs.sort()
-                out += [os.path.join(d, f) for f in sorted(files) if f.endswith(MODULE_SUFFIXES)]
+                found += [os.path.join(d, f) for f in sorted(files) if f.endswith(MODULE_SUFFIXES)]
+            if not found:
+                print(f"kmodcompat: {shown(op)}: no modules found", file=sys.stderr)
+                return None
+            out += found
         else:
             out.append(op)
     return out
 
 
 def run(args) -> int:
+    missing = [o for o in args.modules if not os.path.lexists(o)]
+    if missing:
+        print(f"kmodcompat: {shown(missing[0])}: no such file or directory", file=sys.stderr)
+        return 2
     files = _module_files(args.modules)
-    if not files:
-        print("kmodcompat: no module files among the operands", file=sys.stderr)
+    if files is None:
         return 2
     modules, bad = [], 0
     for f in files:
@@ -98,6 +107,8 @@ def run(args) -> int:
         except ModuleReadError as e:
             print(f"kmodcompat: {shown(e)}", file=sys.stderr)
             bad += 1
+    if not modules:
+        return 2
     targets = []
     for k in args.kernel:
         try:

@@ -7,11 +7,13 @@ A MODULE that is not a module file name is looked up by name in
 from __future__ import annotations
 
 import os
+import sys
 
 from ..kmod.profile import KMOD_PROFILES
 from ..kmod.tools import modinfo_arg
 from .output import add_as_option, emit
 from .helptext import CommandHelp, command_parser
+
 
 _SHORTCUTS = {"author": "-a", "description": "-d", "license": "-l", "parm": "-p", "filename": "-n"}
 
@@ -34,14 +36,15 @@ modinfo looks it up (the running kernel's release unless -k is given).
         ("kmodcompat modinfo --as kmod30 -F signer ext4.ko.xz",
          "Print the signer as kmod 30 (Debian 12) would."),
     ),
-    exit_status="As kmod's modinfo: 0 when every module was found and read, 1 otherwise. A usage error "
-                "kmodcompat detects before emulating kmod exits 2.",
+    exit_status="As kmod's modinfo: 0 when every module was found and read, 1 otherwise, or when no module is named (with"
+                " modinfo's message). An option kmodcompat does not know exits 2, with one line.",
 )
 
 
 def add_parser(sub) -> None:
     p = command_parser(sub, "modinfo", HELP)
-    p.add_argument("modules", nargs="+", metavar="MODULE", help="module files or module names")
+    # none: kmod's own error ("missing module or filename."), not argparse's
+    p.add_argument("modules", nargs="*", metavar="MODULE", help="module files or module names")
     p.add_argument("-F", "--field", help="print only this field's values")
     p.add_argument("-0", "--null", action="store_true", help="use \\0 instead of \\n between values")
     for field, flag in _SHORTCUTS.items():
@@ -53,6 +56,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    if not args.modules:  # tools/modinfo.c: "if (optind >= argc)", then EXIT_FAILURE
+        sys.stderr.write("modinfo: ERROR: missing module or filename.\n")
+        return 1
     kmod = KMOD_PROFILES[args.as_]
     sep = "\0" if args.null else "\n"
     dirname = os.path.join(args.basedir or "/", "lib/modules", args.kver or os.uname().release)

@@ -13,7 +13,6 @@ import dataclasses
 import gc
 import json
 import os
-import stat
 import sys
 from contextlib import ExitStack
 from importlib import resources
@@ -28,8 +27,8 @@ from ..report import markdown as md_report
 from ..parse.scan import gc_paused
 from ..simulate import FORMATS
 from ..depmod.tree import ModuleTree, parse_tree
-from ..files.bounded import file_type
-from .inputs import add_cache_option, add_tree_operands, load, open_cache, resolve, tree_operand
+from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, open_cache, resolve,
+                     tree_operand)
 from .outdir import OutputDirectory, safe_component
 from .output import shown
 from .helptext import CommandHelp, command_parser
@@ -59,8 +58,9 @@ its boot image or a real System.map; one line on stderr says which.
         ("kmodcompat report --diff-against 6.1.0-56-amd64 6.12.57+deb13-amd64",
          "Report on the newer tree, with what changed from the older one."),
     ),
-    exit_status="0 when nothing the --fail-on policy counts as a break was found, 1 when something was, 2 for "
-                "a usage or input error.",
+    exit_status="0 when nothing the --fail-on policy counts as a break was found, 1 when something was, 2 for a usage or "
+                "input error: an operand that names no tree, a tree that cannot be opened or holds no module, a bad "
+                "--fail-on term, an unusable -E, -F or --kernel-image file, an output directory that cannot be used.",
     sections=(("fail-on policy", """
 --fail-on takes a comma-separated list of these terms:
 
@@ -135,20 +135,8 @@ def _run(args, policy, stack: ExitStack) -> int:
     # Unpacked packages live in a temporary root: what is cached under its paths would never be read again.
     cache = open_cache(args) if op.packages is None else None
     tree = load(op, parse=False)
-    if tree.search_failed is not None:
-        print(f"kmodcompat: {shown(op.display(tree.dirname))}: cannot open directory: {tree.search_failed}",
-              file=sys.stderr)
-        return 2
-    if not tree.modules:
-        for path, reason in tree.skipped:  # an unreadable kernel/ is why, not a tree without modules
-            print(f"kmodcompat: {shown(op.display(path))}: {shown(reason)}", file=sys.stderr)
-        print(f"kmodcompat: {shown(op.display(tree.dirname))}: no modules found", file=sys.stderr)
-        return 2
-    for path in (args.symvers, args.system_map, args.kernel_image):
-        why = _not_a_file(path) if path is not None else None
-        if why:
-            print(f"kmodcompat: {shown(path)}: {why}", file=sys.stderr)
-            return 2
+    check_tree(op, tree)
+    check_files(args.symvers, args.system_map, args.kernel_image)
     # Keyed by every file the kernel's exports may come from (read only when no report is cached).
     key = report_key(tree, *kernel_inputs(tree, args)) if cache is not None else None
     text = cache.get_report(key) if key is not None and cache is not None else None
@@ -279,15 +267,6 @@ def write_report(doc: dict, out: str, text: str | None = None) -> None:
         d.write("report.json", report_text(doc) if text is None else text)
         d.write("report.md", md_report.render(doc))
         d.write("report.html", html_report.render(doc))
-
-
-def _not_a_file(path: str) -> str | None:
-    """Why ``-E``/``-F`` PATH cannot be read as a file, or None."""
-    try:
-        st = os.stat(path)
-    except OSError as e:
-        return "no such file" if e.errno == 2 else e.strerror
-    return None if stat.S_ISREG(st.st_mode) else f"not a regular file ({file_type(st.st_mode)})"
 
 
 def parse_policy(text: str) -> list[tuple[str, str | None, str | None]]:

@@ -9,6 +9,7 @@ from ..errors import ModuleReadError
 from ..parse.module import parse_module
 from ..describe import module_json, module_text
 from .helptext import CommandHelp, command_parser
+from .output import shown
 
 
 HELP = CommandHelp(
@@ -41,7 +42,7 @@ def run(args) -> int:
         try:
             rec = parse_module(path)
         except ModuleReadError as e:
-            print(f"kmodcompat: {e}", file=sys.stderr)
+            print(f"kmodcompat: {shown(e)}", file=sys.stderr)
             status = 2
             continue
         if args.format == "json":

@@ -24,11 +24,12 @@ from ..errors import ModuleReadError
 from ..files.opener import read_module_bytes
 from ..records import MODULE_SUFFIXES
 from ..simulate import FORMATS, BuildError, LayoutError, simulate
-from .inputs import add_input_options, load_expected, load_inputs, report_failures
+from .inputs import add_input_options, check_files, load_expected, load_inputs, report_failures
 from .outdir import OutputDirectory
 from .output import shown
 from .helptext import CommandHelp, command_parser
 from .terminal import note
+
 
 #: Suffixes of compressed modules: the simulated module is written uncompressed.
 _COMPRESSED = tuple(s for s in MODULE_SUFFIXES if s != ".ko")
@@ -52,8 +53,10 @@ is followed.
         ("kmodcompat simulate --format-as basic foo.ko", "Write simulated/foo.ko with a classic __versions "
                                                           "table."),
     ),
-    exit_status="0 when every module was written, 1 when one could not be, 2 for a usage error (a layout "
-                "collision or an output directory that cannot be used included).",
+    exit_status="0 when every module was written, 1 when a module of the tree could not be read or written, 2 for a usage"
+                " or input error: an operand that names no tree or module, a tree that cannot be opened or holds no "
+                "module, a module file named that cannot be read (the others are still written), two modules that would "
+                "be written to the same file, an output directory that cannot be used.",
 )
 
 
@@ -73,10 +76,11 @@ def run(args) -> int:
 
 
 def _run(args, stack: ExitStack) -> int:
+    check_files(args.symvers)
     inputs = load_inputs(args, stack)
     report_failures(inputs.failures, inputs.tree)
     extra = load_expected(args.symvers, inputs.modules)
-    status = 1 if inputs.failures else 0
+    status = 2 if inputs.named_unreadable else 1 if inputs.failures else 0
     try:
         layout = output_layout([p for p, _ in inputs.modules], inputs.root)
     except ValueError as e:
@@ -94,18 +98,18 @@ def _run(args, stack: ExitStack) -> int:
                 data = simulate(rec, read_module_bytes(path).data, args.format_as, extra)
             except (BuildError, LayoutError, ModuleReadError) as e:
                 print(f"kmodcompat: {shown(path)}: cannot write as {args.format_as}: {shown(e)}", file=sys.stderr)
-                status = 1
+                status = max(status, 1)
                 continue
             except Exception as e:  # a bug must cost one module, not the tree run (as scan.parse_one)
                 why = f"internal error: {type(e).__name__}: {e}".splitlines()[0]
                 print(f"kmodcompat: {shown(path)}: cannot write as {args.format_as}: {shown(why)}", file=sys.stderr)
-                status = 1
+                status = max(status, 1)
                 continue
             try:
                 out.write(rel, data)
             except OSError as e:
                 print(f"kmodcompat: {shown(os.path.join(args.out, rel))}: {shown(e.strerror or e)}", file=sys.stderr)
-                status = 1
+                status = max(status, 1)
                 continue
             written += 1
     note(f"{written} module(s) written as {args.format_as} under {shown(args.out)}")

@@ -37,7 +37,7 @@ from ..files.kernel import tree_base
 from ..files.kernel_image import KernelImageError, find_image, image_paths, read_kernel_image
 from ..records import raw
 from . import EXIT_USAGE
-from .inputs import add_tree_options, load_depmod_tree, report_failures, tree_operand
+from .inputs import add_tree_options, check_files, check_tree, load_depmod_tree, report_failures, tree_operand
 from .output import shown
 from .helptext import CommandHelp, command_parser
 from .terminal import note
@@ -60,8 +60,9 @@ order (a stripped image does not keep it exactly): compare them sorted.
          "Rebuild the running kernel's Module.symvers."),
         ("kmodcompat symvers --modules-only -b /srv/root 6.1.0-56-amd64", "Only the modules' exports."),
     ),
-    exit_status="0 on success, 2 for a usage or input error, or a boot image that is unreadable or whose "
-                "exports cannot be told (never a partial vmlinux).",
+    exit_status="0 on success, 2 for a usage or input error: an operand that names no tree, a tree that cannot be opened,"
+                " a tree without modules and without a boot image (or with --modules-only), a boot image that is "
+                "unreadable or whose exports cannot be told (never a partial vmlinux).",
 )
 
 
@@ -107,8 +108,13 @@ def vmlinux_lines(kernel) -> list[str]:
 
 
 def run(args) -> int:
+    check_files(args.kernel_image)
     with ExitStack() as stack:
         op = tree_operand(args, stack)
+        # A tree that names nothing is the one error, before any note; an empty one still has vmlinux's lines
+        tree = load_depmod_tree(op, args, check=False)
+        if tree.search_failed is not None:
+            check_tree(op, tree)
         kernel = None
         if not args.modules_only:
             path = args.kernel_image
@@ -116,6 +122,8 @@ def run(args) -> int:
                 root = tree_base(op)
                 path = find_image(root, op.kver)
                 if path is None:
+                    if not tree.modules:
+                        check_tree(op, tree)  # neither half: nothing to write
                     # The modules' lines alone are still right; say what is left out.
                     looked = op.display(", ".join(image_paths(root, op.kver)))
                     note(f"kmodcompat: no boot image for {shown(op.kver)} (looked at {shown(looked)}): "
@@ -124,7 +132,8 @@ def run(args) -> int:
                 kernel = _read_image(path, op)
                 if kernel is None:
                     return EXIT_USAGE
-        tree = load_depmod_tree(op, args)
+        elif not tree.modules:
+            check_tree(op, tree)
         out = sys.stdout.buffer
         if kernel is not None:
             out.write(raw("".join(vmlinux_lines(kernel))))

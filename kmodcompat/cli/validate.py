@@ -28,7 +28,7 @@ from ..files.bounded import file_type
 from ..records import MODULE_SUFFIXES
 from ..validate import Failure, Target, Validation, validate_file
 from ..files.packages import is_package
-from .inputs import resolve, usage
+from .inputs import may_be_kver, resolve, usage
 from .output import add_as_option, shown
 from .helptext import CommandHelp, command_parser
 from .terminal import paint, progress
@@ -57,8 +57,9 @@ reason, none is dropped. The options describe the target kernel where it matters
         ("kmodcompat validate --machine aarch64 --sig-enforce -v foo.ko",
          "Would an arm64 kernel that enforces signatures load foo.ko? List what passes too."),
     ),
-    exit_status="0 when every module passes, 1 when a module fails a check or could not be read, 2 for a "
-                "usage error.",
+    exit_status="0 when every module passes, 1 when a module fails a check or could not be read (each named in the output"
+                " with the check it fails), 2 for a usage or input error: an operand that does not exist, a tree that "
+                "cannot be opened, a directory without module files.",
 )
 
 
@@ -103,11 +104,22 @@ def machine_number(value: str) -> int:
     return number
 
 
+def _names_a_tree(operands: list[str], basedir: str | None) -> bool:
+    """Operands every command reads as a tree (cli/inputs.py): -b BASEDIR KVER, packages, KVER alone."""
+    if basedir is not None or (operands and all(map(is_package, operands))):
+        return True
+    return len(operands) == 1 and not os.path.lexists(operands[0]) and may_be_kver(operands[0])
+
+
 def run(args) -> int:
     with ExitStack() as stack:
         op = None
-        if args.basedir is not None or (args.operands and all(map(is_package, args.operands))):
+        if _names_a_tree(args.operands, args.basedir):
             op = resolve(args.operands, args.basedir, stack)
+            try:
+                os.scandir(op.dirname).close()
+            except OSError as e:
+                usage(f"{op.display(op.dirname)}: cannot open directory: {e.strerror}")
             args.operands = [op.dirname]
         elif not args.operands:
             usage("name module files, directories or packages (or -b BASEDIR KVER)")
@@ -131,6 +143,8 @@ def _run(args, display) -> int:
     for operand in args.operands:
         if os.path.isdir(operand):
             found, errors, dups = find_modules(operand)
+            if not found and not errors:
+                usage(f"{display(operand)}: no modules found")
             files += found
             walk_errors += errors
             skipped += dups

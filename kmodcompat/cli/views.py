@@ -15,7 +15,7 @@ from contextlib import ExitStack
 from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, STANDARD
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
 from ..files.kernel import KernelSourceError, kernel_source
-from .inputs import add_input_options, load_inputs, report_failures
+from .inputs import add_input_options, check_files, load_inputs, report_failures
 from .output import shown
 from .helptext import CommandHelp, command_parser
 from ..report.text import paragraph, table
@@ -36,7 +36,10 @@ stderr and in the output, never skipped silently.
         ("kmodcompat views --simulate --consumer busybox --consumer kernel-6.14 foo.ko",
          "What busybox and the 6.14 loader would see in foo.ko in each format."),
     ),
-    exit_status="0 on success, 2 for a usage or input error.",
+    exit_status="0 on success (modules of a tree that cannot be read are listed on stderr and in the output), 2 for a "
+                "usage or input error: an operand that names no tree or module, a tree that cannot be opened or holds no "
+                "module, a module file named that cannot be read (the others are still shown), an unusable -E or "
+                "--kernel-image file.",
 )
 
 
@@ -59,6 +62,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
+    check_files(args.symvers, args.kernel_image)
     with ExitStack() as stack:
         inputs = load_inputs(args, stack)
         report_failures(inputs.failures, inputs.tree)
@@ -82,7 +86,7 @@ def run(args) -> int:
         else:
             sys.stdout.write(shown_as(render(res, inputs, "pipe" if args.format == "markdown" else "simple",
                                              args.modules, source.line())))
-    return 0
+    return 2 if inputs.named_unreadable else 0
 
 
 def to_json(res: ViewsResult, inputs) -> dict:
