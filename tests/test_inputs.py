@@ -38,8 +38,6 @@ def test_every_form_names_the_same_tree(forms, cmd, capsys):
     root, named = forms
     results = {}
     for form, operands in named.items():
-        if cmd[0] == "validate" and form == "--moddir":
-            continue
         status, out, err = _out([*cmd, *operands], capsys)
         assert status in (0, 1), (form, err)
         assert "kmodcompat-packages" not in out + err
@@ -99,3 +97,35 @@ def test_no_command_imports_another_as_a_library():
 def test_kver_alone_is_under_lib_modules(capsys):
     status, _, err = _out(["exports", "0.0.0-kmodcompat-none"], capsys)
     assert status == 2 and err.startswith("kmodcompat: /lib/modules/0.0.0-kmodcompat-none: cannot open directory")
+
+
+def test_report_reads_every_form_the_same(forms, tmp_path, capsys):
+    """report: the same document for the tree named each way (what names the input aside)."""
+    _, named = forms
+    docs = {}
+    for form, operands in named.items():
+        out = tmp_path / form.strip("-").replace(" ", "-")
+        status, _, err = _out(["report", "--no-cache", "--fail-on", "none", "--out", str(out), *operands], capsys)
+        assert status == 0, (form, err)
+        doc = json.loads((out / "report.json").read_text())
+        docs[form] = (doc["tree"]["kernel_release"], doc["counts"], doc["consumers"]["totals"],
+                      sorted(m["name"] for m in doc["modules"]) if "modules" in doc else None)
+    assert len({json.dumps(d) for d in docs.values()}) == 1, docs
+    assert docs["root"][0] == KVER
+
+
+def test_diff_of_one_tree_named_two_ways_is_empty(forms, capsys):
+    """diff: any two forms of the same tree compare equal (exit 0: nothing changed)."""
+    _, named = forms
+    base = named["module directory"]
+    for form, operands in named.items():
+        if form in ("-b", "--moddir"):  # diff's -b takes KVER operands; it has no --moddir
+            continue
+        status, out, err = _out(["diff", "--format", "json", *base, *operands], capsys)
+        assert status == 0, (form, err)
+        assert json.loads(out)["status"]["exit_code"] == 0
+    root = str(forms[0])
+    status, _, err = _out(["diff", "-b", root, KVER, *base], capsys)
+    assert status == 2 and err.startswith("kmodcompat: ")  # -b ROOT takes releases on both sides
+    status, _, err = _out(["diff", "-b", root, "-b", root, KVER, KVER], capsys)
+    assert status == 0, err

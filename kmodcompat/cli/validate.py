@@ -69,6 +69,8 @@ def add_parser(sub) -> None:
                    help="module files and/or directories to walk, packages (combined into one root), or KVER with -b")
     p.add_argument("-b", "--basedir", default=None, metavar="BASEDIR",
                    help="root holding lib/modules/KVER (kmod's -b): the operand is then KVER")
+    p.add_argument("--moddir", default=None, metavar="DIR",
+                   help="the module directory DIR (same as a TREE operand), as in every command that takes a tree")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default %(default)s)")
     p.add_argument("--machine", type=machine_number, default=None, metavar="ARCH",
@@ -112,6 +114,10 @@ def _names_a_tree(operands: list[str], basedir: str | None) -> bool:
 
 
 def run(args) -> int:
+    if args.moddir is not None:
+        if args.operands or args.basedir is not None:
+            usage("--moddir DIR names the tree: no other operand, no -b")
+        args.operands = [args.moddir]
     with ExitStack() as stack:
         op = None
         if _names_a_tree(args.operands, args.basedir):
