@@ -167,3 +167,13 @@ def test_diff_progress_covers_the_views(tmp_path):
         assert phase in seen, phase
     status, seen, _ = _run(["diff", "-b", "kmodcompat/demo", kver, kver, "-q"], _env(tmp_path, PAGER="cat"))
     assert status == 0 and "[#" not in seen
+
+
+def test_views_verdicts_in_colour(tmp_path):
+    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    argv = ["views", "-b", "kmodcompat/demo", kver, "--no-pager"]
+    _, seen, _ = _run(argv, _env(tmp_path, COLUMNS="200"))  # a table, not records (a pty starts with no size)
+    line = next(x for x in seen.splitlines() if x.startswith("kmod30 "))
+    assert "\x1b[1;31mfalse-mismatch 4\x1b[0m, \x1b[32mok 5\x1b[0m, \x1b[33mpartial 1\x1b[0m" in line
+    _, plain, _ = _run(argv, _env(tmp_path, NO_COLOR="1", COLUMNS="200"))
+    assert "\x1b" not in plain and "false-mismatch 4, ok 5, partial 1" in plain

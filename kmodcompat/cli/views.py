@@ -19,7 +19,9 @@ from .inputs import add_input_options, check_files, load_inputs, report_failures
 from .output import shown
 from .helptext import CommandHelp, command_parser
 from ..report.text import paragraph, table
-from .terminal import columns, progress
+from ..consumers.base import COMPATIBLE, LOADS, OK
+from ..report.summary import BAD_VERDICTS, SEVERITY
+from .terminal import columns, paint, progress
 
 
 HELP = CommandHelp(
@@ -119,6 +121,15 @@ def headline(res: ViewsResult, fmt: str) -> str | None:
             f"depmod -e -E would print {t.false_messages} false warning(s) in {t.modules_false} module(s){nb}.")
 
 
+def _kind(verdict: str) -> str | None:
+    """The colour of a verdict, as the report's HTML colours it (report/summary.py SEVERITY)."""
+    if SEVERITY.get(verdict, 0) >= 3:
+        return "bad"
+    if verdict in BAD_VERDICTS:
+        return "warn"
+    return "good" if verdict in (OK, LOADS, COMPATIBLE) else None
+
+
 def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: str | None = None) -> str:
     out = [f"{inputs.label}: {len(inputs.modules)} modules, exporter CRCs from "
            f"{'the kernel and the modules' if res.tree_crcs else 'each module itself'}"]
@@ -135,7 +146,7 @@ def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: 
         rows = []
         for c in res.consumers:
             t = res.total(fmt, c)
-            rows.append([c, ", ".join(f"{k} {v}" for k, v in t.verdicts.items()) or "-",
+            rows.append([c, ", ".join(paint(f"{k} {v}", _kind(k)) for k, v in t.verdicts.items()) or "-",
                          f"{t.lost} ({t.modules_losing})", f"{t.false_messages} ({t.modules_false})",
                          t.misread, t.unchecked, t.not_buildable])
         out.append(table(rows, ["consumer", "verdicts (modules)", "lost (modules)", "false warnings (modules)",
