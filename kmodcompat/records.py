@@ -114,6 +114,7 @@ class CrcSymbol(NamedTuple):
     name: str  # without the __crc_ prefix
     crc: int  # st_value for SHN_ABS/SHN_UNDEF, else the u32 it points to; 2**64-1 if out of range
     binding: int
+    shndx: int  # st_shndx: SHN_ABS (before 5.19) or the __kcrctab* section; the RPM generators tell them apart
 
 
 class Export(NamedTuple):

@@ -123,6 +123,8 @@ def argv_for(command: str, case: str, p: Paths) -> list[str] | None:
         return ["diff", *ops, other] if ops[0] != "--no-such-option" else ["diff", str(p.good), str(p.good), *ops]
     if command == "loadable":
         return ["loadable", *ops, "--kernel", str(p.tree)]
+    if command == "ksyms":
+        return ["ksyms", "--requires", *ops]
     return [command, *ops]
 
 
@@ -131,7 +133,7 @@ SHAPES = {
     "modinfo": "module", "dump-modversions": "module", "modversions": "module", "show": "module",
     "depmod": "depmod", "exports": "tree", "graph": "tree", "symvers": "tree", "report": "tree",
     "views": "tree", "simulate": "tree", "diff": "tree", "validate": "tree", "loadable": "module",
-    "cache": "cache",
+    "ksyms": "module", "cache": "cache",
 }
 
 #: Commands whose answers are kmod's: the real tool that is compared, and the arguments it gets before ours.
@@ -221,7 +223,7 @@ def _named(argv: list[str], case: str, p: Paths) -> str:
     if case == "two-operands":
         return argv[-1] if argv[0] in ("diff", "cache") else "one tree at a time"
     if case == "unknown-release":  # commands without -b: the option they do not know
-        return {"loadable": "--kernel", "show": "-b", "modversions": "-b"}.get(argv[0], UNKNOWN)
+        return {"loadable": "--kernel", "show": "-b", "modversions": "-b", "ksyms": "-b"}.get(argv[0], UNKNOWN)
     if case == "unknown-release-alone":
         return UNKNOWN
     return next(a for a in argv if a in (str(p.missing), str(p.text), str(p.empty), str(p.bad)))

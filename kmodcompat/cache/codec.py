@@ -36,7 +36,7 @@ from ..records import (BasicVersions, CrcSymbol, ElfHeader, Export, ExtVersions,
                        MODVERSION_ENTRY_SIZE, Modversion, Section, Signature, VarlenVersions)
 
 #: Bump on any change of the layout below; rows of another codec version never decode.
-CODEC = 1
+CODEC = 2  # 2: CrcSymbol.shndx
 
 _U64 = 1 << 64
 _COMPRESSIONS = frozenset(name for _, name in _MAGICS)
@@ -92,7 +92,7 @@ class _Check:
 _ROWS: dict[type, tuple[int, ...]] = {
     Section: (INT, NAME, INT, INT, INT, INT, INT, INT, INT, INT, INT),
     Import: (NAME, INT, INT),
-    CrcSymbol: (NAME, INT, INT),
+    CrcSymbol: (NAME, INT, INT, INT),
     Export: (NAME, OPT_INT, BOOL, OPT_NAME, NAME, NAME),
     Modversion: (INT, NAME, BOOL),
     Finding: (TEXT, TEXT, OPT_NAME),

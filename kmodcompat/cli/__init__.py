@@ -22,7 +22,8 @@ COMMANDS = {
     "modinfo": "modinfo", "dump-modversions": "dump_modversions", "modversions": "modversions", "show": "show",
     "depmod": "depmod",
     "exports": "exports", "graph": "graph", "symvers": "symvers", "views": "views", "simulate": "simulate",
-    "report": "report", "diff": "diff", "loadable": "loadable", "validate": "validate", "cache": "cache",
+    "report": "report", "diff": "diff", "loadable": "loadable", "validate": "validate", "ksyms": "ksyms",
+    "cache": "cache",
 }
 
 #: The commands that behave as a kmod tool: no pager, colour or --quiet, which the real tools lack.

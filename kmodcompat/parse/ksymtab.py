@@ -140,7 +140,7 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
             else:
                 crc = _resolve_crc(elf, st_value(i), st_shndxs[i])
                 crc_bad_section += st_shndxs[i] >= nsec and st_shndxs[i] != SHN_ABS
-                crcs.append(_new_tuple(CrcSymbol, (name, crc, st_infos[i] >> 4)))
+                crcs.append(_new_tuple(CrcSymbol, (name, crc, st_infos[i] >> 4, st_shndxs[i])))
         elif name is None:
             continue
         elif prefix == _KSYMTAB_PREFIX:
