@@ -12,7 +12,8 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from kmodcompat.cli.report import demo_tree, evaluate, parse_policy
+from kmodcompat.cli.report import demo_tree
+from kmodcompat.report.policy import evaluate, parse_policy
 from kmodcompat.report import build_report, schema
 from kmodcompat.report import html as html_report
 from kmodcompat.report import markdown as md_report

@@ -18,14 +18,13 @@ from contextlib import ExitStack
 from importlib import resources
 
 from ..cache import input_key
-from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER
 from ..consumers.kernel import PROFILES
 from ..files.kernel import find_kernel_files, tree_base
 from ..files.kernel_image import find_image
 from ..report import html as html_report
 from ..report import markdown as md_report
 from ..parse.scan import gc_paused
-from ..simulate import FORMATS
+from ..report.policy import evaluate, parse_policy
 from ..depmod.tree import ModuleTree, parse_tree
 from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, open_cache, resolve,
                      tree_operand)
@@ -267,56 +266,3 @@ def write_report(doc: dict, out: str, text: str | None = None) -> None:
         d.write("report.json", report_text(doc) if text is None else text)
         d.write("report.md", md_report.render(doc))
         d.write("report.html", html_report.render(doc))
-
-
-def parse_policy(text: str) -> list[tuple[str, str | None, str | None]]:
-    """(kind, argument, format) per term; raises ValueError naming a bad term."""
-    terms = []
-    for raw_term in text.split(","):
-        term = raw_term.strip()
-        if not term:
-            continue
-        body, _, fmt = term.partition("@")
-        kind, _, arg = body.partition(":")
-        if fmt and fmt not in FORMATS:
-            raise ValueError(f"{term}: unknown format {fmt!r} (one of {', '.join(FORMATS)})")
-        if kind in ("lost", "refuses") and arg not in CONSUMERS:
-            raise ValueError(f"{term}: needs a consumer (one of {', '.join(CONSUMERS)})")
-        if kind == "false-warnings":
-            arg = arg or DEFAULT_KMOD_CONSUMER.id
-            if arg not in CONSUMERS:
-                raise ValueError(f"{term}: unknown consumer {arg!r}")
-        elif kind in ("unreadable", "unresolved", "cycles", "none") and (arg or fmt):
-            raise ValueError(f"{term}: takes no argument")
-        elif kind not in ("lost", "refuses", "false-warnings", "unreadable", "unresolved", "cycles", "findings",
-                          "none"):
-            raise ValueError(f"{term}: unknown term")
-        terms.append((kind, arg or None, fmt or None))
-    return terms
-
-
-def evaluate(policy, doc: dict) -> list[str]:
-    """The policy terms the report breaks, with the figure that breaks each."""
-    broken = []
-    for kind, arg, fmt in policy:
-        totals = doc["simulation"].get(fmt, {}) if fmt else doc["consumers"]["totals"]
-        where = f" if built {fmt}" if fmt else ""
-        if kind == "unreadable" and doc["counts"]["unreadable"]:
-            broken.append(f"{doc['counts']['unreadable']} unreadable module(s)")
-        elif kind == "lost" and totals.get(arg, {}).get("lost"):
-            broken.append(f"{arg} loses {totals[arg]['lost']} import version(s){where}")
-        elif kind == "false-warnings" and totals.get(arg, {}).get("false_messages"):
-            broken.append(f"{arg}: {totals[arg]['false_messages']} false warning(s){where}")
-        elif kind == "refuses" and totals.get(arg, {}).get("verdicts", {}).get("refuses"):
-            broken.append(f"{arg} refuses {totals[arg]['verdicts']['refuses']} module(s){where}")
-        elif kind == "unresolved":
-            n = doc["graph"]["unresolved"]["strong"]  # never the not checkable ones (kernel exports unknown)
-            if n:
-                broken.append(f"{n} unresolved import(s)")
-        elif kind == "cycles" and doc["graph"]["cycles"]:
-            broken.append(f"{len(doc['graph']['cycles'])} dependency cycle(s)")
-        elif kind == "findings":
-            n = sum(v for k, v in doc["findings"]["by_code"].items() if arg is None or k == arg)
-            if n:
-                broken.append(f"{n} finding(s){' ' + arg if arg else ''}")
-    return broken

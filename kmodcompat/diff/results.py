@@ -326,7 +326,7 @@ class TreeDiff:
     removed: tuple[tuple[str, str], ...]
     modules: tuple[ModuleDiff, ...]  # modules in both trees that differ
     unchanged: int
-    became_unreadable: tuple[tuple[str, str], ...] = ()  # (module, reason)
+    became_unreadable: tuple[tuple[str, str, str], ...] = ()  # (module, reason, its path in the new tree)
     became_readable: tuple[tuple[str, str], ...] = ()  # (module, the old reason)
     kabi: KabiDiff | None = None
     dependencies: DependencyDiff | None = None

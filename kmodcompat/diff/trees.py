@@ -143,7 +143,7 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     removed = tuple((m.name, m.output_path) for m in old.modules if m.name not in b)
     diffs: list[ModuleDiff] = []
     unchanged = 0
-    became_unreadable: list[tuple[str, str]] = []
+    became_unreadable: list[tuple[str, str, str]] = []
     became_readable: list[tuple[str, str]] = []
     for m in new.modules:
         om = a.get(m.name)
@@ -152,7 +152,7 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
         ro, rn = om.record, m.record
         if ro is None or rn is None:
             if ro is not None and m.error is not None:
-                became_unreadable.append((m.name, m.error.reason))
+                became_unreadable.append((m.name, m.error.reason, m.output_path))
             elif rn is not None and om.error is not None:
                 became_readable.append((m.name, om.error.reason))
             else:

@@ -29,8 +29,9 @@ def _export_info_json(x: ExportInfo | None) -> dict | None:
     return {"crc": x.crc, "gpl_only": x.gpl_only, "namespace": x.namespace, "exporter": x.exporter}
 
 
-def _export_change_json(c: ExportChange) -> dict:
+def _export_change_json(c: ExportChange, context: dict | None) -> dict:
     return {"name": c.name, "kind": c.kind, "fields": list(c.fields), "incompatible": c.incompatible,
+            "breaks": _export_breaks(c, context),
             "old": _export_info_json(c.old), "new": _export_info_json(c.new), "importers": list(c.importers),
             "old_builds_failing": list(c.old_builds_failing), "failing_now": list(c.failing_now)}
 
@@ -62,8 +63,8 @@ def _section_change_json(s: SectionChange) -> dict:
     return out
 
 
-def module_json(d: ModuleDiff) -> dict:
-    """One :class:`ModuleDiff` as the schema's ``module_diff``."""
+def module_json(d: ModuleDiff, context: dict | None = None) -> dict:
+    """One :class:`ModuleDiff` as the schema's ``module_diff`` (``context``: the tree diff's, see :func:`_context`)."""
     return {
         "name": d.name, "old_path": d.old_path, "new_path": d.new_path, "incompatible": d.incompatible,
         "attributes": [{"field": a.field, "old": a.old, "new": a.new} for a in d.attributes],
@@ -73,7 +74,7 @@ def module_json(d: ModuleDiff) -> dict:
                                  for v in d.versions]},
         "modinfo": [{"key": m.key, "old": list(m.old), "new": list(m.new)} for m in d.modinfo],
         "imports": {"added": list(d.imports_added), "removed": list(d.imports_removed)},
-        "exports": [_export_change_json(c) for c in d.exports],
+        "exports": [_export_change_json(c, context) for c in d.exports],
         "consumers": [{"consumer": c.consumer, "effect": c.effect, "old": _summary_json(c.old),
                        "new": _summary_json(c.new)} for c in d.consumers],
     }
@@ -149,9 +150,22 @@ def _crc_appeared_or_vanished(c: ExportChange) -> bool:
     return c.fields == ("crc",) and (c.old is None or c.old.crc is None or c.new is None or c.new.crc is None)
 
 
+def _export_breaks(c: ExportChange, context: dict | None) -> bool:
+    """An incompatible export change counts as a break unless the context explains it: trees of different
+    machines (nothing counts), or of kernels with and without MODVERSIONS (a CRC that appeared or vanished)."""
+    if not c.incompatible or context is None or not context["notes"]:
+        return c.incompatible
+    return not context["arch"] and not _crc_appeared_or_vanished(c)
+
+
+def _dependencies_count(context: dict | None) -> bool:
+    """New cycles and newly unresolved imports count as breaks, unless the trees are of different machines."""
+    return context is None or not context["arch"]
+
+
 def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) -> tuple[list[str], list[dict]]:
     """(reasons, breaking modules): :attr:`TreeDiff.breaking` without what the context explains, and the
-    modules that break (name and why), in the diff's order."""
+    modules that break (name, path and why), in the diff's order."""
     if not isinstance(diff, TreeDiff) or context is None or not context["notes"]:
         reasons = list(diff.breaking)
         moot_consumers: tuple[str, ...] = ()
@@ -164,14 +178,13 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
         why = [f"{c.consumer}: {c.old.verdict} → {c.new.verdict}" for c in m.consumers
                if c.effect == "breaks" and c.consumer not in moot_consumers]
         if why:
-            breaks.append({"module": m.name, "why": "; ".join(why)})
+            breaks.append({"module": m.name, "path": m.new_path, "why": "; ".join(why)})
     if isinstance(diff, TreeDiff):
-        breaks += [{"module": n, "why": f"became unreadable: {r}"} for n, r in diff.became_unreadable]
+        breaks += [{"module": n, "path": p, "why": f"became unreadable: {r}"} for n, r, p in diff.became_unreadable]
     if isinstance(diff, TreeDiff) and context is not None and context["notes"]:
         # TreeDiff.breaking's reasons, recounted without the moot ones.
-        if diff.kabi is not None and not context["arch"]:
-            kinds = Counter(incompatible_kind(c) for c in diff.kabi.incompatible
-                            if not _crc_appeared_or_vanished(c))
+        if diff.kabi is not None:
+            kinds = Counter(incompatible_kind(c) for c in diff.kabi.incompatible if _export_breaks(c, context))
             if kinds:
                 reasons.append("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
         per = Counter(c.consumer for m in diff.modules for c in m.consumers
@@ -180,7 +193,7 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
         if diff.became_unreadable:
             reasons.append(f"{len(diff.became_unreadable)} module(s) became unreadable")
         d = diff.dependencies
-        if d is not None and not context["arch"]:
+        if d is not None and _dependencies_count(context):
             if d.new_cycles:
                 reasons.append(f"{len(d.new_cycles)} new dependency cycle(s)")
             strong = [u for u in d.newly_unresolved if not u[2]]
@@ -225,13 +238,14 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
             new_label: str | None = None) -> dict:
     """The diff as the dict ``report/diff-schema.json`` describes (``schema_version`` 1)."""
     doc: dict[str, Any]
+    context = _context(diff) if isinstance(diff, TreeDiff) else None
     if isinstance(diff, ExportsDiff):  # a Module.symvers on a side: the kABI alone
         totals = _totals((), diff.kabi, None, 0, 0, 0, 0)
         doc = {"kind": "kabi", "old": _side_json(diff.old), "new": _side_json(diff.new),
                "consumers": list(diff.consumers),
                "modules": {"added": [], "removed": [], "became_unreadable": [], "became_readable": [],
                            "changed": []},
-               "patterns": [], "kabi": _kabi_json(diff.kabi), "dependencies": None, "notes": list(diff.notes)}
+               "patterns": [], "kabi": _kabi_json(diff.kabi, None), "dependencies": None, "notes": list(diff.notes)}
     elif isinstance(diff, ModuleDiff):
         mods = [diff] if diff.changed else []
         totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0)
@@ -250,14 +264,13 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
                "consumers": list(diff.consumers),
                "modules": {"added": [{"name": n, "path": p} for n, p in diff.added],
                            "removed": [{"name": n, "path": p} for n, p in diff.removed],
-                           "became_unreadable": [{"name": n, "reason": r} for n, r in diff.became_unreadable],
+                           "became_unreadable": [{"name": n, "reason": r, "path": p} for n, r, p in diff.became_unreadable],
                            "became_readable": [{"name": n, "reason": r} for n, r in diff.became_readable],
-                           "changed": [module_json(m) for m in diff.modules]},
+                           "changed": [module_json(m, context) for m in diff.modules]},
                "patterns": [_pattern_json(p) for p in diff.patterns],
-               "kabi": _kabi_json(diff.kabi) if diff.kabi is not None else None,
-               "dependencies": _deps_json(diff.dependencies) if diff.dependencies is not None else None,
+               "kabi": _kabi_json(diff.kabi, context) if diff.kabi is not None else None,
+               "dependencies": _deps_json(diff.dependencies, context) if diff.dependencies is not None else None,
                "notes": list(diff.notes)}
-    context = _context(diff) if isinstance(diff, TreeDiff) else None
     reasons, breaks = _counted(diff, context)
     status = exit_status(diff)
     if context is not None and context["notes"] and not reasons:
@@ -281,10 +294,10 @@ def _pattern_json(p: Pattern) -> dict:
             "sample": list(p.sample)}
 
 
-def _kabi_json(k: KabiDiff) -> dict:
+def _kabi_json(k: KabiDiff, context: dict | None) -> dict:
     return {
         "old_exports": k.old_exports, "new_exports": k.new_exports, "kernel_compared": k.kernel_compared,
-        "changes": [_export_change_json(c) for c in k.changes],
+        "changes": [_export_change_json(c, context) for c in k.changes],
         "by_exporter": [{"exporter": e.exporter, "added": e.added, "removed": e.removed, "crc": e.crc,
                          "gpl_only": e.gpl_only, "namespace": e.namespace, "moved": e.moved,
                          "incompatible": e.incompatible, "importers": e.importers} for e in k.by_exporter],
@@ -295,8 +308,8 @@ def _kabi_json(k: KabiDiff) -> dict:
     }
 
 
-def _deps_json(d: DependencyDiff) -> dict:
-    return {"unresolved_checked": d.unresolved_checked,
+def _deps_json(d: DependencyDiff, context: dict | None) -> dict:
+    return {"unresolved_checked": d.unresolved_checked, "counted": _dependencies_count(context),
             "dep_changed": [{"module": c.module, "old": list(c.old), "new": list(c.new), "added": list(c.added),
                              "removed": list(c.removed)} for c in d.dep_changed],
             "new_cycles": [list(c) for c in d.new_cycles], "resolved_cycles": [list(c) for c in d.resolved_cycles],
