@@ -598,3 +598,29 @@ def test_real_trees_spot_check_version_entries_against_dump_modversions(real_dif
     assert {n for n, k in kinds.items() if k == "disappeared"} == a.keys() - b.keys()
     assert {n for n, k in kinds.items() if k == "appeared"} == b.keys() - a.keys()
     assert {n for n, k in kinds.items() if k == "crc-changed"} == {n for n in a.keys() & b.keys() if a[n] != b[n]}
+
+
+@pytest.mark.realtree
+def test_real_trees_ci_formats(real_diff):
+    """bookworm → trixie as JUnit and SARIF: valid against the published schemas, one case per kABI change
+    and changed module, failing (error) exactly for the changes the status counts."""
+    from kmodcompat.report import ci, junit, sarif
+
+    from .test_ci_formats import check_junit, check_sarif, errors, failing_names
+
+    _, _, d = real_diff
+    doc = to_json(d)
+    cases = ci.diff_cases(doc)
+    top = check_junit(junit.render(cases))
+    run = check_sarif(sarif.render(cases))
+    changes = doc["kabi"]["changes"]
+    breaking = [c for c in changes if c["breaks"]]
+    assert doc["status"]["exit_code"] == 12 and run["invocations"][0]["exitCode"] == 12
+    assert int(top.get("tests")) == len(changes) + len(doc["modules"]["changed"]) + len(
+        doc["modules"]["became_unreadable"]) + len(doc["dependencies"]["new_cycles"]) + len(
+        doc["dependencies"]["newly_unresolved"])
+    assert int(top.get("failures")) == len(breaking) + len(doc["breaks"]) + len(doc["dependencies"]["new_cycles"]) \
+        + sum(1 for u in doc["dependencies"]["newly_unresolved"] if not u["weak"])
+    assert len(errors(run)) == int(top.get("failures"))
+    assert len(run["results"]) < 25_000  # GitHub code scanning's limit of results per run
+    assert {c["name"] for c in breaking} <= failing_names(top)

@@ -101,9 +101,9 @@ def _bash_complete(line: str) -> list[str]:
 def test_bash_completion():
     assert _bash_complete("kmodcompat ") == list(cli.COMMANDS)
     assert _bash_complete("kmodcompat rep") == ["report"]
-    assert _bash_complete("kmodcompat report --f") == ["--fail-on"]
+    assert _bash_complete("kmodcompat report --f") == ["--fail-on", "--format"]
     assert set(_bash_complete("kmodcompat report --")) >= {"--out", "--fail-on", "--kernel-image", "--no-cache"}
-    assert _bash_complete("kmodcompat diff --format ") == ["text", "markdown", "json", "html"]
+    assert _bash_complete("kmodcompat diff --format ") == ["text", "markdown", "json", "html", "junit", "sarif"]
     assert _bash_complete("kmodcompat cache ") == ["info", "clear", "prune"]
     assert _bash_complete("kmodcompat report --out too") == ["tools"]  # a path
     assert _bash_complete("kmodcompat report -j ") == []  # a number: no file names
@@ -145,5 +145,6 @@ def test_zsh_completion(tmp_path):
     assert set(_zsh_complete("kmodcompat ", tmp_path)) == set(cli.COMMANDS)
     assert _zsh_complete("kmodcompat rep", tmp_path) == ["report"]
     assert "--fail-on" in _zsh_complete("kmodcompat report --f", tmp_path)
-    assert set(_zsh_complete("kmodcompat diff --format ", tmp_path)) == {"text", "markdown", "json", "html"}
+    assert set(_zsh_complete("kmodcompat diff --format ", tmp_path)) == {"text", "markdown", "json", "html", "junit",
+                                                                          "sarif"}
     assert set(_zsh_complete("kmodcompat cache ", tmp_path)) == {"info", "clear", "prune"}

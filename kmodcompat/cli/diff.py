@@ -68,7 +68,15 @@ from --old-kernel-image and --new-kernel-image; otherwise from where the report 
                 "GPL-only or put in a namespace; a consumer's verdict falling to refuses, unreadable or a false "
                 "mismatch; a module that became unreadable; a new dependency cycle; a newly unresolved "
                 "import); 1 an error (an unreadable module file); 2 a usage error or an input that cannot be "
-                "used (a missing path, a package that cannot be unpacked).",
+                "used (a missing path, a package that cannot be unpacked). The same with every --format.",
+    sections=(("CI formats", """
+--format junit prints JUnit XML (Jenkins, GitLab): one test case per kABI change, changed or newly
+unreadable module, new dependency cycle and newly unresolved import, failing where it counts in bit 3 of
+the exit status, with the reason and the file. --format sarif prints a SARIF 2.1.0 log (GitHub code
+scanning): one result per kABI change (rule kabi:removed, kabi:changed, kabi:added), broken module
+(module:breaks, module:unreadable) and dependency problem (dependencies:cycle, dependencies:unresolved),
+level error where it breaks, warning otherwise, at a URI relative to each tree's module directory.
+"""),),
 )
 
 
@@ -88,8 +96,8 @@ def add_parser(sub) -> None:
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
                    help=f"consumer model to compare (repeatable; default {', '.join(DEFAULT_CONSUMERS)}; "
                         f"known: {', '.join(CONSUMERS)})")
-    p.add_argument("--format", choices=("text", "markdown", "json", "html"), default="text",
-                   help="output format (default %(default)s)")
+    p.add_argument("--format", choices=("text", "markdown", "json", "html", "junit", "sarif"), default="text",
+                   help="output format (default %(default)s; junit and sarif: see CI formats)")
     p.add_argument("--modules", action="store_true",
                    help="text/markdown/html: list every changed module in full and every row of every table")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
@@ -106,6 +114,10 @@ def run(args) -> int:
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
+    elif args.format in ("junit", "sarif"):
+        from ..report import ci, junit, sarif
+
+        sys.stdout.write((junit if args.format == "junit" else sarif).render(ci.diff_cases(doc)))
     else:
         if args.format == "text":
             text = diff_render.text(doc, args.modules, width=columns())

@@ -77,6 +77,13 @@ its boot image or a real System.map; one line on stderr says which.
 
 FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen); without it the term applies to the
 modules as built.
+"""), ("CI formats", """
+--format junit prints JUnit XML on stdout (Jenkins, GitLab): one test case per module, failing with each
+--fail-on term it trips (the reason and the file), and one per policy term. --format sarif prints a SARIF
+2.1.0 log (GitHub code scanning): one result per module finding, its rule id the term (lost:kmod34,
+findings:CODE), level error where the policy gates on it, warning for what the report shows but the policy
+leaves out; a term on a simulated format is tree-wide (at the tree's modules.dep). The report files are
+written and the exit status is the same with every format.
 """),),
 )
 
@@ -99,6 +106,10 @@ def add_parser(sub) -> None:
                    help="the loader of the tree's kernel: mainline (kernel.org) or debian (fails closed on a "
                         "missing __versions entry; its models join the report); default: read from the boot "
                         "image's version string")
+    p.add_argument("--format", choices=("text", "junit", "sarif"), default="text",
+                   help="what goes to stdout besides the report files: text nothing (the verdict is on stderr), "
+                        "junit a JUnit XML file, sarif a SARIF 2.1.0 log (see CI formats); the exit status is the "
+                        "same")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
     add_cache_option(p)
     p.set_defaults(run=run)
@@ -210,7 +221,13 @@ def _run(args, policy, stack: ExitStack) -> int:
     breaks = f"; breaks: {paint(shown('; '.join(broken)), 'bad', sys.stderr)}" if broken else ""
     print(f"kmodcompat: report for {shown(tree.kver)} ({doc['counts']['modules']} modules) in {shown(out)}/report.html"
           + breaks, file=sys.stderr)
-    return 1 if broken else 0
+    status = 1 if broken else 0
+    if args.format != "text":
+        from ..report import ci, junit, sarif
+
+        cases = ci.report_cases(doc, policy, args.fail_on, status)
+        sys.stdout.write((junit if args.format == "junit" else sarif).render(cases))
+    return status
 
 
 def kernel_inputs(tree: ModuleTree, args) -> tuple[tuple[str | None, ...], tuple[str, ...]]:

@@ -107,7 +107,9 @@ def advisory_terms(policy: list[Term], doc: dict) -> list[Term]:
     every_finding = any(t.kind == "findings" and t.arg is None for t in gated)
     out = [Term("unreadable", None, None)]
     for c in doc["summary"].get("consumers_for_tree", []):
-        out += [Term("lost", c, None), Term("false-warnings", c, None), Term("refuses", c, None)]
+        out += [Term("lost", c, None), Term("false-warnings", c, None)]
+        if c in CONSUMERS and CONSUMERS[c].kind == "kernel":  # only a loader refuses a module
+            out.append(Term("refuses", c, None))
     out += [Term("unresolved", None, None), Term("cycles", None, None)]
     if not every_finding:
         out.append(Term("findings", None, None))
@@ -120,7 +122,7 @@ def _outcome(term: Term, doc: dict, paths: dict[str, str]) -> Outcome:
         return Outcome(term, None, (), 0)
     if kind == "unreadable":
         items = [u for u in doc["unreadable"] if u["code"] != "skipped"]
-        hits = tuple(Hit(_rel(u["path"], doc), path_to_modname(u["path"]), term.text, f"unreadable: {u['reason']}")
+        hits = tuple(Hit(tree_relative(u["path"], doc), path_to_modname(u["path"]), term.text, f"unreadable: {u['reason']}")
                      for u in items)
         n = doc["counts"]["unreadable"]
         return Outcome(term, f"{n} unreadable module(s)" if n else None, hits, n - len(hits))
@@ -170,7 +172,7 @@ def _consumer_outcome(term: Term, doc: dict) -> Outcome:
         problem = m.get("problems", {}).get(c, {})
         if kind == "lost" and lost:
             names = problem.get("lost", [])
-            reason = f"{c} loses {lost} import version(s)" + (": " + ", ".join(names) if names else "") \
+            reason = f"{c} loses {lost} import version(s)" + (": " + ", ".join(n or '""' for n in names) if names else "") \
                 + (" ..." if 0 < len(names) < lost else "")
         elif kind == "false-warnings" and false:
             msgs = problem.get("false_messages", [])
@@ -186,7 +188,7 @@ def _consumer_outcome(term: Term, doc: dict) -> Outcome:
     return Outcome(term, broken, tuple(hits), n - counted)
 
 
-def _rel(path: str, doc: dict) -> str:
+def tree_relative(path: str, doc: dict) -> str:
     """A path of the document relative to the module directory, as ``consumers.per_module`` gives them."""
     root = doc["tree"]["path"]
     return os.path.relpath(path, root) if path.startswith(root.rstrip("/") + "/") else path
@@ -194,6 +196,6 @@ def _rel(path: str, doc: dict) -> str:
 
 def _paths_by_name(doc: dict) -> dict[str, str]:
     """Module name → its path, for the parts of the document that name modules only (graph facts)."""
-    out = {path_to_modname(u["path"]): _rel(u["path"], doc) for u in doc["unreadable"] if u["code"] != "skipped"}
+    out = {path_to_modname(u["path"]): tree_relative(u["path"], doc) for u in doc["unreadable"] if u["code"] != "skipped"}
     out.update((path_to_modname(m["path"]), m["path"]) for m in doc["consumers"]["per_module"])
     return out
