@@ -46,6 +46,10 @@ def module_json(rec: ModuleRecord) -> dict[str, Any]:
             "entries": [{"crc": m.crc, "name": m.name} for m in ext.entries]},
         "varlen_versions": None if rec.varlen_versions is None else {
             "entries": [{"crc": m.crc, "name": m.name} for m in rec.varlen_versions.entries]},
+        "hashed_versions": None if rec.hashed_versions is None else {
+            "entries": [{"index": i, "digest": d, "crc": m.crc, "name": m.name}
+                        for i, d, m in zip(rec.hashed_versions.indices, rec.hashed_versions.digests,
+                                           rec.hashed_versions.entries)]},
         "signature": None if sig is None else {
             "id_type": sig.id_type_name, "signer": sig.signer, "key_id": sig.key_id.hex(),
             "hash_algo": sig.hash_algo, "sig_len": sig.sig_len, "signature": sig.signature.hex(),
@@ -80,7 +84,12 @@ def module_text(rec: ModuleRecord) -> str:
         v = rec.versions
         out += ["", f"__versions: {len(v.entries)} entries, {v.size} bytes"
                 + ("" if v.alloc else ", not SHF_ALLOC") + ("" if v.well_formed else ", MALFORMED")]
-        out += [f"  0x{m.crc:08x}  {m.name}" + ("" if m.terminated else "  [no NUL]") for m in v.entries]
+        # A hashed record (the 2024 RFC, docs/formats.md §2.5) reads "sha256": say which import it hashes.
+        hashed = {} if rec.hashed_versions is None else dict(zip(rec.hashed_versions.indices,
+                                                                   rec.hashed_versions.entries))
+        out += [f"  0x{m.crc:08x}  {m.name}" + ("" if m.terminated else "  [no NUL]")
+                + ("" if i not in hashed else f"  [hashed: {hashed[i].name or 'no import hashes to it'}]")
+                for i, m in enumerate(v.entries)]
     ext = rec.ext_versions
     if ext is not None:
         out += ["", f"__version_ext_crcs/__version_ext_names: {ext.crc_count} CRCs, {ext.name_count} names"]

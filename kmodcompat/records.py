@@ -236,6 +236,22 @@ class VarlenVersions:
     entries: tuple[Modversion, ...]
 
 
+@_pickled_flat(entries=Modversion)
+@dataclass(frozen=True, slots=True)
+class HashedVersions:
+    """The ``__versions`` records that hold a hashed name (Sami Tolvanen's June 2024 RFC, never merged).
+
+    Such a record's name field is ``"sha256\\0"`` and the SHA-256 digest of the symbol's name
+    (:mod:`kmodcompat.modversions.hashed`). ``BasicVersions.entries`` keeps what every C-string
+    reader sees there (the name "sha256"); this holds, for the same records, their position in the
+    table, their digest and the name it resolves to: the module's own import whose name hashes to it.
+    """
+
+    indices: tuple[int, ...]  # positions in BasicVersions.entries
+    digests: tuple[str, ...]  # the 32-byte digests, in hex
+    entries: tuple[Modversion, ...]  # (crc, resolved name); name "" when no import of the module hashes to it
+
+
 @_pickled_flat()
 @dataclass(frozen=True, slots=True)
 class Signature:
@@ -281,6 +297,7 @@ class ModuleRecord:
     varlen_versions: VarlenVersions | None
     signature: Signature | None
     findings: tuple[Finding, ...] = field(default=())
+    hashed_versions: HashedVersions | None = None
 
     # Convenience views, derived (never stored twice).
     def section(self, name: str) -> Section | None:
@@ -300,7 +317,7 @@ class ModuleRecord:
 
     @property
     def modversions_format(self) -> str:
-        """none | basic | basic+ext | ext-only | varlen | malformed."""
+        """none | basic | basic+ext | ext-only | varlen | hashed | malformed."""
         ext = self.ext_versions
         has_ext = ext is not None and ext.crcs_section_index is not None and ext.names_section_index is not None
         if self.varlen_versions is not None:
@@ -311,6 +328,8 @@ class ModuleRecord:
             return "malformed"
         if self.versions is not None and has_ext:
             return "basic+ext"
+        if self.hashed_versions is not None:
+            return "hashed"
         if self.versions is not None:
             return "basic"
         if has_ext:

@@ -9,7 +9,9 @@ fed to real kmod, busybox or readelf.
 Entry selection follows modpost (docs/formats.md §1.2-1.3): imports in .symtab
 order that have a known CRC, then ``module_layout``; basic ``__versions`` holds
 only names shorter than MODULE_NAME_LEN (a basic-only build with a longer
-name fails: :class:`BuildError`, as modpost's "too long symbol" does).
+name fails: :class:`BuildError`, as modpost's "too long symbol" does); the
+hashed format (the 2024 RFC, :mod:`.modversions.hashed`) writes every name in
+``__versions``, the long ones as ``"sha256\\0"`` + digest.
 
 The rewrite removes the old version sections from the section table and
 renumbers the rest (sh_link, sh_info, e_shstrndx and every symbol's
@@ -28,12 +30,13 @@ from functools import cached_property, cache
 from .consumers.base import own_crcs
 from .elf.image import ElfImage, struct_for
 from .errors import ElfError
-from .modversions import basic, extended, varlen
+from .modversions import basic, extended, hashed, varlen
 from .elf.layout import EHDR, EHDR_SIZE, ELFMAG, SHDR, SHDR_SIZE, SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SYM
 from .records import ModuleRecord, Section, raw
 from .parse.signature import unsigned_length
 
-FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen")
+#: Every format a module can be simulated in: the one list of format ids (views, reports, the CLI read it).
+FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen", "hashed")
 VERSION_SECTIONS = (basic.SECTION, extended.CRCS, extended.NAMES)
 SHF_INFO_LINK = 0x40
 SHN_LORESERVE, SHN_ABS = 0xFF00, 0xFFF1
@@ -87,6 +90,14 @@ def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -
     return out
 
 
+def written_format(entries: list[tuple[int, str]], fmt: str, elfclass: int) -> str:
+    """The format a module simulated in ``fmt`` is recognised as: a hashed table without a long name
+    is byte for byte the basic one (nothing in it says "hashed"), so it is basic."""
+    if fmt == "hashed" and not any(hashed.is_hashed_name(name, elfclass) for _, name in entries):
+        return "basic"
+    return fmt
+
+
 def encode(entries: list[tuple[int, str]], fmt: str, elfclass: int, little: bool) -> dict[str, tuple[bytes, int]]:
     """Section name → (bytes, alignment) for ``fmt``."""
     return _Tables(entries, elfclass, little).encode(fmt)
@@ -115,6 +126,13 @@ class _Tables:
     def varlen_table(self) -> bytes:
         return varlen.encode(self.entries, self.little)
 
+    @cached_property
+    def hashed_table(self) -> bytes:
+        """``__versions`` with every name, the long ones hashed (basic's own table when none is long)."""
+        if len(self.short) == len(self.entries):
+            return self.basic_table
+        return hashed.encode(self.entries, self.elfclass, self.little)
+
     def encode(self, fmt: str) -> dict[str, tuple[bytes, int]]:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
@@ -124,7 +142,7 @@ class _Tables:
         out: dict[str, tuple[bytes, int]] = {}
         # The extended and variable-length tables hold u32 CRCs, as does __versions on 32-bit (its
         # unsigned long); a CRC read from a 64-bit field or an absolute __crc_ symbol can be wider.
-        if fmt in ("basic+ext", "ext-only", "varlen") or (fmt == "basic" and self.elfclass == 32):
+        if fmt in ("basic+ext", "ext-only", "varlen") or (fmt in ("basic", "hashed") and self.elfclass == 32):
             wide = [(crc, name) for crc, name in entries if crc >> 32]
             if wide:
                 raise BuildError(f"CRC {wide[0][0]:#x} of {wide[0][1]} does not fit in 32 bits "
@@ -140,6 +158,8 @@ class _Tables:
             out[extended.NAMES] = (names, 1)
         if fmt == "varlen":
             out[varlen.SECTION] = (self.varlen_table, 1)
+        if fmt == "hashed":
+            out[basic.SECTION] = (self.hashed_table, self.elfclass // 8)
         return out
 
 
@@ -185,21 +205,22 @@ class Simulation:
             sections.append(Section(len(sections), name, SHT_PROGBITS, SHF_ALLOC, 0, end, len(blob), 0, 0,
                                     alignment, 0))
             end += len(blob)
-        vers = ext = var = None
+        vers = ext = var = hsh = None
         findings = self._findings
         if tables:  # without version sections every parser finds nothing
             mini = ElfImage(_tables_image(tables, rec.elf.elfclass, rec.elf.little_endian))
             vers, f1 = basic.parse(mini)
             var, f2 = varlen.parse(mini)
             ext, f3 = extended.parse(mini)
+            hsh, f4 = hashed.parse(mini, vers, rec.imports)
             index = {name: i for i, name in enumerate(tables, len(self._sections))}
             if vers is not None:
                 vers = replace(vers, section_index=index[basic.SECTION])
             if ext is not None:
                 ext = replace(ext, crcs_section_index=index[extended.CRCS], names_section_index=index[extended.NAMES])
-            findings += tuple(f1 + f2 + f3)
+            findings += tuple(f1 + f2 + f3 + f4)
         return replace(rec, sections=tuple(sections), versions=vers, ext_versions=ext, varlen_versions=var,
-                       signature=None, findings=findings, image_size=end)
+                       hashed_versions=hsh, signature=None, findings=findings, image_size=end)
 
 
 def _tables_image(tables: dict[str, tuple[bytes, int]], elfclass: int, little: bool) -> bytes:

@@ -16,7 +16,7 @@ The counts are the models' own, rule for rule (the comments name the model
 each follows), and tests hold them equal to the models' totals on every real
 tree and fixture, and on trees whose exporter CRCs were perturbed. What the
 rules here do not cover (ppc64 ELFv1 dot names, an import listed twice or
-named ``module_layout`` or ``TOC.``, CRCs over 32 bits) makes :func:`tally`
+named ``module_layout``, ``TOC.`` or ``sha256``, CRCs over 32 bits) makes :func:`tally`
 return None, and the caller runs the models.
 """
 
@@ -27,11 +27,11 @@ from collections.abc import Mapping
 from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED,
                              LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, Counts)
 from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE,
-                        KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_DEBIAN_FORCE, KERNEL_6_14_FORCE, MIT, WEAK_MODULES,
-                        WEAK_MODULES2)
+                        KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_DEBIAN_FORCE, KERNEL_6_14_FORCE, KERNEL_HASHED_RFC,
+                        MIT, WEAK_MODULES, WEAK_MODULES2)
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
-from .modversions import basic, varlen
+from .modversions import basic, hashed, varlen
 from .elf.layout import EM_PPC64
 from .records import MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
 from .simulate import FORMATS, import_versions
@@ -62,7 +62,8 @@ def module_tally(rec: ModuleRecord, truth: Mapping[str, int],
     names = [imp.name for imp in rec.imports]
     unique = set(names)
     if (rec.elf.machine == EM_PPC64 or len(unique) != len(names) or "module_layout" in unique
-            or "TOC." in unique or "" in unique or "\0." in "\0".join(["", *names, *truth])):
+            or "TOC." in unique or hashed.SHOWN_NAME in unique or "" in unique
+            or "\0." in "\0".join(["", *names, *truth])):
         return None
     entries = import_versions(rec, expected)  # modpost's list, as Simulation encodes it
     if any(crc >> 32 for crc, _ in entries):
@@ -85,6 +86,9 @@ class ModuleTally:
         self.all = {name: crc for crc, name in entries}
         limit = basic.name_limit(rec.elf.elfclass)
         short = {name: crc for crc, name in entries if len(name) <= limit and name.isascii() or len(raw(name)) <= limit}
+        # The hashed format's records of the long names, as kmod and module-init-tools read them: CRCs
+        # of symbols named "sha256" (modversions/hashed.py).
+        self.hashed_crcs = [crc for crc, name in entries if name not in short]
         # Formats share tables (basic's is basic+ext's when every name fits; PR #270 and 6.14 read the
         # extended one): each rule runs once per table object.
         self.short = self.all if len(short) == len(self.all) else short
@@ -129,13 +133,16 @@ class ModuleTally:
         """Every consumer's counts in ``fmt``: which tables exist decides which rules apply."""
         truth = self.truth
         # kmod's __versions: a dict when readable, "odd" for the variable-length layout, None when absent.
-        versions = self.all if fmt == "basic" else self.short if fmt == "basic+ext" else \
+        # The hashed format's is the short names' dict, plus the records named "sha256" (hashed_crcs).
+        versions = self.all if fmt == "basic" else self.short if fmt in ("basic+ext", "hashed") else \
             "odd" if fmt == "varlen" else None
         extended = fmt in ("basic+ext", "ext-only")
         own = fmt != "none"  # exporter_crcs of the simulated record is not empty
-        misread = len(self.entries) if fmt == "varlen" else 0  # kmod rejects the variable-length entries
+        shown = self.hashed_crcs if fmt == "hashed" else []
+        # kmod rejects the variable-length entries; it reads each hashed record as a symbol "sha256".
+        misread = len(self.entries) if fmt == "varlen" else len(shown)
 
-        kmod = self._kmod(versions, own, misread)
+        kmod = self._kmod(versions, own, misread, shown)
         if extended:  # PR #270 prefers the extended tables, then goes through them for depmod too
             pr270 = self._kmod_verdict(len(self.all), self._lost(self.all), misread, 0, *self._depmod(self.all), own)
         elif versions == "odd":  # EINVAL, not ENODATA: depmod drops the module's dependencies silently
@@ -146,7 +153,7 @@ class ModuleTally:
         lines, false = kmod.messages - (not isinstance(versions, dict)), kmod.false_messages
         gate = Counts(0, 0, 0, 0, lines, false, INCOMPATIBLE if lines else COMPATIBLE)
         out = {KMOD30.id: kmod, KMOD34.id: kmod, KMOD_PR270.id: pr270,
-               BUSYBOX.id: Counts(0, 0, 0, len(truth), 0, 0, IGNORES), MIT.id: self._mit(versions, own),
+               BUSYBOX.id: Counts(0, 0, 0, len(truth), 0, 0, IGNORES), MIT.id: self._mit(versions, own, shown),
                WEAK_MODULES.id: gate, WEAK_MODULES2.id: gate}
         # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
         # variable-length layout as fixed records (kernel.py _misread).
@@ -163,13 +170,19 @@ class ModuleTally:
                 out[forced.id] = Counts(0, self.lost_unversioned, 0, len(self.loader), 1, 0, LOADS_TAINTED)
             else:
                 out[kernel.id] = out[forced.id] = self._loader(table, records, closed)
+        # The RFC's loader (kernel.py hashed_names): a 6.13 that also matches long names with their hashed records.
+        out[KERNEL_HASHED_RFC.id] = self._loader(self.all, 0, False) if fmt == "hashed" else out[KERNEL_6_13.id]
         return out
 
     # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------
 
-    def _kmod(self, versions, own: bool, misread: int) -> Counts:
+    def _kmod(self, versions, own: bool, misread: int, shown: list[int]) -> Counts:
         if isinstance(versions, dict):
-            return self._kmod_verdict(len(versions), self._lost(versions), misread, 0, *self._depmod(versions), own)
+            messages, false = self._depmod(versions)
+            if shown:
+                messages, false = self._depmod_hashed(shown, messages, false)
+            return self._kmod_verdict(len(versions) + len(shown), self._lost(versions), misread, 0, messages, false,
+                                      own)
         # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL
         # line, and depmod matches the imports against nothing.
         return self._kmod_verdict(0, len(self.truth), misread, 1, *self._depmod(self.empty), own)
@@ -215,11 +228,24 @@ class ModuleTally:
                 false += truth.get("module_layout") == want
         return messages, false
 
+    def _depmod_hashed(self, shown: list[int], messages: int, false: int) -> tuple[int, int]:
+        """kmod.py _depmod_warnings on the hashed records, left over as symbols named "sha256": every line false."""
+        want = self.exp.get(hashed.SHOWN_NAME)
+        for crc in shown:
+            bad = self.judge if want is None else crc != want  # needs unknown symbol / disagrees
+            messages += bad
+            false += bad
+        return messages, false
+
     # -- module-init-tools (consumers/mit.py) ----------------------------------------------
 
-    def _mit(self, versions, own: bool) -> Counts:
+    def _mit(self, versions, own: bool, shown: list[int]) -> Counts:
         if isinstance(versions, dict):
-            return self._once(self._mit_view, versions, own)
+            counts = self._once(self._mit_view, versions, own)
+            if shown and self.rec.compression not in ("xz", "zstd"):  # hashed records: read as "sha256", never compared
+                counts = Counts(counts.visible + len(shown), counts.lost, len(shown), 0, counts.messages,
+                                counts.false_messages, counts.verdict)
+            return counts
         return self._mit_view(versions, own)
 
     def _mit_view(self, versions, own: bool) -> Counts:

@@ -102,7 +102,8 @@ def _healthy(doc: dict, kernel_modversions: bool = True) -> dict:
     d["tree"]["kernel_modversions"] = kernel_modversions
     good = {"kmod30": "ok", "kmod34": "ok", "kmod-pr270": "ok", "busybox": "ignores-versions", "mit": "unreadable",
             "kernel-6.13": "loads", "kernel-6.13+force": "loads", "kernel-6.14": "loads",
-            "kernel-6.14+force": "loads", "weak-modules": "compatible", "weak-modules2": "compatible"}
+            "kernel-6.14+force": "loads", "kernel-hashed-rfc": "loads", "weak-modules": "compatible",
+            "weak-modules2": "compatible"}
     n = d["counts"]["parsed"]
     for cid, t in d["consumers"]["totals"].items():
         t.update(lost=0, modules_losing=0, false_messages=0, modules_false=0, misread=0, verdicts={good[cid]: n})

@@ -33,10 +33,11 @@ from typing import Any, cast
 from ..errors import ModuleReadError
 from ..files.opener import _MAGICS
 from ..records import (BasicVersions, CrcSymbol, ElfHeader, Export, ExtVersions, Finding, Import, ModuleRecord,
-                       MODVERSION_ENTRY_SIZE, Modversion, Section, Signature, VarlenVersions)
+                       HashedVersions, MODVERSION_ENTRY_SIZE, Modversion, Section, Signature,
+                       VarlenVersions)
 
 #: Bump on any change of the layout below; rows of another codec version never decode.
-CODEC = 2  # 2: CrcSymbol.shndx
+CODEC = 3  # 2: CrcSymbol.shndx; 3: the hashed __versions records (records.HashedVersions) as a 20th field
 
 _U64 = 1 << 64
 _COMPRESSIONS = frozenset(name for _, name in _MAGICS)
@@ -165,6 +166,10 @@ def _enc_versions(v: BasicVersions | ExtVersions | VarlenVersions | None) -> lis
     return [_flat(v.entries)]
 
 
+def _enc_hashed(h: HashedVersions | None) -> list | None:
+    return None if h is None else [list(h.indices), list(h.digests), _flat(h.entries)]
+
+
 def _enc_signature(s: Signature | None) -> list | None:
     if s is None:
         return None
@@ -182,7 +187,8 @@ def encode(value: ModuleRecord | ModuleReadError) -> bytes:
                _flat(r.sections), _flat(r.modinfo), _flat(r.imports), _flat(r.crc_symbols),
                None if r.ksymtab_strings is None else list(r.ksymtab_strings), r.ksymtab_strings_terminated,
                _flat(r.exports), _enc_versions(r.versions), _enc_versions(r.ext_versions),
-               _enc_versions(r.varlen_versions), _enc_signature(r.signature), _flat(r.findings)]
+               _enc_versions(r.varlen_versions), _enc_signature(r.signature), _flat(r.findings),
+               _enc_hashed(r.hashed_versions)]
     return json.dumps(doc, separators=(",", ":"), check_circular=False).encode("ascii")
 
 
@@ -215,6 +221,21 @@ def _dec_varlen(check: _Check, value: Any) -> VarlenVersions | None:
     if value is None:
         return None
     return VarlenVersions(_rows(check, _fields(check, value, (None,), "varlen_versions")[0], Modversion))
+
+
+def _dec_hashed(check: _Check, value: Any) -> HashedVersions | None:
+    if value is None:
+        return None
+    indices, digests, entries = _fields(check, value, (None, None, None), "hashed_versions")
+    indices = _list(check, indices, INT, "hashed_versions.indices")
+    raw_digests = [_hex(d, "hashed_versions.digests") for d in _list(check, digests, TEXT, "hashed_versions.digests")]
+    if any(len(d) != 32 for d in raw_digests):
+        raise DecodeError("hashed_versions.digests: not SHA-256 digests")
+    digests = tuple(d.hex() for d in raw_digests)
+    rows = _rows(check, entries, Modversion)
+    if not len(indices) == len(digests) == len(rows):
+        raise DecodeError("hashed_versions: lengths differ")
+    return HashedVersions(indices, digests, rows)
 
 
 def _dec_signature(check: _Check, value: Any) -> Signature | None:
@@ -250,10 +271,10 @@ def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
         if errno >= 1 << 16 or not _compression(compression):
             raise DecodeError("error: bad value")
         return ModuleReadError(path, reason, code, errno, detail, compression)
-    if doc[1] != "r" or len(doc) != 19:
+    if doc[1] != "r" or len(doc) != 20:
         raise DecodeError("not a record")
     (_, _, file_size, compression, notes, image_size, elf, sections, modinfo, imports, crc_symbols, strings,
-     strings_terminated, exports, versions, ext_versions, varlen_versions, signature, findings) = doc
+     strings_terminated, exports, versions, ext_versions, varlen_versions, signature, findings, hashed) = doc
     check.add(INT, (file_size, image_size))
     check.add(BOOL, (strings_terminated,))
     if not _compression(compression):
@@ -280,6 +301,7 @@ def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
         varlen_versions=_dec_varlen(check, varlen_versions),
         signature=_dec_signature(check, signature),
         findings=_rows(check, findings, Finding),
+        hashed_versions=_dec_hashed(check, hashed),
     )
     check.verify()
     return rec

@@ -115,7 +115,8 @@ def _sources(names: Iterable[str] | None) -> bytes:
 #: The sources a parsed record depends on: any change retires every cached record.
 PARSER_SOURCES = ("records.py", "errors.py", "files/opener.py", "files/bounded.py", "elf/image.py",
                   "parse/ksymtab.py", "parse/modinfo.py", "parse/signature.py", "parse/module.py",
-                  "modversions/basic.py", "modversions/extended.py", "modversions/varlen.py", "cache/codec.py")
+                  "modversions/basic.py", "modversions/extended.py", "modversions/varlen.py", "modversions/hashed.py",
+                  "cache/codec.py")
 
 
 @cache

@@ -75,7 +75,7 @@ its boot image or a real System.map; one line on stderr says which.
   findings[:CODE]             a malformed table (of that finding code)
   none                        never fail
 
-FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen); without it the term applies to the
+FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen, hashed); without it the term applies to the
 modules as built.
 """), ("CI formats", """
 --format junit prints JUnit XML on stdout (Jenkins, GitLab): one test case per module, failing with each

@@ -71,6 +71,9 @@ KERNEL_6_13_DEBIAN = Kernel("kernel-6.13-debian", (6, 13), False, DEBIAN)
 KERNEL_6_13_DEBIAN_FORCE = Kernel("kernel-6.13-debian+force", (6, 13), True, DEBIAN)
 KERNEL_6_14_DEBIAN = Kernel("kernel-6.14-debian", (6, 14), False, DEBIAN)
 KERNEL_6_14_DEBIAN_FORCE = Kernel("kernel-6.14-debian+force", (6, 14), True, DEBIAN)
+#: A kernel of the 6.10 era with the 2024 hashed-names RFC (never merged): the one loader that checks
+#: the hashed format's long names (kernel.py).
+KERNEL_HASHED_RFC = Kernel("kernel-hashed-rfc", (6, 10), False, hashed_names=True)
 
 BUSYBOX = Consumer("busybox", "busybox 1.35-1.37", partial(busybox.read, "busybox"), short="busybox")
 MIT = Consumer("mit", "module-init-tools 3.16", partial(mit.read, "mit"), legacy=True)  # 2011, no .ko.xz/.ko.zst
@@ -91,6 +94,7 @@ CONSUMERS: dict[str, Consumer] = {c.id: c for c in (
     _kernel(KERNEL_6_13_FORCE, "kernel ≤ 6.13, FORCE_LOAD", "kernel ≤ 6.13 (FORCE_LOAD)"),
     _kernel(KERNEL_6_14, "kernel ≥ 6.14", "kernel ≥ 6.14"),
     _kernel(KERNEL_6_14_FORCE, "kernel ≥ 6.14, FORCE_LOAD", "kernel ≥ 6.14 (FORCE_LOAD)"),
+    _kernel(KERNEL_HASHED_RFC, "kernel + hashed-names RFC (2024, unmerged)", "kernel + hashed-names RFC"),
     WEAK_MODULES,
     WEAK_MODULES2,
     # Headlines name Debian's kernels as Debian configures them (FORCE_LOAD), the other build by what it lacks.

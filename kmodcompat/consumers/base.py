@@ -85,14 +85,20 @@ def own_crcs(rec: ModuleRecord) -> dict[str, int]:
 
     The extended tables win over ``__versions`` (they are the complete list
     when present); a misread layout contributes nothing, but the variable-length
-    table's own entries do.
+    table's own entries do, and a hashed ``__versions`` record counts for the
+    import whose name it hashes (none when no import does).
     """
     out: dict[str, int] = {}
     if rec.varlen_versions is not None:
         for m in rec.varlen_versions.entries:
             out.setdefault(m.name, m.crc)
     elif rec.versions is not None and rec.versions.well_formed:
-        for m in rec.versions.entries:
+        entries = rec.versions.entries
+        hashed = rec.hashed_versions
+        if hashed is not None:  # a hashed record versions the import it resolves to, not "sha256"
+            resolved = dict(zip(hashed.indices, hashed.entries))
+            entries = tuple(resolved.get(i, m) for i, m in enumerate(entries) if i not in resolved or resolved[i].name)
+        for m in entries:
             if m.terminated:
                 out.setdefault(m.name, m.crc)
     if rec.ext_versions is not None:

@@ -10,6 +10,14 @@ with CONFIG_MODVERSIONS. Two releases matter:
   ``elf_validity_cache_index_versions()`` also indexes the extended tables,
   and ``check_version()`` prefers them.
 
+A third, never merged, is modelled for the hashed format: a kernel with Sami
+Tolvanen's June 2024 RFC ("[PATCH 14/15] module: Support hashed symbol names
+when checking modversions", 20240617175818.58219-31-samitolvanen@google.com),
+whose ``check_version()`` compares a name of ``MODULE_NAME_LEN`` or more
+characters with the ``"sha256\\0"`` + digest records (``symcmp()``); every other
+kernel ``strcmp()``s it against a record named "sha256" and finds none
+(:mod:`kmodcompat.modversions.hashed`).
+
 Each may be built with CONFIG_MODULE_FORCE_LOAD, which turns "no versions"
 into a taint instead of a refusal. The loader cannot be run here: every
 rule below cites the line it models and is tested on fixtures (and against
@@ -46,6 +54,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from ..elf.layout import EM_PPC64
+from ..modversions import hashed
 from ..records import ModuleRecord, Modversion
 from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
@@ -87,6 +96,7 @@ class Kernel:
     release: tuple[int, int]
     force_load: bool  # CONFIG_MODULE_FORCE_LOAD
     profile: str = MAINLINE  # one of PROFILES
+    hashed_names: bool = False  # the 2024 RFC's check_version(): long names match their hashed record
 
     @property
     def fails_closed(self) -> bool:
@@ -132,6 +142,8 @@ class Kernel:
             walk = r.shared(("kernel", None, self.force_load), self._unversioned)
         else:
             entries = ext.entries if table == "ext" else rec.versions.entries
+            if table == "vers" and self.hashed_names and rec.hashed_versions is not None:
+                entries = hashed.matchable(rec.versions, rec.hashed_versions)
             closed = self.fails_closed and table == "vers"  # the patch changes the __versions walk alone
             walk = r.per_table(("kernel", table, closed), entries,
                                lambda r: _check_versions(r, table, entries, closed))

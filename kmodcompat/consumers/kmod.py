@@ -12,7 +12,8 @@ from operator import attrgetter
 from ..kmod.elf import KmodError, dependency_versions, get_modversions, match_versions
 from ..kmod.profile import Kmod
 from ..elf.layout import STB_WEAK
-from ..records import Modversion
+from ..modversions.hashed import SHOWN_NAME as HASHED_NAME
+from ..records import ModuleRecord, Modversion
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
@@ -59,10 +60,24 @@ def _read(kmod: Kmod, r: Reading) -> ConsumerView:
         verdict = PARTIAL
     else:
         verdict = OK
-    misread = ()
+    misread: tuple[Modversion, ...] = ()
     if rec.varlen_versions is not None:
         misread = rec.varlen_versions.entries  # kmod rejects the table: every entry is lost to it
+    elif rec.hashed_versions is not None:
+        misread = hashed_shown(rec, visible)
     return ConsumerView(kmod.id, path, verdict, visible, lost, misread, (), tuple(messages), false)
+
+
+def hashed_shown(rec: ModuleRecord, visible: tuple[Modversion, ...]) -> tuple[Modversion, ...]:
+    """The hashed ``__versions`` records (the 2024 RFC) among what kmod read, as it reads them: a symbol
+    named "sha256" (the name field's C string), what ``--dump-modversions`` prints for each.
+
+    Only when ``visible`` is ``__versions`` itself (PR #270 reads the extended tables instead)."""
+    v, hashed = rec.versions, rec.hashed_versions
+    if v is None or hashed is None or len(visible) != len(v.entries):
+        return ()
+    shown = tuple(visible[i] for i in hashed.indices)
+    return shown if all(e.name == HASHED_NAME for e in shown) else ()
 
 
 def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[str, ...]:
@@ -103,18 +118,24 @@ def _depmod_warnings(r: Reading, crcs: dict[str, int],
     else:
         messages = []
         checks = [(crcs.get(raw_name, 0), name, want) for raw_name, name, want in symbols]
+    # A hashed record (the 2024 RFC) left over is a "symbol" named sha256 the module never imports:
+    # whatever depmod says of it is false (kmod_elf_get_dependency_symbols() appends it like module_layout).
+    hashed = r.rec.hashed_versions is not None
     for e in rest:
         name = e.name.removeprefix(".")
         checks.append((e.crc, name, exp.get(name)))
     false: list[str] = []
-    for crc, name, want in checks:
+    for i, (crc, name, want) in enumerate(checks):
+        bogus = hashed and name == HASHED_NAME and i >= len(checks) - len(rest)
         if want is None:
             if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
                 messages.append(_unknown_symbol(path, name))
+                if bogus:
+                    false.append(messages[-1])
             continue
         if crc != want:
             line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
             messages.append(line)
-            if truth.get(name) == want:
+            if truth.get(name) == want or bogus:
                 false.append(line)
     return tuple(messages), tuple(false)

@@ -21,6 +21,7 @@ from ..elf.layout import STB_WEAK
 from ..records import MODVERSION_ENTRY_SIZE, ModuleRecord, Modversion
 from ..modversions import dedot
 from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
+from .kmod import hashed_shown
 
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:
@@ -48,7 +49,10 @@ def read(consumer: str, r: Reading) -> ConsumerView:
     verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
     if verdict == PARTIAL and not visible and r.own:
         verdict = UNREADABLE if sec is not None else PARTIAL
-    return ConsumerView(consumer, path, verdict, visible, lost, (), (), messages, false)
+    # A hashed record (the 2024 RFC) reads as a symbol named sha256, as in kmod; depmod looks the
+    # long import up by name, finds no CRC (0) and, 0 never disagreeing, says nothing of it.
+    misread = hashed_shown(rec, visible) if rec.hashed_versions is not None else ()
+    return ConsumerView(consumer, path, verdict, visible, lost, misread, (), messages, false)
 
 
 def _read_versions(r: Reading) -> tuple:

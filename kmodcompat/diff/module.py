@@ -138,11 +138,15 @@ def _version_tables(rec: ModuleRecord) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     # A variable-length __versions also parses as fixed 64-byte records, which are garbage: one reading only.
     basic = rec.versions if rec.varlen_versions is None else None
+    # A hashed record (the 2024 RFC, docs/formats.md §2.5) versions the long import its digest names, not "sha256".
+    hashed = {} if rec.hashed_versions is None else {
+        i: e.name for i, e in zip(rec.hashed_versions.indices, rec.hashed_versions.entries) if e.name}
     for table, holder in ((TABLE_BASIC, basic), (TABLE_EXT, rec.ext_versions), (TABLE_VARLEN, rec.varlen_versions)):
         if holder is None:
             continue
-        for m in holder.entries:
-            out.setdefault(m.name, {}).setdefault(table, m.crc)
+        for i, m in enumerate(holder.entries):
+            name = hashed.get(i, m.name) if table == TABLE_BASIC else m.name
+            out.setdefault(name, {}).setdefault(table, m.crc)
     return out
 
 

@@ -2,7 +2,8 @@
 
 * :mod:`.basic`: ``__versions``, fixed 64-byte ``struct modversion_info`` (all kernels);
 * :mod:`.extended`: ``__version_ext_crcs`` + ``__version_ext_names`` (Linux 6.14+);
-* :mod:`.varlen`: Gary Guo's rejected 2023 variable-length ``__versions``.
+* :mod:`.varlen`: Gary Guo's rejected 2023 variable-length ``__versions``;
+* :mod:`.hashed`: Sami Tolvanen's 2024 RFC, long names as ``"sha256\\0"`` + digest in ``__versions``.
 
 Each offers ``parse(elf)`` returning a record and findings, and ``encode(...)``
 returning section bytes (used by format simulation and the fixture tests).

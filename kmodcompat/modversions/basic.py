@@ -15,7 +15,7 @@ from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, struct_for, too_many_entrie
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
 
 SECTION = "__versions"
-_ENTRY_FMT = {64: "Q56s", 32: "I60s"}
+ENTRY_FMT = {64: "Q56s", 32: "I60s"}  # struct modversion_info
 #: Bytes that unterminated names may read past their fields, in total, per table (see read_entries).
 _RUN_ON_BUDGET = 1 << 16
 _new_tuple = tuple.__new__  # builds Modversion rows without the NamedTuple's Python __new__
@@ -88,7 +88,7 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     if len(known) > _KNOWN_LIMIT:
         known.clear()
     new = [i for i, entry in enumerate(entries) if entry is None]
-    crcs, fields = zip(*map(struct_for(_ENTRY_FMT[elfclass], little).unpack, map(records.__getitem__, new)))
+    crcs, fields = zip(*map(struct_for(ENTRY_FMT[elfclass], little).unpack, map(records.__getitem__, new)))
     raw_names = [f.partition(b"\0")[0] for f in fields]
     unterminated = 0
     budget = _RUN_ON_BUDGET
@@ -114,7 +114,7 @@ def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes
     Names that do not fit (``len >= 56/60``) raise ValueError, as modpost's
     "too long symbol" error would stop the build.
     """
-    st = struct_for(_ENTRY_FMT[elfclass], little)
+    st = struct_for(ENTRY_FMT[elfclass], little)
     limit = name_limit(elfclass)
     out = bytearray()
     for crc, name in entries:

@@ -14,7 +14,7 @@ import os
 from . import ksymtab, modinfo, signature
 from ..elf.image import ElfImage
 from ..errors import ElfError, ModuleReadError
-from ..modversions import basic, extended, varlen
+from ..modversions import basic, extended, hashed, varlen
 from ..files.opener import DEFAULT_MAX_SIZE, read_module_bytes
 from ..records import Finding, ModuleRecord
 
@@ -56,6 +56,8 @@ def _parse(elf: ElfImage, data: bytes, path: str, compression: str | None, file_
     findings += f
     var, f = varlen.parse(elf)
     findings += f
+    hsh, f = hashed.parse(elf, vers, syms.imports)
+    findings += f
     ext, f = extended.parse(elf)
     findings += f
     sig = signature.parse(data)
@@ -83,4 +85,5 @@ def _parse(elf: ElfImage, data: bytes, path: str, compression: str | None, file_
         varlen_versions=var,
         signature=sig,
         findings=tuple(findings),
+        hashed_versions=hsh,
     )

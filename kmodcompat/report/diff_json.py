@@ -104,8 +104,8 @@ def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyD
 
 
 #: Consumers whose verdicts rest on CRC checks: a side without MODVERSIONS makes their changes moot.
-_CRC_CHECKERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force", "weak-modules",
-                 "weak-modules2")
+_CRC_CHECKERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force", "kernel-hashed-rfc",
+                 "weak-modules", "weak-modules2")
 #: How many module names a headline line shows before "and N more".
 HEADLINE_NAMES = 8
 

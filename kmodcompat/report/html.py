@@ -144,7 +144,8 @@ _MATRIX_TITLES = {"kmod-pr270": "kmod PR #270", "mit": "m-i-t 3.16", "kernel-6.1
                   "kernel-6.14+force": "kernel ≥ 6.14 +force", "kernel-6.13-debian": "Debian ≤ 6.13",
                   "kernel-6.13-debian+force": "Debian ≤ 6.13 +force", "kernel-6.14-debian": "Debian ≥ 6.14",
                   "kernel-6.14-debian+force": "Debian ≥ 6.14 +force", "weak-modules": "weak-modules",
-                  "weak-modules2": "weak-modules2"}
+                  "weak-modules2": "weak-modules2",
+                  "kernel-hashed-rfc": "kernel + hash RFC"}
 
 
 def escape(value: object) -> str:

@@ -18,7 +18,8 @@ from ..consumers import title as consumer_title
 from .summary import not_applicable
 
 FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
-                 "ext-only": "extended only", "varlen": "variable-length (rejected 2023)"}
+                 "ext-only": "extended only", "varlen": "variable-length (rejected 2023)",
+                 "hashed": "hashed long names (2024 RFC)"}
 
 
 #: Characters escaped wherever they are: a backslash (else it escapes what follows), backticks

@@ -34,7 +34,8 @@ PLAUSIBLE_FORMATS = ("ext-only", "basic+ext")
 _FLAVOUR_FORMAT = {"basic": "basic", "basic+extended": "basic+ext", "extended-only": "ext-only", "none": "none"}
 HYPOTHETICAL = {"ext-only": "if built extended-only", "basic+ext": "if built basic + extended",
                 "none": "if built without MODVERSIONS", "basic": "if built basic only",
-                "varlen": "if built variable-length (rejected 2023)"}
+                "varlen": "if built variable-length (rejected 2023)",
+                "hashed": "if built with hashed long names (2024 RFC)"}
 #: Debian release → the kmod model its kmod package follows (bookworm 30, trixie 34.2, forky/sid 34).
 _DEBIAN_KMOD = {11: None, 12: KMOD30.id, 13: KMOD34.id, 14: KMOD34.id}
 #: Debian's kernel series per release, for ABI names without "+debN" (6.1.0-57-amd64 is bookworm's).
