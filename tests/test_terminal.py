@@ -65,7 +65,7 @@ def test_listing_goes_through_the_pager_on_a_terminal(tmp_path):
     paged = _paged(tmp_path)
     assert status == 1 and paged is not None
     assert paged.startswith("LESS=FRX\n")  # short output is just printed, colours pass, no screen cleared
-    assert "82 module file(s): 36 pass, 43 fail a check, 3 unreadable" in paged
+    assert "83 module file(s): 37 pass, 43 fail a check, 3 unreadable" in paged
     assert "module file(s)" not in seen  # all of it went to the pager
     assert RED_FAIL in paged  # the colour decision was taken for the terminal, before the pager
 
@@ -86,7 +86,7 @@ def test_no_pager(tmp_path, how):
         env["PAGER"] = str(tmp_path / "no-such-pager") if value == "missing" else value
     status, seen, _ = _run(argv, env)
     assert status == 1 and _paged(tmp_path) is None
-    assert "82 module file(s): 36 pass, 43 fail a check, 3 unreadable" in seen
+    assert "83 module file(s): 37 pass, 43 fail a check, 3 unreadable" in seen
 
 
 def test_pipe_gets_plain_text_and_no_pager(tmp_path):
