@@ -14,7 +14,8 @@ besides (kernel/module/main.c, v6.1 to v7.2), in its order:
    vermagic")``; ``same_magic(modmagic, vermagic, info->index.vers)``
    (kernel/module/version.c) compares the strings after their first space
    (the release) when the module has ``__versions``, whole otherwise, and
-   refuses with "version magic '%s' should be '%s'";
+   refuses with "version magic '%s' should be '%s'" (the rule is the models':
+   consumers/kernel.py check_modinfo);
 3. ``simplify_symbols()`` → ``resolve_symbol()`` for each undefined symbol in
    .symtab order: ``find_symbol()`` searches vmlinux, then the modules loaded
    (a GPL-only export is invisible to a module whose license is not
@@ -36,7 +37,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .consumers import CONSUMERS, Consumer, kernel_model
-from .consumers.kernel import DEBIAN, PROFILES, profile_of
+from .consumers.kernel import DEBIAN, PROFILES, VERMAGIC_UNKNOWN, check_modinfo, module_name, profile_of, same_magic
 from .consumers.base import LOADS_TAINTED, REFUSES
 from .diff.kabi import GPL_COMPATIBLE
 from .files.bounded import InputFileError, InputKind, read_input
@@ -111,14 +112,6 @@ class LoadResult:
                 "with_force_load_flipped": self.force_load, "weak_modules": self.weak_modules}
 
 
-def same_magic(modmagic: str, vermagic: str, has_crcs: bool) -> bool:
-    """kernel/module/version.c same_magic(): with CRCs the release (up to the first space) is skipped."""
-    if has_crcs:
-        modmagic = modmagic[len(modmagic.split(" ", 1)[0]):]
-        vermagic = vermagic[len(vermagic.split(" ", 1)[0]):]
-    return modmagic == vermagic
-
-
 # -- kernels ----------------------------------------------------------------------------------------
 
 def image_vermagic(path: str) -> tuple[str | None, str | None]:
@@ -144,6 +137,15 @@ def image_identity(path: str) -> tuple[str | None, str | None, str | None]:
     banners = [b for b in re.findall(rb"Linux version " + re.escape(release) + rb" [^\n\0]{0,512}", data)
                if re.search(rb"\) #\d", b)]
     return text(release), (text(v.group(1)) if v else None), (text(banners[-1]) if banners else None)
+
+
+def kernel_vermagic(image: str | None) -> tuple[str | None, str]:
+    """(VERMAGIC_STRING, the one line saying where it came from) of the kernel in boot image ``image``
+    (None: no image), as :func:`image_identity` reads it; (None, :data:`VERMAGIC_UNKNOWN`) when none holds it."""
+    vermagic = image_identity(image)[1] if image else None
+    if vermagic is None:
+        return None, VERMAGIC_UNKNOWN
+    return vermagic, f"the kernel's vermagic '{vermagic}' (from {image}): each module's is compared with it"
 
 
 def _config(paths: Sequence[str]) -> tuple[dict[str, str], str | None]:
@@ -182,7 +184,7 @@ def target_for(operand: str, profile: str | None = None) -> KernelTarget:
                                                                                             ".config")])
     notes = [] if cpath else ["no kernel config found: CONFIG_MODULE_FORCE_LOAD taken as unset"]
     if vermagic is None:
-        notes.append("the kernel's vermagic is unknown (no boot image holding it): vermagic not compared")
+        notes.append(VERMAGIC_UNKNOWN)
     modversions = config.get("CONFIG_MODVERSIONS") == "y" if cpath else (
         source.crcs or source.modversions is not False and (vermagic is None or "modversions" in vermagic.split()))
     why = "as asked"
@@ -193,24 +195,25 @@ def target_for(operand: str, profile: str | None = None) -> KernelTarget:
 
 
 def tree_loader(dirname: str, kver: str, image: str | None = None,
-                profile: str | None = None) -> tuple[str, str, tuple[str, ...]]:
-    """(profile, how it was chosen, the Debian models that apply) for a tree's own kernel, as
-    :func:`target_for` decides for its module directory: its boot image's version string (``image``, else
-    the tree's boot/vmlinuz-KVER), else its release; CONFIG_MODULE_FORCE_LOAD from boot/config-KVER or
+                profile: str | None = None) -> tuple[str, str, tuple[str, ...], str | None]:
+    """(profile, how it was chosen, the Debian models that apply, the kernel's VERMAGIC_STRING or None) for a
+    tree's own kernel, as :func:`target_for` decides for its module directory: its boot image (``image``,
+    else the tree's boot/vmlinuz-KVER) gives the version string and the vermagic; the profile, unless
+    asked, is the version string's, else the release's; CONFIG_MODULE_FORCE_LOAD from boot/config-KVER or
     build/.config (y when none says: every Debian config sets it). The models are empty for kernel.org's."""
     if profile is not None and profile not in PROFILES:
         raise ValueError(f"unknown kernel profile {profile!r}; known: {', '.join(PROFILES)}")
     base = base_of(dirname, kver)
+    image = image or find_image(base, kver)
+    _, vermagic, banner = image_identity(image) if image else (None, None, None)
     why = "as asked"
     if profile is None:
-        image = image or find_image(base, kver)
-        banner = image_identity(image)[2] if image else None
         profile, why = profile_of(banner, kver)
     if profile != DEBIAN:
-        return profile, why, ()
+        return profile, why, (), vermagic
     config, cpath = _config([os.path.join(base, "boot", f"config-{kver}"), os.path.join(dirname, "build", ".config")])
     force = config.get("CONFIG_MODULE_FORCE_LOAD") == "y" if cpath else True
-    return profile, why, tuple(kernel_model(newer, force, profile).id for newer in (False, True))
+    return profile, why, tuple(kernel_model(newer, force, profile).id for newer in (False, True)), vermagic
 
 
 # -- one module, one kernel -----------------------------------------------------------------------
@@ -220,15 +223,11 @@ def _license_gpl(rec: ModuleRecord) -> bool:
     return bool(lic) and lic[-1] in GPL_COMPATIBLE
 
 
-def _name(rec: ModuleRecord) -> str:
-    return next((v for k, v in rec.modinfo if k == "name" and v), rec.name)
-
-
 def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequence[ModuleRecord],
              force: bool | None = None) -> LoadResult:
     """``rec`` loaded into ``target`` after ``others`` (the modules given with it), as load_module() would."""
     force = target.force_load if force is None else force
-    name = _name(rec)
+    name = module_name(rec)
     ks = target.source.symbols
     kernel_exports = {e.symbol: e for e in ks.symvers.entries if e.in_kernel} if ks and ks.symvers else None
     kernel_names = {n for n, _, _ in ks.symbols} if ks else None
@@ -266,23 +265,18 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
         if view.verdict == LOADS_TAINTED:
             reasons.append(Reason("versions", None, "no symbol versions: loaded with CONFIG_MODULE_FORCE_LOAD, "
                                                     "kernel tainted"))
-    # check_modinfo(): vermagic.
-    modmagic = next((v for k, v in rec.modinfo if k == "vermagic"), None)
-    if modmagic is None:
-        if not force:
-            return LoadResult(path, target.label, REFUSED, (Reason("vermagic", None, "no vermagic (-ENOEXEC)"),),
+    # check_modinfo(): vermagic (consumers/kernel.py check_modinfo, the models' rule). Without versions
+    # and with FORCE_LOAD, module_layout's try_to_force_load() has tainted the kernel already.
+    magic = check_modinfo(rec, target.vermagic, force, target.modversions,
+                          tainted=view is not None and view.verdict == LOADS_TAINTED)
+    if magic is not None:
+        if magic.message:
+            messages.append(magic.message)
+        if magic.refuses:
+            return LoadResult(path, target.label, REFUSED, (Reason("vermagic", None, magic.detail),),
                               tuple(messages), None, _weak(rec, crcs))
-        messages.append(f"{name}: bad vermagic: kernel tainted.")
-        reasons.append(Reason("vermagic", None, "no vermagic: kernel tainted (CONFIG_MODULE_FORCE_LOAD)"))
+        reasons.append(Reason("vermagic", None, magic.detail))
         verdict = LOADS_TAINTED
-    elif target.vermagic is not None:
-        has_crcs = rec.versions is not None and rec.versions.alloc
-        if not same_magic(modmagic, target.vermagic, has_crcs):
-            messages.append(f"{name}: version magic '{modmagic}' should be '{target.vermagic}'")
-            return LoadResult(path, target.label, REFUSED,
-                              (Reason("vermagic", None, f"'{modmagic}' should be '{target.vermagic}'"
-                                      + ("" if has_crcs else " (no __versions: the release counts too)")),),
-                              tuple(messages), None, _weak(rec, crcs))
     # simplify_symbols(): each undefined symbol in .symtab order.
     by_symbol: dict[str, list[str]] = {}
     if view is not None:

@@ -56,9 +56,15 @@ def tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, in
     return None if counted is None else counted.counts(formats)
 
 
-def module_tally(rec: ModuleRecord, truth: Mapping[str, int],
-                 expected: Mapping[str, int] | None) -> ModuleTally | None:
-    """The module's facts for :func:`tally`; None when they are outside what the counting rules cover."""
+def module_tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[str, int] | None,
+                 vermagic: str | None = None) -> ModuleTally | None:
+    """The module's facts for :func:`tally`; None when they are outside what the counting rules cover.
+
+    ``vermagic``: the kernel's, as compute_views hands it to the loader models. The counting rules have
+    no check_modinfo(): they cover a module whose vermagic is the kernel's to the byte (same_magic()
+    then holds with and without ``__versions``, in every format), or any module when it is unknown."""
+    if vermagic is not None and next((v for k, v in rec.modinfo if k == "vermagic"), None) != vermagic:
+        return None
     names = [imp.name for imp in rec.imports]
     unique = set(names)
     if (rec.elf.machine == EM_PPC64 or len(unique) != len(names) or "module_layout" in unique

@@ -80,8 +80,11 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
                   summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
                   summarize_counts: CountsSummarizer | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> ViewsResult:
+                  progress: Callable[[int, int], None] | None = None, vermagic: str | None = None) -> ViewsResult:
     """Run ``consumers`` on every (display path, record) in every format of ``formats``.
+
+    ``vermagic``: the kernel's VERMAGIC_STRING, which the loader models compare each module's with
+    (consumers/kernel.py check_modinfo); None: unknown, not compared.
 
     ``keep_formats``: formats whose per-module views are kept in
     ``ViewsResult.modules`` (the totals always cover every format);
@@ -96,7 +99,7 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
     the same as with one. ``progress(done, total)`` is called as parts of the work finish.
     """
     with views_started(entries, consumers, formats, expected, keep_formats, jobs, summarize,
-                       summarize_counts, progress) as result:
+                       summarize_counts, progress, vermagic) as result:
         return result()
 
 
@@ -106,11 +109,12 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                   keep_formats: Sequence[str] = (), jobs: int | None = 1,
                   summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
                   summarize_counts: CountsSummarizer | None = None,
-                  progress: Callable[[int, int], None] | None = None) -> Iterator[Callable[[], ViewsResult]]:
+                  progress: Callable[[int, int], None] | None = None,
+                  vermagic: str | None = None) -> Iterator[Callable[[], ViewsResult]]:
     """:func:`compute_views` begun in worker processes: the caller does other work, then calls the
     function it is given for the result. With one process the views are computed in that call."""
     entries = list(entries)
-    args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize, summarize_counts)
+    args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize, summarize_counts, True, vermagic)
     jobs = default_jobs() if jobs is None else max(1, jobs)
     if not (jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods()):
         def alone() -> ViewsResult:
@@ -172,7 +176,7 @@ def _merge(parts: list[ViewsResult]) -> ViewsResult:
 
 
 def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, summarize_counts=None,
-             count=True) -> ViewsResult:
+             count=True, vermagic=None) -> ViewsResult:
     consumers = tuple(consumers or STANDARD)
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -199,8 +203,9 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         summaries: dict[str, object] = {}  # kept formats' summaries made from counts
         done: dict[str, dict[str, Counts] | None] = {}
         # One Reading per module and format: the consumers share what they derive from it.
-        reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None)
-        facts = module_tally(rec, truth, expected) if counted or count_as_built else None
+        reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None,
+                          vermagic)
+        facts = module_tally(rec, truth, expected, vermagic) if counted or count_as_built else None
         if facts is not None:
             done = facts.counts(counted)
             built = facts.as_built() if count_as_built else None

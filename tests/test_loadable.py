@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from kmodcompat.consumers import CONSUMERS
 from kmodcompat.loadable import load_matrix, load_one, same_magic, target_for
 from kmodcompat.parse.module import parse_module, parse_module_bytes
 
@@ -110,6 +111,35 @@ def test_vermagic_after_the_release_when_versioned(tmp_path):
                                 f"'{VERMAGIC}'"]
     release = (BASIC[0], BASIC[1].replace(b"vermagic=6.1.0", b"vermagic=9.1.0"))
     assert _load(kernel, release, EXPORTER).verdict == "loads"  # __versions: the release is not compared
+
+
+def test_the_loader_models_check_vermagic_as_loadable_does(tmp_path):
+    """consumers/kernel.py check_modinfo() is loadable's rule and the models': the same lines, once the kernel's
+    vermagic is known; unknown, the models do not compare it."""
+    kernel = _kernel(tmp_path)
+    target = target_for(kernel)
+    assert target.vermagic == VERMAGIC
+    flags = (BASIC[0], BASIC[1].replace(b"preempt mod_unload", b"preempt mod_unlozd"))
+    release = (BASIC[0], BASIC[1].replace(b"vermagic=6.1.0", b"vermagic=9.1.0"))
+    for module, verdict in ((BASIC, "loads"), (flags, "refuses"), (release, "loads")):
+        rec = parse_module_bytes(module[1], module[0])
+        for model in ("kernel-6.13", "kernel-6.14+force", "kernel-6.13-debian+force"):
+            view = CONSUMERS[model](rec, vermagic=target.vermagic)
+            assert view.verdict == verdict, (model, view)
+            if verdict == "refuses":
+                assert list(view.messages) == list(_load(kernel, module, EXPORTER).messages)
+            assert CONSUMERS[model](rec).verdict == "loads"  # the kernel's vermagic unknown: not compared
+    # Without __versions the release counts too (same_magic has_crcs 0); a module without vermagic is
+    # try_to_force_load()'s: refused, or tainted with CONFIG_MODULE_FORCE_LOAD (once per boot: after
+    # module_layout's own taint, no second line).
+    bare = parse_module(str(FIX / "ext-only.ko"))
+    other = next(v for k, v in bare.modinfo if k == "vermagic").replace("6.", "9.", 1)
+    view = CONSUMERS["kernel-6.14"](bare, vermagic=other)
+    assert view.verdict == "refuses" and view.messages[-1].endswith(f"should be '{other}'")
+    none = parse_module(str(FIX / "no-modinfo.ko"))
+    assert CONSUMERS["kernel-6.13"](none, vermagic=VERMAGIC).verdict == "refuses"
+    forced = CONSUMERS["kernel-6.13+force"](none, vermagic=VERMAGIC)
+    assert forced.verdict == "loads-tainted" and "no vermagic" in forced.notes[0]
 
 
 #: UTS_VERSION as Debian's bookworm kernel has it (consumers/kernel.py profile_of).

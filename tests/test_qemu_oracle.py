@@ -5,7 +5,8 @@ through finit_module(2) and records its exit status and kernel log lines.
 The same module files go through ``kmodcompat views --consumer MODEL``, the
 model the kernel's configuration calls for (CONFIG_MODULE_FORCE_LOAD=y on
 Debian: ``+force``), with vmlinux's CRCs read from the boot image
-(``kmodcompat symvers --kernel-image``). Asserted per case: the model's verdict
+(``kmodcompat symvers --kernel-image``) and the kernel's vermagic from it too
+(``views --kernel-image``: check_modinfo()). Asserted per case: the model's verdict
 says loads exactly when insmod succeeded, and its messages are the kernel's
 log lines (less those outside the module-version rules: OUT_OF_SCOPE).
 
@@ -60,10 +61,6 @@ OUT_OF_SCOPE = (
     "kmc_test: loaded",
 )
 
-#: kernel/module/main.c check_modinfo() -> same_magic(): the models do not compare vermagic.
-NO_VERMAGIC_MODEL = pytest.mark.xfail(strict=True, reason="the kernel models do not check vermagic")
-
-
 def _require_tools():
     if shutil.which(q.QEMU) is None or q._busybox() is None:
         if os.geteuid() != 0:
@@ -115,11 +112,14 @@ def _ext_cases(mod: bytes) -> list[q.Case]:
     ]
 
 
-def _model(files: list[str], consumer: str, symvers: str) -> dict[str, dict]:
+def _model(files: list[str], consumer: str, symvers: str, image: str) -> dict[str, dict]:
+    """``kmodcompat views``: vmlinux's CRCs from ``symvers``, the kernel's vermagic from its boot image."""
     p = subprocess.run([sys.executable, "-m", "kmodcompat", "views", *files, "--consumer", consumer, "-E", symvers,
-                        "--modules", "--format", "json", "--no-cache"], capture_output=True, text=True)
+                        "--kernel-image", image, "--modules", "--format", "json", "--no-cache"],
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
     data = json.loads(p.stdout)
+    assert data["kernel_vermagic"]["vermagic"] is not None, data["kernel_vermagic"]
     return {m["path"]: m["formats"]["as-is"][consumer] for m in data["per_module"]}
 
 
@@ -153,7 +153,7 @@ class Oracle:
             with open(path, "wb") as f:
                 f.write(c.module)
             files.append(path)
-        by_path = _model(files, consumer, symvers)
+        by_path = _model(files, consumer, symvers, kernel)
         self.views = {c.name: by_path[path] for c, path in zip(cases, files)}
         self.modules = {c.name: {c.modname, *(dep for dep, _ in c.deps)} for c in cases}
         # kmodcompat loadable's answer for each case: the module with its dependencies, into this kernel.
@@ -254,8 +254,8 @@ def _params(cases_of):
 _DEBIAN = [("real", ()), ("real-with-dependency", ()), ("signature-stripped", ()), ("crc-changed", ()),
            ("module_layout-crc-changed", ()), ("no-__versions", ()),
            ("module_layout-entry-missing", ()), ("symbol-entry-missing", ()),
-           ("vermagic-release-changed", ()),
-           ("vermagic-flags-changed", (NO_VERMAGIC_MODEL,))]
+           ("vermagic-release-changed", ()),  # same_magic(): the release is skipped with __versions
+           ("vermagic-flags-changed", ())]
 _EXT = [("real", ()), ("ext-crc-changed", ()), ("basic-crc-changed-ext-intact", ()), ("no-__versions", ()),
         ("no-ext-tables", ()), ("no-ext-tables-crc-changed", ()), ("ext-names-only", ()), ("no-tables-at-all", ()),
         # Debian's patch changes only the __versions path: a name missing from the extended
@@ -278,22 +278,16 @@ def test_extended_modversions_kernel(extended, case):
     _check(extended, case)
 
 
-def _loadable_params(cases_of):
-    """loadable checks vermagic (check_modinfo): no xfail."""
-    return [pytest.param(name, marks=[m for m in marks if m is not NO_VERMAGIC_MODEL], id=name)
-            for name, marks in cases_of]
-
-
-@pytest.mark.parametrize("case", _loadable_params(_DEBIAN))
+@pytest.mark.parametrize("case", _params(_DEBIAN))
 def test_loadable_bookworm_6_1(bookworm, case):
     _check_loadable(bookworm, case)
 
 
-@pytest.mark.parametrize("case", _loadable_params(_DEBIAN))
+@pytest.mark.parametrize("case", _params(_DEBIAN))
 def test_loadable_trixie_6_12(trixie, case):
     _check_loadable(trixie, case)
 
 
-@pytest.mark.parametrize("case", _loadable_params(_EXT))
+@pytest.mark.parametrize("case", _params(_EXT))
 def test_loadable_extended_modversions_kernel(extended, case):
     _check_loadable(extended, case)

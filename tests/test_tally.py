@@ -44,18 +44,18 @@ def fixture_entries() -> list[tuple[str, object]]:
     return out
 
 
-def assert_counts_equal_models(mods, expected, formats=ALL_FORMATS) -> int:
+def assert_counts_equal_models(mods, expected, formats=ALL_FORMATS, vermagic=None) -> int:
     """Totals equal both ways, and so do the report's per-module summaries of the modules as built
-    (with as without the views kept), for every registered consumer (the Debian kernel profile's included);
-    returns how many modules the counting rules covered."""
+    (with as without the views kept), for every registered consumer (the Debian kernel profile's included),
+    the kernel's vermagic ``vermagic`` (None: unknown); returns how many modules the counting rules covered."""
     every = tuple(CONSUMERS)
     for keep, summarize, from_counts in (((), None, None), ((AS_IS,), module_summary, summary_from_counts)):
-        counted = _compute(mods, every, formats, expected, keep, summarize, from_counts, True)
-        modelled = _compute(mods, every, formats, expected, keep, summarize, from_counts, False)
+        counted = _compute(mods, every, formats, expected, keep, summarize, from_counts, True, vermagic)
+        modelled = _compute(mods, every, formats, expected, keep, summarize, from_counts, False, vermagic)
         for a, b in zip(counted.totals, modelled.totals):
             assert a == b, (a.format, a.consumer)
         assert counted == modelled
-    return sum(tally(rec, exporter_crcs(rec), expected) is not None for _, rec in mods)
+    return sum(module_tally(rec, exporter_crcs(rec), expected, vermagic) is not None for _, rec in mods)
 
 
 def as_built_counted(mods, expected) -> int:
@@ -86,6 +86,27 @@ def test_fixtures_own_and_tree_crcs():
     expected = tree_crcs({}, [r for _, r in mods])
     assert assert_counts_equal_models(mods, expected) > len(mods) // 2
     assert as_built_counted(mods, None) > len(mods) // 4
+
+
+def test_kernel_vermagic_known():
+    """The loader models compare vermagic (check_modinfo) once the kernel's is known: 58 of the 106
+    fixtures' vermagics differ from this kernel's in the release (compared only without __versions, as in the
+    simulated "none" format), the flags or the architecture, or are missing (no-modinfo.ko); tally.py counts
+    only those equal to it and the models decide the rest, with the same totals."""
+    mods = fixture_entries()
+    vermagic = "6.1.0-kmc-amd64 SMP preempt mod_unload modversions "
+    covered = assert_counts_equal_models(mods, None, vermagic=vermagic)
+    assert 0 < covered < assert_counts_equal_models(mods, None)
+    assert_counts_equal_models(mods, tree_crcs({}, [r for _, r in mods]), vermagic=vermagic)
+    unknown = _compute(mods, None, ALL_FORMATS, None, (), count=False)
+    known = _compute(mods, None, ALL_FORMATS, None, (), count=False, vermagic=vermagic)
+    as_is = {(t.format, t.consumer): t.verdicts for t in known.totals}
+    for t in unknown.totals:  # only the loader models change, and only towards refusals and taints
+        if not CONSUMERS[t.consumer].kind == "kernel":
+            assert as_is[t.format, t.consumer] == t.verdicts
+    six13 = next(t for t in known.totals if t.format == AS_IS and t.consumer == "kernel-6.13")
+    before = next(t for t in unknown.totals if t.format == AS_IS and t.consumer == "kernel-6.13")
+    assert six13.verdicts.get("refuses", 0) > before.verdicts.get("refuses", 0)
 
 
 def test_as_built_only_when_the_tables_are_modpost_s():

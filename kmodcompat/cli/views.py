@@ -14,7 +14,9 @@ from contextlib import ExitStack
 
 from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, STANDARD
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
-from ..files.kernel import KernelSourceError, kernel_source
+from ..files.kernel import IMAGE, KernelSourceError, base_of, kernel_source
+from ..files.kernel_image import find_image
+from ..loadable import kernel_vermagic
 from .inputs import add_input_options, check_files, load_inputs, report_failures
 from .output import shown
 from .helptext import CommandHelp, command_parser
@@ -55,7 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("-E", "--symvers", metavar="Module.symvers",
                    help="vmlinux CRCs to check imports against (default for a tree: its Module.symvers or boot "
                         "image, as the report finds them; for module files: each module's own)")
-    p.add_argument("--kernel-image", metavar="FILE", help="the boot image to read vmlinux's CRCs from")
+    p.add_argument("--kernel-image", metavar="FILE", help="the boot image to read vmlinux's CRCs (unless -E) and "
+                   "the kernel's vermagic from (the loader models compare each module's with it)")
     p.add_argument("--modules", action="store_true", help="also list every module's view (text/markdown: "
                    "modules with a loss, misread or false warning; json: all)")
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text",
@@ -77,17 +80,24 @@ def run(args) -> int:
             print(f"kmodcompat: {shown(e)}", file=sys.stderr)
             return 2
         expected = source.expected(rec for _, rec in inputs.modules)
+        # The kernel's vermagic, which the loader models compare each module's with: from the boot image
+        # named, else the one the exports came from, else the tree's own.
+        image = args.kernel_image or (source.path if source.kind == IMAGE else None)
+        if image is None and inputs.tree is not None:
+            image = find_image(base_of(inputs.root, inputs.tree.kver), inputs.tree.kver)
+        vermagic, vermagic_line = kernel_vermagic(image)
         formats = ALL_FORMATS if args.simulate else (AS_IS,)
         res = compute_views(inputs.modules, args.consumer, formats, expected,
                             keep_formats=formats if args.modules else (), jobs=args.jobs,
-                            progress=progress("consumer views"))
+                            progress=progress("consumer views"), vermagic=vermagic)
         shown_as = inputs.tree.display if inputs.tree is not None else str  # packages: their names, not temp paths
         if args.format == "json":
-            doc = {**to_json(res, inputs), "kernel_exports": source.as_dict()}
+            doc = {**to_json(res, inputs), "kernel_exports": source.as_dict(),
+                   "kernel_vermagic": {"vermagic": vermagic, "line": vermagic_line}}
             sys.stdout.write(shown_as(json.dumps(doc, indent=1)) + "\n")
         else:
             sys.stdout.write(shown_as(render(res, inputs, "pipe" if args.format == "markdown" else "simple",
-                                             args.modules, source.line())))
+                                             args.modules, source.line(), vermagic_line)))
     return 2 if inputs.named_unreadable else 0
 
 
@@ -130,11 +140,14 @@ def _kind(verdict: str) -> str | None:
     return "good" if verdict in (OK, LOADS, COMPATIBLE) else None
 
 
-def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: str | None = None) -> str:
+def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: str | None = None,
+           vermagic_line: str | None = None) -> str:
     out = [f"{inputs.label}: {len(inputs.modules)} modules, exporter CRCs from "
            f"{'the kernel and the modules' if res.tree_crcs else 'each module itself'}"]
     if kernel_line:
         out.append(shown(kernel_line))
+    if vermagic_line:
+        out.append(shown(vermagic_line))
     if inputs.failures:
         out.append(f"{len(inputs.failures)} module(s) could not be read (listed on stderr)")
     for fmt in res.formats:

@@ -46,11 +46,12 @@ class Consumer:
 
     def __call__(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
                  truth: Mapping[str, int] | None = None, path: str | None = None,
-                 judge_unknown: bool | None = None) -> ConsumerView:
+                 judge_unknown: bool | None = None, vermagic: str | None = None) -> ConsumerView:
         """The model's view of ``rec``: ``expected`` the exporters' CRCs (None: the module's own),
         ``truth`` the CRCs it was built against (default its own), ``judge_unknown`` whether symbols
-        missing from ``expected`` are unknown (default: when ``expected`` is given)."""
-        return self.read(Reading(rec, expected, truth, path, judge_unknown))
+        missing from ``expected`` are unknown (default: when ``expected`` is given), ``vermagic`` the
+        kernel's VERMAGIC_STRING (None: unknown, the loader models do not compare it)."""
+        return self.read(Reading(rec, expected, truth, path, judge_unknown, vermagic))
 
 
 def _kmod(profile, title: str, short: str) -> Consumer:

@@ -146,8 +146,8 @@ def versioned_order(rec: ModuleRecord, crcs: Mapping[str, int] | None = None) ->
 class Reading:
     """One question put to the consumer models: a module, its exporters' CRCs, the truth.
 
-    ``view(rec, expected, truth, path, judge_unknown)`` of every model is its
-    ``read(Reading(rec, expected, truth, path, judge_unknown))``: the defaults
+    ``view(rec, expected, truth, path, judge_unknown, vermagic)`` of every model is its
+    ``read(Reading(rec, expected, truth, path, judge_unknown, vermagic))``: the defaults
     are applied here, alike for all (exporter and true CRCs default to the
     module's own, ``path`` to the record's, ``judge_unknown`` to whether
     ``expected`` is given).
@@ -161,12 +161,16 @@ class Reading:
     kmod releases, kernels and formats reading equal tables read them once.
     """
 
-    __slots__ = ("rec", "path", "judge_unknown", "_expected", "_truth", "_own", "_memo", "_shared", "_sections")
+    __slots__ = ("rec", "path", "judge_unknown", "vermagic", "_expected", "_truth", "_own", "_memo", "_shared",
+                 "_sections")
 
     def __init__(self, rec: ModuleRecord, expected: Mapping[str, int] | None = None,
                  truth: Mapping[str, int] | None = None, path: str | None = None,
-                 judge_unknown: bool | None = None):
+                 judge_unknown: bool | None = None, vermagic: str | None = None):
         self.rec = rec
+        #: The kernel's VERMAGIC_STRING, which the loader models compare the module's with
+        #: (consumers/kernel.py check_modinfo); None: unknown, not compared.
+        self.vermagic = vermagic
         self.path = rec.path if path is None else path
         self.judge_unknown = expected is not None if judge_unknown is None else judge_unknown
         self._expected = expected
@@ -221,7 +225,7 @@ class Reading:
         header and ``.modinfo`` and the CRCs were given (defaults would be
         each record's own).
         """
-        other = Reading(rec, self._expected, self._truth, self.path, self.judge_unknown)
+        other = Reading(rec, self._expected, self._truth, self.path, self.judge_unknown, self.vermagic)
         old = self.rec
         if (self._expected is not None and self._truth is not None and rec.imports is old.imports
                 and rec.elf is old.elf and rec.modinfo is old.modinfo and rec.path == old.path):

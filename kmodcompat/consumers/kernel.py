@@ -90,6 +90,68 @@ def profile_of(banner: str | None, release: str | None) -> tuple[str, str]:
     return MAINLINE, "no kernel version string read (no boot image, or none readable), and no '+deb' release"
 
 
+def module_name(rec: ModuleRecord) -> str:
+    """``info->name``, the name the loader prints: .modinfo's "name", else the module's own
+    (kernel/module/main.c elf_validity_cache_copy)."""
+    return next((v for k, v in rec.modinfo if k == "name" and v), rec.name)
+
+
+def same_magic(modmagic: str, vermagic: str, has_crcs: bool) -> bool:
+    """kernel/module/version.c same_magic() (``torvalds/linux@1cd9502ee927``): "First part is kernel
+    version, which we ignore if module has crcs": with ``has_crcs`` both strings are compared from their
+    first space on (``strcspn(magic, " ")``), else whole."""
+    if has_crcs:
+        modmagic = modmagic[len(modmagic.split(" ", 1)[0]):]
+        vermagic = vermagic[len(vermagic.split(" ", 1)[0]):]
+    return modmagic == vermagic
+
+
+#: What every command says when no boot image gives the kernel's VERMAGIC_STRING.
+VERMAGIC_UNKNOWN = "the kernel's vermagic is unknown (no boot image holding it): vermagic not compared"
+
+
+@dataclass(frozen=True)
+class ModinfoVermagic:
+    """check_modinfo()'s decision on a module's vermagic, when it is not simply "same magic"."""
+
+    refuses: bool  # -ENOEXEC
+    tainted: bool  # try_to_force_load() let it through (CONFIG_MODULE_FORCE_LOAD)
+    message: str | None  # the line the kernel prints, if any
+    detail: str  # why, in one phrase
+
+
+def check_modinfo(rec: ModuleRecord, vermagic: str | None, force_load: bool, modversions: bool = True,
+                  tainted: bool = False) -> ModinfoVermagic | None:
+    """check_modinfo()'s vermagic rule (kernel/module/main.c, v6.1 to 7.x; read in
+    ``RSBAC/rsbac-6.18.y@a479fc948f9c:kernel/module/main.c``), run after check_modstruct_version()
+    (early_mod_check; in 6.1 from layout_and_allocate(), after it too) and before simplify_symbols():
+
+    * no vermagic: ``try_to_force_load(mod, "bad vermagic")``: -ENOEXEC without CONFIG_MODULE_FORCE_LOAD;
+      with it "%s: bad vermagic: kernel tainted." unless the kernel has TAINT_FORCED_MODULE already
+      (``tainted``: module_layout's own try_to_force_load() in this load);
+    * ``!same_magic(modmagic, vermagic, info->index.vers)``: "%s: version magic '%s' should be '%s'",
+      -ENOEXEC. ``info->index.vers`` is find_sec("__versions") (SHF_ALLOC only); without
+      CONFIG_MODVERSIONS (``modversions`` False) internal.h's same_magic() is a plain strcmp().
+
+    ``vermagic``: the kernel's VERMAGIC_STRING, None when unknown (then a module's vermagic is not
+    compared, and only its absence decides). None: nothing to say (same magic, or not compared)."""
+    modmagic = next((v for k, v in rec.modinfo if k == "vermagic"), None)  # get_modinfo(): the first
+    name = module_name(rec)
+    if modmagic is None:
+        if not force_load:
+            return ModinfoVermagic(True, False, None, "no vermagic (-ENOEXEC)")
+        return ModinfoVermagic(False, True, None if tainted else f"{name}: bad vermagic: kernel tainted.",
+                               "no vermagic: kernel tainted (CONFIG_MODULE_FORCE_LOAD)")
+    if vermagic is None:
+        return None
+    has_crcs = modversions and rec.versions is not None and rec.versions.alloc
+    if same_magic(modmagic, vermagic, has_crcs):
+        return None
+    return ModinfoVermagic(True, False, f"{name}: version magic '{modmagic}' should be '{vermagic}'",
+                           f"'{modmagic}' should be '{vermagic}'"
+                           + ("" if has_crcs else " (no __versions: the release counts too)"))
+
+
 @dataclass(frozen=True)
 class Kernel:
     id: str
@@ -135,19 +197,31 @@ class Kernel:
                 if len(ext.entries) < ext.crc_count:
                     return self._refused(rec, r.path, "more extended version crcs than names")
                 table = "ext"
-        # check_version() prefers the extended tables. Its outcome depends on the module and the
-        # table alone: kernels (and formats) reading equal tables share it; force_load matters
-        # only without one.
+        # check_modinfo() between module_layout and the other symbols, when the kernel's vermagic is
+        # known: without a kernel (views of a format) the models judge the version tables alone.
+        magic = None if r.vermagic is None else check_modinfo(rec, r.vermagic, self.force_load,
+                                                              tainted=table is None and self.force_load)
+        # check_version() prefers the extended tables. Its outcome depends on the module, the
+        # table and check_modinfo()'s decision alone: kernels (and formats) reading equal tables
+        # share it; force_load matters only without one.
         if table is None:
             walk = r.shared(("kernel", None, self.force_load), self._unversioned)
+            if magic is not None and walk[6]:  # module_layout was let through: check_modinfo() next
+                messages = (*walk[4], *([magic.message] if magic.message else []))
+                walk = (REFUSES, (), (), (), messages, (), True) if magic.refuses else (*walk[:4], messages, *walk[5:])
         else:
             entries = ext.entries if table == "ext" else rec.versions.entries
             if table == "vers" and self.hashed_names and rec.hashed_versions is not None:
                 entries = hashed.matchable(rec.versions, rec.hashed_versions)
             closed = self.fails_closed and table == "vers"  # the patch changes the __versions walk alone
-            walk = r.per_table(("kernel", table, closed), entries,
-                               lambda r: _check_versions(r, table, entries, closed))
-        verdict, checked, lost, unchecked, messages, false = walk
+            walk = r.per_table(("kernel", table, closed, magic), entries,
+                               lambda r: _check_versions(r, table, entries, closed, magic))
+        verdict, checked, lost, unchecked, messages, false, reached_modinfo = walk
+        if magic is not None and reached_modinfo:
+            if verdict != REFUSES:  # the only decision left is the taint: no vermagic, CONFIG_MODULE_FORCE_LOAD
+                verdict = LOADS_TAINTED
+            return ConsumerView(self.id, r.path, verdict, checked, lost, self._misread(rec), unchecked, messages,
+                                false, (magic.detail,))
         notes = ()
         if table == "ext" and verdict != REFUSES and (rec.versions is None or not rec.versions.alloc):
             notes = ("no __versions: vermagic must match exactly, release included (same_magic has_crcs=0)",)
@@ -157,13 +231,13 @@ class Kernel:
     def _unversioned(self, r: Reading) -> tuple:
         """check_version() without versions: try_to_force_load(mod, symname) for each symbol."""
         if not self.force_load:
-            return REFUSES, (), (), (), (), ()  # -ENOEXEC at module_layout, without a word
+            return REFUSES, (), (), (), (), (), False  # -ENOEXEC at module_layout, without a word
         symbols, _ = r.shared("loader-symbols", _loader_symbols)
         unchecked = tuple(sym for sym, _ in symbols)
         unchecked_set = set(unchecked)
         lost = tuple(n for n in r.order if n in unchecked_set)
         name = r.shared("modname", _modname)
-        return LOADS_TAINTED, (), lost, unchecked, (f"{name}: module_layout: kernel tainted.",), ()
+        return LOADS_TAINTED, (), lost, unchecked, (f"{name}: module_layout: kernel tainted.",), (), True
 
     def _refused(self, rec: ModuleRecord, path: str, message: str) -> ConsumerView:
         return ConsumerView(self.id, path, REFUSES, misread=self._misread(rec), messages=(message,))
@@ -178,12 +252,16 @@ class Kernel:
 
 
 def _modname(r: Reading) -> str:
-    return next((v for k, v in r.rec.modinfo if k == "name" and v), r.rec.name)
+    return module_name(r.rec)
 
 
-def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], closed: bool = False) -> tuple:
+def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], closed: bool = False,
+                    magic: ModinfoVermagic | None = None) -> tuple:
     """version.c check_version() for each symbol of :func:`_loader_symbols`, against ``entries``
     (``table`` "ext" or "vers"): the view's (verdict, visible, lost, unchecked, messages, false_messages).
+
+    ``magic``: check_modinfo()'s decision, taken once module_layout has passed (check_modstruct_version()
+    comes first): a refusal ends the load there, before any other symbol is resolved.
 
     ``closed``: Debian's check_version(), where a symbol missing from ``__versions`` prints
     "no symbol version for" each time (pr_warn) and fails (return 0): for module_layout,
@@ -199,16 +277,27 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], clo
     names = list(map(attrgetter("name"), reversed(entries)))
     first = dict(zip(names, reversed(entries)))
     ppc64 = r.rec.elf.machine == EM_PPC64
-    if not ppc64:
+    if not ppc64 and magic is None:
         found = list(map(first.get, [sym for sym, _ in symbols]))
         if None not in found and known.items() <= dict(zip(names, map(attrgetter("crc"), reversed(entries)))).items():
-            return LOADS, tuple(found), (), (), (), ()  # every symbol found, every known CRC equal
+            return LOADS, tuple(found), (), (), (), (), True  # every symbol found, every known CRC equal
     messages: list[str] = []
     false: list[str] = []
     unchecked: list[str] = []
     checked: list[Modversion] = []
     warned = False  # pr_warn_once(): once per call site per boot; one module here
+
+    def modinfo_refuses() -> bool:
+        """check_modinfo(), after module_layout: its line, and whether it ends the load."""
+        if magic is None:
+            return False
+        if magic.message:
+            messages.append(magic.message)
+        return magic.refuses
+
     for i, (sym, want) in enumerate(symbols):
+        if i == 1 and modinfo_refuses():
+            return REFUSES, (), (), (), tuple(messages), (), True
         if i == 1 and ppc64:
             # After module_layout, module_frob_arch_sections() has de-dotted the names and
             # dedotify_versions() dropped one leading '.' of each entry (arch/powerpc module_64.c).
@@ -218,7 +307,7 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], clo
             messages.append(missing % (name, sym))
             unchecked.append(sym)
             if not i:
-                return REFUSES, (), (), tuple(unchecked), tuple(messages), ()
+                return REFUSES, (), (), tuple(unchecked), tuple(messages), (), False
             messages.append(f"{name}: Unknown symbol {sym} (err -22)")
             continue
         if e is None:
@@ -240,12 +329,14 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], clo
                 false.append(line)
             if i:
                 messages.append(f"{name}: Unknown symbol {sym} (err -22)")
-            return REFUSES, tuple(checked), (), tuple(unchecked), tuple(messages), tuple(false)
+            return REFUSES, tuple(checked), (), tuple(unchecked), tuple(messages), tuple(false), i > 0
+    if len(symbols) == 1 and modinfo_refuses():  # module_layout alone: check_modinfo() after it all the same
+        return REFUSES, (), (), (), tuple(messages), (), True
     unchecked_set = set(unchecked)
     lost = tuple(n for n in r.order if n in unchecked_set)
     if closed and unchecked:  # Debian: each symbol without an entry failed in simplify_symbols()
-        return REFUSES, tuple(checked), lost, tuple(unchecked), tuple(messages), ()
-    return (LOADS_UNCHECKED if unchecked else LOADS), tuple(checked), lost, tuple(unchecked), tuple(messages), ()
+        return REFUSES, tuple(checked), lost, tuple(unchecked), tuple(messages), (), True
+    return (LOADS_UNCHECKED if unchecked else LOADS), tuple(checked), lost, tuple(unchecked), tuple(messages), (), True
 
 
 def _loader_symbols(r: Reading) -> tuple[tuple[tuple[str, int | None], ...], dict[str, int]]:

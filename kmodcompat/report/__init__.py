@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from .. import __version__
 from ..consumers import STANDARD, title
 from ..consumers.base import ConsumerView, Counts
+from ..consumers.kernel import VERMAGIC_UNKNOWN
 from ..elf.image import machine_name
 from ..files.kernel import KernelSource, KernelSourceError, find_kernel_files, kernel_source
 from ..modversions.basic import name_limit
@@ -74,12 +75,12 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     mods = [(m.path, m.record) for m in tree.modules if m.record is not None]
     records = [r for _, r in mods]
     expected = source.expected(records)
-    profile, why, loader_models = tree_loader(tree.dirname, tree.kver, kernel_image, kernel_profile)
+    profile, why, loader_models, vermagic = tree_loader(tree.dirname, tree.kver, kernel_image, kernel_profile)
     consumers = (*STANDARD, *loader_models)
     # The views (most of the work) run in worker processes while this one does the rest.
     with views_started(mods, consumers, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts,
-                       progress=progress) as views_result:
+                       progress=progress, vermagic=vermagic) as views_result:
         graph = graph_for_tree(tree, source.symbols)
         try:
             kinds = system_map_kinds(system_map) if system_map else {}
@@ -91,7 +92,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
             "schema_version": SCHEMA_VERSION,
             "generator": {"name": "kmodcompat", "version": __version__},
             "tree": {**_identity(tree, records, census["modules_by_format"], source, notes),
-                     "kernel_loader": _loader(profile, why, loader_models)},
+                     "kernel_loader": _loader(profile, why, loader_models, vermagic)},
             "counts": _counts(tree, records),
             "format_census": census,
             "consumers": None,
@@ -113,15 +114,18 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     return {k: doc[k] for k in ("schema_version", "generator", "summary")} | doc
 
 
-def _loader(profile: str, why: str, models: tuple[str, ...]) -> dict:
-    """The loader profile of the tree's kernel, why, the models it adds, and that in one line."""
+def _loader(profile: str, why: str, models: tuple[str, ...], vermagic: str | None) -> dict:
+    """The loader profile of the tree's kernel, why, the models it adds, its vermagic (the loader models
+    compare each module's with it: consumers/kernel.py check_modinfo), and that in one line."""
     if models:
         line = (f"kernel loader: Debian's ({why}): a symbol missing from __versions refuses the load "
                 f"(module-disable-matching-missing-version-crc.patch); the tree's kernel is modelled by "
                 f"{' and '.join(title(m) for m in models)}, beside kernel.org's kernels of each era")
     else:
         line = f"kernel loader: kernel.org's ({why})"
-    return {"profile": profile, "evidence": why, "models": list(models), "line": line}
+    if vermagic is None:
+        line += f"; {VERMAGIC_UNKNOWN}"
+    return {"profile": profile, "evidence": why, "models": list(models), "vermagic": vermagic, "line": line}
 
 
 def _identity(tree, records, census: dict[str, int], source: KernelSource, notes: list[str]) -> dict:
