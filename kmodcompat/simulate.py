@@ -111,7 +111,7 @@ class _Tables:
         self.elfclass = elfclass
         self.little = little
         self.limit = basic.name_limit(elfclass)
-        self.short = [(c, n) for c, n in entries if len(raw(n)) <= self.limit]
+        self.short = [(c, n) for c, n in entries if not basic.too_long(n, elfclass)]
 
     @cached_property
     def basic_table(self) -> bytes:
@@ -148,7 +148,7 @@ class _Tables:
                 raise BuildError(f"CRC {wide[0][0]:#x} of {wide[0][1]} does not fit in 32 bits "
                                  f"({len(wide)} such CRC(s)): modpost's CRCs are 32-bit")
         if fmt == "basic" and len(self.short) < len(entries):
-            long = [n for _, n in entries if len(raw(n)) > limit]
+            long = [n for _, n in entries if basic.too_long(n, self.elfclass)]
             raise BuildError(f'modpost: too long symbol "{long[0]}" ({len(long)} name(s) over {limit} characters)')
         if fmt in ("basic", "basic+ext"):
             out[basic.SECTION] = (self.basic_table, self.elfclass // 8)

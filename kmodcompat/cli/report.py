@@ -73,6 +73,10 @@ its boot image or a real System.map; one line on stderr says which.
                               it is not checkable then)
   cycles                      a dependency cycle
   findings[:CODE]             a malformed table (of that finding code)
+  long-names[:c|rust]         a symbol name a BASIC-only build stops on
+                              (56+ characters, 60+ on 32-bit: modpost's
+                              "too long symbol"), exported by the tree or
+                              vmlinux or imported; :c or :rust only those
   none                        never fail
 
 FORMAT is a simulated format (none, basic, basic+ext, ext-only, varlen, hashed); without it the term applies to the

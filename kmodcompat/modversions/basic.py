@@ -33,6 +33,14 @@ def name_limit(elfclass: int) -> int:
     return MODVERSION_ENTRY_SIZE - elfclass // 8 - 1
 
 
+def too_long(name: str, elfclass: int) -> bool:
+    """Whether a BASIC-only build stops on ``name``: scripts/mod/modpost.c ``add_versions()`` fails with
+    ``ERROR: modpost: too long symbol "<sym>" [<mod>.ko]`` when ``strlen(s->name) >= MODULE_NAME_LEN``
+    (``64 - sizeof(unsigned long)``: 56 on 64-bit, 60 on 32-bit) and the extended tables are off; with
+    them on it leaves the name to ``__version_ext_names`` (docs/formats.md §1.2)."""
+    return len(raw(name)) > name_limit(elfclass)
+
+
 def parse(elf: ElfImage) -> tuple[BasicVersions | None, list[Finding]]:
     sec = elf.section(SECTION)
     if sec is None:
@@ -119,7 +127,7 @@ def encode(entries: list[tuple[int, str]], elfclass: int, little: bool) -> bytes
     out = bytearray()
     for crc, name in entries:
         b = raw(name)
-        if len(b) > limit:
+        if too_long(name, elfclass):
             raise ValueError(f"too long symbol {name!r} for __versions ({len(b)} > {limit})")
         out += st.pack(crc, b)
     return bytes(out)

@@ -20,8 +20,8 @@ from ..consumers import STANDARD, title
 from ..consumers.base import ConsumerView, Counts
 from ..consumers.kernel import VERMAGIC_UNKNOWN
 from ..elf.image import machine_name
-from ..files.kernel import KernelSource, KernelSourceError, find_kernel_files, kernel_source
-from ..modversions.basic import name_limit
+from ..files.kernel import SYMVERS, KernelSource, KernelSourceError, find_kernel_files, kernel_source
+from ..modversions.basic import name_limit, too_long
 from ..records import raw
 from ..rust import demangle, is_rust
 from ..depmod.tree import ModuleTree
@@ -99,6 +99,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
             "simulation": None,
             "crc_usefulness": crc_usefulness(records, kinds).as_dict(),
             "name_lengths": _name_lengths(records),
+            "long_names": long_names(mods, tree, source),
+            "ksym_requires": _ksym_requires(tree, records, source, notes),
             "graph": _graph_facts(graph, source.known),
             "exports": _exports_usage(graph, records),
             "findings": _findings(tree),
@@ -272,6 +274,67 @@ def _name_lengths(records) -> dict:
             break
     return {"histogram": {str(k): v for k, v in sorted(hist.items())},
             "over_limit": over.get("imports", 0), "over_limit_rust": over.get("rust", 0), "longest": top}
+
+
+def long_names(mods, tree, source: KernelSource) -> dict:
+    """The names a BASIC-only build stops on (:func:`~kmodcompat.modversions.basic.too_long`, modpost's
+    "too long symbol"), before modpost sees them: the tree's exports, vmlinux's when the kernel's exports
+    are known (every importer of one fails to build), and the imports of the tree's modules; each name
+    once, C and Rust (:func:`~kmodcompat.rust.is_rust`) counted apart. The lists are complete (a name's
+    importing modules capped at MODULES_LISTED, their count kept): ``report --fail-on long-names`` and
+    the CI formats read them."""
+    classes = Counter(r.elf.elfclass for _, r in mods)
+    elfclass = classes.most_common(1)[0][0] if classes else 64
+    exports: dict[str, dict] = {}
+    imports: dict[str, dict] = {}
+    modules = set()
+    for path, r in mods:
+        rel = _rel(path, tree)
+        for x in r.exports:
+            if too_long(x.name, r.elf.elfclass) and x.name not in exports:
+                exports[x.name] = {**_long_name(x.name), "exporter": r.name, "path": rel}
+        for imp in r.imports:
+            if too_long(imp.name, r.elf.elfclass):
+                entry = imports.get(imp.name)
+                if entry is None:
+                    entry = imports[imp.name] = {**_long_name(imp.name), "importers": 0, "modules": []}
+                entry["importers"] += 1
+                modules.add(path)
+                if len(entry["modules"]) < MODULES_LISTED:
+                    entry["modules"].append(rel)
+    if source.symbols is not None:  # vmlinux's, read with the tree's word size (its importers')
+        for name, _, _ in source.symbols.symbols:
+            if too_long(name, elfclass) and name not in exports:
+                exports[name] = {**_long_name(name), "exporter": "vmlinux", "path": None}
+
+    def part(items: dict[str, dict]) -> dict:
+        rust = sum(1 for x in items.values() if x["rust"])
+        return {"total": len(items), "c": len(items) - rust, "rust": rust,
+                "names": sorted(items.values(), key=lambda x: (-x["length"], x["name"]))}
+
+    return {"limit": name_limit(elfclass), "kernel_exports_known": source.symbols is not None,
+            "exports": part(exports), "imports": {**part(imports), "modules": len(modules)}}
+
+
+def _ksym_requires(tree, records, source: KernelSource, notes: list[str]) -> dict:
+    """What the RPM requirement generators (ksyms.py: SUSE's and Red Hat's find-requires.ksyms) print for
+    the tree taken as one package, and how many lines they drop: the imports only the extended tables
+    carry, which ``--dump-modversions`` does not print. Red Hat's reads the kernel's Module.symvers when
+    that is where the exports came from (its kernel() lines), else writes every line as ksym()."""
+    from ..files.bounded import MODULE_SYMVERS, InputFileError, read_input
+    from ..ksyms import dropped_counts
+
+    symvers = None
+    if source.kind == SYMVERS and source.path is not None:
+        try:
+            symvers = read_input(source.path, MODULE_SYMVERS, gzip=source.path.endswith(".gz"))
+        except InputFileError as e:
+            notes.append(str(e))
+    return dropped_counts(tree.kmod, records, symvers)
+
+
+def _long_name(name: str) -> dict:
+    return {"name": name, "length": len(raw(name)), "rust": is_rust(name), "demangled": demangle(name)}
 
 
 def unresolved_imports(items, reason: str | None = None) -> dict:

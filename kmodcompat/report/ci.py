@@ -133,12 +133,14 @@ _KIND_MEANINGS = {
     "unresolved": "an import that neither a module nor the kernel exports",
     "cycles": "the module is in a dependency cycle",
     "findings": "a malformed version table",
+    "long-names": "a symbol name too long for a BASIC-only build (modpost: too long symbol){which}",
     "none": "never fails",
 }
 
 
 def _term_meaning(term: Term, rule: str | None = None) -> str:
-    text = _KIND_MEANINGS[term.kind].format(arg=term.arg)
+    which = {"c": " (C names)", "rust": " (Rust names)"}.get(term.arg or "", "")
+    text = _KIND_MEANINGS[term.kind].format(arg=term.arg, which=which)
     if rule is not None and rule != term.text and rule.startswith("findings:"):
         return f"{text} (finding {rule.partition(':')[2]})"
     return text + (f", if the tree were built {term.fmt}" if term.fmt else "")

@@ -22,7 +22,8 @@ from html import escape as _escape
 from ..cli.output import shown
 from .diff_render import html_fragment
 from ..consumers import short_title, title as consumer_title
-from .markdown import FORMAT_TITLES, table_title, verdicts_text
+from .markdown import (FORMAT_TITLES, LONG_NAMES_LISTED, ksym_requires_line, long_names_rows, long_names_summary,
+                       table_title, verdicts_text)
 from .summary import BAD_VERDICTS, SEVERITY, affected, not_applicable, worst
 
 _CSS = """
@@ -466,6 +467,17 @@ def render(doc: dict) -> str:
         out.append(_table(["length", "name", "demangled", "module"],
                           [[x["length"], _Raw(f"<code>{escape(x['name'])}</code>"), x["demangled"], x["module"]]
                            for x in n["longest"]]))
+    ln = doc["long_names"]
+    out.append(f'<p id="long-names">{escape(long_names_summary(ln))}</p>')
+    for kind in ("exports", "imports"):
+        if ln[kind]["names"]:
+            rows = long_names_rows(ln[kind], LONG_NAMES_LISTED)
+            out.append(_table(["length", "", kind[:-1] + "ed", "by"],
+                              [[n, lang, _Raw(f"<code>{escape(name)}</code>"), by] for n, lang, name, by in rows]))
+            if ln[kind]["total"] > LONG_NAMES_LISTED:
+                out.append(f"<p>... and {ln[kind]['total'] - LONG_NAMES_LISTED} more in report.json "
+                           "(<code>long_names</code>).</p>")
+    out.append(f'<p id="ksym-requires">{escape(ksym_requires_line(doc["ksym_requires"]))}</p>')
     out.append('<h2 id="census">Modules by modversions format</h2>')
     out.append(_hbar_chart("Modules by modversions format", [(FORMAT_TITLES.get(f, f), v) for f, v in
                                                              doc["format_census"]["modules_by_format"].items()],

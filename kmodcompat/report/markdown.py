@@ -31,6 +31,53 @@ _INLINE = re.compile(r"[\\`|<>&\[\]]")
 _LEADING = re.compile(r"^(?:#{1,6}|[-+*]|\d{1,9}[.)])(?=[ \t]|$)|^(?:[-_*][ \t]*){3,}$")
 
 
+#: Names listed per kind (exports, imports) in the Markdown; report.json lists them all.
+LONG_NAMES_LISTED = 20
+
+
+def long_names_summary(ln: dict) -> str:
+    """One plain line: none over the limit, or the counts of the names a BASIC-only build stops on."""
+    e, i = ln["exports"], ln["imports"]
+    if not e["total"] and not i["total"]:
+        vmlinux = "" if ln["kernel_exports_known"] else " (vmlinux's exports unknown)"
+        return (f"No exported or imported symbol name over {ln['limit']} characters{vmlinux}: a BASIC-only "
+                "build has none to refuse.")
+    return (f"Names of {ln['limit'] + 1}+ characters stop a BASIC-only build (modpost: too long symbol): "
+            f"{e['total']} exported ({e['c']} C, {e['rust']} Rust), {i['total']} imported ({i['c']} C, "
+            f"{i['rust']} Rust) by {i['modules']} module(s)"
+            + ("" if ln["kernel_exports_known"] else "; vmlinux's exports unknown") + ".")
+
+
+def long_names_rows(part: dict, limit: int) -> list[tuple[int, str, str, str]]:
+    """(length, C or Rust, name, by whom) of the first ``limit`` names of ``long_names.exports|imports``."""
+    return [(x["length"], "Rust" if x["rust"] else "C", x["name"],
+             x["exporter"] if "exporter" in x else f"{x['importers']} module(s)") for x in part["names"][:limit]]
+
+
+def ksym_requires_line(k: dict) -> str:
+    """What the RPM requirement generators make of the tree as one package, and what they drop."""
+    return ("RPM requirements (find-requires.ksyms, the tree as one package): "
+            + "; ".join(f"{who} {k[style]['requires']:,}, {k[style]['dropped']:,} dropped"
+                        for style, who in (("suse", "SUSE"), ("redhat", "Red Hat")))
+            + " (the imports only the extended tables carry: --dump-modversions does not print them).")
+
+
+def long_names_lines(ln: dict) -> list[str]:
+    """The names a BASIC-only build stops on: one plain line when there is none, else the counts (C and
+    Rust apart) and the first LONG_NAMES_LISTED names of each kind."""
+    e, i = ln["exports"], ln["imports"]
+    out = [long_names_summary(ln)]
+    for kind, part in (("exported", e), ("imported", i)):
+        if part["names"]:
+            rows = [[n, lang, code(name, True), text(by)] for n, lang, name, by in
+                    long_names_rows(part, LONG_NAMES_LISTED)]
+            out += ["", tabulate(rows, headers=["length", "", kind, "by"], tablefmt="pipe",
+                                 disable_numparse=[1, 2, 3])]
+            if part["total"] > LONG_NAMES_LISTED:
+                out += ["", f"... and {part['total'] - LONG_NAMES_LISTED} more in report.json (`long_names`)."]
+    return out
+
+
 def text(value: object) -> str:
     """A value from the tree as Markdown text that renders as exactly that value."""
     s = _INLINE.sub(r"\\\g<0>", shown(value))
@@ -131,6 +178,7 @@ def render(doc: dict) -> str:
                               for x in n["longest"]],
                              headers=["length", "name", "demangled", "module"], tablefmt="pipe",
                              disable_numparse=[1, 2, 3])]
+    out += ["", *long_names_lines(doc["long_names"]), "", ksym_requires_line(doc["ksym_requires"])]
     g = doc["graph"]
     out += ["", "## Dependency graph", ""]
     out.append(tabulate([

@@ -25,7 +25,9 @@ from ..records import path_to_modname
 from ..simulate import FORMATS
 
 #: The terms --fail-on takes, in the order its help lists them.
-KINDS = ("unreadable", "lost", "false-warnings", "refuses", "unresolved", "cycles", "findings", "none")
+KINDS = ("unreadable", "lost", "false-warnings", "refuses", "unresolved", "cycles", "findings", "long-names", "none")
+#: long-names' argument: which names count (kmodcompat.rust.is_rust tells them apart).
+LONG_NAME_KINDS = ("c", "rust")
 
 
 class Term(NamedTuple):
@@ -82,6 +84,8 @@ def parse_policy(text: str) -> list[Term]:
                 raise ValueError(f"{term}: unknown consumer {arg!r}")
         elif kind in ("unreadable", "unresolved", "cycles", "none") and (arg or fmt):
             raise ValueError(f"{term}: takes no argument")
+        elif kind == "long-names" and (fmt or arg not in ("", *LONG_NAME_KINDS)):
+            raise ValueError(f"{term}: takes c, rust or nothing, no format")
         elif kind not in KINDS:
             raise ValueError(f"{term}: unknown term")
         terms.append(Term(kind, arg or None, fmt or None))
@@ -142,11 +146,42 @@ def _outcome(term: Term, doc: dict, paths: dict[str, str]) -> Outcome:
         hits = tuple(Hit(paths.get(m), m, term.text, "in a dependency cycle: " + " → ".join([*c, c[0]]))
                      for c in cycles for m in c)
         return Outcome(term, f"{len(cycles)} dependency cycle(s)" if cycles else None, hits, 0)
+    if kind == "long-names":
+        return _long_names_outcome(term, doc)
     assert kind == "findings"
     n = sum(v for k, v in doc["findings"]["by_code"].items() if arg is None or k == arg)
     hits = tuple(Hit(f["module"], path_to_modname(f["module"]), f"findings:{f['code']}", f"{f['code']}: {f['message']}")
                  for f in doc["findings"]["items"] if arg is None or f["code"] == arg)
     return Outcome(term, f"{n} finding(s){' ' + arg if arg else ''}" if n else None, hits, n - len(hits))
+
+
+def _long_names_outcome(term: Term, doc: dict) -> Outcome:
+    """The names a BASIC-only build stops on (report ``long_names``): each module exporting or importing
+    one, vmlinux for its own exports (no file: the module name only)."""
+    ln = doc["long_names"]
+    pick = (lambda x: True) if term.arg is None else (lambda x: x["rust"] == (term.arg == "rust"))
+    exports = [x for x in ln["exports"]["names"] if pick(x)]
+    imports = [x for x in ln["imports"]["names"] if pick(x)]
+    names = {x["name"] for x in exports} | {x["name"] for x in imports}
+    if not names:
+        return Outcome(term, None, (), 0)
+    which = {None: "", "c": " C", "rust": " Rust"}[term.arg]
+    broken = (f"{len(names)}{which} symbol name(s) of {ln['limit'] + 1}+ characters, too long for a BASIC-only build "
+              f"({len(exports)} exported, {len(imports)} imported)")
+    per: dict[tuple[str | None, str], tuple[list[str], list[str]]] = {}
+    for x in exports:
+        per.setdefault((x["path"], x["exporter"]), ([], []))[0].append(x["name"])
+    unlisted = 0
+    for x in imports:
+        unlisted += x["importers"] - len(x["modules"])
+        for path in x["modules"]:
+            per.setdefault((path, path_to_modname(path)), ([], []))[1].append(x["name"])
+    hits = []
+    for (path, module), (exported, imported) in per.items():
+        what = [f"{verb} {len(ns)} name(s) of {ln['limit'] + 1}+ characters: " + ", ".join(ns[:3])
+                + (" ..." if len(ns) > 3 else "") for verb, ns in (("exports", exported), ("imports", imported)) if ns]
+        hits.append(Hit(path, module, term.text, "; ".join(what)))
+    return Outcome(term, broken, tuple(hits), unlisted)
 
 
 def _consumer_outcome(term: Term, doc: dict) -> Outcome:

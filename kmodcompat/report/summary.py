@@ -249,10 +249,12 @@ def headlines(doc: dict) -> list[str]:
     if skipped:
         out.append(f"{_n(skipped)} path(s) skipped (special files, dangling or looping links); see 'Unreadable'.")
     out += [r["text"] for r in s["risks"]]
-    n = doc["name_lengths"]
-    if n["over_limit"]:
-        out.append(f"{_n(n['over_limit'])} import(s) ({_n(n['over_limit_rust'])} Rust) are longer than "
-                   f"{doc['tree']['basic_name_limit']} characters: only the extended tables can version them.")
+    ln = doc["long_names"]
+    if ln["exports"]["total"] or ln["imports"]["total"]:
+        rust = {x["name"]: x["rust"] for part in ("exports", "imports") for x in ln[part]["names"]}
+        r = sum(rust.values())
+        out.append(f"Names of {ln['limit'] + 1}+ characters, which stop a BASIC-only build: {_n(ln['exports']['total'])} "
+                   f"exported, {_n(ln['imports']['total'])} imported ({_n(len(rust) - r)} C, {_n(r)} Rust).")
     u = doc["crc_usefulness"]
     if u["imports"]:
         versioned = u["versioned_basic"] + u["versioned_ext_only"]
