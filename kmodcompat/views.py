@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS, STANDARD
+from .consumers import CONSUMERS, standard
 from .consumers.base import ConsumerView, Counts, Reading, exporter_crcs
 from .records import ModuleRecord
 from .parse.scan import default_jobs, worker_pool
@@ -177,7 +177,7 @@ def _merge(parts: list[ViewsResult]) -> ViewsResult:
 
 def _compute(entries, consumers, formats, expected, keep_formats, summarize=None, summarize_counts=None,
              count=True, vermagic=None) -> ViewsResult:
-    consumers = tuple(consumers or STANDARD)
+    consumers = tuple(consumers or standard())
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
         raise ValueError(f"unknown consumer(s): {', '.join(unknown)}; known: {', '.join(CONSUMERS)}")
@@ -197,6 +197,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     count_as_built = count and AS_IS in formats and (AS_IS not in keep_formats or summarize_counts is not None)
     # Per format, per consumer (in ``consumers`` order): each module's view as Counts, counted or modelled.
     rows: dict[str, list[list[Counts]]] = {f: [[] for _ in consumers] for f in formats}
+    wanted = frozenset(consumers)
     for path, rec in entries:
         truth = exporter_crcs(rec)
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
@@ -206,9 +207,23 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         reading = Reading(rec, expected if expected is not None else truth, truth, path, expected is not None,
                           vermagic)
         facts = module_tally(rec, truth, expected, vermagic) if counted or count_as_built else None
+        simulation: Simulation | None = None
         if facts is not None:
             done = facts.counts(counted)
             built = facts.as_built() if count_as_built else None
+            if built is not None:
+                done[AS_IS] = built
+            # A consumer tally.py has no counting rule for is counted from its model's view
+            # (Counts.of, as the modelled formats are), on the same record the counts describe.
+            for fmt, by_consumer in done.items():
+                if by_consumer is not None and not wanted <= by_consumer.keys():
+                    if fmt == AS_IS:
+                        r = reading
+                    else:
+                        simulation = simulation or Simulation(rec, expected)
+                        r = reading.for_record(simulation.record(fmt))
+                    by_consumer.update((c, Counts.of(CONSUMERS[c].read(r))) for c in consumers if c not in by_consumer)
+            built = done.pop(AS_IS, None)
             if built is not None:
                 built = {c: built[c] for c in consumers}
                 if AS_IS not in keep_formats:
@@ -227,7 +242,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             for c, column in zip(consumers, rows[fmt]):
                 column.append(by_consumer[c])
         modelled = [f for f in formats if f not in done]
-        simulation = Simulation(rec, expected) if any(f != AS_IS for f in modelled) else None
+        if simulation is None and any(f != AS_IS for f in modelled):
+            simulation = Simulation(rec, expected)
         for fmt in modelled:
             if fmt == AS_IS:
                 r = reading

@@ -226,6 +226,26 @@ def kernel_symbol_files(root: Path) -> tuple[Path | None, Path | None]:
     return smap, symvers if symvers.is_file() else None
 
 
+#: The warnings ``depmod -e -E`` prints about a module's CRCs, each "<module path><marker><symbol>"
+#: (kmod tools/depmod.c depmod_load_module_dependencies(): "%s needs unknown symbol %s",
+#: "%s disagrees about version of symbol %s"); what kmodcompat/consumers/kmod.py models.
+DEPMOD_CRC_WARNINGS = (" disagrees about version of symbol ", " needs unknown symbol ")
+
+
+def real_depmod_crc_warnings(version: str, base: Path, symvers: Path, kver: str, scratch: Path) -> dict[str, list[str]]:
+    """``depmod -n -e -E symvers`` of kmod ``version`` on ``base``/lib/modules/``kver``, with an empty
+    configuration directory made in ``scratch``: its CRC warnings (whole lines) by module path."""
+    conf = scratch / "depmod.d"
+    conf.mkdir()
+    real = run_kmod(version, "depmod", ["-C", str(conf), "-b", str(base), "-n", "-e", "-E", str(symvers), kver])
+    by_module: dict[str, list[str]] = {}
+    for line in real.stderr.decode().splitlines():
+        for marker in DEPMOD_CRC_WARNINGS:
+            if marker in line:
+                by_module.setdefault(line.split(": WARNING: ", 1)[1].split(marker)[0], []).append(line)
+    return by_module
+
+
 def depmod_scratch_root(root: Path, dst: Path) -> Path:
     """A root for ``depmod -b`` that never writes into the downloaded tree.
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from kmodcompat.consumers import (CONSUMERS, KERNEL_6_13, KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE,
-                                  KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_FORCE, STANDARD, busybox)
+                                  KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_FORCE, busybox, standard)
 from kmodcompat.consumers.kernel import profile_of
 from kmodcompat.consumers.base import own_crcs
 from kmodcompat.kmod.profile import KMOD30, KMOD34, KMOD_PR270
@@ -84,7 +84,7 @@ def test_verdict_matrix(arch, kind):
         want[f"{era}-debian{'+' + force if force else ''}"] = "refuses" if want[c] == "loads-unchecked" else want[c]
     got = {c: view(r).verdict for c, view in CONSUMERS.items()}
     assert got == want
-    assert [c for c in STANDARD if "debian" in c] == []  # not in the default lists
+    assert [c for c in standard() if "debian" in c] == []  # not in the default lists
 
 
 def test_debian_kernel_fails_closed_on_a_name_missing_from_versions():

@@ -275,15 +275,7 @@ def test_real_kmod_dump_and_modinfo_of_hashed_real_modules(hashed_tree, version)
 @pytest.mark.parametrize("version", sorted(KMOD_RELEASES))
 def test_real_depmod_on_hashed_real_modules(hashed_tree, version, tmp_path):
     _, base, symvers_path, symvers, made = hashed_tree
-    conf = tmp_path / "depmod.d"
-    conf.mkdir()
-    real = oracle.run_kmod(version, "depmod", ["-C", str(conf), "-b", str(base), "-n", "-e", "-E",
-                                                str(symvers_path), KVER])
-    by_module: dict[str, list[str]] = {}
-    for line in real.stderr.decode().splitlines():
-        for marker in (" disagrees about version of symbol ", " needs unknown symbol "):
-            if marker in line:
-                by_module.setdefault(line.split(": WARNING: ", 1)[1].split(marker)[0], []).append(line)
+    by_module = oracle.real_depmod_crc_warnings(version, base, symvers_path, KVER, tmp_path)
     kmod = KMOD_RELEASES[version]
     for path, _, rec, truth, longs in made:
         view = CONSUMERS[kmod.id](rec, expected=symvers, truth=truth, path=path)

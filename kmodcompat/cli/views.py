@@ -12,7 +12,7 @@ import sys
 from contextlib import ExitStack
 
 
-from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, STANDARD
+from ..consumers import CONSUMERS, DEFAULT_KMOD_CONSUMER, standard
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, compute_views
 from ..files.kernel import IMAGE, KernelSourceError, base_of, kernel_source
 from ..files.kernel_image import find_image
@@ -51,8 +51,8 @@ def add_parser(sub) -> None:
     p = command_parser(sub, "views", HELP)
     add_input_options(p)
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
-                   help=f"consumer to show (repeatable; default: {', '.join(STANDARD)}; Debian's kernels on "
-                        f"request: {', '.join(c for c in CONSUMERS if c not in STANDARD)})")
+                   help=f"consumer to show (repeatable; default: {', '.join(standard())}; Debian's kernels on "
+                        f"request: {', '.join(c for c in CONSUMERS if c not in standard())})")
     p.add_argument("--simulate", action="store_true", help="also show every simulated format")
     p.add_argument("-E", "--symvers", metavar="Module.symvers",
                    help="vmlinux CRCs to check imports against (default for a tree: its Module.symvers or boot "

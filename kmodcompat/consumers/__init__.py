@@ -6,12 +6,13 @@ One file per consumer; each offers a reader of a
 only place a consumer is named: its CLI identifier, the title reports give
 it, the model and the kmod release or kernel it models. Every list of
 consumers (views, reports, diff, the ``--consumer`` choices) and every
-default is read from it. Adding a consumer is one file and one line here.
+default is read from it. Adding a consumer is one file and one line here
+(a :func:`register` call, as every consumer is added).
 
 The kernel's loader has two profiles (consumers/kernel.py): kernel.org's and
 Debian's (module-disable-matching-missing-version-crc.patch). The Debian ones
 are registered like the others but are not in the default lists
-(:data:`STANDARD`): a tree gets them when its kernel is Debian's (or when
+(:func:`standard`): a tree gets them when its kernel is Debian's (or when
 asked), in place of nothing, beside the kernel.org models of each era.
 """
 
@@ -84,8 +85,25 @@ WEAK_MODULES = Consumer("weak-modules", "weak-modules (Red Hat)", partial(weak_m
 WEAK_MODULES2 = Consumer("weak-modules2", "weak-modules2 (SUSE)", partial(weak_modules.read, "weak-modules2"),
                          kind="crc-gate")
 
-#: Every consumer model by CLI identifier, in report order.
-CONSUMERS: dict[str, Consumer] = {c.id: c for c in (
+#: Every consumer model by CLI identifier, in report order (:func:`register` adds to it).
+CONSUMERS: dict[str, Consumer] = {}
+
+
+def register(consumer: Consumer) -> Consumer:
+    """Add ``consumer`` to the registry, after those there: every list, default and ``--consumer``
+    choice made from then on offers it. Its counts come from its model unless tally.py counts it."""
+    if consumer.id in CONSUMERS:
+        raise ValueError(f"consumer {consumer.id!r} is already registered")
+    CONSUMERS[consumer.id] = consumer
+    return consumer
+
+
+def unregister(consumer_id: str) -> Consumer:
+    """Remove a consumer :func:`register` added (a test's own model, when the test ends)."""
+    return CONSUMERS.pop(consumer_id)
+
+
+for _c in (
     _kmod(KMOD30, "kmod 30 (Debian 12)", "kmod 30"),
     _kmod(KMOD34, "kmod 33-34.2 (Debian 13)", "kmod 34.2"),
     _kmod(KMOD_PR270, "kmod + PR #270", "kmod + PR #270"),
@@ -103,9 +121,16 @@ CONSUMERS: dict[str, Consumer] = {c.id: c for c in (
     _kernel(KERNEL_6_13_DEBIAN_FORCE, "Debian kernel ≤ 6.13, FORCE_LOAD", "Debian kernel ≤ 6.13"),
     _kernel(KERNEL_6_14_DEBIAN, "Debian kernel ≥ 6.14, no FORCE_LOAD", "Debian kernel ≥ 6.14 (no FORCE_LOAD)"),
     _kernel(KERNEL_6_14_DEBIAN_FORCE, "Debian kernel ≥ 6.14, FORCE_LOAD", "Debian kernel ≥ 6.14"),
-)}
-#: The consumers of every default list (views, reports): all but the Debian kernel profile's.
-STANDARD: tuple[str, ...] = tuple(c.id for c in CONSUMERS.values() if c.standard)
+):
+    register(_c)
+del _c
+
+
+def standard() -> tuple[str, ...]:
+    """The consumers of every default list (views, reports): all but those registered with
+    ``standard=False`` (the Debian kernel profile's)."""
+    return tuple(c.id for c in CONSUMERS.values() if c.standard)
+
 
 #: The kmod of report headlines, policies and ``views``' sentence: the default kmod release.
 DEFAULT_KMOD_CONSUMER = CONSUMERS[DEFAULT_KMOD.id]

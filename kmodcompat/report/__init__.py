@@ -16,7 +16,7 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from ..consumers import STANDARD, title
+from ..consumers import standard, title
 from ..consumers.base import ConsumerView, Counts
 from ..consumers.kernel import VERMAGIC_UNKNOWN
 from ..elf.image import machine_name
@@ -76,7 +76,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     records = [r for _, r in mods]
     expected = source.expected(records)
     profile, why, loader_models, vermagic = tree_loader(tree.dirname, tree.kver, kernel_image, kernel_profile)
-    consumers = (*STANDARD, *loader_models)
+    consumers = (*standard(), *loader_models)
     # The views (most of the work) run in worker processes while this one does the rest.
     with views_started(mods, consumers, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts,
