@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .. import __version__
+from ..kmod.host import describe_default
 from .helptext import CommandHelp, HelpParser
 from .output import flush_held
 from .terminal import add_terminal_options, session
@@ -76,12 +77,21 @@ XDG_CACHE_HOME: where the cache lives (kmodcompat/ in it; default ~/.cache).
 )
 
 
-def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+class _Version(argparse.Action):
+    """``--version``: the release, and which kmod the kmod-compatible commands emulate by default (host.py)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"kmodcompat {__version__}\n{describe_default()}")
+        parser.exit(0)
+
+
+def build_parser(only: str | None = None) -> HelpParser:
     """The whole command line, or with ``only`` that one command's sub-parser (same options)."""
     parser = HelpParser(prog="kmodcompat", about=HELP)
-    parser.add_argument("--version", action="version", version=f"kmodcompat {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and which kmod is emulated")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HelpParser)
     sub.required = True
+    parser.command_parsers = sub.choices  # name -> the command's own parser
     for name, module in COMMANDS.items():
         if only is None or name == only:
             importlib.import_module(f".{module}", __name__).add_parser(sub)
@@ -100,6 +110,15 @@ def main(argv: list[str] | None = None) -> int:
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    if argv and argv[0] in KMOD_COMMANDS:
+        # kmod's own answers to its options (kmod/getopt.py): a release's error, or its deprecated ones dropped
+        module = importlib.import_module(f".{COMMANDS[argv[0]]}", __name__)
+        preparse = getattr(module, "preparse", None)
+        if preparse is not None:
+            rest, status = preparse(argv[1:], parser.command_parsers[argv[0]])
+            if status is not None:
+                return status
+            argv = [argv[0], *rest]
     try:
         args = parse(parser, argv)
     except SystemExit as e:  # --help (0), --version (0), a usage error (2: HelpParser.error's one line)

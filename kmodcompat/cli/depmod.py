@@ -25,9 +25,17 @@ from typing import Any
 from ..depmod.kernel_symbols import KernelSymbolsError
 from ..files.kernel import KernelSource, KernelSourceError, kernel_source
 from ..depmod.resolve import KERNEL, Depmod, run_depmod
+from ..depmod.tree import make_absolute
+from ..depmod.uptodate import depfile_up_to_date
 from ..depmod.writer import render, write_files
 from ..files.packages import is_package
-from .inputs import add_symbol_options, add_tree_options, load_depmod_tree, load_kernel_symbols, tree_operand
+from ..kmod.getopt import DEPMOD_30, DEPMOD_34, own_options, scan
+from ..kmod.host import default_kmod
+from ..kmod.profile import KMOD_PROFILES, Kmod
+from ..records import raw
+from .inputs import (TreeOperand, add_symbol_options, add_tree_options, load_depmod_tree, load_kernel_symbols,
+                     tree_operand)
+from .output import emulated_kmod
 from .helptext import CommandHelp, command_parser
 
 PROGRAM = "depmod"
@@ -64,15 +72,30 @@ reads the host's instead, which is what real "depmod -b" does.
     ),
     exit_status="As the emulated depmod: 0 on success, 1 on a fatal error, with depmod's message (a release whose "
                 "directory cannot be searched, a bad version, an unreadable -E or -F file, a module path that is not "
-                "absolute), 134 where kmod aborts. kmodcompat's own operand forms (a directory or packages) that name "
-                "nothing usable, and options it does not know, exit 2 with one line.",
+                "absolute), 134 where kmod aborts. An option the emulated release lacks gets its getopt message "
+                "and 1 (kmod 30 has no -m DIR or -o DIR; kmod 34 no -u, -q, -r, which kmod 30 ignores with a "
+                "warning). kmodcompat's own operand forms (a directory or packages) that name nothing usable, "
+                "and -vv, exit 2 with one line.",
 )
 
 
 def add_parser(sub) -> None:
     p = command_parser(sub, "depmod", HELP)
+    p.add_argument("-a", "--all", action="store_true",
+                   help="probe all modules (the default: kmodcompat does not take modules one by one)")
+    p.add_argument("-A", "--quick", action="store_true",
+                   help="do nothing when modules.dep is newer than every module file (nothing at all with -n)")
     p.add_argument("-n", "--dry-run", "--show", dest="dry_run", action="store_true",
                    help="write the text files to stdout, nothing to disk")
+    p.add_argument("-v", "--verbose", action="count", default=0,
+                   help='print each dependency as it is found ("MODULE needs "SYMBOL": OWNER") on stdout')
+    p.add_argument("-w", "--warn", action="store_true",
+                   help="warn about duplicate dependencies, aliases and symbols while writing the indexes")
+    p.add_argument("-m", "--moduledir", default=None, metavar="DIR",
+                   help="kmod 34: the module directory under BASEDIR (default lib/modules), with kmod's operands")
+    p.add_argument("-o", "--outdir", default=None, metavar="OUTDIR",
+                   help="kmod 34: write the files under OUTDIR/lib/modules/KVER instead of BASEDIR's")
+    p.add_argument("-V", "--version", action="store_true", help="print the emulated kmod's version and features")
     p.add_argument("-e", "--errsyms", action="store_true", help="report unresolved and mismatched symbols")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default %(default)s)")
@@ -125,7 +148,44 @@ def _kmod_operands(args) -> bool:
     return args.basedir is not None or not (os.path.isdir(first) or is_package(first))
 
 
+def preparse(argv: list[str], parser) -> tuple[list[str], int | None]:
+    """The command line as the emulated release's getopt_long() reads it (kmod/getopt.py): kmod 30's deprecated
+    options dropped with its warning, an option the release lacks refused with its message and status 1."""
+    kmod = _release_named(argv)
+    own_long, own_short = own_options(parser)
+    scanned = scan(argv, kmod.depmod_options, (DEPMOD_30, DEPMOD_34), own_long, own_short)
+    for warning in scanned.warnings:
+        sys.stderr.write(f"{PROGRAM}: WARNING: {warning}\n")
+    if scanned.error is not None:
+        sys.stderr.write(f"{PROGRAM}: {scanned.error}\n")
+        return argv, 1
+    return scanned.argv, None
+
+
+def _release_named(argv: list[str]) -> Kmod:
+    """The profile ``--as`` names in ``argv`` (before argparse reads it), else the host's default."""
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        value = token[5:] if token.startswith("--as=") else argv[i + 1] if token == "--as" and i + 1 < len(argv) \
+            else None
+        if value in KMOD_PROFILES:
+            return KMOD_PROFILES[value]
+    return default_kmod()
+
+
+def _module_directory(op, args) -> str:
+    """``-m DIR``: cfg.dirname, ``"%s/%s/%s"`` of the root, DIR without its leading slashes, and KVER."""
+    moduledir = args.moduledir.lstrip("/")
+    root = make_absolute(op.basedir) if op.basedir else ""
+    return f"{root}/{moduledir}/{op.kver}"
+
+
 def run(args) -> int:
+    kmod = emulated_kmod(args)
+    if args.version:  # tools/kmod.c kmod_version(), printed before anything else is looked at
+        sys.stdout.write(kmod.version_text)
+        return 0
     if args.prefix and len(args.prefix) != 1:
         sys.stderr.write(f"{PROGRAM}: FATAL: -P only takes a single char\n")
         return 1
@@ -133,11 +193,6 @@ def run(args) -> int:
     if kmod_operands and not _VERSION.match(args.operands[0]):
         # do_depmod(): checked right after the options, before -b's directory is looked at
         sys.stderr.write(f"{PROGRAM}: ERROR: Bad version passed {args.operands[0]}\n")
-        return 1
-    try:
-        kernel = load_kernel_symbols(args)
-    except KernelSymbolsError as e:
-        sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e.filename}: {e.strerror}\n")
         return 1
     if kmod_operands and len(args.operands) > 1:
         # depmod KVER MODULE...: kmod checks each path before it reads any; the mode itself is not emulated
@@ -148,6 +203,36 @@ def run(args) -> int:
         print("kmodcompat: depmod KVER MODULE... (modules named one by one) is not emulated: name the tree only",
               file=sys.stderr)
         return 2
+    if args.verbose > 1:
+        # -vv raises libkmod's log priority to INFO: its lines print memory addresses ("context 0x5555668a72d0
+        # released", libkmod.c kmod_unref()), which no emulation can reproduce
+        print("kmodcompat: depmod: -vv is not emulated (kmod's INFO and DEBUG lines print memory addresses): "
+              "give -v", file=sys.stderr)
+        return 2
+    if args.moduledir is not None and not kmod_operands:
+        print("kmodcompat: depmod: -m DIR goes with kmod's operands, [-b BASEDIR] KVER", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        # kmod's operands: a BASEDIR that is no directory is depmod's "could not search modules" to say
+        op = tree_operand(args, stack, check_basedir=not kmod_operands)
+        if args.moduledir is not None:
+            op = TreeOperand(_module_directory(op, args), op.kver, op.basedir, op.label, op.packages)
+        if args.quick:  # do_depmod(): maybe_all, before the kernel's symbols are read
+            if args.dry_run:
+                return 0
+            fresh, errors = depfile_up_to_date(op.dirname, kmod.module_suffixes)
+            sys.stderr.write("".join(op.display(d.line(PROGRAM)) for d in errors))
+            if fresh:
+                return 0
+        try:
+            kernel = load_kernel_symbols(args)
+        except KernelSymbolsError as e:
+            sys.stderr.write(f"{PROGRAM}: FATAL: could not load {e.filename}: {e.strerror}\n")
+            return 1
+        return _depmod_tree(args, kernel, op, stack)
+
+
+def _depmod_tree(args, kernel, op, stack: ExitStack) -> int:
     source = KernelSource.of(kernel)
     if kernel is None and args.kernel_image:
         # kmodcompat's own option: a line of its own (kmod's options print nothing, byte for byte).
@@ -158,25 +243,39 @@ def run(args) -> int:
             return 1
         kernel = source.symbols
         sys.stderr.write(f"kmodcompat: {source.line()}\n")
-    with ExitStack() as stack:
-        # kmod's operands: a BASEDIR that is no directory is depmod's "could not search modules" to say
-        op = tree_operand(args, stack, check_basedir=not kmod_operands)
-        tree = load_depmod_tree(op, args, check=False)
-        if op.packages is not None and not args.dry_run and args.format == "text":
-            print("kmodcompat: packages are unpacked into a temporary root: give -n to see depmod's files",
-                  file=sys.stderr)
-            return 2
-        return _depmod(args, kernel, tree, op, source)
+    tree = load_depmod_tree(op, args, check=False)
+    if op.packages is not None and not args.dry_run and args.format == "text" and args.outdir is None:
+        print("kmodcompat: packages are unpacked into a temporary root: give -n to see depmod's files, or -o",
+              file=sys.stderr)
+        return 2
+    return _depmod(args, kernel, tree, op, source)
+
+
+def _outdir(args, op, tree) -> str:
+    """cfg.outdirname: ``-o OUTDIR`` + the module directory + KVER (kmod 34), else the tree's own directory."""
+    if args.outdir is None:
+        return tree.dirname
+    moduledir = (args.moduledir or "lib/modules").lstrip("/")
+    return f"{make_absolute(args.outdir)}/{moduledir}/{op.kver}"
+
+
+def _show(dm: Depmod) -> bytes:
+    """``-v``: mod_add_dependency()'s ``SHOW("%s needs \"%s\": %s\n")``, once per (module, owner), with the
+    first symbol that made the dependency, in the order depmod_load_dependencies() finds them."""
+    mods = dm.modules
+    return b"".join(raw(f'{mods[i].path} needs "{dm.edges[(i, d)][0]}": {mods[d].path}\n')
+                    for i in range(len(mods)) for d in dm.deps[i])
 
 
 def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
     dm = run_depmod(tree, kernel, print_unknown=args.errsyms, prefix=args.prefix)
-    out = render(dm, dry_run=args.dry_run)
+    out = render(dm, dry_run=args.dry_run, warn_dups=args.warn)
+    outdir = _outdir(args, op, tree)
     diagnostics = list(dm.diagnostics) + list(out.diagnostics)
     status = 1 if dm.failed else 0
     if args.format == "json":
-        if not args.dry_run and not dm.failed:
-            write_files(out, tree.dirname)
+        if not args.dry_run and not dm.failed and not _write(out, outdir, op):
+            return 1
         doc = {**result_json(dm, diagnostics), "kernel_exports": source.line()}
         if op.packages is not None:  # the temporary root's paths as the packages' names
             doc = json.loads(op.display(json.dumps(doc)))
@@ -186,11 +285,25 @@ def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
     sys.stderr.buffer.write(b"".join(op.display(d.line(PROGRAM)).encode("utf-8", "surrogateescape")
                                      for d in diagnostics))
     sys.stderr.flush()
+    if args.verbose:  # printed (and flushed) while the dependencies load: before cycles fail or abort the run
+        sys.stdout.buffer.write(op.display(_show(dm).decode("utf-8", "surrogateescape")).encode("utf-8",
+                                                                                                   "surrogateescape"))
+        sys.stdout.flush()
     if dm.aborted:
         sys.stderr.write(f"{PROGRAM}: {dm.aborted}\n")
         return 134  # SIGABRT, as the assertion in depmod_report_cycles_from_root() ends it
     if args.dry_run:
         sys.stdout.buffer.write(out.stdout)
-    elif not dm.failed:
-        write_files(out, tree.dirname)
+    elif not dm.failed and not _write(out, outdir, op):
+        return 1
     return status
+
+
+def _write(out, outdir: str, op) -> bool:
+    """depmod_output()'s files, or its ``CRIT("could not create directory %s: %m")`` (then exit 1)."""
+    try:
+        write_files(out, outdir)
+    except OSError as e:
+        sys.stderr.write(op.display(f"{PROGRAM}: FATAL: could not create directory {outdir}: {e.strerror}\n"))
+        return False
+    return True

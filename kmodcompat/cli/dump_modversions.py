@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from ..kmod.profile import KMOD_PROFILES
 from ..kmod.tools import dump_modversions
-from .output import add_as_option, emit
+from .output import add_as_option, emulated_kmod, emit
 from .helptext import CommandHelp, command_parser
 
 
@@ -40,6 +39,6 @@ def run(args) -> int:
     if not args.module:
         sys.stderr.write("modprobe: ERROR: missing parameters. See -h.\n")
         return 1
-    result = dump_modversions(KMOD_PROFILES[args.as_], args.module[0])
+    result = dump_modversions(emulated_kmod(args), args.module[0])
     emit(result)
     return result.status

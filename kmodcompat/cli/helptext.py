@@ -18,6 +18,7 @@ import argparse
 import shutil
 import sys
 import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -78,6 +79,7 @@ class HelpParser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", _Formatter)
         super().__init__(*args, **kwargs)
         self.about = about
+        self.command_parsers: Mapping[str, argparse.ArgumentParser] = {}  # the top level's: name -> sub-parser
 
     def error(self, message: str) -> NoReturn:
         """A usage error as one line, ``kmodcompat: COMMAND: WHAT (see kmodcompat COMMAND --help)``, and exit

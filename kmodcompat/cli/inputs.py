@@ -29,11 +29,11 @@ from ..depmod.tree import ModuleTree, load_tree, make_absolute
 from ..errors import ModuleReadError
 from ..files import packages
 from ..files.bounded import file_type
-from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES, Kmod
+from ..kmod.profile import DEFAULT_KMOD, Kmod
 from ..records import MODULE_SUFFIXES, ModuleRecord
 from ..cache import RecordCache, parse_cached
 from ..consumers.base import tree_crcs
-from .output import add_as_option, shown
+from .output import add_as_option, emulated_kmod, shown
 from .terminal import progress
 
 #: The help text of the tree operand, the same in every command.
@@ -257,7 +257,7 @@ def depmod_config(op: TreeOperand, args, kmod: Kmod):
 def load_depmod_tree(op: TreeOperand, args, check: bool = True) -> ModuleTree:
     """The tree of ``op``, loaded with the configuration the options select. ``check``: a module directory that
     cannot be searched is an input error (exit 2); depmod says it its own way instead."""
-    kmod = KMOD_PROFILES[args.as_]
+    kmod = emulated_kmod(args)
     tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=progress("loading"))
     if check:
         check_tree(op, tree)

@@ -15,13 +15,12 @@ import sys
 
 from ..errors import ModuleReadError
 from ..files.bounded import MODULE_SYMVERS, InputFileError, read_input
-from ..kmod.profile import KMOD_PROFILES
 from ..ksyms import STYLES, Package, first_word, generate, handled, package
 from ..parse.scan import parse_many
 from ..records import raw
 from . import EXIT_USAGE
 from .helptext import CommandHelp, command_parser
-from .output import add_as_option, shown
+from .output import add_as_option, emulated_kmod, shown
 from .terminal import note
 
 
@@ -83,7 +82,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    kmod = KMOD_PROFILES[args.as_]
+    kmod = emulated_kmod(args)
     status = 0
     pkgs: list[Package] = []
     for rec in parse_many(args.modules, jobs=args.jobs):

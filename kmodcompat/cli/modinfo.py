@@ -9,13 +9,15 @@ from __future__ import annotations
 import os
 import sys
 
-from ..kmod.profile import KMOD_PROFILES
+from ..kmod.getopt import MODINFO, own_options, scan
 from ..kmod.tools import modinfo_arg
-from .output import add_as_option, emit
+from .output import add_as_option, emulated_kmod, emit
 from .helptext import CommandHelp, command_parser
 
 
-_SHORTCUTS = {"author": "-a", "description": "-d", "license": "-l", "parm": "-p", "filename": "-n"}
+#: tools/modinfo.c cmdopts[]: the field shortcuts (-p is --parameters, and prints the parm field).
+_SHORTCUTS = {"author": ("-a", "--author"), "description": ("-d", "--description"),
+              "license": ("-l", "--license"), "parm": ("-p", "--parameters"), "filename": ("-n", "--filename")}
 
 
 HELP = CommandHelp(
@@ -37,7 +39,7 @@ modinfo looks it up (the running kernel's release unless -k is given).
          "Print the signer as kmod 30 (Debian 12) would."),
     ),
     exit_status="As kmod's modinfo: 0 when every module was found and read, 1 otherwise, or when no module is named (with"
-                " modinfo's message). An option kmodcompat does not know exits 2, with one line.",
+                " modinfo's message), or for an option modinfo does not know (with its getopt message).",
 )
 
 
@@ -47,24 +49,41 @@ def add_parser(sub) -> None:
     p.add_argument("modules", nargs="*", metavar="MODULE", help="module files or module names")
     p.add_argument("-F", "--field", help="print only this field's values")
     p.add_argument("-0", "--null", action="store_true", help="use \\0 instead of \\n between values")
-    for field, flag in _SHORTCUTS.items():
-        p.add_argument(flag, dest="field", action="store_const", const=field, help=f"same as -F {field}")
+    for field, flags in _SHORTCUTS.items():
+        p.add_argument(*flags, dest="field", action="store_const", const=field, help=f"same as -F {field}")
+    p.add_argument("-m", "--modname", action="store_true",
+                   help="each MODULE is a module name, even when it looks like a file name")
     p.add_argument("-b", "--basedir", default="", help="root directory for module lookups by name")
-    p.add_argument("-k", dest="kver", default=None, help="kernel version for module lookups by name")
+    p.add_argument("-k", "--set-version", dest="kver", default=None, metavar="KVER",
+                   help="kernel version for module lookups by name")
+    p.add_argument("-V", "--version", action="store_true", help="print the emulated kmod's version and features")
     add_as_option(p)
     p.set_defaults(run=run)
 
 
+def preparse(argv: list[str], parser) -> tuple[list[str], int | None]:
+    """modinfo's getopt_long() (kmod/getopt.py): an option kmod's modinfo lacks is its error, status 1."""
+    own_long, own_short = own_options(parser)
+    scanned = scan(argv, MODINFO, (MODINFO,), own_long, own_short)
+    if scanned.error is not None:
+        sys.stderr.write(f"modinfo: {scanned.error}\n")
+        return argv, 1
+    return scanned.argv, None
+
+
 def run(args) -> int:
+    if args.version:  # handled in the option loop, before the operands are looked at
+        sys.stdout.write(emulated_kmod(args).version_text)
+        return 0
     if not args.modules:  # tools/modinfo.c: "if (optind >= argc)", then EXIT_FAILURE
         sys.stderr.write("modinfo: ERROR: missing module or filename.\n")
         return 1
-    kmod = KMOD_PROFILES[args.as_]
+    kmod = emulated_kmod(args)
     sep = "\0" if args.null else "\n"
     dirname = os.path.join(args.basedir or "/", "lib/modules", args.kver or os.uname().release)
     status = 0
     for arg in args.modules:
-        result = modinfo_arg(kmod, arg, args.field, sep, dirname)
+        result = modinfo_arg(kmod, arg, args.field, sep, dirname, by_name=args.modname)
         emit(result)
         status |= result.status
     return status

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import sys
 
-from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES
+from ..kmod.host import default_kmod
+from ..kmod.profile import DEFAULT_KMOD, KMOD_PROFILES, Kmod
 from ..kmod.tools import ABORTED, ToolResult
 
 _held: list[bytes] = []
@@ -43,10 +44,18 @@ def flush_held() -> None:
     sys.stdout.flush()
 
 
-def add_as_option(p, default: str = DEFAULT_KMOD.id) -> None:
-    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_PROFILES), default=default,
-                   help=f"kmod to emulate: {', '.join(sorted(KMOD_PROFILES))} (default {default}; kmod-pr270 is "
-                        "kmod with the unmerged extended-modversions support)")
+def add_as_option(p) -> None:
+    # The default is resolved at run time (emulated_kmod()): the help text stays the same on every host, as the
+    # man pages generated from it must.
+    p.add_argument("--as", dest="as_", metavar="CONSUMER", choices=sorted(KMOD_PROFILES), default=None,
+                   help=f"kmod to emulate: {', '.join(sorted(KMOD_PROFILES))} (default: the host's kmod when it "
+                        f"is kmod 30 or 34, else {DEFAULT_KMOD.id}; kmodcompat --version says which; kmod-pr270 "
+                        "is kmod with the unmerged extended-modversions support)")
+
+
+def emulated_kmod(args) -> Kmod:
+    """The kmod profile ``--as`` names, or the host's default (kmod/host.py)."""
+    return KMOD_PROFILES[args.as_] if getattr(args, "as_", None) else default_kmod()
 
 
 def shown(text: object) -> str:

@@ -21,7 +21,6 @@ import sys
 from contextlib import ExitStack
 from dataclasses import asdict
 
-from ..kmod.profile import KMOD_PROFILES
 from ..errors import ModuleReadError
 from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files
 from ..files.bounded import file_type
@@ -29,7 +28,7 @@ from ..records import MODULE_SUFFIXES
 from ..validate import Failure, Target, Validation, validate_file
 from ..files.packages import is_package
 from .inputs import may_be_kver, resolve, usage
-from .output import add_as_option, shown
+from .output import add_as_option, emulated_kmod, shown
 from .helptext import CommandHelp, command_parser
 from .terminal import paint, progress
 
@@ -142,7 +141,7 @@ def _run(args, display) -> int:
     target = Target(machine=args.machine, struct_module_size=args.struct_module_size,
                     ppc64_elfv2=None if args.ppc64_abi is None else args.ppc64_abi == 2,
                     sig_enforce=args.sig_enforce, strict_module_rwx=args.strict_rwx,
-                    kmod=KMOD_PROFILES[args.as_].id)
+                    kmod=emulated_kmod(args).id)
     files: list[str] = []
     walk_errors: list[ModuleReadError] = []
     skipped: list[tuple[str, str]] = []

@@ -133,8 +133,9 @@ def _builtin_alias_bin(dm: Depmod, layout: str, diags: list[Diagnostic]) -> byte
     return builtin_alias_index_from_modinfo(data).to_bytes(layout)
 
 
-def render(dm: Depmod, dry_run: bool = False) -> DepmodOutput:
-    """Every file depmod writes for ``dm`` (only the text ones with ``dry_run``, as ``-n``)."""
+def render(dm: Depmod, dry_run: bool = False, warn_dups: bool = False) -> DepmodOutput:
+    """Every file depmod writes for ``dm`` (only the text ones with ``dry_run``, as ``-n``). ``warn_dups``:
+    ``-w``, index_insert()'s duplicates reported as output_*_bin() do (``WRN("duplicate module ...")``)."""
     if dm.failed:
         return DepmodOutput((), (), dry_run)
     layout = layout_for_kmod_version(dm.kmod.version)
@@ -148,7 +149,8 @@ def render(dm: Depmod, dry_run: bool = False) -> DepmodOutput:
     if not dry_run:
         idx = Index()
         for i, line in enumerate(lines):
-            idx.insert(mods[i].name, line, i)
+            if idx.insert(mods[i].name, line, i) and warn_dups:
+                diags.append(diag(WARNING, "duplicate", f"duplicate module deps:\n{line}", module=mods[i].name))
         files.append(("modules.dep.bin", idx.to_bytes(layout)))
 
     alias_lines = ["# Aliases extracted from modules themselves.\n"]
@@ -163,7 +165,9 @@ def render(dm: Depmod, dry_run: bool = False) -> DepmodOutput:
                 if key is None:
                     diags.append(diag(WARNING, "unmatched-bracket", f"Unmatched bracket in {v}", module=m.name))
                     continue
-                idx.insert(key, m.name, i)
+                if idx.insert(key, m.name, i) and warn_dups:
+                    diags.append(diag(WARNING, "duplicate", f"duplicate module alias:\n{key} {m.name}",
+                                      module=m.name))
         files.append(("modules.alias.bin", idx.to_bytes(layout)))
 
     soft = ["# Soft dependencies extracted from modules themselves.\n"]
@@ -182,7 +186,9 @@ def render(dm: Depmod, dry_run: bool = False) -> DepmodOutput:
     if not dry_run:
         idx = Index()
         for s in owned:
-            idx.insert("symbol:" + s.name, mods[s.owner].name, s.owner)
+            if idx.insert("symbol:" + s.name, mods[s.owner].name, s.owner) and warn_dups:
+                diags.append(diag(WARNING, "duplicate", f"duplicate module syms:\nsymbol:{s.name} {mods[s.owner].name}",
+                                  module=mods[s.owner].name))
         files.append(("modules.symbols.bin", idx.to_bytes(layout)))
         files.append(("modules.builtin.bin", _builtin_bin(dm, layout, diags)))
         files.append(("modules.builtin.alias.bin", _builtin_alias_bin(dm, layout, diags)))

@@ -13,6 +13,7 @@ import errno
 from dataclasses import dataclass, replace
 
 from ..parse.signature import OPENSSL_DIGEST_NAMES
+from .getopt import DEPMOD_30, DEPMOD_34, Options
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,11 @@ class Kmod:
     #: one (``idx != SHN_UNDEF``; ``idx < elf->header.section.count`` is the next line). Debian builds
     #: keep assertions: a bad index aborts the tool (SIGABRT) with that line on stderr.
     section_assert: tuple[str, int] = ("elf_get_section_header_offset", 208)  # v34.2
+    #: depmod's command line (tools/depmod.c cmdopts_s/cmdopts[]): kmod/getopt.py.
+    depmod_options: Options = DEPMOD_34
+    #: What ``-V`` prints (tools/kmod.c kmod_version(); v30: ``puts(PACKAGE " version " VERSION);
+    #: puts(KMOD_FEATURES);``): the release and the features of Debian's build, as its binary prints them.
+    version_text: str = "kmod version 34.2\n+ZSTD +XZ -ZLIB +OPENSSL\n"
 
 
 #: kmod 30 (Debian 12 bookworm: 30+20221128-1).
@@ -78,6 +84,8 @@ KMOD30 = Kmod(
     config_entry_stat_checked=False,  # fstatat()'s result unchecked until v34 (a55c094)
     wrapped_eof_backslash=b"\xff",  # a final backslash stores EOF as a byte until v34 (7805c95)
     section_assert=("elf_get_section_header", 213),  # v30 libkmod-elf.c
+    depmod_options=DEPMOD_30,  # -u -q -r -m deprecated; no -m DIR / -o DIR
+    version_text="kmod version 30\n+ZSTD +XZ -ZLIB +LIBCRYPTO -EXPERIMENTAL\n",
 )
 
 #: kmod 33 to 34.2 (Debian 13 trixie: 34.2-2). libkmod-elf.c is the same blob in 34, 34.1 and 34.2.

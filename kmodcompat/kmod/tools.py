@@ -90,17 +90,22 @@ def is_module_filename(kmod: Kmod, arg: str) -> bool:
 
 
 def modinfo_arg(kmod: Kmod, arg: str, field: str | None = None, separator: str = "\n",
-                dirname: str | None = None) -> ToolResult:
+                dirname: str | None = None, by_name: bool = False) -> ToolResult:
     """``modinfo`` for one command-line argument: a module file, else a module name.
 
     A name is looked up in ``dirname/modules.dep`` (``/lib/modules/$(uname -r)``
     unless given), the first source kmod_module_new_from_lookup() consults.
+    ``by_name``: ``-m``, modinfo_name_do(): the argument is a name even when it
+    looks like a file name, and a miss is "Module name %s not found.".
     """
-    if is_module_filename(kmod, arg):
+    if not by_name and is_module_filename(kmod, arg):
         return modinfo_file(kmod, arg, field, separator)
-    path = lookup_module(arg, dirname or os.path.join("/lib/modules", os.uname().release))
+    # modname_normalize() (shared/util.c): the name ends at the first '.', so -m ext4.ko is ext4
+    name = arg.split(".", 1)[0] if by_name else arg
+    path = lookup_module(name, dirname or os.path.join("/lib/modules", os.uname().release))
     if path is None:
-        return ToolResult(b"", _line(f"modinfo: ERROR: Module {arg} not found."), 1)
+        what = "Module name" if by_name else "Module"
+        return ToolResult(b"", _line(f"modinfo: ERROR: {what} {arg} not found."), 1)
     return modinfo_file(kmod, path, field, separator)
 
 
