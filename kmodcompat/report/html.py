@@ -463,17 +463,14 @@ def render(doc: dict) -> str:
     n = doc["name_lengths"]
     out.append('<h2 id="names">Symbol name lengths</h2>')
     out.append(_histogram(n["histogram"], t["basic_name_limit"]))
-    if n["longest"]:
-        out.append(_table(["length", "name", "demangled", "module"],
-                          [[x["length"], _Raw(f"<code>{escape(x['name'])}</code>"), x["demangled"], x["module"]]
-                           for x in n["longest"]]))
     ln = doc["long_names"]
     out.append(f'<p id="long-names">{escape(long_names_summary(ln))}</p>')
     for kind in ("exports", "imports"):
         if ln[kind]["names"]:
             rows = long_names_rows(ln[kind], LONG_NAMES_LISTED)
-            out.append(_table(["length", "", kind[:-1] + "ed", "by"],
-                              [[n, lang, _Raw(f"<code>{escape(name)}</code>"), by] for n, lang, name, by in rows]))
+            out.append(_table(["length", "", kind[:-1] + "ed", "demangled", "by"],
+                              [[length, lang, _Raw(f"<code>{escape(name)}</code>"), readable, by]
+                               for length, lang, name, readable, by in rows]))
             if ln[kind]["total"] > LONG_NAMES_LISTED:
                 out.append(f"<p>... and {ln[kind]['total'] - LONG_NAMES_LISTED} more in report.json "
                            "(<code>long_names</code>).</p>")

@@ -48,9 +48,10 @@ def long_names_summary(ln: dict) -> str:
             + ("" if ln["kernel_exports_known"] else "; vmlinux's exports unknown") + ".")
 
 
-def long_names_rows(part: dict, limit: int) -> list[tuple[int, str, str, str]]:
-    """(length, C or Rust, name, by whom) of the first ``limit`` names of ``long_names.exports|imports``."""
-    return [(x["length"], "Rust" if x["rust"] else "C", x["name"],
+def long_names_rows(part: dict, limit: int) -> list[tuple[int, str, str, str, str]]:
+    """(length, C or Rust, name, demangled or "", by whom) of the first ``limit`` names of
+    ``long_names.exports|imports``."""
+    return [(x["length"], "Rust" if x["rust"] else "C", x["name"], x["demangled"] if x["demangled"] != x["name"] else "",
              x["exporter"] if "exporter" in x else f"{x['importers']} module(s)") for x in part["names"][:limit]]
 
 
@@ -69,10 +70,10 @@ def long_names_lines(ln: dict) -> list[str]:
     out = [long_names_summary(ln)]
     for kind, part in (("exported", e), ("imported", i)):
         if part["names"]:
-            rows = [[n, lang, code(name, True), text(by)] for n, lang, name, by in
+            rows = [[n, lang, code(name, True), text(readable), text(by)] for n, lang, name, readable, by in
                     long_names_rows(part, LONG_NAMES_LISTED)]
-            out += ["", tabulate(rows, headers=["length", "", kind, "by"], tablefmt="pipe",
-                                 disable_numparse=[1, 2, 3])]
+            out += ["", tabulate(rows, headers=["length", "", kind, "demangled", "by"], tablefmt="pipe",
+                                 disable_numparse=[1, 2, 3, 4])]
             if part["total"] > LONG_NAMES_LISTED:
                 out += ["", f"... and {part['total'] - LONG_NAMES_LISTED} more in report.json (`long_names`)."]
     return out
@@ -168,17 +169,8 @@ def render(doc: dict) -> str:
         ["Rust imports (versioned / only extended)", f"{u['rust_imports']} ({u['rust_versioned']} / "
                                                      f"{u['rust_ext_only']})"],
     ], headers=["", "imports"], tablefmt="pipe"))
-    n = doc["name_lengths"]
-    out += ["", "## Symbol name lengths", "",
-            f"{n['over_limit']} import(s) longer than the {t['basic_name_limit']}-character limit of `__versions` "
-            f"({n['over_limit_rust']} Rust)."]
-    if n["longest"]:
-        out += ["", tabulate([[x["length"], code(x["name"], True),
-                               text(x["demangled"]) if x["demangled"] != x["name"] else "", text(x["module"])]
-                              for x in n["longest"]],
-                             headers=["length", "name", "demangled", "module"], tablefmt="pipe",
-                             disable_numparse=[1, 2, 3])]
-    out += ["", *long_names_lines(doc["long_names"]), "", ksym_requires_line(doc["ksym_requires"])]
+    out += ["", "## Symbol name lengths", ""]
+    out += [*long_names_lines(doc["long_names"]), "", ksym_requires_line(doc["ksym_requires"])]
     g = doc["graph"]
     out += ["", "## Dependency graph", ""]
     out.append(tabulate([
