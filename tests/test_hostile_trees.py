@@ -447,6 +447,13 @@ def _evil_doc(tmp_path: Path) -> dict:
     doc["tree"]["kernel_exports"]["symvers"] = "/boot/" + EVIL
     doc["name_lengths"]["longest"] = [{"length": 99, "name": n, "demangled": "<T as " + n + ">", "module": n}
                                       for n in names]
+    ln = doc["long_names"]  # the Symbol name lengths section lists these
+    ln["exports"].update(total=len(names), c=0, rust=len(names), names=[
+        {"length": 99, "name": n, "rust": True, "demangled": "<T as " + n + ">", "exporter": n, "path": n}
+        for n in names])
+    ln["imports"].update(total=len(names), c=0, rust=len(names), modules=1, names=[
+        {"length": 99, "name": n, "rust": True, "demangled": "<T as " + n + ">", "importers": 1, "modules": [n]}
+        for n in names])
     doc["graph"]["most_depended_on"] = [{"module": n, "dependents": 3} for n in names]
     doc["graph"]["cycles"] = [names[:3]]
     doc["exports"]["top_exporters"] = [{"module": n, "importers": 2} for n in names]
@@ -498,7 +505,7 @@ def test_markdown_shows_hostile_names_as_text(tmp_path):
             assert len({_cells(row) for row in table}) == 1, table
             table = []
     longest = [line for line in md.splitlines() if re.match(r"^\|\s*99\s*\|", line)]
-    assert len(longest) == 7
+    assert len(longest) == 14  # each name exported and imported
     assert "line\\\\x0abreak" in md  # the newline shown, escaped, on the same line
     assert "`` x`y ``" not in md and "``x`y``" in md  # a name holding a backtick gets a longer fence
 
