@@ -51,6 +51,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
+from .kmod.elf import KmodError
 from .kmod.profile import Kmod
 from .kmod.tools import dump_modversions, modinfo
 from .listing import listing
@@ -80,7 +81,10 @@ class Package(NamedTuple):
 
 def package(kmod: Kmod, rec: ModuleRecord) -> Package:
     """The tool outputs the scripts would read, from kmod ``kmod``'s modinfo and modprobe."""
-    vermagic, _ = modinfo(kmod, rec, "vermagic")
+    try:
+        vermagic, _ = modinfo(kmod, rec, "vermagic")
+    except KmodError:  # `modinfo -F vermagic` prints its error on stderr and nothing on stdout (no .modinfo)
+        vermagic = b""
     dump = dump_modversions(kmod, rec.path, rec).stdout
     rows = listing(rec, "all").rows
     dropped = b"".join(raw(f"0x{r.crc:08x}\t{r.name}\n") for r in rows if r.tables == ("extended",))

@@ -35,7 +35,8 @@ KMC_TEST = REPO / "tests" / "data" / "qemu-kernel-7.2" / "kmc_test.ko"
 #: A mix: absolute and __kcrctab CRCs, the kflagstab layout, both-table, extended-only and basic-only
 #: imports, each compression, 32- and 64-bit, both byte orders.
 FIXTURE_NAMES = ("basic.ko", "basic+ext.ko", "ext-only.ko", "exports-abs.ko", "exports-rel.ko",
-                 "exports-kflagstab.ko", "basic.ko.gz", "basic+ext.ko.xz", "basic+ext.ko.zst")
+                 "exports-kflagstab.ko", "basic.ko.gz", "basic+ext.ko.xz", "basic+ext.ko.zst",
+                 "no-modinfo.ko")  # no .modinfo: modinfo -F vermagic prints nothing (and its error)
 STYLES = [("suse", True), ("suse", False), ("redhat", True), ("redhat", False)]
 
 pytestmark = pytest.mark.skipif(bool(rpm_scripts.missing_tools()),
