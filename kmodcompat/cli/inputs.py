@@ -20,6 +20,7 @@ import os
 import sqlite3
 import stat
 import sys
+from typing import NoReturn
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -64,7 +65,7 @@ class ModuleFiles:
     label: str
 
 
-def usage(msg: str):
+def usage(msg: str) -> NoReturn:
     """One line on stderr, exit status 2 (usage or input error)."""
     print(f"kmodcompat: {shown(msg)}", file=sys.stderr)
     raise SystemExit(2)
@@ -334,7 +335,7 @@ def load_inputs(args, stack: ExitStack) -> Inputs:
         tree = load(op, jobs=args.jobs, progress=shown_progress, cache=cache)
         check_tree(op, tree)
         mods = tuple((m.path, m.record) for m in tree.modules if m.record is not None)
-        return Inputs(mods, tuple(m.error for m in tree.failures), op.label, tree.dirname, op)
+        return Inputs(mods, tuple(m.error for m in tree.failures if m.error is not None), op.label, tree.dirname, op)
     parsed = parse_cached(list(op.paths), cache, args.jobs, shown_progress)
     mods = tuple((p, r) for p, r in zip(op.paths, parsed) if isinstance(r, ModuleRecord))
     fails = tuple(r for r in parsed if isinstance(r, ModuleReadError))

@@ -64,7 +64,9 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     status = 0
-    docs, errors, out = [], [], []
+    docs: list[dict] = []
+    errors: list[dict] = []
+    out: list[str] = []
     several = len(args.modules) > 1
     with_tables = args.table == "all"
     for path, rec in zip(args.modules, parse_many(args.modules, jobs=args.jobs)):

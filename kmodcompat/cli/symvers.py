@@ -33,7 +33,7 @@ import re
 import sys
 from contextlib import ExitStack
 
-from ..files.kernel import tree_base
+from ..files.kernel import base_of
 from ..files.kernel_image import KernelImageError, find_image, image_paths, read_kernel_image
 from ..records import raw
 from . import EXIT_USAGE
@@ -119,7 +119,7 @@ def run(args) -> int:
         if not args.modules_only:
             path = args.kernel_image
             if path is None:
-                root = tree_base(op)
+                root = base_of(op.dirname, op.kver)
                 path = find_image(root, op.kver)
                 if path is None:
                     if not tree.modules:

@@ -17,6 +17,7 @@ stderr line read ``doc["summary"]`` and ``doc["headlines"]``, never recompute.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from ..consumers import CONSUMERS, KERNEL_6_13, KERNEL_6_14, WEAK_MODULES, WEAK_MODULES2, of_kind, short_title
 from ..kmod.profile import KMOD30, KMOD34
@@ -57,7 +58,8 @@ def distribution(kver: str) -> tuple[str | None, int | None]:
     if m:
         return "debian", int(m[1])
     if re.match(r"\d+\.\d+\.\d+-\d+-[a-z0-9]", kver):  # Debian's ABI names before +debN: 6.1.0-57-amd64
-        return "debian", _DEBIAN_SERIES.get(_kernel_series(kver))
+        series = _kernel_series(kver)
+        return "debian", None if series is None else _DEBIAN_SERIES.get(series)
     if re.search(r"\.el\d+", kver):
         return "redhat", None
     if re.search(r"-(default|azure|kvmsmall|rt|64kb)$", kver) and re.match(r"\d+\.\d+\.\d+-\d+", kver):
@@ -201,7 +203,8 @@ def summary(doc: dict) -> dict:
     if c["unreadable"]:
         verdict += f" {_count(c['unreadable'], 'module')} unreadable."
     u = doc["crc_usefulness"]
-    versioned = next(iter(totals.values()), {}).get("versioned_imports", 0)
+    first: dict[str, Any] = next(iter(totals.values()), {})
+    versioned = first.get("versioned_imports", 0)
     ok = not bad_mine and not c["unreadable"]
     if ok:
         short = "as built, nothing lost"
