@@ -80,6 +80,8 @@ def run_block(start: int, stop: int) -> tuple[int, Counter, list[str], int]:
                     out = check_tree(seed, work, real or None, report=i % 5 == 0, outputs=i % 10 == 3)
                 problems += [f"{seed}: {p}" for p in out.problems]
                 outcomes["compared with real depmod" if out.compared_with_real else "not compared"] += 1
+                if out.real_timed_out:
+                    outcomes["real depmod did not finish (not compared)"] += 1
                 outcomes["with skipped paths" if out.skipped else "nothing skipped"] += 1
             except DeadlineExceeded:
                 problems.append(f"{seed}: hang: no result within {args.timeout:g} s")
