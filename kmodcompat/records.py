@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from itertools import chain, repeat
 from operator import attrgetter
 from sys import intern
@@ -274,6 +275,21 @@ class Signature:
     pkcs7_error: str | None = None  # PKCS#7 present but not parseable
 
 
+class ModversionsFormat(StrEnum):
+    """The MODVERSIONS formats, by the ids every output and option uses: the one list of them.
+
+    A member is its id (``ModversionsFormat.BASIC == "basic"``), so JSON, options and tables carry plain strings.
+    """
+
+    NONE = "none"  # built without MODVERSIONS: no version table
+    BASIC = "basic"  # __versions only (every kernel; BASIC_MODVERSIONS)
+    BASIC_EXT = "basic+ext"  # __versions for the names that fit, and the 6.14 extended tables for all
+    EXT_ONLY = "ext-only"  # the extended tables only (EXTENDED_MODVERSIONS without BASIC_MODVERSIONS)
+    VARLEN = "varlen"  # Gary Guo's 2023 variable-length __versions (rejected)
+    HASHED = "hashed"  # Sami Tolvanen's 2024 RFC: long names hashed in __versions (never merged)
+    MALFORMED = "malformed"  # tables no format writes (a module's own layout only: never simulated)
+
+
 @_pickled_flat(sections=Section, imports=Import, crc_symbols=CrcSymbol, exports=Export, findings=Finding)
 @dataclass(frozen=True, slots=True)
 class ModuleRecord:
@@ -316,22 +332,22 @@ class ModuleRecord:
         return path_to_modname(self.path)
 
     @property
-    def modversions_format(self) -> str:
+    def modversions_format(self) -> ModversionsFormat:
         """none | basic | basic+ext | ext-only | varlen | hashed | malformed."""
         ext = self.ext_versions
         has_ext = ext is not None and ext.crcs_section_index is not None and ext.names_section_index is not None
         if self.varlen_versions is not None:
-            return "varlen"
+            return ModversionsFormat.VARLEN
         if ext is not None and not has_ext:
-            return "malformed"
+            return ModversionsFormat.MALFORMED
         if self.versions is not None and not self.versions.well_formed:
-            return "malformed"
+            return ModversionsFormat.MALFORMED
         if self.versions is not None and has_ext:
-            return "basic+ext"
+            return ModversionsFormat.BASIC_EXT
         if self.hashed_versions is not None:
-            return "hashed"
+            return ModversionsFormat.HASHED
         if self.versions is not None:
-            return "basic"
+            return ModversionsFormat.BASIC
         if has_ext:
-            return "ext-only"
-        return "none"
+            return ModversionsFormat.EXT_ONLY
+        return ModversionsFormat.NONE

@@ -32,11 +32,11 @@ from .elf.image import ElfImage, struct_for
 from .errors import ElfError
 from .modversions import basic, extended, hashed, varlen
 from .elf.layout import EHDR, EHDR_SIZE, ELFMAG, SHDR, SHDR_SIZE, SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SYM
-from .records import ModuleRecord, Section, raw
+from .records import ModuleRecord, ModversionsFormat as Fmt, Section, raw
 from .parse.signature import unsigned_length
 
 #: Every format a module can be simulated in: the one list of format ids (views, reports, the CLI read it).
-FORMATS = ("none", "basic", "basic+ext", "ext-only", "varlen", "hashed")
+FORMATS = (Fmt.NONE, Fmt.BASIC, Fmt.BASIC_EXT, Fmt.EXT_ONLY, Fmt.VARLEN, Fmt.HASHED)
 VERSION_SECTIONS = (basic.SECTION, extended.CRCS, extended.NAMES)
 SHF_INFO_LINK = 0x40
 SHN_LORESERVE, SHN_ABS = 0xFF00, 0xFFF1
@@ -93,8 +93,8 @@ def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -
 def written_format(entries: list[tuple[int, str]], fmt: str, elfclass: int) -> str:
     """The format a module simulated in ``fmt`` is recognised as: a hashed table without a long name
     is byte for byte the basic one (nothing in it says "hashed"), so it is basic."""
-    if fmt == "hashed" and not any(hashed.is_hashed_name(name, elfclass) for _, name in entries):
-        return "basic"
+    if fmt == Fmt.HASHED and not any(hashed.is_hashed_name(name, elfclass) for _, name in entries):
+        return Fmt.BASIC
     return fmt
 
 
@@ -137,28 +137,28 @@ class _Tables:
         if fmt not in FORMATS:
             raise ValueError(f"unknown format {fmt!r}; one of {', '.join(FORMATS)}")
         entries, limit = self.entries, self.limit
-        if not entries and fmt != "none":
+        if not entries and fmt != Fmt.NONE:
             raise NoVersionsError("no import has a known CRC: the module was built without MODVERSIONS")
         out: dict[str, tuple[bytes, int]] = {}
         # The extended and variable-length tables hold u32 CRCs, as does __versions on 32-bit (its
         # unsigned long); a CRC read from a 64-bit field or an absolute __crc_ symbol can be wider.
-        if fmt in ("basic+ext", "ext-only", "varlen") or (fmt in ("basic", "hashed") and self.elfclass == 32):
+        if fmt in (Fmt.BASIC_EXT, Fmt.EXT_ONLY, Fmt.VARLEN) or (fmt in (Fmt.BASIC, Fmt.HASHED) and self.elfclass == 32):
             wide = [(crc, name) for crc, name in entries if crc >> 32]
             if wide:
                 raise BuildError(f"CRC {wide[0][0]:#x} of {wide[0][1]} does not fit in 32 bits "
                                  f"({len(wide)} such CRC(s)): modpost's CRCs are 32-bit")
-        if fmt == "basic" and len(self.short) < len(entries):
+        if fmt == Fmt.BASIC and len(self.short) < len(entries):
             long = [n for _, n in entries if basic.too_long(n, self.elfclass)]
             raise BuildError(f'modpost: too long symbol "{long[0]}" ({len(long)} name(s) over {limit} characters)')
-        if fmt in ("basic", "basic+ext"):
+        if fmt in (Fmt.BASIC, Fmt.BASIC_EXT):
             out[basic.SECTION] = (self.basic_table, self.elfclass // 8)
-        if fmt in ("basic+ext", "ext-only"):
+        if fmt in (Fmt.BASIC_EXT, Fmt.EXT_ONLY):
             crcs, names = self.ext_tables
             out[extended.CRCS] = (crcs, 4)
             out[extended.NAMES] = (names, 1)
-        if fmt == "varlen":
+        if fmt == Fmt.VARLEN:
             out[varlen.SECTION] = (self.varlen_table, 1)
-        if fmt == "hashed":
+        if fmt == Fmt.HASHED:
             out[basic.SECTION] = (self.hashed_table, self.elfclass // 8)
         return out
 

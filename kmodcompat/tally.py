@@ -35,7 +35,7 @@ from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .modversions import basic, hashed, varlen
 from .elf.layout import EM_PPC64
-from .records import MODVERSION_ENTRY_SIZE, ModuleRecord, all_terminated, raw
+from .records import MODVERSION_ENTRY_SIZE, ModuleRecord, ModversionsFormat as Fmt, all_terminated, raw
 from .simulate import FORMATS, import_versions
 
 _MISSING = object()
@@ -110,7 +110,7 @@ class ModuleTally:
     def counts(self, formats: tuple[str, ...]) -> dict[str, dict[str, Counts] | None]:
         out: dict[str, dict[str, Counts] | None] = {}
         for fmt in formats:
-            if fmt != "none" and (not self.entries or fmt == "basic" and len(self.short) < len(self.all)):
+            if fmt != Fmt.NONE and (not self.entries or fmt == Fmt.BASIC and len(self.short) < len(self.all)):
                 out[fmt] = None  # simulate.BuildError: nothing to encode, or a name too long for __versions
                 continue
             out[fmt] = self.views(fmt)
@@ -121,16 +121,16 @@ class ModuleTally:
         from its imports (then every model reads it as that simulated format); None otherwise."""
         rec = self.rec
         fmt = rec.modversions_format
-        if fmt not in ("none", "basic", "basic+ext", "ext-only") or fmt != "none" and not self.entries:
+        if fmt not in (Fmt.NONE, Fmt.BASIC, Fmt.BASIC_EXT, Fmt.EXT_ONLY) or fmt != Fmt.NONE and not self.entries:
             return None
-        if fmt in ("basic", "basic+ext"):
-            table = self.all if fmt == "basic" else self.short
+        if fmt in (Fmt.BASIC, Fmt.BASIC_EXT):
+            table = self.all if fmt == Fmt.BASIC else self.short
             v = rec.versions
             sec = rec.section("__versions")
             if not (v.alloc and v.size == MODVERSION_ENTRY_SIZE * len(v.entries)
                     and sec.offset + sec.size <= rec.image_size and _is_table(v.entries, table)):
                 return None
-        if fmt in ("basic+ext", "ext-only"):
+        if fmt in (Fmt.BASIC_EXT, Fmt.EXT_ONLY):
             e = rec.ext_versions
             if not (e.crcs_alloc and e.names_alloc and e.crc_count == len(e.entries) and e.crcs_size == 4 * e.crc_count
                     and _is_table(e.entries, self.all)):
@@ -142,13 +142,13 @@ class ModuleTally:
         truth = self.truth
         # kmod's __versions: a dict when readable, "odd" for the variable-length layout, None when absent.
         # The hashed format's is the short names' dict, plus the records named "sha256" (hashed_crcs).
-        versions = self.all if fmt == "basic" else self.short if fmt in ("basic+ext", "hashed") else \
-            "odd" if fmt == "varlen" else None
-        extended = fmt in ("basic+ext", "ext-only")
-        own = fmt != "none"  # exporter_crcs of the simulated record is not empty
-        shown = self.hashed_crcs if fmt == "hashed" else []
+        versions = self.all if fmt == Fmt.BASIC else self.short if fmt in (Fmt.BASIC_EXT, Fmt.HASHED) else \
+            "odd" if fmt == Fmt.VARLEN else None
+        extended = fmt in (Fmt.BASIC_EXT, Fmt.EXT_ONLY)
+        own = fmt != Fmt.NONE  # exporter_crcs of the simulated record is not empty
+        shown = self.hashed_crcs if fmt == Fmt.HASHED else []
         # kmod rejects the variable-length entries; it reads each hashed record as a symbol "sha256".
-        misread = len(self.entries) if fmt == "varlen" else len(shown)
+        misread = len(self.entries) if fmt == Fmt.VARLEN else len(shown)
 
         kmod = self._kmod(versions, own, misread, shown)
         if extended:  # PR #270 prefers the extended tables, then goes through them for depmod too
@@ -179,7 +179,7 @@ class ModuleTally:
             else:
                 out[kernel.id] = out[forced.id] = self._loader(table, records, closed)
         # The RFC's loader (kernel.py hashed_names): a 6.13 that also matches long names with their hashed records.
-        out[KERNEL_HASHED_RFC.id] = self._loader(self.all, 0, False) if fmt == "hashed" else out[KERNEL_6_13.id]
+        out[KERNEL_HASHED_RFC.id] = self._loader(self.all, 0, False) if fmt == Fmt.HASHED else out[KERNEL_6_13.id]
         return out
 
     # -- kmod (consumers/kmod.py Kmod._read) -------------------------------------------

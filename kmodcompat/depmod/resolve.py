@@ -34,7 +34,7 @@ from ..errors import ModuleReadError
 from ..kmod.elf import KmodAbort, KmodError, KmodSymbol, get_dependency_symbols, get_symbols, open_abort
 from ..kmod.file import decoder_message
 from ..kmod.profile import Kmod
-from ..records import ModuleRecord, raw
+from ..records import ModuleRecord, ModversionsFormat as Fmt, raw
 from ..parse.scan import gc_paused
 from .tree import ModuleTree, TreeModule
 from .diagnostics import ERROR, WARNING, Diagnostic, diag
@@ -238,7 +238,7 @@ def _classify(rec: ModuleRecord | None, symbol: str, module_crc: int, expected: 
     ext_crc = ext.get(symbol)
     if not in_versions and ext_crc is not None:
         return ext_crc == expected, "extended-only", ext_crc
-    if not in_versions and rec.modversions_format == "none":
+    if not in_versions and rec.modversions_format == Fmt.NONE:
         return True, "no-modversions", None
     return False, "crc-differs", ext_crc
 

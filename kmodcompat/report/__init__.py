@@ -22,7 +22,7 @@ from ..consumers.kernel import VERMAGIC_UNKNOWN
 from ..elf.image import machine_name
 from ..files.kernel import SYMVERS, KernelSource, KernelSourceError, find_kernel_files, kernel_source
 from ..modversions.basic import name_limit, too_long
-from ..records import raw
+from ..records import ModversionsFormat as Fmt, raw
 from ..rust import demangle, is_rust
 from ..depmod.tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
@@ -135,14 +135,14 @@ def _identity(tree, records, census: dict[str, int], source: KernelSource, notes
     classes = Counter((r.elf.elfclass, r.elf.endian) for r in records)
     machine = machines.most_common(1)[0][0] if machines else None
     elfclass, endian = classes.most_common(1)[0][0] if classes else (None, None)
-    versioned = {f: n for f, n in census.items() if f != "none"}
+    versioned = {f: n for f, n in census.items() if f != Fmt.NONE}
     if not versioned:
         flavour = "none"
-    elif set(versioned) == {"basic"}:
+    elif set(versioned) == {Fmt.BASIC}:
         flavour = "basic"
-    elif set(versioned) == {"basic+ext"} or set(versioned) == {"basic", "basic+ext"}:
+    elif set(versioned) == {Fmt.BASIC_EXT} or set(versioned) == {Fmt.BASIC, Fmt.BASIC_EXT}:
         flavour = "basic+extended"
-    elif set(versioned) == {"ext-only"}:
+    elif set(versioned) == {Fmt.EXT_ONLY}:
         flavour = "extended-only"
     else:
         flavour = "mixed"

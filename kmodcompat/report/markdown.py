@@ -14,12 +14,13 @@ import re
 from tabulate import tabulate
 
 from ..cli.output import shown
+from ..records import ModversionsFormat as Fmt
 from ..consumers import title as consumer_title
 from .summary import not_applicable
 
-FORMAT_TITLES = {"none": "no versions", "basic": "basic (__versions)", "basic+ext": "basic + extended",
-                 "ext-only": "extended only", "varlen": "variable-length (rejected 2023)",
-                 "hashed": "hashed long names (2024 RFC)"}
+FORMAT_TITLES: dict[str, str] = {Fmt.NONE: "no versions", Fmt.BASIC: "basic (__versions)", Fmt.BASIC_EXT: "basic + extended",
+                                 Fmt.EXT_ONLY: "extended only", Fmt.VARLEN: "variable-length (rejected 2023)",
+                                 Fmt.HASHED: "hashed long names (2024 RFC)"}
 
 
 #: Characters escaped wherever they are: a backslash (else it escapes what follows), backticks

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..consumers import CONSUMERS, KERNEL_6_13, KERNEL_6_14, WEAK_MODULES, WEAK_MODULES2, of_kind, short_title
 from ..kmod.profile import KMOD30, KMOD34
+from ..records import ModversionsFormat as Fmt
 
 #: Verdicts that cost the user something (a module lost, misread, refused, warned about falsely).
 BAD_VERDICTS = ("unreadable", "refuses", "false-mismatch", "partial", "incompatible", "loads-tainted",
@@ -30,13 +31,13 @@ SEVERITY = {"unreadable": 3, "refuses": 3, "false-mismatch": 3, "incompatible": 
             "loads-tainted": 2, "loads-unchecked": 1}
 #: Formats a tree could really be rebuilt in: CONFIG_MODVERSIONS off, and Linux 6.14's
 #: CONFIG_EXTENDED_MODVERSIONS with and without CONFIG_BASIC_MODVERSIONS (scripts/Makefile.modpost).
-PLAUSIBLE_FORMATS = ("ext-only", "basic+ext")
+PLAUSIBLE_FORMATS = (Fmt.EXT_ONLY, Fmt.BASIC_EXT)
 #: The tree's MODVERSIONS flavour (report "tree.modversions") → the simulated format it already is.
-_FLAVOUR_FORMAT = {"basic": "basic", "basic+extended": "basic+ext", "extended-only": "ext-only", "none": "none"}
-HYPOTHETICAL = {"ext-only": "if built extended-only", "basic+ext": "if built basic + extended",
-                "none": "if built without MODVERSIONS", "basic": "if built basic only",
-                "varlen": "if built variable-length (rejected 2023)",
-                "hashed": "if built with hashed long names (2024 RFC)"}
+_FLAVOUR_FORMAT = {"basic": Fmt.BASIC, "basic+extended": Fmt.BASIC_EXT, "extended-only": Fmt.EXT_ONLY, "none": Fmt.NONE}
+HYPOTHETICAL: dict[str, str] = {Fmt.EXT_ONLY: "if built extended-only", Fmt.BASIC_EXT: "if built basic + extended",
+                                Fmt.NONE: "if built without MODVERSIONS", Fmt.BASIC: "if built basic only",
+                                Fmt.VARLEN: "if built variable-length (rejected 2023)",
+                                Fmt.HASHED: "if built with hashed long names (2024 RFC)"}
 #: Debian release → the kmod model its kmod package follows (bookworm 30, trixie 34.2, forky/sid 34).
 _DEBIAN_KMOD = {11: None, 12: KMOD30.id, 13: KMOD34.id, 14: KMOD34.id}
 #: Debian's kernel series per release, for ABI names without "+debN" (6.1.0-57-amd64 is bookworm's).
