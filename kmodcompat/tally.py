@@ -31,6 +31,7 @@ from .consumers.base import (COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, 
 from .consumers import (BUSYBOX, KERNEL_6_13, KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE,
                         KERNEL_6_14, KERNEL_6_14_DEBIAN, KERNEL_6_14_DEBIAN_FORCE, KERNEL_6_14_FORCE, KERNEL_HASHED_RFC,
                         MIT, WEAK_MODULES, WEAK_MODULES2)
+from .consumers.kernel import module_vermagic
 from .consumers.kmod import DEPMOD_FAKE_SYMBOLS
 from .kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from .modversions import basic, hashed, varlen
@@ -65,7 +66,7 @@ def module_tally(rec: ModuleRecord, truth: Mapping[str, int], expected: Mapping[
     ``vermagic``: the kernel's, as compute_views hands it to the loader models. The counting rules have
     no check_modinfo(): they cover a module whose vermagic is the kernel's to the byte (same_magic()
     then holds with and without ``__versions``, in every format), or any module when it is unknown."""
-    if vermagic is not None and next((v for k, v in rec.modinfo if k == "vermagic"), None) != vermagic:
+    if vermagic is not None and module_vermagic(rec) != vermagic:
         return None
     names = [imp.name for imp in rec.imports]
     unique = set(names)

@@ -11,6 +11,7 @@ import importlib
 import sys
 
 from .. import __version__
+from ..kmod.getopt import own_options, scan
 from ..kmod.host import describe_default
 from .helptext import CommandHelp, HelpParser
 from .output import flush_held
@@ -111,14 +112,17 @@ def main(argv: list[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
     if argv and argv[0] in KMOD_COMMANDS:
-        # kmod's own answers to its options (kmod/getopt.py): a release's error, or its deprecated ones dropped
-        module = importlib.import_module(f".{COMMANDS[argv[0]]}", __name__)
-        preparse = getattr(module, "preparse", None)
-        if preparse is not None:
-            rest, status = preparse(argv[1:], parser.command_parsers[argv[0]])
-            if status is not None:
-                return status
-            argv = [argv[0], *rest]
+        # kmod's own answers to its options (kmod/getopt.py): the release's getopt error and status 1, or its
+        # deprecated options dropped with its warning; the program name is the command's (depmod, modinfo)
+        options = getattr(importlib.import_module(f".{COMMANDS[argv[0]]}", __name__), "getopt_options", None)
+        if options is not None:
+            release, known = options(argv[1:])
+            scanned = scan(argv[1:], release, known, *own_options(parser.command_parsers[argv[0]]))
+            sys.stderr.write("".join(f"{argv[0]}: WARNING: {w}\n" for w in scanned.warnings))
+            if scanned.error is not None:
+                sys.stderr.write(f"{argv[0]}: {scanned.error}\n")
+                return 1
+            argv = [argv[0], *scanned.argv]
     try:
         args = parse(parser, argv)
     except SystemExit as e:  # --help (0), --version (0), a usage error (2: HelpParser.error's one line)

@@ -29,7 +29,7 @@ from ..depmod.tree import make_absolute
 from ..depmod.uptodate import depfile_up_to_date
 from ..depmod.writer import render, write_files
 from ..files.packages import is_package
-from ..kmod.getopt import DEPMOD_30, DEPMOD_34, own_options, scan
+from ..kmod.getopt import DEPMOD_30, DEPMOD_34, Options
 from ..kmod.host import default_kmod
 from ..kmod.profile import KMOD_PROFILES, Kmod
 from ..records import raw
@@ -148,18 +148,9 @@ def _kmod_operands(args) -> bool:
     return args.basedir is not None or not (os.path.isdir(first) or is_package(first))
 
 
-def preparse(argv: list[str], parser) -> tuple[list[str], int | None]:
-    """The command line as the emulated release's getopt_long() reads it (kmod/getopt.py): kmod 30's deprecated
-    options dropped with its warning, an option the release lacks refused with its message and status 1."""
-    kmod = _release_named(argv)
-    own_long, own_short = own_options(parser)
-    scanned = scan(argv, kmod.depmod_options, (DEPMOD_30, DEPMOD_34), own_long, own_short)
-    for warning in scanned.warnings:
-        sys.stderr.write(f"{PROGRAM}: WARNING: {warning}\n")
-    if scanned.error is not None:
-        sys.stderr.write(f"{PROGRAM}: {scanned.error}\n")
-        return argv, 1
-    return scanned.argv, None
+def getopt_options(argv: list[str]) -> tuple[Options, tuple[Options, ...]]:
+    """The emulated release's depmod options, and every release's (cli main() scans argv with them)."""
+    return _release_named(argv).depmod_options, (DEPMOD_30, DEPMOD_34)
 
 
 def _release_named(argv: list[str]) -> Kmod:
@@ -174,11 +165,10 @@ def _release_named(argv: list[str]) -> Kmod:
     return default_kmod()
 
 
-def _module_directory(op, args) -> str:
-    """``-m DIR``: cfg.dirname, ``"%s/%s/%s"`` of the root, DIR without its leading slashes, and KVER."""
-    moduledir = args.moduledir.lstrip("/")
-    root = make_absolute(op.basedir) if op.basedir else ""
-    return f"{root}/{moduledir}/{op.kver}"
+def _module_path(root: str, moduledir: str, kver: str) -> str:
+    """cfg.dirname and cfg.outdirname: ``"%s/%s/%s"`` of a root, the module directory without its leading
+    slashes ("module directory is always relative to basedir/outdir"), and KVER."""
+    return f"{root}/{moduledir.lstrip('/')}/{kver}"
 
 
 def run(args) -> int:
@@ -216,7 +206,8 @@ def run(args) -> int:
         # kmod's operands: a BASEDIR that is no directory is depmod's "could not search modules" to say
         op = tree_operand(args, stack, check_basedir=not kmod_operands)
         if args.moduledir is not None:
-            op = TreeOperand(_module_directory(op, args), op.kver, op.basedir, op.label, op.packages)
+            root = make_absolute(op.basedir) if op.basedir else ""
+            op = TreeOperand(_module_path(root, args.moduledir, op.kver), op.kver, op.basedir, op.label, op.packages)
         if args.quick:  # do_depmod(): maybe_all, before the kernel's symbols are read
             if args.dry_run:
                 return 0
@@ -255,16 +246,15 @@ def _outdir(args, op, tree) -> str:
     """cfg.outdirname: ``-o OUTDIR`` + the module directory + KVER (kmod 34), else the tree's own directory."""
     if args.outdir is None:
         return tree.dirname
-    moduledir = (args.moduledir or "lib/modules").lstrip("/")
-    return f"{make_absolute(args.outdir)}/{moduledir}/{op.kver}"
+    return _module_path(make_absolute(args.outdir), args.moduledir or "lib/modules", op.kver)
 
 
-def _show(dm: Depmod) -> bytes:
+def _show(dm: Depmod) -> str:
     """``-v``: mod_add_dependency()'s ``SHOW("%s needs \"%s\": %s\n")``, once per (module, owner), with the
     first symbol that made the dependency, in the order depmod_load_dependencies() finds them."""
     mods = dm.modules
-    return b"".join(raw(f'{mods[i].path} needs "{dm.edges[(i, d)][0]}": {mods[d].path}\n')
-                    for i in range(len(mods)) for d in dm.deps[i])
+    return "".join(f'{mods[i].path} needs "{dm.edges[(i, d)][0]}": {mods[d].path}\n'
+                   for i in range(len(mods)) for d in dm.deps[i])
 
 
 def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
@@ -286,8 +276,7 @@ def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
                                      for d in diagnostics))
     sys.stderr.flush()
     if args.verbose:  # printed (and flushed) while the dependencies load: before cycles fail or abort the run
-        sys.stdout.buffer.write(op.display(_show(dm).decode("utf-8", "surrogateescape")).encode("utf-8",
-                                                                                                   "surrogateescape"))
+        sys.stdout.buffer.write(raw(op.display(_show(dm))))
         sys.stdout.flush()
     if dm.aborted:
         sys.stderr.write(f"{PROGRAM}: {dm.aborted}\n")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import sys
 
-from ..kmod.getopt import MODINFO, own_options, scan
+from ..kmod.getopt import MODINFO, Options
 from ..kmod.tools import modinfo_arg
 from .output import add_as_option, emulated_kmod, emit
 from .helptext import CommandHelp, command_parser
@@ -61,14 +61,9 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def preparse(argv: list[str], parser) -> tuple[list[str], int | None]:
-    """modinfo's getopt_long() (kmod/getopt.py): an option kmod's modinfo lacks is its error, status 1."""
-    own_long, own_short = own_options(parser)
-    scanned = scan(argv, MODINFO, (MODINFO,), own_long, own_short)
-    if scanned.error is not None:
-        sys.stderr.write(f"modinfo: {scanned.error}\n")
-        return argv, 1
-    return scanned.argv, None
+def getopt_options(argv: list[str]) -> tuple[Options, tuple[Options, ...]]:
+    """modinfo's options, the same in every release (cli main() scans argv with them)."""
+    return MODINFO, (MODINFO,)
 
 
 def run(args) -> int:

@@ -96,6 +96,11 @@ def module_name(rec: ModuleRecord) -> str:
     return next((v for k, v in rec.modinfo if k == "name" and v), rec.name)
 
 
+def module_vermagic(rec: ModuleRecord) -> str | None:
+    """The module's vermagic as check_modinfo() reads it: get_modinfo(info, "vermagic"), the first."""
+    return next((v for k, v in rec.modinfo if k == "vermagic"), None)
+
+
 def same_magic(modmagic: str, vermagic: str, has_crcs: bool) -> bool:
     """kernel/module/version.c same_magic() (``torvalds/linux@1cd9502ee927``): "First part is kernel
     version, which we ignore if module has crcs": with ``has_crcs`` both strings are compared from their
@@ -135,7 +140,7 @@ def check_modinfo(rec: ModuleRecord, vermagic: str | None, force_load: bool, mod
 
     ``vermagic``: the kernel's VERMAGIC_STRING, None when unknown (then a module's vermagic is not
     compared, and only its absence decides). None: nothing to say (same magic, or not compared)."""
-    modmagic = next((v for k, v in rec.modinfo if k == "vermagic"), None)  # get_modinfo(): the first
+    modmagic = module_vermagic(rec)
     name = module_name(rec)
     if modmagic is None:
         if not force_load:

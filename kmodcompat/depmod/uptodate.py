@@ -57,9 +57,10 @@ def depfile_up_to_date(dirname: str, suffixes: tuple[str, ...]) -> tuple[bool, l
     """(up to date?, the errors depmod prints meanwhile). Not up to date also when the check itself fails
     (depmod: "ignore up-to-date errors (< 0)", then the full run)."""
     diags: list[Diagnostic] = []
-    if not os.path.isdir(dirname):
-        reason = os.strerror(2) if not os.path.lexists(dirname) else os.strerror(20)
-        return False, [diag(ERROR, "uptodate-open", f"could not open directory {dirname}: {reason}")]
+    try:
+        os.scandir(dirname).close()  # opendir(): its errno, whatever it is (ENOENT, ENOTDIR, EACCES, ...)
+    except OSError as e:
+        return False, [diag(ERROR, "uptodate-open", f"could not open directory {dirname}: {e.strerror}")]
     try:
         mtime = int(os.stat(os.path.join(dirname, "modules.dep")).st_mtime)
     except OSError as e:
