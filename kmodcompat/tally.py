@@ -128,11 +128,13 @@ class ModuleTally:
             table = self.all if fmt == Fmt.BASIC else self.short
             v = rec.versions
             sec = rec.section("__versions")
+            assert v is not None and sec is not None  # the format has __versions (ModuleRecord.modversions_format)
             if not (v.alloc and v.size == MODVERSION_ENTRY_SIZE * len(v.entries)
                     and sec.offset + sec.size <= rec.image_size and _is_table(v.entries, table)):
                 return None
         if fmt in (Fmt.BASIC_EXT, Fmt.EXT_ONLY):
             e = rec.ext_versions
+            assert e is not None  # the format has the extended tables (ModuleRecord.modversions_format)
             if not (e.crcs_alloc and e.names_alloc and e.crc_count == len(e.entries) and e.crcs_size == 4 * e.crc_count
                     and _is_table(e.entries, self.all)):
                 return None
@@ -166,7 +168,7 @@ class ModuleTally:
                WEAK_MODULES.id: gate, WEAK_MODULES2.id: gate}
         # The loader: 6.13 reads __versions alone, 6.14 the extended tables first; it reads the
         # variable-length layout as fixed records (kernel.py _misread).
-        vers_table, records = self._misread_table() if versions == "odd" else (versions, 0)
+        vers_table, records = self._misread_table() if isinstance(versions, str) else (versions, 0)
         # Debian's kernels fail closed on a name missing from __versions (kernel.py fails_closed), not
         # from the extended tables.
         for kernel, forced, table, closed in (

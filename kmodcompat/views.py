@@ -156,6 +156,7 @@ _SHARED: tuple | None = None
 
 
 def _views_range(bounds: tuple[int, int]) -> ViewsResult:
+    assert _SHARED is not None  # set by views_started() before the workers fork
     entries, args = _SHARED
     return _compute(entries[bounds[0]:bounds[1]], *args)
 
@@ -186,9 +187,9 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         raise ValueError(f"unknown format(s): {', '.join(bad)}; known: {', '.join(ALL_FORMATS)}")
     readers = [CONSUMERS[c].read for c in consumers]
     simulated = [f for f in formats if f != AS_IS]
-    modules = Counter()  # format → modules it could hold
-    versioned = Counter()  # format → versioned imports of those modules
-    not_buildable = Counter()
+    modules: Counter[str] = Counter()  # format → modules it could hold
+    versioned: Counter[str] = Counter()  # format → versioned imports of those modules
+    not_buildable: Counter[str] = Counter()
     kept: list[ModuleViews] = []
     # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold;
     # so is the module as built when its tables are what modpost writes, unless its views are kept
@@ -242,12 +243,11 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
             for c, column in zip(consumers, rows[fmt]):
                 column.append(by_consumer[c])
         modelled = [f for f in formats if f not in done]
-        if simulation is None and any(f != AS_IS for f in modelled):
-            simulation = Simulation(rec, expected)
         for fmt in modelled:
             if fmt == AS_IS:
                 r = reading
             else:
+                simulation = simulation or Simulation(rec, expected)
                 try:
                     r = reading.for_record(simulation.record(fmt))
                 except BuildError as e:  # NoVersionsError included
@@ -267,8 +267,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
                 if fmt in summaries:
                     kept_views[fmt] = summaries[fmt]
                 elif fmt in keep_formats and fmt in per_format:
-                    v = per_format[fmt]
-                    kept_views[fmt] = summarize(path, v) if summarize and not isinstance(v, str) else v
+                    got = per_format[fmt]
+                    kept_views[fmt] = summarize(path, got) if summarize and not isinstance(got, str) else got
             kept.append(ModuleViews(path, kept_views))
     totals = tuple(_totals(f, c, modules[f], not_buildable[f], versioned[f], column)
                    for f in formats for c, column in zip(consumers, rows[f]))

@@ -83,7 +83,7 @@ def run(args) -> int:
         # The kernel's vermagic, which the loader models compare each module's with: from the boot image
         # named, else the one the exports came from, else the tree's own.
         image = args.kernel_image or (source.path if source.kind == IMAGE else None)
-        if image is None and inputs.tree is not None:
+        if image is None and inputs.tree is not None and inputs.root is not None:  # root: set with tree
             image = find_image(base_of(inputs.root, inputs.tree.kver), inputs.tree.kver)
         vermagic, vermagic_line = kernel_vermagic(image)
         formats = ALL_FORMATS if args.simulate else (AS_IS,)
@@ -114,7 +114,7 @@ def to_json(res: ViewsResult, inputs) -> dict:
     }
     if res.modules:
         doc["per_module"] = [{"path": m.path, "formats": {
-            f: (v if isinstance(v, str) else {c: cv.as_dict() for c, cv in v.items()})
+            f: ({c: cv.as_dict() for c, cv in v.items()} if isinstance(v, dict) else v)  # str: not buildable
             for f, v in m.by_format.items()}} for m in res.modules]
     return doc
 
@@ -169,7 +169,7 @@ def render(res: ViewsResult, inputs, tablefmt: str, details: bool, kernel_line: 
         out += ["", "Modules with a loss, misread or false warning:"]
         for m in res.modules:
             for f, views in m.by_format.items():
-                if isinstance(views, str):
+                if not isinstance(views, dict):  # why the format cannot hold the module
                     continue
                 for c, v in views.items():
                     if v.lost or v.misread or v.false_messages:

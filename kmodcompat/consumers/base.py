@@ -239,7 +239,8 @@ class Reading:
 
     def section(self, name: str) -> Section | None:
         """``rec.section(name)``."""
-        found = self._sections.get(name, _UNSET)
-        if found is _UNSET:
+        try:
+            return self._sections[name]
+        except KeyError:
             found = self._sections[name] = self.rec.section(name)
-        return found
+            return found

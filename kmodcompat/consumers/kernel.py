@@ -55,7 +55,7 @@ from operator import attrgetter
 
 from ..elf.layout import EM_PPC64
 from ..modversions import hashed
-from ..records import ModuleRecord, Modversion
+from ..records import BasicVersions, ExtVersions, ModuleRecord, Modversion
 from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
 
@@ -190,8 +190,9 @@ class Kernel:
         """
         rec = r.rec
         ext = rec.ext_versions
-        # find_sec() ignores sections without SHF_ALLOC (main.c find_sec).
-        table = "vers" if rec.versions is not None and rec.versions.alloc else None
+        # The table check_version() walks. find_sec() ignores sections without SHF_ALLOC (main.c find_sec).
+        source: BasicVersions | ExtVersions | None = rec.versions if rec.versions is not None and rec.versions.alloc \
+            else None
         if self.reads_extended and ext is not None:
             has_crcs = ext.crcs_section_index is not None and ext.crcs_alloc
             has_names = ext.names_section_index is not None and ext.names_alloc
@@ -201,23 +202,24 @@ class Kernel:
             if has_crcs:
                 if len(ext.entries) < ext.crc_count:
                     return self._refused(rec, r.path, "more extended version crcs than names")
-                table = "ext"
+                source = ext
         # check_modinfo() between module_layout and the other symbols, when the kernel's vermagic is
         # known: without a kernel (views of a format) the models judge the version tables alone.
         magic = None if r.vermagic is None else check_modinfo(rec, r.vermagic, self.force_load,
-                                                              tainted=table is None and self.force_load)
+                                                              tainted=source is None and self.force_load)
         # check_version() prefers the extended tables. Its outcome depends on the module, the
         # table and check_modinfo()'s decision alone: kernels (and formats) reading equal tables
         # share it; force_load matters only without one.
-        if table is None:
+        if source is None:
             walk = r.shared(("kernel", None, self.force_load), self._unversioned)
             if magic is not None and walk[6]:  # module_layout was let through: check_modinfo() next
                 messages = (*walk[4], *([magic.message] if magic.message else []))
                 walk = (REFUSES, (), (), (), messages, (), True) if magic.refuses else (*walk[:4], messages, *walk[5:])
         else:
-            entries = ext.entries if table == "ext" else rec.versions.entries
-            if table == "vers" and self.hashed_names and rec.hashed_versions is not None:
-                entries = hashed.matchable(rec.versions, rec.hashed_versions)
+            table = "ext" if isinstance(source, ExtVersions) else "vers"
+            entries = source.entries
+            if isinstance(source, BasicVersions) and self.hashed_names and rec.hashed_versions is not None:
+                entries = hashed.matchable(source, rec.hashed_versions)
             closed = self.fails_closed and table == "vers"  # the patch changes the __versions walk alone
             walk = r.per_table(("kernel", table, closed, magic), entries,
                                lambda r: _check_versions(r, table, entries, closed, magic))
@@ -227,8 +229,8 @@ class Kernel:
                 verdict = LOADS_TAINTED
             return ConsumerView(self.id, r.path, verdict, checked, lost, self._misread(rec), unchecked, messages,
                                 false, (magic.detail,))
-        notes = ()
-        if table == "ext" and verdict != REFUSES and (rec.versions is None or not rec.versions.alloc):
+        notes: tuple[str, ...] = ()
+        if isinstance(source, ExtVersions) and verdict != REFUSES and (rec.versions is None or not rec.versions.alloc):
             notes = ("no __versions: vermagic must match exactly, release included (same_magic has_crcs=0)",)
         return ConsumerView(self.id, r.path, verdict, checked, lost, self._misread(rec), unchecked, messages, false,
                             notes)

@@ -47,7 +47,7 @@ def _read(kmod: Kmod, r: Reading) -> ConsumerView:
     try:
         entries = dependency_versions(kmod, rec)
     except KmodError:
-        false = ()  # PR #270: depmod drops the module's dependencies without a word
+        false: tuple[str, ...] = ()  # PR #270: depmod drops the module's dependencies without a word
     else:
         warnings, false = r.per_table("depmod", entries, lambda r: _depmod_warnings(
             r, *match_versions(entries, map(_name, r.rec.imports))))

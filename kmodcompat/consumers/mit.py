@@ -26,12 +26,12 @@ from .kmod import hashed_shown
 
 def dump_modversions(rec: ModuleRecord, path: str) -> tuple[list[Modversion], list[str]]:
     """(entries printed, error lines) of ``modprobe --dump-modversions``."""
-    sec = rec.section("__versions")
-    if sec is None:
+    vers = rec.versions  # None exactly when there is no __versions section (modversions.basic.parse)
+    if vers is None:
         return [], []
-    if sec.size % MODVERSION_ENTRY_SIZE:
+    if not vers.well_formed:
         return [], [f"Wrong section size in '{path}'"]
-    return list(dedot(rec.versions.entries)), []
+    return list(dedot(vers.entries)), []
 
 
 def read(consumer: str, r: Reading) -> ConsumerView:
@@ -42,13 +42,13 @@ def read(consumer: str, r: Reading) -> ConsumerView:
         return ConsumerView(consumer, path, UNREADABLE, lost=r.order,
                             notes=(f".ko.{'xz' if rec.compression == 'xz' else 'zst'} is not a module file to "
                                    "module-init-tools: the module is invisible",))
-    sec = r.section("__versions")
-    table = None if sec is None else "bad-size" if sec.size % MODVERSION_ENTRY_SIZE else rec.versions.entries
+    vers = rec.versions
+    table = None if vers is None else "bad-size" if not vers.well_formed else vers.entries
     # The tools' reading depends on the module and the table alone: an equal table is read once.
     visible, lost, messages, false = r.per_table("mit-versions", table, _read_versions)
     verdict = FALSE_MISMATCH if false else PARTIAL if lost else OK
     if verdict == PARTIAL and not visible and r.own:
-        verdict = UNREADABLE if sec is not None else PARTIAL
+        verdict = UNREADABLE if vers is not None else PARTIAL
     # A hashed record (the 2024 RFC) reads as a symbol named sha256, as in kmod; depmod looks the
     # long import up by name, finds no CRC (0) and, 0 never disagreeing, says nothing of it.
     misread = hashed_shown(rec, visible) if rec.hashed_versions is not None else ()
