@@ -15,6 +15,7 @@ from contextlib import ExitStack
 from ..consumers import CONSUMERS
 from ..diff import DEFAULT_CONSUMERS, EXIT_CHANGE, EXIT_ERROR, EXIT_INCOMPATIBLE, EXIT_USAGE, diff_export_sides, \
     diff_modules, diff_trees
+from ..depmod.tree import ModuleTree
 from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
 from ..parse.module import parse_module
@@ -22,7 +23,7 @@ from ..report import diff_render
 from ..report.diff_json import to_json
 from ..files import packages
 from ..files.bounded import InputFileError
-from ..files.symvers import read_symvers
+from ..files.symvers import Symvers, read_symvers
 from .inputs import ModuleFiles, TreeOperand, check_files, check_tree, load, report_failures, resolve
 from .helptext import CommandHelp, command_parser
 from .output import shown
@@ -158,9 +159,9 @@ def _diff(args, stack: ExitStack) -> dict:
         if len(old.paths) != 1 or len(new.paths) != 1:
             raise _Fail("one module file on each side", EXIT_USAGE)
         recs = []
-        for op in (old, new):
+        for files in (old, new):
             try:
-                recs.append(parse_module(op.paths[0]))
+                recs.append(parse_module(files.paths[0]))
             except ModuleReadError as e:
                 raise _Fail(str(e), EXIT_ERROR) from None
         pair = diff_modules(recs[0], recs[1], consumers)  # two files: their paths differ by nature, not compared
@@ -182,6 +183,7 @@ def _diff(args, stack: ExitStack) -> dict:
     except KernelSourceError as e:
         raise _Fail(str(e), EXIT_ERROR) from None
     for tag, side, op in (("old", d.old, old), ("new", d.new, new)):
+        assert side.kernel_exports is not None  # diff_trees() always says where the kernel's exports came from
         note(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}")
     # Packages: the temporary roots' paths written as the packages' names.
     return json.loads(old.display(new.display(json.dumps(to_json(d)))))
@@ -197,7 +199,8 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
     """A Module.symvers against a Module.symvers, a tree or packages (either way round): the kABI alone."""
     if args.old_symvers or args.new_symvers:
         raise _Fail("--old-symvers/--new-symvers: the Module.symvers is an operand already", EXIT_USAGE)
-    sides, ops = [], []
+    sides: list[Symvers | ModuleTree] = []
+    ops: list[TreeOperand | None] = []
     for path, tag in ((args.old, "old"), (args.new, "new")):
         if _is_symvers(path):
             try:
@@ -215,9 +218,9 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
     labels = [op.label if op is not None else path for op, path in zip(ops, (args.old, args.new))]
     doc = json.dumps(to_json(diff_export_sides(sides[0], sides[1], consumers, old_label=labels[0],
                                                new_label=labels[1])))
-    for op in ops:
-        if op is not None:
-            doc = op.display(doc)
+    for named in ops:
+        if named is not None:
+            doc = named.display(doc)
     return json.loads(doc)
 
 

@@ -20,7 +20,7 @@ import os
 import sqlite3
 import stat
 import sys
-from typing import NoReturn
+from typing import Literal, NoReturn, overload
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -81,6 +81,12 @@ def add_tree_operands(p, modules: bool = False) -> None:
     p.add_argument("--moddir", default=None, metavar="DIR", help="the module directory DIR (same as a TREE operand)")
 
 
+@overload
+def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: Literal[False] = False,
+            check_basedir: bool = True) -> TreeOperand: ...
+@overload
+def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool,
+            check_basedir: bool = True) -> TreeOperand | ModuleFiles: ...
 def resolve(ops: list[str], basedir: str | None, stack: ExitStack, modules: bool = False,
             check_basedir: bool = True) -> TreeOperand | ModuleFiles:
     """What ``ops`` (with ``-b BASEDIR``) name; a usage error (exit 2) for operands that name nothing.

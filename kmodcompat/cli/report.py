@@ -195,8 +195,8 @@ def _run(args, policy, stack: ExitStack) -> int:
         old = load(old_op, jobs=args.jobs, cache=cache if old_op.packages is None else None,
                    progress=progress("reading the older tree"))
         with phase(f"comparing with {shown(old_op.label)}"):
-            diff = to_json(diff_trees(old, tree, old_label=old_op.packages and old_op.label,
-                                         new_label=op.packages and op.label, jobs=args.jobs))
+            diff = to_json(diff_trees(old, tree, old_label=old_op.label if old_op.packages is not None else None,
+                                         new_label=op.label if op.packages is not None else None, jobs=args.jobs))
         doc["diff"] = json.loads(old_op.display(op.display(json.dumps(diff))))
         text = report_text(doc)
     # Default: reports/<kernel release>, the release as ONE component ("..", "a/b" stay inside reports/).
@@ -268,9 +268,9 @@ def report_text(doc: dict) -> str:
     """The document as report.json: indented, but one line per module in ``consumers.per_module`` (a module's
     verdicts and counts indented would be 60 lines each: 4 MB of the 4,230 modules of trixie amd64)."""
     consumers = doc.get("consumers")
-    rows = consumers.get("per_module") if isinstance(consumers, dict) else None
-    if not rows:
+    if not isinstance(consumers, dict) or not consumers.get("per_module"):
         return json.dumps(doc, indent=1, sort_keys=False) + "\n"
+    rows = consumers["per_module"]
     text = json.dumps({**doc, "consumers": {**consumers, "per_module": _ROWS}}, indent=1, sort_keys=False)
     body = ",\n".join("   " + json.dumps(r, separators=(", ", ": ")) for r in rows)
     return text.replace(json.dumps(_ROWS), "[\n" + body + "\n  ]", 1) + "\n"

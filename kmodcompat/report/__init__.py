@@ -104,7 +104,8 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
             "graph": _graph_facts(graph, source.known),
             "exports": _exports_usage(graph, records),
             "findings": _findings(tree),
-            "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures]
+            "unreadable": [{"path": m.path, "reason": m.error.reason, "code": m.error.code} for m in tree.failures
+                           if m.error is not None]  # always: that is what a failure is (ModuleTree.failures)
             + [{"path": path, "reason": reason, "code": "skipped"} for path, reason in tree.skipped],
         }
         views = views_result()
@@ -179,7 +180,7 @@ def _counts(tree, records) -> dict:
 
 def _census(records) -> dict:
     by_format = Counter(r.modversions_format for r in records)
-    sections = Counter()
+    sections: Counter[str] = Counter()
     for r in records:
         for name in ("__versions", "__version_ext_crcs", "__version_ext_names", "__kflagstab"):
             if r.section(name) is not None:
@@ -190,7 +191,7 @@ def _census(records) -> dict:
 
 def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
     """What the report keeps of one module's views (computed in the view workers)."""
-    entry = {"verdicts": {c: v.verdict for c, v in views.items()}}
+    entry: dict[str, dict] = {"verdicts": {c: v.verdict for c, v in views.items()}}
     problems = {c: _problem(v) for c, v in views.items() if v.lost or v.misread or v.false_messages}
     if problems:
         entry["problems"] = problems
@@ -199,7 +200,7 @@ def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
 
 def summary_from_counts(path: str, counts: dict[str, Counts], view) -> dict:
     """:func:`module_summary` of views counted by tally.py: the models run only where there are problems to list."""
-    entry = {"verdicts": {c: n.verdict for c, n in counts.items()}}
+    entry: dict[str, dict] = {"verdicts": {c: n.verdict for c, n in counts.items()}}
     problems = {c: _problem(view(c)) for c, n in counts.items() if n.lost or n.misread or n.false_messages}
     if problems:
         entry["problems"] = problems
@@ -250,7 +251,7 @@ def _simulation(views: ViewsResult) -> dict:
 
 def _name_lengths(records) -> dict:
     hist: Counter[int] = Counter()
-    over = Counter()
+    over: Counter[str] = Counter()
     longest = []
     lengths: dict[str, int] = {}  # by name: names repeat across modules
     for r in records:
@@ -425,8 +426,8 @@ def _exports_usage(g: TreeGraph, records) -> dict:
 
 
 def _findings(tree) -> dict:
-    by_code = Counter()
-    items = []
+    by_code: Counter[str] = Counter()
+    items: list[dict] = []
     for m in tree.modules:
         if m.record is None:
             continue

@@ -13,7 +13,7 @@ classes); :func:`html_page` wraps the same fragment as a page of its own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from html import escape
 
@@ -408,4 +408,4 @@ def html_page(doc: dict, details: bool = False) -> str:
             f"<style>{_CSS}</style></head><body>\n{html_fragment(doc, details, 0)}\n</body></html>\n")
 
 
-RENDERERS = {"text": text, "markdown": markdown, "html": html_page}
+RENDERERS: dict[str, Callable[[dict, bool], str]] = {"text": text, "markdown": markdown, "html": html_page}
