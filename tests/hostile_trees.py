@@ -28,8 +28,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures" / "modules" / "x86_64"
+from .paths import REPO, X86_64 as FIXTURES
+
 KVER = "6.1.0-hostile"
 #: The bounds every finding's test holds the command to: 10 s of CPU time (the issue's "≤ 10 s",
 #: counted so that a loaded CI machine cannot fail it) and 1 GiB of address space. WALL_TIMEOUT

@@ -22,7 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from .paths import REPO
+
 REALTREES = Path(os.environ.get("REALTREES", "/tmp/realtrees"))
 ENV = {**os.environ, "LC_ALL": "C"}
 #: The Debian suite whose kmod each emulated release is.

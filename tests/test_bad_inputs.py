@@ -27,8 +27,8 @@ from kmodcompat.cli import COMMANDS, main
 
 from . import oracle
 from .test_depmod import FIX, KVER, build_tree
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 #: The bad inputs, the same for every command.
 INPUTS = ("missing", "file-for-directory", "directory-for-file", "not-a-module", "unwritable-out",

@@ -31,7 +31,8 @@ from kmodcompat.rust import is_rust
 from kmodcompat.depmod.tree import load_tree
 from kmodcompat.usefulness import crc_usefulness, placeholder_crc
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
+from .paths import MODULES as FIXTURES
+
 KVER = "9.9.9-kmc"
 
 

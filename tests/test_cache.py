@@ -18,8 +18,7 @@ from kmodcompat.records import ModuleRecord
 from kmodcompat.parse.scan import parse_many
 
 from . import oracle
-
-REPO = Path(__file__).resolve().parent.parent
+from .paths import DEMO, REPO, X86_64 as FIX
 
 
 @pytest.fixture(autouse=True)
@@ -27,7 +26,6 @@ def _trusted_stat(monkeypatch):
     """Files made by a test are seconds old, their ctime "racy": trusted here as if older (one test checks
     the racy case itself). Fork-started scan workers inherit the setting."""
     monkeypatch.setattr(cache_keys, "RACY_SECONDS", 0.0)
-FIX = REPO / "fixtures" / "modules" / "x86_64"
 
 
 def _copy_fixtures(tmp_path: Path) -> list[str]:
@@ -133,7 +131,7 @@ def test_relative_and_absolute_paths_share_entries(tmp_path, monkeypatch):
 
 def test_cli_results_identical_with_and_without_cache(tmp_path):
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg")}
-    base = REPO / "kmodcompat" / "demo"
+    base = DEMO
     kver = os.listdir(base / "lib" / "modules")[0]
     outs = []
     for extra in ([], [], ["--no-cache"]):
@@ -166,7 +164,7 @@ def test_read_errors_survive_processes_and_pickling(tmp_path):
 
 def _old_demo_tree(tmp_path: Path) -> tuple[Path, str]:
     """A copy of the demo tree whose files are old enough to be trusted by stat."""
-    src = REPO / "kmodcompat" / "demo"
+    src = DEMO
     base = tmp_path / "demo"
     shutil.copytree(src, base)
     for top, _, files in os.walk(base):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
 import pytest
 
@@ -14,11 +13,11 @@ from kmodcompat.records import ModuleRecord
 from kmodcompat.parse.scan import parse_many
 
 from . import oracle
+from .paths import FUZZ_CORPUS, MODULES as MODULES_DIR
 
-REPO = Path(__file__).resolve().parent.parent
-MODULES = sorted(str(p) for p in (REPO / "fixtures" / "modules").rglob("*")
+MODULES = sorted(str(p) for p in MODULES_DIR.rglob("*")
                  if p.is_file() and ".ko" in p.name and not p.name.endswith(".txt"))
-CORPUS = sorted(str(p) for p in (REPO / "tests" / "fuzz-corpus").iterdir() if not p.name.endswith(".txt"))
+CORPUS = sorted(str(p) for p in FUZZ_CORPUS.iterdir() if not p.name.endswith(".txt"))
 
 
 def _same(a, b) -> bool:

@@ -27,10 +27,7 @@ from kmodcompat.records import ModuleRecord
 from kmodcompat.parse.scan import parse_many
 
 from .cache_fuzzing import corrupt
-
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules" / "x86_64"
-DEMO = REPO / "kmodcompat" / "demo"
+from .paths import DEMO, REPO, X86_64 as FIX
 
 
 @pytest.fixture(autouse=True)

@@ -25,9 +25,9 @@ from kmodcompat.report.policy import evaluate, outcomes, parse_policy
 
 from . import oracle
 from .test_diff import FIX, KVER, kernel_exports, make_tree, patched_export_crc, patched_modinfo
+from .paths import DATA, MODULES, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-SCHEMAS = Path(__file__).resolve().parent / "data" / "ci-schemas"
+SCHEMAS = DATA / "ci-schemas"
 JUNIT_XSD = xmlschema.XMLSchema(str(SCHEMAS / "junit-10.xsd"))
 SARIF_SCHEMA = json.loads((SCHEMAS / "sarif-schema-2.1.0.json").read_text())
 #: RFC 3986 URI-reference characters: unreserved, reserved, and percent-encoded octets only.
@@ -266,7 +266,7 @@ def test_diff_compatible_changes_fail_nothing(crc_trees, tmp_path, capsys):
 
 def test_diff_of_unlike_trees_counts_no_break(tmp_path, capsys):
     """Different machines: every module changed, listed as a passing case; nothing fails (status 4)."""
-    arm = REPO / "fixtures" / "modules" / "arm"
+    arm = MODULES / "arm"
     files = ("basic.ko", "exports-rel.ko")
     x86 = make_tree(tmp_path / "x86", {f: (FIX / f).read_bytes() for f in files}, kernel_exports())
     armt = make_tree(tmp_path / "arm", {f: (arm / f).read_bytes() for f in files}, kernel_exports())

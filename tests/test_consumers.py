@@ -7,7 +7,6 @@ cannot be run here, so every rule they cite is pinned by a fixture below.
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
@@ -18,7 +17,8 @@ from kmodcompat.consumers.base import own_crcs
 from kmodcompat.kmod.profile import KMOD30, KMOD34, KMOD_PR270
 from kmodcompat.parse.module import parse_module
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
+from .paths import MODULES as FIX
+
 LONG = "_RNvXs_NtCshhMfd4mY5QU_6kernel8user_ptrNtB4_18UserSlicePtrReaderNtNtB6_9io_buffer14IoBufferReader8read_raw"
 
 

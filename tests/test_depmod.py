@@ -37,9 +37,8 @@ from kmodcompat.depmod.writer import render
 from kmodcompat.depmod.tree import load_tree
 
 from . import oracle
+from .paths import REPO, X86_64 as FIX
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules" / "x86_64"
 KVER = "9.9.9-kmc"
 LONG = "_RNvXs_NtCshhMfd4mY5QU_6kernel8user_ptrNtB4_18UserSlicePtrReaderNtNtB6_9io_buffer14IoBufferReader8read_raw"
 

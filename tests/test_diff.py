@@ -42,9 +42,8 @@ from kmodcompat.report.diff_json import to_json
 from kmodcompat.depmod.tree import load_tree
 
 from . import oracle
+from .paths import MODULES, REPO, X86_64 as FIX
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules" / "x86_64"
 SCHEMA = json.loads((REPO / "kmodcompat" / "report" / "diff-schema.json").read_text())
 KVER = "6.1.0-kmc"
 FETCH = os.environ.get("KMODCOMPAT_FETCH_TREES") == "1"
@@ -295,7 +294,7 @@ def test_tree_diff_with_one_changed_module_names_it_first(tmp_path, capsys):
 def test_tree_diff_of_unlike_trees_says_so_and_counts_no_break(tmp_path):
     """Different machines, or a kernel with and one without MODVERSIONS: said at the top; the consumer
     verdicts and CRCs that follow from it are not breaks."""
-    arm = REPO / "fixtures" / "modules" / "arm"
+    arm = MODULES / "arm"
     files = ("basic.ko", "exports-rel.ko")
     x86 = make_tree(tmp_path / "x86", {f: (FIX / f).read_bytes() for f in files}, kernel_exports())
     armt = make_tree(tmp_path / "arm", {f: (arm / f).read_bytes() for f in files}, kernel_exports())

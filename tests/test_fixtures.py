@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import os
-from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
@@ -23,8 +22,8 @@ from kmodcompat.errors import ModuleReadError
 from kmodcompat.parse.module import parse_module
 from kmodcompat.files.opener import read_module_bytes
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
+from .paths import FIXTURES, REPO
+
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 BY_PATH = {e["path"]: e for e in MANIFEST}
 #: Findings that end the read of a file (a ModuleReadError), not a record.

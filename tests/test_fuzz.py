@@ -35,9 +35,8 @@ from kmodcompat.depmod.tree import load_tree
 from kmodcompat.validate import Validation, validate_file
 
 from . import fuzzing, oracle
+from .paths import FUZZ_CORPUS as CORPUS, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-CORPUS = REPO / "tests" / "fuzz-corpus"
 #: Seconds before an input counts as a hang: far above any real parse (< 0.1 s for these inputs).
 HANG = 30
 #: Bytes an input may allocate at peak: a multiple of its size plus a constant (Python objects

@@ -36,8 +36,8 @@ from kmodcompat.parse.signature import unsigned_length
 from kmodcompat.simulate import BuildError, import_versions, simulate, simulate_record
 
 from . import oracle
+from .paths import MODULES as FIX
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
 ARCHES = ("x86_64", "s390x", "arm", "ppc", "ppc64")
 TREES = ("bookworm-amd64", "trixie-amd64", "trixie-armmp", "trixie-s390x")
 KVER = "9.9.9"

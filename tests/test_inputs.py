@@ -10,6 +10,8 @@ import pytest
 from kmodcompat.cli import main
 from tests.test_depmod import KVER, build_tree
 
+from .paths import REPO
+
 COMMANDS = (["exports", "--format", "json"], ["graph", "--format", "json"], ["symvers", "--modules-only"],
             ["depmod", "-n"], ["views", "--format", "json"], ["validate", "--format", "json"])
 
@@ -81,12 +83,11 @@ def test_wrong_operands_are_one_line_exit_2(forms, tmp_path, capsys):
 
 def test_no_command_imports_another_as_a_library():
     """Shared operand and option code lives in cli/inputs.py (issue 14 item 7)."""
-    from pathlib import Path
     import re
 
     from kmodcompat.cli import COMMANDS
 
-    cli = Path(__file__).parent.parent / "kmodcompat" / "cli"
+    cli = REPO / "kmodcompat" / "cli"
     commands = set(COMMANDS.values())
     assert commands <= {p.stem for p in cli.glob("*.py")}
     for p in cli.glob("*.py"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import struct
 import subprocess
-from pathlib import Path
 import sys
 
 import pytest
@@ -14,6 +13,7 @@ from kmodcompat.elf.layout import EM_AARCH64, EM_ARM, EM_S390
 from kmodcompat.files.kernel_image import KernelImageError, find_image, read_kernel_image, vmlinux_bytes
 
 from . import kernel_images as ki
+from .paths import X86_64
 
 SYMS = ki.symbols()
 PREL32 = ki.Layout(True, 4, True)
@@ -267,7 +267,7 @@ def test_symvers_no_image_found(tmp_path):
     # neither half, no module and no image: nothing to write is an input error, not an empty result
     p = _symvers("-b", str(tmp_path), "1.0")
     assert (p.returncode, p.stdout, p.stderr) == (2, "", f"kmodcompat: {moddir}: no modules found\n")
-    exporter = Path(__file__).resolve().parent.parent / "fixtures/modules/x86_64/exports-rel.ko"
+    exporter = X86_64 / "exports-rel.ko"
     (moddir / "exp.ko").write_bytes(exporter.read_bytes())
     p = _symvers("-b", str(tmp_path), "1.0")
     assert p.returncode == 0 and "\texp\tEXPORT_SYMBOL" in p.stdout

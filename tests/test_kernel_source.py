@@ -25,8 +25,8 @@ from kmodcompat.report import MODULES_LISTED, NAMES_PER_MODULE, build_report, sc
 from . import kernel_images as ki
 from . import oracle
 from .test_diff import FIX, KVER, kernel_exports, make_tree
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PLACEHOLDER = "ffffffffffffffff B The real System.map is in the linux-image-<version>-dbg package\n"
 
 

@@ -23,11 +23,11 @@ import pytest
 from kmodcompat.files.kernel import kernel_source
 
 from . import oracle
+from .paths import REPO
 
 pytestmark = pytest.mark.realtree
 
 ROOT = os.environ.get("KMODCOMPAT_REALTREES") or os.environ.get("REALTREES", "/tmp/realtrees")
-REPO = Path(__file__).resolve().parent.parent
 
 
 def _without_headers(tmp_path: Path, name: str) -> tuple[Path, str, Path]:

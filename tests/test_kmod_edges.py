@@ -23,9 +23,7 @@ from kmodcompat.kmod.profile import KMOD_RELEASES
 
 from . import oracle
 from .fuzzing import _Elf
-
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "modules" / "x86_64"
-REPO = Path(__file__).resolve().parent.parent
+from .paths import REPO, X86_64 as FIXTURES
 
 
 def _skippable(size: int, magic: int = 0x184D2A50) -> bytes:

@@ -28,10 +28,8 @@ import zstandard
 
 from . import oracle, rpm_scripts
 from .test_modversions_listing import _raw_tables
+from .paths import KMC_TEST, MODULES as FIXTURES, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures" / "modules"
-KMC_TEST = REPO / "tests" / "data" / "qemu-kernel-7.2" / "kmc_test.ko"
 #: A mix: absolute and __kcrctab CRCs, the kflagstab layout, both-table, extended-only and basic-only
 #: imports, each compression, 32- and 64-bit, both byte orders.
 FIXTURE_NAMES = ("basic.ko", "basic+ext.ko", "ext-only.ko", "exports-abs.ko", "exports-rel.ko",

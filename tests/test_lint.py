@@ -6,13 +6,12 @@ Both are pinned in the ``test`` extra, so a finding here is a finding in CI. Run
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
-ROOT = os.path.join(os.path.dirname(__file__), "..")
+from .paths import REPO
 
 
 def _run(tool: str, *args: str) -> subprocess.CompletedProcess:
@@ -20,7 +19,7 @@ def _run(tool: str, *args: str) -> subprocess.CompletedProcess:
         __import__(tool)
     except ImportError:
         pytest.fail(f"{tool} is not installed: pip install -e '.[test]' (tools/test.sh does)")
-    return subprocess.run([sys.executable, "-m", tool, *args], cwd=ROOT, capture_output=True, text=True)
+    return subprocess.run([sys.executable, "-m", tool, *args], cwd=REPO, capture_output=True, text=True)
 
 
 def test_ruff_clean():

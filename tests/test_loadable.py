@@ -10,7 +10,6 @@ imported, a GPL-only export and a non-GPL module, vermagic, exit statuses.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -23,12 +22,11 @@ from kmodcompat.parse.module import parse_module, parse_module_bytes
 
 from . import kernel_images as ki
 from . import oracle
+from .paths import REPO, TOOLS, X86_64 as FIX
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+sys.path.insert(0, str(TOOLS))
 import qemu_oracle as q  # noqa: E402  (the oracle's module mutators)
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules" / "x86_64"
 VERMAGIC = "6.1.0-kmc-amd64 SMP preempt mod_unload modversions "
 
 

@@ -25,8 +25,8 @@ from kmodcompat.report import markdown as md_report
 from kmodcompat.report.policy import evaluate, outcomes, parse_policy
 
 from . import oracle
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 #: A C name of 56 characters: one too many for __versions on 64-bit (none of the fixtures has a C one).
 C_LONG = "kmc_c_symbol_with_a_name_just_one_character_too_long_xxx"
 assert len(C_LONG) == 56

@@ -16,7 +16,8 @@ import pytest
 
 from kmodcompat import cli
 
-REPO = Path(__file__).resolve().parent.parent
+from .paths import REPO
+
 GENERATOR = REPO / "tools" / "make-man.py"
 GENERATED_DIRS = ("man", "completion/bash", "completion/zsh")
 

@@ -23,11 +23,9 @@ import pytest
 from elftools.elf.elffile import ELFFile
 
 from . import oracle
+from .paths import FIXTURES, KMC_TEST, REPO
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
 SCHEMA = json.loads((REPO / "kmodcompat" / "modversions-schema.json").read_text())
-KMC_TEST = REPO / "tests" / "data" / "qemu-kernel-7.2" / "kmc_test.ko"
 
 
 def cli(*args: str) -> subprocess.CompletedProcess:

@@ -36,9 +36,11 @@ import sys
 
 import pytest
 
+from .paths import DATA, TOOLS
+
 pytestmark = pytest.mark.realtree
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tools"))
+sys.path.insert(0, str(TOOLS))
 import qemu_oracle as q  # noqa: E402
 
 from kmodcompat.loadable import load_one, target_for  # noqa: E402
@@ -47,7 +49,7 @@ from kmodcompat.parse.module import parse_module_bytes  # noqa: E402
 ROOT = os.environ.get("KMODCOMPAT_REALTREES") or os.environ.get("REALTREES", "/tmp/realtrees")
 #: tools/qemu/build-kernel.sh's output: bzImage, config, kmc_test.ko (tests/data/qemu-kernel-7.2/README).
 EXT_KERNEL = os.environ.get("KMODCOMPAT_TEST_KERNEL",
-                            os.path.join(os.path.dirname(__file__), "data", "qemu-kernel-7.2"))
+                            str(DATA / "qemu-kernel-7.2"))
 
 #: Kernel log lines the module-version models do not speak about, with where they come from.
 OUT_OF_SCOPE = (

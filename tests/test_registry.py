@@ -32,8 +32,8 @@ from kmodcompat.report import html as html_report
 from kmodcompat.report.diff_json import to_json as diff_to_json
 from kmodcompat.views import ALL_FORMATS, AS_IS, compute_views
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules" / "x86_64"
+from .paths import X86_64 as FIX
+
 KVER = "6.1.0-registry-test"
 ID = "short-sighted"
 TITLE = "short-sighted reader (test model, names ≤ 20)"

@@ -20,8 +20,7 @@ from kmodcompat.report import markdown as md_report
 from kmodcompat.depmod.tree import load_tree
 
 from . import oracle
-
-REPO = Path(__file__).resolve().parent.parent
+from .paths import REPO
 
 
 @pytest.fixture(scope="module")

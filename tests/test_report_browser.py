@@ -21,8 +21,8 @@ from kmodcompat.report import build_report
 from kmodcompat.report import html as html_report
 
 from . import cdp
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 WIDTHS = (1400, 420)
 
 NO_CHROMIUM = "chromium not installed (tools/test.sh installs Debian's chromium)"

@@ -25,8 +25,8 @@ from kmodcompat.simulate import (FORMATS, BuildError, import_versions, rewrite_s
                                  written_format)
 
 from . import oracle
+from .paths import MODULES as FIX, X86_64 as FIXTURES
 
-FIX = Path(__file__).resolve().parent.parent / "fixtures" / "modules"
 MV_TREES = ("bookworm-amd64", "trixie-amd64", "trixie-s390x", "trixie-armmp")
 KVER = "9.9.9"  # busybox only takes a version that looks like x.y.z
 PER_TREE = 6
@@ -238,7 +238,6 @@ def _hostile_layouts() -> dict[str, bytes]:
     return out
 
 
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "modules" / "x86_64"
 HOSTILE_REASONS = {
     "trailer-over-shdrs": "the image in front of the signature is no ELF file: section header table",
     "symtab-past-end": ".symtab runs past the end of the file",

@@ -33,8 +33,8 @@ from kmodcompat.report import build_report
 from .test_depmod import _real, crc_of, fixture_tree  # noqa: F401 - fixture_tree is a fixture
 from .test_depmod import KVER as DEPMOD_KVER
 from .test_diff import FIX, KVER, kernel_exports, make_tree
+from .paths import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 
 #: v5.6+ (and 5.4.y stable): crc, symbol, module, export type, namespace (empty: the line ends in a tab).
 MODERN = (b"0xd6551b9c\tcpu_cache_has_invalidate_memregion\tvmlinux\tEXPORT_SYMBOL_GPL\tDEVMEM\n"

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import random
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -28,9 +27,7 @@ from kmodcompat.tally import module_tally, tally
 from kmodcompat.views import ALL_FORMATS, AS_IS, _compute
 
 from . import oracle
-
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules"
+from .paths import MODULES as FIX
 
 
 def fixture_entries() -> list[tuple[str, object]]:

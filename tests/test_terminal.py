@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+from .paths import DEMO_KVER, MODULES, REPO
+
 LISTING = ["validate", "fixtures/modules/x86_64"]  # 82 files, 43 fail a check: a long listing with verdicts
 RED_FAIL = "\x1b[1;31mFAIL\x1b[0m"
 
@@ -115,7 +116,7 @@ def test_quiet(tmp_path):
     """The progress display and the notes go with --quiet; the line saying where the report is stays."""
     env = _env(tmp_path)
     demo = ["report", "--no-cache", "-b", "kmodcompat/demo"]
-    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    kver = DEMO_KVER
     status, loud, _ = _run([*demo, kver, "--out", str(tmp_path / "r1")], env)
     assert status in (0, 1), loud
     # Every long phase shows: parsing, the consumer views (the graph is built meanwhile), writing the report.
@@ -132,7 +133,7 @@ def test_quiet(tmp_path):
 
 def test_report_has_no_pager(tmp_path):
     """report writes files: nothing on stdout to page, so no pager is started (and no --no-pager offered)."""
-    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    kver = DEMO_KVER
     status, _, _ = _run(["report", "--no-cache", "-b", "kmodcompat/demo", kver, "--out", str(tmp_path / "r")],
                         _env(tmp_path))
     assert status in (0, 1) and _paged(tmp_path) is None
@@ -152,14 +153,14 @@ def test_pager_quit_early(tmp_path):
     pager.chmod(0o755)
     env["PAGER"] = str(pager)
     # 680 kB: more than the pipe holds once head has gone, so a write inside the command fails (EPIPE).
-    modules = sorted(str(p.relative_to(REPO)) for p in (REPO / "fixtures" / "modules").glob("*/*.ko"))
+    modules = sorted(str(p.relative_to(REPO)) for p in MODULES.glob("*/*.ko"))
     status, seen, _ = _run(["show", "--format", "json", *modules], env)
     assert _paged(tmp_path) == "[\n"
     assert status == 0 and "Traceback" not in seen and "Error" not in seen, seen
 
 
 def test_diff_progress_covers_the_views(tmp_path):
-    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    kver = DEMO_KVER
     status, seen, _ = _run(["diff", "-b", "kmodcompat/demo", kver, kver], _env(tmp_path, PAGER="cat"))
     assert status == 0
     for phase in ("reading old tree [", "reading new tree [", "old tree's consumer views [",
@@ -170,7 +171,7 @@ def test_diff_progress_covers_the_views(tmp_path):
 
 
 def test_views_verdicts_in_colour(tmp_path):
-    kver = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+    kver = DEMO_KVER
     argv = ["views", "-b", "kmodcompat/demo", kver, "--no-pager"]
     _, seen, _ = _run(argv, _env(tmp_path, COLUMNS="200"))  # a table, not records (a pty starts with no size)
     line = next(x for x in seen.splitlines() if x.startswith("kmod30 "))

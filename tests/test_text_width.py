@@ -5,14 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from kmodcompat.report.text import column_caps, paragraph, table
 
-REPO = Path(__file__).resolve().parent.parent
-KVER = sorted(os.listdir(REPO / "kmodcompat" / "demo" / "lib" / "modules"))[0]
+from .paths import DEMO_KVER, REPO
+
+KVER = DEMO_KVER
 EXPORTS = ["exports", "-b", "kmodcompat/demo", KVER]
 DIFF = ["diff", "fixtures/modules/x86_64/basic.ko", "fixtures/modules/x86_64/ext-only.ko"]
 

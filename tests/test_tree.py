@@ -20,6 +20,7 @@ from kmodcompat.files.stdio import fgets_lines
 from kmodcompat.depmod.tree import _uncrelpath, load_tree, make_absolute, path_to_modname
 
 from . import oracle
+from .paths import X86_64
 
 KVER = "6.12.0-test"
 
@@ -167,7 +168,7 @@ def test_bare_module_directory_and_failures_kept(tmp_path):
 
 def test_link_loops_dangling_links_and_unreadable_dirs_are_reported_not_hung(tmp_path):
     """A hostile tree: links back to the root, a dangling module link, a directory we cannot read."""
-    fix = Path(__file__).resolve().parent.parent / "fixtures" / "modules" / "x86_64"
+    fix = X86_64
     moddir = tmp_path / "lib" / "modules" / "1.2.3"
     (moddir / "kernel").mkdir(parents=True)
     shutil.copy(fix / "basic.ko", moddir / "kernel" / "a.ko")

@@ -12,7 +12,6 @@ replayed here.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import pytest
 
@@ -20,9 +19,10 @@ from kmodcompat.parse.scan import deadline
 
 from . import oracle
 from .hostile_trees import check_tree
+from .paths import FUZZ_CORPUS
 
 CASES = int(os.environ.get("KMODCOMPAT_TREE_FUZZ", "160"))
-SEEDS = Path(__file__).resolve().parent / "fuzz-corpus" / "tree-seeds.txt"
+SEEDS = FUZZ_CORPUS / "tree-seeds.txt"
 #: Real depmod of each release installed (kmod 34 on every other tree: it costs a loader start).
 REAL = {v: oracle.kmod_argv(v, "depmod") for v in ("kmod30", "kmod34") if oracle.kmod_available(v)}
 #: Seconds one tree may take (a hang detector far above the ~0.2 s one takes).

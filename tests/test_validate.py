@@ -27,9 +27,8 @@ from kmodcompat.parse.scan import PARSE_TIMEOUT, map_files
 from kmodcompat.validate import CHECKS, Target, Validation, validate_bytes, validate_file
 
 from . import oracle
+from .paths import FIXTURES
 
-REPO = Path(__file__).resolve().parent.parent
-FIXTURES = REPO / "fixtures"
 MANIFEST = json.loads((FIXTURES / "manifest.json").read_text())
 KCHECK = {e["kind"].removeprefix("kcheck-"): e for e in MANIFEST if e["kind"].startswith("kcheck-")}
 KERNEL_CODES = sorted(c for c, k in CHECKS.items() if k.source == "kernel")

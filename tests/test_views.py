@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 from kmodcompat.consumers import CONSUMERS
 from kmodcompat.parse.module import parse_module
 from kmodcompat.views import ALL_FORMATS, AS_IS, compute_views
 
-REPO = Path(__file__).resolve().parent.parent
-FIX = REPO / "fixtures" / "modules"
+from .paths import MODULES as FIX, REPO
+
 KINDS = ("none", "basic", "basic+ext", "ext-only", "varlen")
 
 
