@@ -274,3 +274,112 @@ def test_racy_follows_each_timestamps_granularity(monkeypatch):
     assert not cache_keys.racy(fid(old, ns(now - 0.5) + 7), now)        # ctime's tick (<= 10 ms) long past
     assert cache_keys.racy(fid(old, ns(int(now) - 1)), now)             # whole-second ctime: two seconds
     assert not cache_keys.racy(fid(old, ns(int(now) - 3)), now)
+
+
+# --- every command that reads module files goes through the one cache (issue 20 item 3) --------------------
+
+def _commands(base: Path, kver: str) -> dict[str, list[str]]:
+    """Each command that reads module files, over the tree at ``base`` (a root holding lib/modules/KVER)."""
+    moddir = base / "lib" / "modules" / kver
+    mods = sorted(str(p) for p in moddir.rglob("*.ko*"))
+    return {
+        "depmod": ["depmod", "-n", "-b", str(base), kver],
+        "depmod-e": ["depmod", "-n", "-e", "--format", "json", "-b", str(base), kver],
+        "exports": ["exports", "--format", "json", str(base)],
+        "graph": ["graph", "--format", "json", str(base)],
+        "symvers": ["symvers", "--modules-only", str(base)],
+        "views": ["views", "--format", "json", str(base)],
+        "simulate": ["simulate", "--format-as", "none", str(base)],
+        "diff": ["diff", "--format", "json", str(base), str(base)],
+        "validate": ["validate", "--format", "json", str(base)],
+        "loadable": ["loadable", "--format", "json", *mods, "--kernel", str(moddir)],
+        "modinfo": ["modinfo", *mods],
+    }
+
+
+def _run_counted(argv: list[str], capsys, counts: list[tuple[int, int]]) -> tuple[int, str]:
+    """``kmodcompat ARGV -j 1`` in a fresh working directory (simulate writes ./simulated): status, stdout."""
+    import tempfile
+
+    from kmodcompat.cli import main
+
+    counts.clear()
+    here = os.getcwd()
+    with tempfile.TemporaryDirectory() as cwd:
+        os.chdir(cwd)
+        try:
+            status = main([*argv, "-j", "1"])
+        finally:
+            os.chdir(here)
+    return status, capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", list(_commands(Path("/"), "k")))
+def test_every_command_is_served_from_the_cache_and_says_the_same(tmp_path, monkeypatch, capsys, command):
+    """Cold, warm and --no-cache give the same output; the warm run reads every module from the cache
+    (hits counted, not time); a tree copied elsewhere (cp -a) is warm too, by content."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    base, kver = _old_demo_tree(tmp_path)
+    counts: list[tuple[int, int]] = []
+    real_get_many = RecordCache.get_many
+
+    def counted(self, paths, tree=None, kind=None):
+        before = self.hits
+        out = real_get_many(self, paths, tree, kind)
+        counts.append((self.hits - before, len(paths)))
+        return out
+
+    monkeypatch.setattr(RecordCache, "get_many", counted)
+    argv = _commands(base, kver)[command]
+    cold = _run_counted(argv, capsys, counts)
+    assert counts and counts[0][0] == 0, counts  # it asked the cache (diff's second tree, the same, hits)
+    warm = _run_counted(argv, capsys, counts)
+    assert counts and all(hits == n > 0 for hits, n in counts), counts
+    assert warm == cold
+    assert _run_counted([*argv, "--no-cache"], capsys, counts) == cold and not counts
+    copy = tmp_path / "copy"
+    shutil.copytree(base, copy, symlinks=True)  # cp -a: new inodes and path, the same bytes and dates
+    copied = _run_counted(_commands(copy, kver)[command], capsys, counts)
+    assert counts and all(hits == n > 0 for hits, n in counts), counts
+    assert copied[0] == cold[0] and copied[1] == cold[1].replace(str(base), str(copy))
+
+
+def test_validate_verdicts_are_checked_data_of_their_target(tmp_path):
+    """A verdict is kept per target (another --machine is another verdict), decoded with every check, and a
+    damaged one is a miss."""
+    from kmodcompat.cache import map_cached
+    from kmodcompat.cache.record_cache import verdicts
+    from kmodcompat.cli.validate import check_one
+    import functools
+    from kmodcompat.validate import Target
+
+    paths = _copy_fixtures(tmp_path)
+    with RecordCache(str(tmp_path / "c.sqlite")) as c:
+        results = {}
+        for machine in (None, 183):  # what the module claims; EM_AARCH64 (an x86_64 module fails elf_check_arch)
+            target = Target(machine=machine)
+            worker = functools.partial(check_one, target=target, timeout=None)
+            first = map_cached(worker, paths, c, verdicts(target), jobs=1)
+            hits = c.hits
+            assert map_cached(worker, paths, c, verdicts(target), jobs=1) == first
+            assert c.hits - hits == len(paths)
+            fresh = [worker(p) for p in paths]
+            assert [repr(v) for v in first] == [repr(v) for v in fresh]
+            results[machine] = first
+        assert results[None] != results[183]
+        c.store.db.execute("UPDATE records SET blob = CAST('[3,\"v\",1,1,\"no-such-check\",8,\"\",\"\",true]' "
+                           "AS BLOB)")
+        target = Target()
+        worker = functools.partial(check_one, target=target, timeout=None)
+        hits = c.hits
+        assert [repr(v) for v in map_cached(worker, paths, c, verdicts(target), jobs=1)] == \
+            [repr(v) for v in results[None]]
+        assert c.hits == hits  # every row fails its MAC (or its checks): parsed again
+    from kmodcompat.cache import codec
+
+    for bad in (b'[3,"v",1,1,"no-such-check",8,"","",true]', b'[3,"v",1,1,"elf-header-magic",8,"",""]',
+                b'[3,"v",-1,1]', b'[3,"v",1,1,"strtab-empty",8,"","",1]', b'[3,"r",1,1]'):
+        with pytest.raises(codec.DecodeError):
+            codec.decode_verdict(bad, "m.ko")
+    for v in results[183]:
+        assert repr(codec.decode_verdict(codec.encode_verdict(v), v.path)) == repr(v)

@@ -10,8 +10,8 @@ It lives in ``$XDG_CACHE_HOME/kmodcompat`` (else ``~/.cache/kmodcompat``).
 
 from .keys import input_key, package_fingerprint, records_version
 from .record_cache import (DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_BYTES, RecordCache, cacheable, default_path,
-                           parse_cached, prune)
+                           map_cached, parse_cached, prune)
 from .store import CacheUnavailable
 
 __all__ = ["CacheUnavailable", "DEFAULT_MAX_AGE_DAYS", "DEFAULT_MAX_BYTES", "RecordCache", "cacheable",
-           "default_path", "input_key", "package_fingerprint", "parse_cached", "prune", "records_version"]
+           "default_path", "input_key", "map_cached", "package_fingerprint", "parse_cached", "prune", "records_version"]

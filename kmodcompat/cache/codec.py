@@ -17,7 +17,9 @@ array of the rows' values (row after row), as records.py pickles them between
 processes: no per-row object to decode, and columns checked by C-level
 slicing instead of a Python loop per value. ``bytes`` are hex strings.
 A :class:`~kmodcompat.errors.ModuleReadError` is ``[CODEC, "e", reason, code,
-errno, detail, compression]``.
+errno, detail, compression]``. A ``validate`` verdict (:class:`~kmodcompat.validate.Validation`)
+is ``[CODEC, "v", image_size, elf_size, code, errno, message, detail, fatal, ...]``, one
+failure after another, each code one of :data:`kmodcompat.validate.CHECKS`.
 
 Speed (bookworm amd64, 4,023 records; ``bench/cache_codec.py``): see that
 script; decoding with every check costs about what unpickling did.
@@ -177,10 +179,14 @@ def _enc_signature(s: Signature | None) -> list | None:
             s.key_id.hex(), s.hash_algo, s.digest_oid, s.signature.hex(), s.kmod_accepts, s.pkcs7_error]
 
 
+def _enc_error(e: ModuleReadError) -> list:
+    return [CODEC, "e", e.reason, e.code, e.errno, e.detail, e.compression]
+
+
 def encode(value: ModuleRecord | ModuleReadError) -> bytes:
     """The cache's bytes for one parse result (ASCII JSON: lone surrogates as ``\\udcXX`` escapes)."""
     if isinstance(value, ModuleReadError):
-        doc: list = [CODEC, "e", value.reason, value.code, value.errno, value.detail, value.compression]
+        doc: list = _enc_error(value)
     else:
         r = value
         doc = [CODEC, "r", r.file_size, r.compression, list(r.compression_notes), r.image_size, list(r.elf),
@@ -255,22 +261,31 @@ def _dec_modinfo(check: _Check, value: Any) -> tuple[tuple[str, str | None], ...
     return tuple(zip(it, it))
 
 
-def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
-    """The parse result ``blob`` holds, for the file now at ``path``; raises DecodeError for anything else."""
+def _load(blob: bytes) -> list:
     try:
         doc = json.loads(blob)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise DecodeError("not JSON") from None
     if type(doc) is not list or len(doc) < 2 or type(doc[0]) is not int or doc[0] != CODEC:
         raise DecodeError("not a record of this codec version")
+    return doc
+
+
+def _dec_error(check: _Check, doc: list, path: str) -> ModuleReadError:
+    _, _, reason, code, errno, detail, compression = _fields(check, doc, (None, None, TEXT, NAME, INT, OPT_TEXT,
+                                                                           None), "error")
+    check.verify()
+    if errno >= 1 << 16 or not _compression(compression):
+        raise DecodeError("error: bad value")
+    return ModuleReadError(path, reason, code, errno, detail, compression)
+
+
+def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
+    """The parse result ``blob`` holds, for the file now at ``path``; raises DecodeError for anything else."""
+    doc = _load(blob)
     check = _Check()
     if doc[1] == "e" and len(doc) == 7:
-        _, _, reason, code, errno, detail, compression = _fields(check, doc, (None, None, TEXT, NAME, INT, OPT_TEXT,
-                                                                               None), "error")
-        check.verify()
-        if errno >= 1 << 16 or not _compression(compression):
-            raise DecodeError("error: bad value")
-        return ModuleReadError(path, reason, code, errno, detail, compression)
+        return _dec_error(check, doc, path)
     if doc[1] != "r" or len(doc) != 20:
         raise DecodeError("not a record")
     (_, _, file_size, compression, notes, image_size, elf, sections, modinfo, imports, crc_symbols, strings,
@@ -305,3 +320,45 @@ def decode(blob: bytes, path: str) -> ModuleRecord | ModuleReadError:
     )
     check.verify()
     return rec
+
+
+# --- validate's verdicts -----------------------------------------------------------------------------------
+
+_FAILURE_WIDTH = 5  # validate.Failure: code, errno, message, detail, fatal
+#: errno values a verdict holds: an errno, or minus the signal that kills kmod (kmod-abort: -SIGABRT).
+_ERRNO_RANGE = range(-64, 1 << 16)
+
+
+def encode_verdict(value) -> bytes:
+    """The cache's bytes for ``validate``'s result on one file (a Validation, or the ModuleReadError that
+    stopped it); the path is the caller's, as for records."""
+    if isinstance(value, ModuleReadError):
+        doc = _enc_error(value)
+    else:
+        doc = [CODEC, "v", value.image_size, value.elf_size, *_flat(value.failures)]
+    return json.dumps(doc, separators=(",", ":"), check_circular=False).encode("ascii")
+
+
+def decode_verdict(blob: bytes, path: str):
+    """The verdict ``blob`` holds, for the file now at ``path``; raises DecodeError for anything else."""
+    from ..validate import CHECKS, Failure, Validation
+
+    doc = _load(blob)
+    check = _Check()
+    if doc[1] == "e" and len(doc) == 7:
+        return _dec_error(check, doc, path)
+    if doc[1] != "v" or len(doc) < 4 or (len(doc) - 4) % _FAILURE_WIDTH:
+        raise DecodeError("not a verdict")
+    check.add(INT, doc[2:4])
+    rest = doc[4:]
+    codes, errnos, fatal = rest[0::5], rest[1::5], rest[4::5]
+    check.add(TEXT, rest[2::5])
+    check.add(TEXT, rest[3::5])
+    check.add(BOOL, fatal)
+    check.verify()
+    if not all(type(c) is str and c in CHECKS for c in codes):
+        raise DecodeError("verdict: a failure code no check has")
+    if not all(type(e) is int and e in _ERRNO_RANGE for e in errnos):
+        raise DecodeError("verdict: bad errno")
+    failures = tuple(map(_new, repeat(Failure), zip(*[iter(rest)] * _FAILURE_WIDTH)))
+    return Validation(path, doc[2], doc[3], failures)

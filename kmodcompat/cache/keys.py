@@ -137,6 +137,14 @@ def records_version() -> str:
     return f"{CODEC}:{__version__}:{parser_fingerprint()}"
 
 
+def verdict_prefix() -> str:
+    """What every ``validate`` verdict row's version starts with (the target's digest follows): a verdict
+    depends on all of validate.py and what it calls (the parser, the kmod model), so on the whole package."""
+    from .codec import CODEC
+
+    return f"verdict:{CODEC}:{__version__}:{package_fingerprint().hex()[:16]}:"
+
+
 def input_key(parts: Iterable[object], files: Iterable[str]) -> str | None:
     """A digest of the package's code, ``parts`` (by ``repr``) and each of ``files``' identity.
 

@@ -17,16 +17,19 @@ costs this run its cache, with one line on stderr, never the run.
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import sqlite3
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from ..errors import ModuleReadError
 from ..records import ModuleRecord
 from . import codec
-from .keys import FileId, content_digest, file_id, identity_and_digest, racy, records_version
+from .keys import FileId, content_digest, file_id, identity_and_digest, racy, records_version, verdict_prefix
 from .store import BUSY_SECONDS, DB_ERRORS, Store, _busy, warn
 
 Parsed = ModuleRecord | ModuleReadError
@@ -53,10 +56,34 @@ def default_path() -> str:
     return os.path.join(base, "kmodcompat", "cache.sqlite")
 
 
-def cacheable(value: Parsed) -> bool:
-    """A fact about the file's bytes (a record, or an error the bytes alone cause)."""
-    return isinstance(value, ModuleRecord) or (not value.transient and value.code not in _TRANSIENT_CODES
-                                                and value.errno not in _TRANSIENT_ERRNOS)
+def cacheable(value: Any) -> bool:
+    """A fact about the file's bytes (a record or a verdict, or an error the bytes alone cause)."""
+    return not isinstance(value, ModuleReadError) or (not value.transient and value.code not in _TRANSIENT_CODES
+                                                      and value.errno not in _TRANSIENT_ERRNOS)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What is cached per file content: parse results (:data:`RECORDS`), or ``validate``'s verdicts for one
+    target (:func:`verdicts`). Rows of each kind sit in the ``records`` table under their own version, so
+    one eviction order (last use) covers them all."""
+
+    version: str
+    encode: Callable[[Any], bytes]
+    decode: Callable[[bytes, str], Any]
+
+
+def records_kind() -> Kind:
+    return Kind(records_version(), codec.encode, codec.decode)
+
+
+def verdicts(target: object) -> Kind:
+    """``validate``'s verdicts against ``target`` (a :class:`kmodcompat.validate.Target`): keyed by the
+    package's whole code (any change retires them) and the target's every field."""
+    import hashlib
+
+    digest = hashlib.blake2b(repr(target).encode(), digest_size=8).hexdigest()
+    return Kind(verdict_prefix() + digest, codec.encode_verdict, codec.decode_verdict)
 
 
 class RecordCache:
@@ -66,7 +93,8 @@ class RecordCache:
         self.path = path or default_path()
         self.hits = 0
         self.misses = 0
-        self.version = records_version()
+        self.records = records_kind()
+        self.version = self.records.version
         self._store: Store | None = Store(self.path, repair)
         self.removed: list[str] = []  # leftover files clear() deleted
         # Commands open the cache for the whole run: closed (and eviction run) when it is no longer
@@ -107,15 +135,17 @@ class RecordCache:
 
     # -- records ---------------------------------------------------------------------------------------------
 
-    def get_many(self, paths: Sequence[str], tree: str | None = None) -> list[Parsed | None]:
-        """Cached results for ``paths`` (None where missing, stale or invalid), in order."""
+    def get_many(self, paths: Sequence[str], tree: str | None = None, kind: Kind | None = None) -> list[Any]:
+        """Cached results for ``paths`` (None where missing, stale or invalid), in order; ``kind``: what
+        (default: parse results)."""
         from ..parse.scan import gc_paused  # a tree's records: a million objects, no cycles
 
+        kind = kind or self.records
         with gc_paused():
-            out: list[Parsed | None] = [None] * len(paths)
+            out: list[Any] = [None] * len(paths)
             if self._store is not None:
                 try:
-                    self._get_many(paths, out, tree)
+                    self._get_many(paths, out, tree, kind)
                 except DB_ERRORS as e:
                     self._give_up(e)
                     out = [None] * len(paths)
@@ -124,7 +154,7 @@ class RecordCache:
         self.misses += len(out) - found
         return out
 
-    def _get_many(self, paths: Sequence[str], out: list[Parsed | None], tree: str | None) -> None:
+    def _get_many(self, paths: Sequence[str], out: list[Any], tree: str | None, kind: Kind) -> None:
         store = self._store
         assert store is not None  # get_many() returns early without one
         now = time.time()
@@ -146,46 +176,47 @@ class RecordCache:
             digests[i] = digest
             if fid is not None and digest is not None and not racy(fid, now):
                 new_files.append((i, fid, digest))
-        rows = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], self.version)
+        rows = store.record_rows([d for d in dict.fromkeys(digests) if d is not None], kind.version)
         stale: set[bytes] = set()
         for i, (p, d) in enumerate(zip(paths, digests)):
             row = rows.get(d) if d is not None else None
             if d is not None and row is not None:
                 try:
-                    out[i] = codec.decode(row[0], p)
+                    out[i] = kind.decode(row[0], p)
                 except codec.DecodeError:
                     continue  # parsed again, and the row overwritten
                 if now - row[1] > _TOUCH_SECONDS:
                     stale.add(d)
         if stale:  # last use, for eviction: refreshed at most daily, so a warm run seldom writes
             try:
-                store.touch_records(stale, self.version, int(now))
+                store.touch_records(stale, kind.version, int(now))
             except DB_ERRORS as e:
                 if not _busy(e):
                     raise  # busy: the refresh waits for another run
-        label = _name(tree) if tree is not None else None
-        hit_files = [(names[i], fid, d, label or _tree([paths[i]])) for i, fid, d in new_files if out[i] is not None]
+        label = _name(tree) if tree is not None else _tree(paths)
+        hit_files = [(names[i], fid, d, label) for i, fid, d in new_files if out[i] is not None]
         if hit_files:  # their identities, for the next run: no hashing then
-            self._put(hit_files, [])
+            self._put(hit_files, [], kind)
 
-    def put_parsed(self, items: Sequence[tuple[str, FileId | None, bytes | None, Parsed]],
-                   tree: str | None = None) -> None:
-        """Store parse results: (path, identity, digest of the bytes parsed, result); ones without both skipped.
+    def put_parsed(self, items: Sequence[tuple[str, FileId | None, bytes | None, Any]],
+                   tree: str | None = None, kind: Kind | None = None) -> None:
+        """Store results: (path, identity, digest of the bytes read, result); ones without both skipped.
         ``tree``: the directory ``cache info`` counts them under (default: the one holding them all)."""
         if self._store is None:
             return
+        kind = kind or self.records
         items = [(p, fid, d, v) for p, fid, d, v in items if fid is not None and d is not None and cacheable(v)]
         if not items:
             return
         label = _name(tree) if tree is not None else _tree([p for p, *_ in items])
         self._put([(_name(p), fid, d, label) for p, fid, d, _ in items],
-                  [(d, codec.encode(v)) for _, _, d, v in items])
+                  [(d, kind.encode(v)) for _, _, d, v in items], kind)
 
-    def _put(self, files, records) -> None:
+    def _put(self, files, records, kind: Kind) -> None:
         if self._store is None:
             return
         try:
-            self._store.put(files, records, self.version, int(time.time()))
+            self._store.put(files, records, kind.version, int(time.time()))
             self._store.wrote = True
         except DB_ERRORS as e:
             self._give_up(e)
@@ -300,7 +331,9 @@ def prune(store: Store, version: str, max_bytes: int, max_age_days: float, autom
     db.execute("BEGIN IMMEDIATE")
     try:
         before = db.execute("SELECT COUNT(*), COALESCE(SUM(length(blob)), 0) FROM records").fetchone()
-        db.execute("DELETE FROM records WHERE version != ? OR used < ?", (version, now - int(max_age_days * 86400)))
+        prefix = verdict_prefix()
+        db.execute("DELETE FROM records WHERE (version != ? AND substr(version, 1, ?) != ?) OR used < ?",
+                   (version, len(prefix), prefix, now - int(max_age_days * 86400)))
         total = db.execute("SELECT COALESCE(SUM(length(blob)), 0) FROM records").fetchone()[0]
         over = total + _overhead(db, size) - max_bytes
         if over > 0:
@@ -347,12 +380,10 @@ def _hash_many(paths: Sequence[str]) -> list[tuple[FileId | None, bytes | None]]
     return [r if isinstance(r, tuple) else (None, None) for r in map_files(identity_and_digest, paths)]
 
 
-def _parse_keyed(path: str) -> tuple[Parsed, FileId | None, bytes | None]:
-    """Parse ``path`` in a scan worker; with the identity and digest to cache it under when they held."""
-    from ..parse.scan import parse_one
-
+def _keyed(worker: Callable[[str], Any], path: str) -> tuple[Any, FileId | None, bytes | None]:
+    """``worker(path)`` in a scan worker; with the identity and digest to cache it under when they held."""
     before = file_id(path)
-    value = parse_one(path)
+    value = worker(path)
     if before is None or not cacheable(value):
         return value, None, None
     digest = content_digest(path)
@@ -366,16 +397,26 @@ def parse_cached(paths: Sequence[str], cache: RecordCache | None, jobs: int | No
     """:func:`kmodcompat.parse.scan.parse_many`, served from ``cache`` where it holds the file's bytes.
 
     ``tree``: the module directory ``paths`` come from, for ``cache info``'s per-tree counts."""
-    from ..parse.scan import map_files, parse_many
+    from ..parse.scan import parse_one
+
+    return map_cached(parse_one, paths, cache, None, jobs, progress, tree)
+
+
+def map_cached(worker: Callable[[str], Any], paths: Sequence[str], cache: RecordCache | None, kind: Kind | None,
+               jobs: int | None = None, progress=None, tree: str | None = None) -> list[Any]:
+    """:func:`kmodcompat.parse.scan.map_files` of ``worker``, each file's result served from ``cache`` where it
+    holds one of ``kind`` (default: parse results) for the file's bytes, the others computed and stored."""
+    from ..parse.scan import map_files
 
     if cache is None or not cache.usable:
-        return parse_many(paths, jobs=jobs, progress=progress)
-    found = cache.get_many(paths, tree)
+        return map_files(worker, paths, jobs, progress)
+    kind = kind or cache.records
+    found = cache.get_many(paths, tree, kind)
     missing = [p for p, v in zip(paths, found) if v is None]
-    results = map_files(_parse_keyed, missing, jobs, progress) if missing else []
+    results = map_files(functools.partial(_keyed, worker), missing, jobs, progress) if missing else []
     # A worker that died comes back as a bare ModuleReadError: never cached.
-    keyed: list[tuple[Parsed, FileId | None, bytes | None]] = [
+    keyed: list[tuple[Any, FileId | None, bytes | None]] = [
         k if isinstance(k, tuple) else (k, None, None) for k in results]
-    cache.put_parsed([(p, fid, d, v) for p, (v, fid, d) in zip(missing, keyed)], tree)
-    parsed = iter(v for v, _, _ in keyed)
-    return [v if v is not None else next(parsed) for v in found]
+    cache.put_parsed([(p, fid, d, v) for p, (v, fid, d) in zip(missing, keyed)], tree, kind)
+    computed = iter(v for v, _, _ in keyed)
+    return [v if v is not None else next(computed) for v in found]

@@ -1,4 +1,4 @@
-"""``kmodcompat cache info|clear|prune``: the cache of parsed records and finished reports.
+"""``kmodcompat cache info|clear|prune``: the cache of parsed records, validate verdicts and finished reports.
 
 It lives in ``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``.
 
@@ -19,6 +19,7 @@ import time
 
 from ..cache.store import DB_ERRORS
 from ..cache import DEFAULT_MAX_AGE_DAYS, DEFAULT_MAX_BYTES, RecordCache, default_path, prune, records_version
+from ..cache.keys import verdict_prefix
 from .output import shown
 from .helptext import CommandHelp, command_parser
 
@@ -28,13 +29,15 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 HELP = CommandHelp(
     summary="show, prune or clear the cache of parsed records and reports",
     description="""
-report, views and simulate keep what they parsed, and report its finished reports, in a cache in
-$XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged tree is reported again without
-reading a module. Records are kept by the content of each module file (a copied or moved tree finds them),
-at most 512 MiB and 30 days unused by default: after a run that wrote to the cache, the least recently used
-records go first.
+Every command that reads module files (report, views, simulate, diff, depmod, exports, graph, symvers,
+loadable, modinfo) keeps what it parsed, validate its verdicts, and report its finished reports, in a cache
+in $XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged tree is read again without
+parsing a module; --no-cache, in each of them, neither reads nor writes it. Records are kept by the content
+of each module file, found by a stat check first and by the file's digest when the stat does not prove it
+unchanged (a copied or moved tree finds them), at most 512 MiB and 30 days unused by default: after a run
+that wrote to the cache, the least recently used records go first.
 
-info says what the cache holds, per module directory. prune applies other limits now (--max-size,
+info says what the cache holds (sizes in binary units), per module directory. prune applies other limits now (--max-size,
 --max-age). clear empties it, and moves a damaged database aside. An unusable cache location is one line on
 stderr ("record cache unavailable"), never a failure of the command that wanted it.
 """,
@@ -110,23 +113,30 @@ def _info(cache: RecordCache, path: str) -> None:
     db = cache.store.conn
     records, reports = cache.counts()
     size = sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
-    stale = db.execute("SELECT COUNT(*) FROM records WHERE version != ?", (cache.version,)).fetchone()[0]
-    print(f"{shown(path)}: {human(size)}, {records:,} record(s)"
+    prefix = verdict_prefix()
+    # Rows of this kmodcompat: parse results under its records version, validate verdicts under its prefix.
+    current = "(r.version = ? OR substr(r.version, 1, ?) = ?)"
+    params = (cache.version, len(prefix), prefix)
+    verdicts, stale = db.execute(f"SELECT COALESCE(SUM(r.version != ? AND {current}), 0), "
+                                 f"COALESCE(SUM(NOT {current}), 0) FROM records r",
+                                 (cache.version, *params, *params)).fetchone()
+    print(f"{shown(path)}: {human(size)}, {records - verdicts:,} record(s)"
           + (f" ({stale:,} of another kmodcompat version, evicted first)" if stale else "")
-          + f", {reports:,} report(s); records version {records_version()}")
+          + f", {verdicts:,} validate verdict(s), {reports:,} report(s); records version {records_version()}")
     legacy = os.path.join(os.path.dirname(path), "records.sqlite")
     if os.path.exists(legacy):
         print(f"{shown(legacy)}: an older cache (pickles: never read), {human(os.path.getsize(legacy))}; "
               "`kmodcompat cache clear` deletes it")
     print(f"limits: {human(DEFAULT_MAX_BYTES)}, {DEFAULT_MAX_AGE_DAYS} days unused (least recently used evicted "
           "first; `kmodcompat cache prune` applies them now)")
-    rows = db.execute("SELECT f.tree, COUNT(*), COUNT(r.digest), COALESCE(SUM(length(r.blob)), 0), MAX(r.used) "
-                      "FROM files f LEFT JOIN records r ON r.digest = f.digest AND r.version = ? "
-                      "GROUP BY f.tree ORDER BY MAX(r.used) DESC", (cache.version,)).fetchall()
+    rows = db.execute("SELECT f.tree, COUNT(DISTINCT f.path), COUNT(r.digest) FILTER (WHERE r.version = ?), "
+                      "COUNT(r.digest) FILTER (WHERE r.version != ?), COALESCE(SUM(length(r.blob)), 0), MAX(r.used) "
+                      f"FROM files f LEFT JOIN records r ON r.digest = f.digest AND {current} "
+                      "GROUP BY f.tree ORDER BY MAX(r.used) DESC", (cache.version, cache.version, *params)).fetchall()
     if not rows:
         return
-    print(f"{'files':>8} {'records':>8} {'size':>10}  {'last used':16}  tree")
-    for tree, files, recs, nbytes, used in rows:
+    print(f"{'files':>8} {'records':>8} {'verdicts':>8} {'size':>10}  {'last used':16}  tree")
+    for tree, files, recs, verds, nbytes, used in rows:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(used)) if isinstance(used, int) else "-"
         name = os.fsdecode(tree) if isinstance(tree, bytes) else str(tree)
-        print(f"{files:8,} {recs:8,} {human(nbytes):>10}  {when:16}  {shown(name)}")
+        print(f"{files:8,} {recs:8,} {verds:8,} {human(nbytes):>10}  {when:16}  {shown(name)}")

@@ -24,7 +24,8 @@ from ..report.diff_json import to_json
 from ..files import packages
 from ..files.bounded import InputFileError
 from ..files.symvers import Symvers, read_symvers
-from .inputs import ModuleFiles, TreeOperand, check_files, check_tree, load, report_failures, resolve
+from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, report_failures,
+                     resolve, tree_cache)
 from .helptext import CommandHelp, command_parser
 from .output import shown
 from .terminal import colour_on, columns, note, paint, progress
@@ -102,6 +103,7 @@ def add_parser(sub) -> None:
     p.add_argument("--modules", action="store_true",
                    help="text/markdown/html: list every changed module in full and every row of every table")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel workers (default: all cores)")
+    add_cache_option(p)
     p.set_defaults(run=run)
 
 
@@ -171,7 +173,7 @@ def _diff(args, stack: ExitStack) -> dict:
     old_symvers, new_symvers = _symvers(args.old_symvers, stack), _symvers(args.new_symvers, stack)
     trees = []
     for op, tag in ((old, "old"), (new, "new")):
-        trees.append(load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree")))
+        trees.append(load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"), cache=tree_cache(op, args)))
         check_tree(op, trees[-1])
     for t, op in zip(trees, (old, new)):
         report_failures((m.error for m in t.failures), op)
@@ -210,7 +212,7 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
             ops.append(None)
             continue
         op = resolve([path], None, stack)
-        tree = load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"))
+        tree = load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"), cache=tree_cache(op, args))
         check_tree(op, tree)
         report_failures((m.error for m in tree.failures), op)
         sides.append(tree)

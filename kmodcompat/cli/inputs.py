@@ -210,6 +210,7 @@ def add_tree_options(p, config: bool = True) -> None:
         p.add_argument("--host-config", action="store_true",
                        help="read the host's depmod.d directories, as real depmod -b does")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parser processes (default: all cores)")
+    add_cache_option(p)
     add_as_option(p)
 
 
@@ -265,7 +266,8 @@ def load_depmod_tree(op: TreeOperand, args, check: bool = True) -> ModuleTree:
     """The tree of ``op``, loaded with the configuration the options select. ``check``: a module directory that
     cannot be searched is an input error (exit 2); depmod says it its own way instead."""
     kmod = emulated_kmod(args)
-    tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=progress("loading"))
+    tree = load(op, depmod_config(op, args, kmod), kmod, jobs=args.jobs, progress=progress("loading"),
+                cache=tree_cache(op, args))
     if check:
         check_tree(op, tree)
     return tree
@@ -312,7 +314,10 @@ def add_cache_option(p) -> None:
 
 
 def open_cache(args) -> RecordCache | None:
-    """The record cache unless --no-cache; an unusable cache directory just means no cache."""
+    """The record cache unless --no-cache; an unusable cache directory just means no cache.
+
+    Every command that reads module files takes it the same way (``--no-cache``, on by default): the
+    depmod family, report, views, simulate, diff, validate, loadable and modinfo."""
     if getattr(args, "no_cache", False):
         return None
     try:
@@ -320,6 +325,12 @@ def open_cache(args) -> RecordCache | None:
     except (OSError, sqlite3.Error) as e:
         print(f"kmodcompat: record cache unavailable ({e}); parsing everything", file=sys.stderr)
         return None
+
+
+def tree_cache(op: TreeOperand | ModuleFiles, args) -> RecordCache | None:
+    """:func:`open_cache` for the modules of ``op``; none for unpacked packages, whose temporary root's paths
+    would never be seen again (their records would only push others out)."""
+    return open_cache(args) if getattr(op, "packages", None) is None else None
 
 
 def add_input_options(p) -> None:
@@ -335,8 +346,7 @@ def load_inputs(args, stack: ExitStack) -> Inputs:
     if not ops and args.basedir is None and not os.path.isdir(f"/lib/modules/{os.uname().release}"):
         usage(f"no operand and no /lib/modules/{os.uname().release}: name a module directory or module files")
     op = resolve(ops, args.basedir, stack, modules=True)
-    # Unpacked packages live in a temporary directory: records cached under its paths would never be read again.
-    cache = open_cache(args) if getattr(op, "packages", None) is None else None
+    cache = tree_cache(op, args)
     if isinstance(op, TreeOperand):
         tree = load(op, jobs=args.jobs, progress=shown_progress, cache=cache)
         check_tree(op, tree)

@@ -25,8 +25,9 @@ from ..consumers.kernel import PROFILES
 from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
 from ..loadable import load_matrix, target_for
-from ..parse.module import parse_module
+from ..cache import parse_cached
 from ..records import MODULE_SUFFIXES
+from .inputs import add_cache_option, open_cache
 from .output import shown
 from .helptext import CommandHelp, command_parser
 from ..report.text import table
@@ -71,6 +72,8 @@ def add_parser(sub) -> None:
                         "missing __versions entry); default: read from each kernel's version string")
     p.add_argument("--format", choices=("text", "json"), default="text",
                    help="output format (default %(default)s)")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")
+    add_cache_option(p)
     p.set_defaults(run=run)
 
 
@@ -101,12 +104,12 @@ def run(args) -> int:
     if files is None:
         return 2
     modules, bad = [], 0
-    for f in files:
-        try:
-            modules.append((f, parse_module(f)))
-        except ModuleReadError as e:
-            print(f"kmodcompat: {shown(e)}", file=sys.stderr)
+    for f, parsed in zip(files, parse_cached(files, open_cache(args), args.jobs)):
+        if isinstance(parsed, ModuleReadError):
+            print(f"kmodcompat: {shown(parsed)}", file=sys.stderr)
             bad += 1
+        else:
+            modules.append((f, parsed))
     if not modules:
         return 2
     targets = []

@@ -10,7 +10,9 @@ import os
 import sys
 
 from ..kmod.getopt import MODINFO, Options
-from ..kmod.tools import modinfo_arg
+from ..cache import parse_cached
+from ..kmod.tools import ToolResult, modinfo_file, modinfo_path
+from .inputs import add_cache_option, open_cache
 from .output import add_as_option, emulated_kmod, emit
 from .helptext import CommandHelp, command_parser
 
@@ -57,6 +59,8 @@ def add_parser(sub) -> None:
     p.add_argument("-k", "--set-version", dest="kver", default=None, metavar="KVER",
                    help="kernel version for module lookups by name")
     p.add_argument("-V", "--version", action="store_true", help="print the emulated kmod's version and features")
+    p.add_argument("-j", "--jobs", type=int, default=None, help="not in kmod: parallel parsers (default: all cores)")
+    add_cache_option(p)
     add_as_option(p)
     p.set_defaults(run=run)
 
@@ -76,9 +80,15 @@ def run(args) -> int:
     kmod = emulated_kmod(args)
     sep = "\0" if args.null else "\n"
     dirname = os.path.join(args.basedir or "/", "lib/modules", args.kver or os.uname().release)
+    found = [modinfo_path(kmod, arg, dirname, by_name=args.modname) for arg in args.modules]
+    # Every file read once up front (in parallel, from the record cache where it holds the file's bytes):
+    # a script's `modinfo $(find ...)` over a whole tree costs what the tree's records cost. -F filename
+    # opens nothing, as in kmod.
+    paths = [p for p in found if isinstance(p, str)] if args.field != "filename" else []
+    opened = dict(zip(paths, parse_cached(paths, open_cache(args), args.jobs))) if paths else {}
     status = 0
-    for arg in args.modules:
-        result = modinfo_arg(kmod, arg, args.field, sep, dirname, by_name=args.modname)
+    for path in found:
+        result = path if isinstance(path, ToolResult) else modinfo_file(kmod, path, args.field, sep, opened.get(path))
         emit(result)
         status |= result.status
     return status

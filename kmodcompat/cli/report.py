@@ -26,7 +26,7 @@ from ..report import markdown as md_report
 from ..parse.scan import gc_paused
 from ..report.policy import evaluate, parse_policy
 from ..depmod.tree import ModuleTree, parse_tree
-from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, open_cache, resolve,
+from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, resolve, tree_cache,
                      tree_operand)
 from .outdir import OutputDirectory, safe_component
 from .output import shown
@@ -147,7 +147,7 @@ def _run(args, policy, stack: ExitStack) -> int:
         note(f"kmodcompat: no {running} here: analysing the bundled demo tree ({kver})")
         op = resolve([kver], base, stack)
     # Unpacked packages live in a temporary root: what is cached under its paths would never be read again.
-    cache = open_cache(args) if op.packages is None else None
+    cache = tree_cache(op, args)
     tree = load(op, parse=False)
     check_tree(op, tree)
     check_files(args.symvers, args.system_map, args.kernel_image)

@@ -22,12 +22,14 @@ from contextlib import ExitStack
 from dataclasses import asdict
 
 from ..errors import ModuleReadError
-from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline, map_files
+from ..parse.scan import PARSE_TIMEOUT, DeadlineExceeded, deadline
 from ..files.bounded import file_type
 from ..records import MODULE_SUFFIXES
 from ..validate import Failure, Target, Validation, validate_file
 from ..files.packages import is_package
-from .inputs import may_be_kver, resolve, usage
+from ..cache import map_cached
+from ..cache.record_cache import verdicts
+from .inputs import add_cache_option, may_be_kver, resolve, tree_cache, usage
 from .output import add_as_option, emulated_kmod, shown
 from .helptext import CommandHelp, command_parser
 from .terminal import paint, progress
@@ -85,6 +87,7 @@ def add_parser(sub) -> None:
                    help="the target kernel lacks CONFIG_STRICT_MODULE_RWX (writable+executable sections pass)")
     add_as_option(p)
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel checkers (default: all cores)")
+    add_cache_option(p)
     p.add_argument("--timeout", type=float, default=PARSE_TIMEOUT, metavar="SECONDS",
                    help=f"time allowed per module before it is reported unreadable (default {PARSE_TIMEOUT:g})")
     p.add_argument("-v", "--verbose", action="store_true", help="text: also list the modules that pass")
@@ -128,11 +131,11 @@ def run(args) -> int:
             args.operands = [op.dirname]
         elif not args.operands:
             usage("name module files, directories or packages (or -b BASEDIR KVER)")
-        status = _run(args, op.display if op is not None else str)
+        status = _run(args, op.display if op is not None else str, op)
     return status
 
 
-def _run(args, display) -> int:
+def _run(args, display, op=None) -> int:
     """``display``: paths of unpacked packages as the packages' names."""
     missing = [o for o in args.operands if not os.path.lexists(o)]
     if missing:
@@ -156,7 +159,8 @@ def _run(args, display) -> int:
         else:
             files.append(operand)
     worker = functools.partial(check_one, target=target, timeout=args.timeout)
-    results = map_files(worker, files, args.jobs, progress("validating"))
+    # Each file's verdict is a fact about its bytes and the target: kept in the record cache, by content.
+    results = map_cached(worker, files, tree_cache(op, args), verdicts(target), args.jobs, progress("validating"))
     checked = [r for r in results if isinstance(r, Validation)]
     unreadable = walk_errors + [r for r in results if isinstance(r, ModuleReadError)]
     if args.format == "json":

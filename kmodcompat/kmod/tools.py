@@ -98,15 +98,21 @@ def modinfo_arg(kmod: Kmod, arg: str, field: str | None = None, separator: str =
     ``by_name``: ``-m``, modinfo_name_do(): the argument is a name even when it
     looks like a file name, and a miss is "Module name %s not found.".
     """
+    path = modinfo_path(kmod, arg, dirname, by_name)
+    return path if isinstance(path, ToolResult) else modinfo_file(kmod, path, field, separator)
+
+
+def modinfo_path(kmod: Kmod, arg: str, dirname: str | None = None, by_name: bool = False) -> str | ToolResult:
+    """The module file :func:`modinfo_arg` prints for ``arg``, or its "not found" result."""
     if not by_name and is_module_filename(kmod, arg):
-        return modinfo_file(kmod, arg, field, separator)
+        return arg
     # modname_normalize() (shared/util.c): the name ends at the first '.', so -m ext4.ko is ext4
     name = arg.split(".", 1)[0] if by_name else arg
     path = lookup_module(name, dirname or os.path.join("/lib/modules", os.uname().release))
     if path is None:
         what = "Module name" if by_name else "Module"
         return ToolResult(b"", _line(f"modinfo: ERROR: {what} {arg} not found."), 1)
-    return modinfo_file(kmod, path, field, separator)
+    return path
 
 
 def modinfo_file(kmod: Kmod, path: str, field: str | None = None, separator: str = "\n",
