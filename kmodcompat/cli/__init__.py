@@ -79,10 +79,13 @@ XDG_CACHE_HOME: where the cache lives (kmodcompat/ in it; default ~/.cache).
 
 
 class _Version(argparse.Action):
-    """``--version``: the release, and which kmod the kmod-compatible commands emulate by default (host.py)."""
+    """``--version``: the release, which kmod the kmod-compatible commands emulate by default (host.py), and
+    which parser runs (parse/accel.py)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        print(f"kmodcompat {__version__}\n{describe_default()}")
+        from ..parse import accel
+
+        print(f"kmodcompat {__version__}\n{describe_default()}\nparser: {accel.describe()}")
         parser.exit(0)
 
 

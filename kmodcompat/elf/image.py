@@ -25,7 +25,8 @@ from operator import add
 from typing import cast
 
 from ..errors import ElfError
-from ..records import ElfHeader, Section, names_text
+from ..parse import accel
+from ..records import CrcSymbol, ElfHeader, Import, Modversion, Section, names_text
 from .layout import EHDR as _EHDR
 from .layout import EHDR_SIZE as _EHDR_SIZE
 from .layout import EI_NIDENT, ELFMAG
@@ -118,9 +119,23 @@ class ElfImage:
     """Read-only view of one ELF image (the decompressed module bytes)."""
 
     __slots__ = ("data", "header", "sections", "little", "elfclass", "_names")
+    header: ElfHeader
+    sections: tuple[Section, ...]
+    _names: dict[str, Section]
 
     def __init__(self, data: bytes):
         self.data = data
+        ext = accel.ext
+        read = ext.elf_image(data) if ext is not None else None  # None: not the plain case (parse/accel.py)
+        if read is None:
+            self._read(data)
+            return
+        self.header, self.sections, self._names = read
+        self.little = self.header.little_endian
+        self.elfclass = self.header.elfclass
+
+    def _read(self, data: bytes) -> None:
+        """The reference reader (and the only one for whatever the compiled one leaves to it)."""
         size = len(data)
         if size < 6:  # kmod_file_open() cannot even read a magic: EINVAL, not ENOEXEC
             raise ElfError(f"file too short ({size} bytes)", "truncated")
@@ -171,10 +186,9 @@ class ElfImage:
         names = StringTable(data, str_off, str_off + str_size).texts(columns[0])
         if None in names:
             names = [name or "" for name in names]
-        self.sections: tuple[Section, ...] = tuple(map(_new_tuple, repeat(Section),
-                                                       zip(range(e_shnum), names, *columns[1:])))
+        self.sections = tuple(map(_new_tuple, repeat(Section), zip(range(e_shnum), names, *columns[1:])))
         # Stored last first, so that the first section (index >= 1) of a name wins.
-        self._names = dict(zip(names[:0:-1], self.sections[:0:-1]))
+        self._names = {sec.name: sec for sec in self.sections[:0:-1]}
 
     def section(self, name: str) -> Section | None:
         """First section (index >= 1) called ``name``; flags are ignored, as in kmod."""
@@ -301,6 +315,11 @@ class StringTable:
             strings = names_text(list(map(table.__getitem__, map(slice, offsets, nuls))))
         self._cache.update(zip(offsets, strings))
         return cast("list[str | None]", strings)  # every one found: no None in it
+
+
+if accel.compiled is not None:  # the compiled readers take the row classes and the bounds from their homes
+    accel.compiled.register(ElfHeader, Section, Import, CrcSymbol, Modversion, MAX_TABLE_ENTRIES, MAX_SYMBOLS,
+                       StringTable.BUDGET_FACTOR, StringTable.BUDGET_SLACK)
 
 
 def machine_name(machine: int) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 from typing import cast
 
+from ..parse import accel
 from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, struct_for, too_many_entries
 from ..records import MODVERSION_ENTRY_SIZE, BasicVersions, Finding, Modversion, names_text, raw, text
 
@@ -85,6 +86,10 @@ def read_entries(data: bytes, offset: int, size: int, elfclass: int, little: boo
     time and memory; past the cap a name stops at the end of its field.
     Records read before with a NUL in their name are not decoded again (``_KNOWN``).
     """
+    ext = accel.ext
+    read = None if ext is None else ext.versions(data, offset, size - size % MODVERSION_ENTRY_SIZE, elfclass, little)
+    if read is not None:  # every name ends in its field: the same rows, compiled (parse/accel.py)
+        return read, 0
     crc_len = elfclass // 8
     field_len = MODVERSION_ENTRY_SIZE - crc_len
     whole = size - size % MODVERSION_ENTRY_SIZE

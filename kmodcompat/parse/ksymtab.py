@@ -21,6 +21,7 @@ import re
 from itertools import compress, repeat
 from typing import NamedTuple
 
+from . import accel
 from ..elf.image import MAX_SYMBOLS, ElfImage, StringTable, column, nul_strings, struct_for, too_many_entries
 from ..elf.layout import EM_SPARC, EM_SPARCV9, SHN_ABS, SHN_UNDEF, STT_SPARC_REGISTER, SYM
 from ..records import CrcSymbol, Export, Finding, Import, text
@@ -75,6 +76,13 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     if size // entsize > MAX_SYMBOLS:
         raise too_many_entries(".symtab", "symbols", MAX_SYMBOLS)
     str_off, str_size = strtab.offset, strtab.size
+    ext = accel.ext
+    fast = None if ext is None else ext.scan_symbols(data, symtab.offset, size, str_off, str_size, elf.elfclass,
+                                                     elf.little, elf.header.machine, elf.sections)
+    if fast is not None:  # the plain case, compiled (parse/accel.py): the same rows as below
+        imports, crc_rows, ksym_rows, ns_rows, kind_rows = fast
+        exports = _exports(elf, ksym_rows, ns_rows, {c.name: c.crc for c in crc_rows}, kind_rows, findings)
+        return SymbolScan(imports, crc_rows, exports, tuple(findings), True)
     names = StringTable(data, str_off, str_off + str_size)  # bounded reads: see StringTable
     little = elf.little
     table = memoryview(data)[symtab.offset + entsize:symtab.offset + size]  # entry 0 is the null symbol

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from sys import intern
 
+from . import accel
 from ..elf.image import MAX_TABLE_ENTRIES, ElfImage, nul_strings
 from ..records import Finding, text
 
@@ -26,6 +27,10 @@ def parse(elf: ElfImage) -> tuple[tuple[tuple[str, str | None], ...], list[Findi
     findings = []
     if sec.size and data[end - 1] != 0:
         findings.append(Finding("modinfo-unterminated", "the last .modinfo string has no NUL", SECTION))
+    ext = accel.ext
+    read = None if ext is None else ext.modinfo(data, sec.offset, sec.size)
+    if read is not None:  # the same pairs, compiled (parse/accel.py)
+        return read, findings
     # Bounded (a section table may point .modinfo at megabytes of zeros): see nul_strings.
     # Decoded whole, then split: '\0' and '=' are ASCII, and UTF-8 never decodes across them.
     # Interned: tags, and values such as vermagic and license, repeat in every module of a tree.

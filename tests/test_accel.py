@@ -1,0 +1,181 @@
+"""The compiled parser (kmodcompat/parse/_accel.c) against the pure-Python reference.
+
+Both paths must give the same record for every input: the same values and the same
+row classes, field by field (a plain tuple equals a NamedTuple, so ``==`` alone would
+not tell). Compared over every fixture module, every file of tests/fuzz-corpus, the
+hostile files, mutations of the fixtures (tests/fuzzing.py) and, marked realtree, a
+whole Debian tree. The ASan/UBSan run of the C code is further down.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kmodcompat.errors import ModuleReadError
+from kmodcompat.files.opener import read_module_bytes
+from kmodcompat.parse import accel
+from kmodcompat.parse.module import parse_module_bytes
+
+from . import fuzzing, oracle
+
+REPO = Path(__file__).resolve().parent.parent
+CORPUS = REPO / "tests" / "fuzz-corpus"
+
+needs_compiled = pytest.mark.skipif(accel.compiled is None, reason="the C extension is not built here")
+
+
+def same(a: object, b: object, where: str = "record") -> None:
+    """Assert ``a`` and ``b`` are equal and of the same classes, all the way down."""
+    assert type(a) is type(b), f"{where}: {type(a).__name__} vs {type(b).__name__}"
+    if dataclasses.is_dataclass(a):
+        for f in dataclasses.fields(a):
+            same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
+    elif isinstance(a, tuple):
+        assert len(a) == len(b), f"{where}: {len(a)} vs {len(b)} items"
+        for i, (x, y) in enumerate(zip(a, b)):
+            same(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+def outcome(data: bytes, path: str) -> object:
+    try:
+        return parse_module_bytes(data, path)
+    except ModuleReadError as e:
+        return ("refused", str(e), e.code, e.errno)
+
+
+class Counting:
+    """The extension, counting per function the calls it answered and those it left to the reference."""
+
+    def __init__(self, ext: object):
+        self.ext = ext
+        self.answered: Counter[str] = Counter()
+        self.referred: Counter[str] = Counter()
+
+    def __getattr__(self, name: str):
+        fn = getattr(self.ext, name)
+
+        def call(*args):
+            got = fn(*args)
+            (self.referred if got is None else self.answered)[name] += 1
+            return got
+
+        return call
+
+
+def both(data: bytes, path: str = "<bytes>", ext: object = None) -> tuple[object, object]:
+    """(compiled, reference) outcomes of one image."""
+    saved = accel.ext
+    try:
+        accel.ext = ext or accel.compiled
+        fast = outcome(data, path)
+        accel.ext = None
+        slow = outcome(data, path)
+    finally:
+        accel.ext = saved
+    return fast, slow
+
+
+def images(paths: list[str]) -> list[tuple[str, bytes]]:
+    out = []
+    for p in paths:
+        try:
+            out.append((p, read_module_bytes(p).data))
+        except ModuleReadError:
+            continue
+    return out
+
+
+FIXTURES = sorted(glob.glob(str(REPO / "fixtures/modules/**/*.ko*"), recursive=True)
+                  + glob.glob(str(REPO / "tests/data/**/*.ko*"), recursive=True))
+CORPUS_FILES = sorted(str(p) for p in CORPUS.iterdir() if p.suffix != ".txt" and p.name != "README.md")
+
+
+def test_extension_is_built_where_a_compiler_is():
+    """The install (tools/test.sh's pip install -e) builds the extension wherever a C compiler is."""
+    cc = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    if shutil.which(cc) is None:
+        pytest.skip(f"no C compiler ({cc}): the pure-Python parser is the one installed")
+    assert accel.compiled is not None, "a C compiler is here but kmodcompat.parse._accel was not built"
+    assert importlib.import_module("kmodcompat.parse._accel") is accel.compiled
+
+
+@pytest.mark.parametrize("setting, said", [("0", "pure Python (KMODCOMPAT_ACCEL=0)"), ("", None)])
+def test_version_names_the_parser(setting, said):
+    env = {**os.environ, "KMODCOMPAT_ACCEL": setting}
+    out = subprocess.run([sys.executable, "-m", "kmodcompat", "--version"], env=env, capture_output=True,
+                         text=True, check=True).stdout
+    if said is None:
+        said = ("compiled (kmodcompat.parse._accel)" if accel.compiled is not None else
+                "pure Python (the compiled parser was not built: no C compiler at install time)")
+    assert f"parser: {said}" in out.splitlines()
+
+
+@needs_compiled
+def test_fixtures_give_the_same_records():
+    inputs = images(FIXTURES)
+    assert len(inputs) > 100
+    ext = Counting(accel.compiled)
+    for path, data in inputs:
+        same(*both(data, path, ext), where=path)
+    # the compiled path did the reading (the fixtures' odd tables are left to the reference)
+    assert ext.answered["elf_image"] > 0.9 * len(inputs), (ext.answered, ext.referred)
+    assert ext.answered["scan_symbols"] > 0.8 * len(inputs), (ext.answered, ext.referred)
+
+
+@needs_compiled
+@pytest.mark.parametrize("path", CORPUS_FILES, ids=os.path.basename)
+def test_fuzz_corpus_gives_the_same_records(path):
+    for p, data in images([path]):
+        same(*both(data, p), where=p)
+
+
+@needs_compiled
+@pytest.mark.parametrize("name", sorted(fuzzing.hostile_files()))
+def test_hostile_files_give_the_same_records(name, tmp_path):
+    data, _what = fuzzing.hostile_files()[name]
+    (tmp_path / name).write_bytes(data)
+    for p, image in images([str(tmp_path / name)]):
+        same(*both(image, p), where=name)
+
+
+SEEDS = [data for _, data in images(FIXTURES[::7]) if data[:4] == b"\x7fELF"]
+
+
+@needs_compiled
+@settings(max_examples=400, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(seed=st.sampled_from(SEEDS or [b""]), rng=st.randoms(use_true_random=False))
+def test_mutated_images_give_the_same_records(seed, rng):
+    data = fuzzing.mutate(seed, rng)
+    same(*both(data))
+
+
+@needs_compiled
+@pytest.mark.realtree
+def test_a_real_tree_gives_the_same_records():
+    root = oracle.tree_root("bookworm-amd64", fetch=os.environ.get("KMODCOMPAT_FETCH_TREES") == "1")
+    if root is None:
+        pytest.skip("bookworm-amd64 not downloaded (KMODCOMPAT_FETCH_TREES=1 fetches it)")
+    paths = sorted(oracle.tree_modules(root))
+    assert len(paths) > 3000
+    ext = Counting(accel.compiled)
+    for path, data in images(paths):
+        same(*both(data, path, ext), where=path)
+    # every real module is read by the compiled path alone: nothing left to the reference
+    assert not ext.referred, ext.referred
+    assert ext.answered["elf_image"] == ext.answered["scan_symbols"] == ext.answered["modinfo"] == len(paths)
