@@ -4,12 +4,12 @@ Both paths must give the same record for every input: the same values and the sa
 row classes, field by field (a plain tuple equals a NamedTuple, so ``==`` alone would
 not tell). Compared over every fixture module, every file of tests/fuzz-corpus, the
 hostile files, mutations of the fixtures (tests/fuzzing.py) and, marked realtree, a
-whole Debian tree. The ASan/UBSan run of the C code is further down.
+whole Debian tree. The C code also runs under AddressSanitizer and UBSan for a bounded time
+(tests/accel_asan.py; bench/fuzz_accel.py is the long run), with a bug planted to show it would see one.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import glob
 import importlib
 import os
@@ -17,7 +17,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -27,67 +26,14 @@ from hypothesis import strategies as st
 from kmodcompat.errors import ModuleReadError
 from kmodcompat.files.opener import read_module_bytes
 from kmodcompat.parse import accel
-from kmodcompat.parse.module import parse_module_bytes
 
-from . import fuzzing, oracle
+from . import accel_asan, fuzzing, oracle
+from .accel_asan import Counting, both, same
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "fuzz-corpus"
 
 needs_compiled = pytest.mark.skipif(accel.compiled is None, reason="the C extension is not built here")
-
-
-def same(a: object, b: object, where: str = "record") -> None:
-    """Assert ``a`` and ``b`` are equal and of the same classes, all the way down."""
-    assert type(a) is type(b), f"{where}: {type(a).__name__} vs {type(b).__name__}"
-    if dataclasses.is_dataclass(a):
-        for f in dataclasses.fields(a):
-            same(getattr(a, f.name), getattr(b, f.name), f"{where}.{f.name}")
-    elif isinstance(a, tuple):
-        assert len(a) == len(b), f"{where}: {len(a)} vs {len(b)} items"
-        for i, (x, y) in enumerate(zip(a, b)):
-            same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} vs {b!r}"
-
-
-def outcome(data: bytes, path: str) -> object:
-    try:
-        return parse_module_bytes(data, path)
-    except ModuleReadError as e:
-        return ("refused", str(e), e.code, e.errno)
-
-
-class Counting:
-    """The extension, counting per function the calls it answered and those it left to the reference."""
-
-    def __init__(self, ext: object):
-        self.ext = ext
-        self.answered: Counter[str] = Counter()
-        self.referred: Counter[str] = Counter()
-
-    def __getattr__(self, name: str):
-        fn = getattr(self.ext, name)
-
-        def call(*args):
-            got = fn(*args)
-            (self.referred if got is None else self.answered)[name] += 1
-            return got
-
-        return call
-
-
-def both(data: bytes, path: str = "<bytes>", ext: object = None) -> tuple[object, object]:
-    """(compiled, reference) outcomes of one image."""
-    saved = accel.ext
-    try:
-        accel.ext = ext or accel.compiled
-        fast = outcome(data, path)
-        accel.ext = None
-        slow = outcome(data, path)
-    finally:
-        accel.ext = saved
-    return fast, slow
 
 
 def images(paths: list[str]) -> list[tuple[str, bytes]]:
@@ -179,3 +125,27 @@ def test_a_real_tree_gives_the_same_records():
     # every real module is read by the compiled path alone: nothing left to the reference
     assert not ext.referred, ext.referred
     assert ext.answered["elf_image"] == ext.answered["scan_symbols"] == ext.answered["modinfo"] == len(paths)
+
+
+# -- AddressSanitizer and UBSan (tests/accel_asan.py; bench/fuzz_accel.py is the long run) ----------------
+
+needs_asan = pytest.mark.skipif(accel_asan.compiler() is None, reason="no gcc with libasan")
+#: Seconds of the bounded run: the seeds once, then a few thousand mutations.
+ASAN_SECONDS = 30
+
+
+@needs_asan
+def test_asan_fuzzing_finds_nothing():
+    done = accel_asan.build_and_run(ASAN_SECONDS, seed=20)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-6000:]
+    assert ", 0 with different records" in done.stdout
+
+
+@needs_asan
+def test_asan_harness_catches_a_planted_overread():
+    """The harness is sharp enough to see one byte read past a buffer: every bound check made one byte
+    too lenient (``inside()``), the ASan build must stop on the first input that reaches it."""
+    planted = ("return off <= n && len <= n - off;", "return off <= n && len <= n - off + 1;")
+    done = accel_asan.build_and_run(ASAN_SECONDS, seed=20, patch=planted)
+    assert done.returncode == accel_asan.ASAN_EXIT, done.stdout[-2000:] + done.stderr[-3000:]
+    assert "AddressSanitizer: heap-buffer-overflow" in done.stderr
