@@ -16,7 +16,9 @@ from ..consumers import CONSUMERS
 from ..diff import DEFAULT_CONSUMERS, EXIT_CHANGE, EXIT_ERROR, EXIT_INCOMPATIBLE, EXIT_USAGE, diff_export_sides, \
     diff_modules, diff_trees
 from ..depmod.tree import ModuleTree
+from ..diff.policy import KabiPolicy
 from ..errors import ModuleReadError
+from ..files.kabi_lists import KabiListError, read_rules, read_symbol_list
 from ..files.kernel import KernelSourceError
 from ..parse.module import parse_module
 from ..report import diff_render
@@ -64,14 +66,37 @@ from --old-kernel-image and --new-kernel-image; otherwise from where the report 
         ("kmodcompat diff --old old/*.deb --new new/*.deb",
          "Compare two sets of split packages (image, modules, base)."),
         ("kmodcompat diff kernel-core-6.12.rpm kernel-core-6.13.rpm", "Compare two RPM packages."),
+        ("kmodcompat diff --symbol-list kabi_stablelist_x86_64 old.symvers new.symvers",
+         "Gate on the kABI a Red Hat style stablelist promises: exit 0 unless a listed export broke."),
+        ("kmodcompat diff --rules severities --report-unused-rules a.symvers b.symvers",
+         "Judge each kABI change by SUSE's severity rules, and say which rules matched nothing."),
     ),
     exit_status="A bitmask, as abidiff's: 0 nothing changed; 4 something changed (bit 2); 12 (4 and 8) "
                 "something changed and breaks a consumer (bit 3: an export removed, its CRC changed, made "
                 "GPL-only or put in a namespace; a consumer's verdict falling to refuses, unreadable or a false "
                 "mismatch; a module that became unreadable; a new dependency cycle; a newly unresolved "
                 "import); 1 an error (an unreadable module file); 2 a usage error or an input that cannot be "
-                "used (a missing path, a package that cannot be unpacked). The same with every --format.",
-    sections=(("CI formats", """
+                "used (a missing path, a package that cannot be unpacked, a bad line in a symbol list or rules "
+                "file). With --symbol-list or --rules: 0 when nothing the kABI policy fails (every kABI change "
+                "excused, and no other break), the bitmask above otherwise. The same with every --format.",
+    sections=(("kABI policy", """
+--symbol-list FILE restricts which kABI changes count to the exports FILE names; several lists are one
+union. Its format is told by its content: a Red Hat kabi_stablelist_ARCH ([rhel9_x86_64_stablelist], a
+tab before each name), a libabigail or Android KMI list ([abi_symbol_list], # comments), or a plain list,
+one name a line (a line with *, ?, [ or \\ is a wildcard, as suse-kabi-tools' --filter-symbol-list).
+
+--rules FILE judges each kABI change of the listed exports (all, without a list) by severity rules as
+suse-kabi-tools reads them: [MODULE|NAMESPACE|SYMBOL] PATTERN PASS|FAIL a line, # comments, shell
+wildcards; without a type, a pattern with / (or vmlinux) is a module's as Module.symvers names it
+(drivers/net/tun), one in capitals a namespace's, any other a symbol's. Rules are tried in the order
+given, files too: the first match decides, PASS excuses the change, FAIL counts it, and a change no rule
+matches counts. A file whose lines are single names is Ubuntu's abi.ignore: each excuses the symbol of
+that name, or every export of the module of that name.
+
+Only an incompatible change can count; each change says in every format which list entry or rule made
+it count or not (file and line), and the first lines say how many changes the policy excused and why.
+--report-unused-rules prints on stderr, as ksymvers unused-rules does, each rule that decided no change.
+"""), ("CI formats", """
 --format junit prints JUnit XML (Jenkins, GitLab): one test case per kABI change, changed or newly
 unreadable module, new dependency cycle and newly unresolved import, failing where it counts in bit 3 of
 the exit status, with the reason and the file. --format sarif prints a SARIF 2.1.0 log (GitHub code
@@ -98,6 +123,16 @@ def add_parser(sub) -> None:
     p.add_argument("--consumer", action="append", choices=list(CONSUMERS), metavar="C",
                    help=f"consumer model to compare (repeatable; default {', '.join(DEFAULT_CONSUMERS)}; "
                         f"known: {', '.join(CONSUMERS)})")
+    p.add_argument("--symbol-list", action="append", default=[], metavar="FILE",
+                   help="count only kABI changes of the symbols FILE lists (repeatable: their union): a Red Hat "
+                        "kabi_stablelist, a libabigail or Android [abi_symbol_list], or one name a line; "
+                        "see kABI policy")
+    p.add_argument("--rules", action="append", default=[], metavar="FILE",
+                   help="severity rules judging each kABI change (repeatable, in order: the first match wins): "
+                        "suse-kabi-tools' [MODULE|NAMESPACE|SYMBOL] PATTERN PASS|FAIL, or Ubuntu's abi.ignore; "
+                        "see kABI policy")
+    p.add_argument("--report-unused-rules", action="store_true",
+                   help="with --rules: say on stderr which rules matched no change, as ksymvers unused-rules does")
     p.add_argument("--format", choices=("text", "markdown", "json", "html", "junit", "sarif"), default="text",
                    help="output format (default %(default)s; junit and sarif: see CI formats)")
     p.add_argument("--modules", action="store_true",
@@ -109,11 +144,14 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     try:
+        policy = _policy(args)
         with ExitStack() as stack:
-            doc = _diff(args, stack)
+            doc = _diff(args, stack, policy)
     except _Fail as e:
         print(f"kmodcompat: {shown(e)}", file=sys.stderr)
         return e.status
+    if args.report_unused_rules:
+        _unused_rules(doc)
     if args.format == "json":
         json.dump(doc, sys.stdout, indent=1)
         sys.stdout.write("\n")
@@ -137,18 +175,44 @@ def _painted(text: str, status: int) -> str:
     kind = "bad" if status & EXIT_INCOMPATIBLE else "warn" if status & EXIT_CHANGE else "good"
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if line.startswith(("Incompatible (exit status", "Compatible changes only (exit status", "No difference.")):
+        if line.startswith(("Incompatible (exit status", "Compatible changes only (exit status", "No difference.",
+                            "Nothing the kABI policy fails (exit status")):
             lines[i] = paint(line, kind)
         elif " — INCOMPATIBLE" in line:
             lines[i] = line.replace(" — INCOMPATIBLE", " — " + paint("INCOMPATIBLE", "bad"))
     return "\n".join(lines)
 
 
-def _diff(args, stack: ExitStack) -> dict:
+def _policy(args) -> KabiPolicy | None:
+    """The symbol lists and rules, read before any tree: a bad line ends the run at once."""
+    if args.report_unused_rules and not args.rules:
+        raise _Fail("--report-unused-rules needs --rules FILE", EXIT_USAGE)
+    if not args.symbol_list and not args.rules:
+        return None
+    try:
+        return KabiPolicy(tuple(read_symbol_list(f) for f in args.symbol_list),
+                          tuple(r for f in args.rules for r in read_rules(f)))
+    except (KabiListError, InputFileError) as e:
+        raise _Fail(str(e), EXIT_USAGE) from None
+
+
+def _unused_rules(doc: dict) -> None:
+    """ksymvers unused-rules' lines ("FILE:LINE: WARNING: Severity rule 'TYPE PATTERN VERDICT' is unused"),
+    on stderr, for the rules that decided no change; whether the rule matches any export at all, after."""
+    rules = doc["policy"]["rules"]
+    for i in doc["policy"]["unused_rules"]:
+        r = rules[i]
+        also = (f"the first match of {r['exports']} export(s) of either side" if r["exports"]
+                else "matches no export of either side")
+        print(shown(f"{r['path']}:{r['line']}: WARNING: Severity rule '{r['text']}' is unused (matched no change; "
+                    f"{also})"), file=sys.stderr)
+
+
+def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
     consumers = tuple(args.consumer or DEFAULT_CONSUMERS)
     if not args.basedir and not args.old_set and not args.new_set and (_is_symvers(args.old) or
                                                                        _is_symvers(args.new)):
-        return _diff_symvers(args, consumers, stack)
+        return _diff_symvers(args, consumers, stack, policy)
     old, new = _operands(args, stack)
     kind = lambda op: "module" if isinstance(op, ModuleFiles) else "tree"  # noqa: E731
     if kind(old) != kind(new):
@@ -166,8 +230,8 @@ def _diff(args, stack: ExitStack) -> dict:
                 recs.append(parse_module(files.paths[0]))
             except ModuleReadError as e:
                 raise _Fail(str(e), EXIT_ERROR) from None
-        pair = diff_modules(recs[0], recs[1], consumers)  # two files: their paths differ by nature, not compared
-        return to_json(pair, old.label, new.label)
+        # Two files: their paths differ by nature, not compared.
+        return to_json(diff_modules(recs[0], recs[1], consumers, policy=policy), old.label, new.label)
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
     check_files(args.old_kernel_image, args.new_kernel_image)  # before the trees are read, as the symvers below
     old_symvers, new_symvers = _symvers(args.old_symvers, stack), _symvers(args.new_symvers, stack)
@@ -181,7 +245,7 @@ def _diff(args, stack: ExitStack) -> dict:
         d = diff_trees(trees[0], trees[1], consumers, old_symvers=old_symvers,
                        new_symvers=new_symvers, old_label=old.label, new_label=new.label,
                        old_image=args.old_kernel_image, new_image=args.new_kernel_image, jobs=args.jobs,
-                       progress=progress)
+                       progress=progress, policy=policy)
     except KernelSourceError as e:
         raise _Fail(str(e), EXIT_ERROR) from None
     for tag, side, op in (("old", d.old, old), ("new", d.new, new)):
@@ -197,7 +261,7 @@ def _is_symvers(path: str | None) -> bool:
         and not packages.is_package(path)
 
 
-def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
+def _diff_symvers(args, consumers, stack: ExitStack, policy: KabiPolicy | None) -> dict:
     """A Module.symvers against a Module.symvers, a tree or packages (either way round): the kABI alone."""
     if args.old_symvers or args.new_symvers:
         raise _Fail("--old-symvers/--new-symvers: the Module.symvers is an operand already", EXIT_USAGE)
@@ -219,7 +283,7 @@ def _diff_symvers(args, consumers, stack: ExitStack) -> dict:
         ops.append(op)
     labels = [op.label if op is not None else path for op, path in zip(ops, (args.old, args.new))]
     doc = json.dumps(to_json(diff_export_sides(sides[0], sides[1], consumers, old_label=labels[0],
-                                               new_label=labels[1])))
+                                               new_label=labels[1], policy=policy)))
     for named in ops:
         if named is not None:
             doc = named.display(doc)

@@ -9,6 +9,7 @@ longest increasing subsequence, so nothing here is quadratic.
 from __future__ import annotations
 
 import bisect
+import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -18,6 +19,7 @@ from ..consumers.base import COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, 
 from ..elf.image import machine_name
 from ..elf.layout import SHT_REL, SHT_RELA
 from ..records import ModuleRecord, Section
+from .policy import KabiPolicy, judge_kabi, module_paths, symvers_module_name
 from .results import TABLE_BASIC, TABLE_EXT, TABLE_VARLEN, Attribute, ConsumerChange, ExportChange, ExportInfo, \
     ModinfoChange, ModuleDiff, SectionChange, SectionInfo, VersionChange, ViewSummary
 
@@ -291,14 +293,16 @@ def _attributes(old: ModuleRecord, new: ModuleRecord) -> tuple[Attribute, ...]:
 
 def diff_modules(old: ModuleRecord, new: ModuleRecord, consumers: Sequence[str] = DEFAULT_CONSUMERS, *,
                  name: str | None = None, old_path: str | None = None, new_path: str | None = None,
-                 views: tuple[Mapping[str, ViewSummary], Mapping[str, ViewSummary]] | None = None) -> ModuleDiff:
+                 views: tuple[Mapping[str, ViewSummary], Mapping[str, ViewSummary]] | None = None,
+                 policy: KabiPolicy | None = None) -> ModuleDiff:
     """Everything that differs between two builds of one module.
 
     Consumers (ids of :data:`kmodcompat.consumers.CONSUMERS`) read each module
     against its own CRCs, which isolates what the build itself changed;
     :func:`diff_trees` passes ``views`` computed against each tree's exports
     instead. ``old_path``/``new_path``: paths to show (a tree's relative
-    paths; a changed relative path is reported as the "path" attribute).
+    paths; a changed relative path is reported as the "path" attribute). ``policy``: the kABI policy
+    judging the export changes of two module files (:mod:`.policy`; a tree diff judges its kABI diff).
     """
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -313,6 +317,11 @@ def diff_modules(old: ModuleRecord, new: ModuleRecord, consumers: Sequence[str] 
     exports = [c for k in list(a) + [k for k in b if k not in a] if (c := export_change(k, a.get(k), b.get(k)))]
     if views is None:
         views = (consumer_views(old, consumers, None), consumer_views(new, consumers, None))
+    judged = None
+    if policy is not None:  # a module file alone is named by its file name (policy.symvers_module_name)
+        judged = judge_kabi(policy, exports, a, b,
+                            module_paths({name: symvers_module_name(os.path.abspath(old.path))}),
+                            module_paths({name: symvers_module_name(os.path.abspath(new.path))}))
     return ModuleDiff(
         name=name, old_path=old_path or old.path, new_path=new_path or new.path,
         attributes=attrs, sections=diff_sections(old.sections, new.sections),
@@ -320,4 +329,5 @@ def diff_modules(old: ModuleRecord, new: ModuleRecord, consumers: Sequence[str] 
         versions=diff_versions(old, new), modinfo=diff_modinfo(old, new),
         imports_added=tuple(dict.fromkeys(i.name for i in new.imports if i.name not in old_imports)),
         imports_removed=tuple(dict.fromkeys(i.name for i in old.imports if i.name not in new_imports)),
-        exports=tuple(exports), consumers=_consumer_changes(*views), compared_consumers=tuple(consumers))
+        exports=tuple(exports), consumers=_consumer_changes(*views), compared_consumers=tuple(consumers),
+        policy=judged)

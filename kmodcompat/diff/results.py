@@ -9,11 +9,15 @@ layout besides the tests.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from ..consumers.base import ConsumerView
 from ..records import Section
+
+if TYPE_CHECKING:
+    from .policy import PolicyResult
 
 # Exit status bits, as abidiff (libabigail) defines them.
 EXIT_SAME = 0
@@ -182,6 +186,7 @@ class ModuleDiff:
     exports: tuple[ExportChange, ...] = ()
     consumers: tuple[ConsumerChange, ...] = ()
     compared_consumers: tuple[str, ...] = ()  # the consumers run on both builds
+    policy: PolicyResult | None = None  # the kABI policy's verdicts on its export changes (two files compared)
 
     @property
     def file_changed(self) -> bool:
@@ -196,10 +201,14 @@ class ModuleDiff:
     @property
     def breaking(self) -> tuple[str, ...]:
         """Why this module's change is incompatible (empty: it is not)."""
+        return self.breaking_under(lambda x: x.incompatible)
+
+    def breaking_under(self, counts: Callable[[ExportChange], bool]) -> tuple[str, ...]:
+        """:attr:`breaking` with the export changes ``counts`` keeps (a kABI policy's)."""
         out = [f"{self.name}: {c.consumer} {c.old.verdict} → {c.new.verdict}"
                for c in self.consumers if c.effect == "breaks"]
         out += [f"{self.name}: export {x.name} {x.kind}{' (' + ', '.join(x.fields) + ')' if x.fields else ''}"
-                for x in self.exports if x.incompatible]
+                for x in self.exports if counts(x)]
         return tuple(out)
 
     @property
@@ -332,14 +341,14 @@ class TreeDiff:
     dependencies: DependencyDiff | None = None
     patterns: tuple[Pattern, ...] = ()
     notes: tuple[str, ...] = field(default=())
+    policy: PolicyResult | None = None  # the kABI policy's verdicts (diff --symbol-list / --rules)
 
     @property
     def breaking(self) -> tuple[str, ...]:
         """Why the new tree is incompatible with the old one, one line per cause."""
         out: list[str] = []
         if self.kabi is not None and self.kabi.incompatible:
-            kinds = Counter(incompatible_kind(c) for c in self.kabi.incompatible)
-            out.append("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+            out.append(exports_reason(self.kabi.incompatible))
         breaks = Counter(c.consumer for m in self.modules for c in m.consumers if c.effect == "breaks")
         for c, n in sorted(breaks.items()):
             out.append(f"{c}: {n} module(s) now read as broken")
@@ -376,11 +385,11 @@ class ExportsDiff:
     consumers: tuple[str, ...]
     kabi: KabiDiff
     notes: tuple[str, ...] = ()
+    policy: PolicyResult | None = None
 
     @property
     def breaking(self) -> tuple[str, ...]:
-        kinds = Counter(incompatible_kind(c) for c in self.kabi.incompatible)
-        return ("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())),) if kinds else ()
+        return (exports_reason(self.kabi.incompatible),) if self.kabi.incompatible else ()
 
     @property
     def incompatible(self) -> bool:
@@ -401,6 +410,12 @@ def exit_status(diff: ModuleDiff | TreeDiff | ExportsDiff) -> int:
 
 def _tables_text(tables: tuple[tuple[str, int], ...]) -> str:
     return "+".join(t for t, _ in tables) or "-"
+
+
+def exports_reason(changes: Iterable[ExportChange]) -> str:
+    """The exit status's reason for incompatible export changes: "exports: 3 crc, 1 removed"."""
+    kinds = Counter(incompatible_kind(c) for c in changes)
+    return "exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
 
 
 def incompatible_kind(c: ExportChange) -> str:

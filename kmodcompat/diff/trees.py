@@ -25,6 +25,7 @@ from ..graph import TreeGraph, graph_for_tree
 from ..views import AS_IS, compute_views
 from .kabi import diff_exports, diff_kabi, export_map, symvers_export_map, symvers_exports
 from .module import DEFAULT_CONSUMERS, diff_modules
+from .policy import KabiPolicy, judge_kabi, module_paths
 from .results import DepChange, DependencyDiff, ExportInfo, ExportsDiff, ModuleDiff, Pattern, TreeDiff, TreeSide, \
     ViewSummary
 
@@ -116,12 +117,14 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
                old_label: str | None = None, new_label: str | None = None,
                old_image: str | None = None, new_image: str | None = None,
                jobs: int | None = None,
-               progress: Callable[[str], Progress | None] | None = None) -> TreeDiff:
+               progress: Callable[[str], Progress | None] | None = None,
+               policy: KabiPolicy | None = None) -> TreeDiff:
     """The whole-tree diff: modules (by name), kABI, dependencies, and the patterns that group them.
 
     Kernel exports come from ``*_symvers`` / ``*_system_map`` or where the
     report finds them (the tree's headers, build/ or boot/). ``jobs``: worker
-    processes for the consumer models (None: all cores).
+    processes for the consumer models (None: all cores). ``policy``: the symbol lists and rules that
+    judge each kABI change (:mod:`.policy`).
     """
     unknown = [c for c in consumers if c not in CONSUMERS]
     if unknown:
@@ -175,14 +178,19 @@ def diff_trees(old: ModuleTree, new: ModuleTree, consumers: Sequence[str] = DEFA
     side = lambda t, label, src: TreeSide(label or t.dirname, t.dirname, t.kver, len(t.modules),  # noqa: E731
                                           len(t.failures), src.as_dict()["symvers"], src.as_dict()["system_map"],
                                           src.path if src.kind == IMAGE else None, src.line())
+    judged = None
+    if policy is not None:
+        judged = judge_kabi(policy, kabi.changes, export_map(old, ok_exports if kabi.kernel_compared else None),
+                            export_map(new, nk_exports if kabi.kernel_compared else None), module_paths(old),
+                            module_paths(new))
     return TreeDiff(side(old, old_label, o_src), side(new, new_label, n_src), tuple(consumers),
                     added, removed, tuple(diffs), unchanged, tuple(became_unreadable), tuple(became_readable), kabi,
-                    deps, patterns(diffs), tuple(notes))
+                    deps, patterns(diffs), tuple(notes), judged)
 
 
 def diff_export_sides(old: ModuleTree | Symvers, new: ModuleTree | Symvers,
                       consumers: Sequence[str] = DEFAULT_CONSUMERS, *, old_label: str | None = None,
-                      new_label: str | None = None) -> ExportsDiff:
+                      new_label: str | None = None, policy: KabiPolicy | None = None) -> ExportsDiff:
     """The kABI diff where a side is a Module.symvers (SUSE's ``ksymvers compare``, Ubuntu's abi-check and
     RHEL's kABI baseline kept in git): every export of both sides, the kernel image's and the modules'.
 
@@ -217,7 +225,10 @@ def diff_export_sides(old: ModuleTree | Symvers, new: ModuleTree | Symvers,
         if any(kernel):
             notes.append("kernel image exports left out: known on one side only")
     kabi = diff_exports(maps[0], maps[1], trees[0], trees[1], compared, consumers)
-    return ExportsDiff(sides[0], sides[1], tuple(consumers), kabi, tuple(notes))
+    judged = None
+    if policy is not None:
+        judged = judge_kabi(policy, kabi.changes, maps[0], maps[1], module_paths(old), module_paths(new))
+    return ExportsDiff(sides[0], sides[1], tuple(consumers), kabi, tuple(notes), judged)
 
 
 # -- patterns ---------------------------------------------------------------------------------------

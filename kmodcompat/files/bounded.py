@@ -33,7 +33,8 @@ import zlib
 from typing import NamedTuple
 
 __all__ = ["InputFileError", "InputKind", "KINDS", "file_type", "read_input", "DEPMOD_CONFIG", "MODULES_BUILTIN",
-           "KERNEL_IMAGE", "MODULES_BUILTIN_MODINFO", "MODULES_DEP", "MODULES_ORDER", "MODULE_SYMVERS", "SYSTEM_MAP"]
+           "KABI_RULES", "KERNEL_IMAGE", "MODULES_BUILTIN_MODINFO", "MODULES_DEP", "MODULES_ORDER", "MODULE_SYMVERS",
+           "SYMBOL_LIST", "SYSTEM_MAP"]
 
 
 class InputKind(NamedTuple):
@@ -56,8 +57,12 @@ SYSTEM_MAP = InputKind("System.map", 64 << 20)
 #: A boot image (files/kernel_image.py): Debian's largest, amd64's bzImage, is 12 MB, a plain ppc64el
 #: vmlinux 46 MB; a debug vmlinux some hundreds. Its payload is inflated within the same cap.
 KERNEL_IMAGE = InputKind("kernel image", 512 << 20)
+#: kABI symbol lists and severity rules (files/kabi_lists.py): RHEL 9's kabi_stablelist_x86_64 is
+#: ~100 KB, Android's largest abi_gki_aarch64_* list ~250 KB, SUSE's kabi/severities 5 KB.
+SYMBOL_LIST = InputKind("kABI symbol list", 16 << 20)
+KABI_RULES = InputKind("kABI rules file", 4 << 20)
 KINDS = (MODULES_ORDER, MODULES_BUILTIN, MODULES_BUILTIN_MODINFO, MODULES_DEP, DEPMOD_CONFIG, MODULE_SYMVERS,
-         SYSTEM_MAP, KERNEL_IMAGE)
+         SYSTEM_MAP, KERNEL_IMAGE, SYMBOL_LIST, KABI_RULES)
 
 _CHUNK = 1 << 20
 _DEV_NULL = os.makedev(1, 3)

@@ -259,10 +259,14 @@ def _kabi_message(c: dict) -> str:
         if "exporter" in c["fields"]:
             parts.append(f"moved {old['exporter']} → {new['exporter']}")
         text = f"export {name} changed: " + ", ".join(parts)
+    v = c["policy"]
     if c["old_builds_failing"]:
         text += f"; breaks the old builds of {_names(c['old_builds_failing'])}"
-    elif c["incompatible"] and not c["breaks"]:
-        text += " (not counted: the trees differ as a whole, see the diff's notes)"
+    if c["incompatible"] and not c["breaks"]:
+        text += (f" (not counted: the kABI policy excuses it, {v['why']})" if v is not None and not v["counts"]
+                 else " (not counted: the trees differ as a whole, see the diff's notes)")
+    elif c["breaks"] and v is not None:
+        text += f" (counted by the kABI policy: {v['why']})"
     return text
 
 

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
-from ..diff import EXIT_CHANGE, EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
+from ..diff import EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
     ExportsDiff, ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
-from ..diff.results import incompatible_kind
+from ..diff.policy import PolicyResult, Verdict
+from ..diff.results import exports_reason
 from ..elf.image import section_flags_text, section_type_name
 
 __all__ = ["SCHEMA_VERSION", "module_json", "to_json"]
@@ -29,11 +30,16 @@ def _export_info_json(x: ExportInfo | None) -> dict | None:
     return {"crc": x.crc, "gpl_only": x.gpl_only, "namespace": x.namespace, "exporter": x.exporter}
 
 
-def _export_change_json(c: ExportChange, context: dict | None) -> dict:
+def _export_change_json(c: ExportChange, context: dict | None, policy: PolicyResult | None) -> dict:
+    v = policy.verdict(c) if policy is not None else None
     return {"name": c.name, "kind": c.kind, "fields": list(c.fields), "incompatible": c.incompatible,
-            "breaks": _export_breaks(c, context),
+            "breaks": _export_breaks(c, context, policy), "policy": _verdict_json(v),
             "old": _export_info_json(c.old), "new": _export_info_json(c.new), "importers": list(c.importers),
             "old_builds_failing": list(c.old_builds_failing), "failing_now": list(c.failing_now)}
+
+
+def _verdict_json(v: Verdict | None) -> dict | None:
+    return None if v is None else {"counts": v.counts, "by": v.by, "source": v.source, "why": v.why}
 
 
 def _summary_json(v: ViewSummary) -> dict:
@@ -63,10 +69,13 @@ def _section_change_json(s: SectionChange) -> dict:
     return out
 
 
-def module_json(d: ModuleDiff, context: dict | None = None) -> dict:
-    """One :class:`ModuleDiff` as the schema's ``module_diff`` (``context``: the tree diff's, see :func:`_context`)."""
+def module_json(d: ModuleDiff, context: dict | None = None, policy: PolicyResult | None = None) -> dict:
+    """One :class:`ModuleDiff` as the schema's ``module_diff`` (``context``: the tree diff's, see :func:`_context`;
+    ``policy``: the kABI policy's verdicts, the tree diff's or the module's own)."""
+    policy = policy if policy is not None else d.policy
     return {
-        "name": d.name, "old_path": d.old_path, "new_path": d.new_path, "incompatible": d.incompatible,
+        "name": d.name, "old_path": d.old_path, "new_path": d.new_path,
+        "incompatible": bool(d.breaking_under(lambda x: _export_breaks(x, None, policy))),
         "attributes": [{"field": a.field, "old": a.old, "new": a.new} for a in d.attributes],
         "sections": [_section_change_json(s) for s in d.sections],
         "versions": {"old_format": d.old_format, "new_format": d.new_format,
@@ -74,14 +83,15 @@ def module_json(d: ModuleDiff, context: dict | None = None) -> dict:
                                  for v in d.versions]},
         "modinfo": [{"key": m.key, "old": list(m.old), "new": list(m.new)} for m in d.modinfo],
         "imports": {"added": list(d.imports_added), "removed": list(d.imports_removed)},
-        "exports": [_export_change_json(c, context) for c in d.exports],
+        "exports": [_export_change_json(c, context, policy) for c in d.exports],
         "consumers": [{"consumer": c.consumer, "effect": c.effect, "old": _summary_json(c.old),
                        "new": _summary_json(c.new)} for c in d.consumers],
     }
 
 
 def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyDiff | None, added: int,
-            removed: int, unchanged: int, unreadable: int) -> dict:
+            removed: int, unchanged: int, unreadable: int, context: dict | None = None,
+            policy: PolicyResult | None = None) -> dict:
     changes = kabi.changes if kabi is not None else tuple(c for m in mods for c in m.exports)
     return {
         "modules_added": added, "modules_removed": removed,
@@ -96,6 +106,8 @@ def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyD
         "exports_changed": sum(1 for c in changes if c.kind == "changed"),
         "exports_crc_changed": sum(1 for c in changes if "crc" in c.fields),
         "exports_incompatible": sum(1 for c in changes if c.incompatible),
+        "exports_excused": sum(1 for c in changes if _export_breaks(c, context) and not _export_breaks(c, context,
+                                                                                                       policy)),
         "consumer_breaks": sum(1 for m in mods for c in m.consumers if c.effect == "breaks"),
         "dep_lines_changed": len(deps.dep_changed) if deps else 0,
         "new_cycles": len(deps.new_cycles) if deps else 0,
@@ -150,11 +162,16 @@ def _crc_appeared_or_vanished(c: ExportChange) -> bool:
     return c.fields == ("crc",) and (c.old is None or c.old.crc is None or c.new is None or c.new.crc is None)
 
 
-def _export_breaks(c: ExportChange, context: dict | None) -> bool:
+def _export_breaks(c: ExportChange, context: dict | None, policy: PolicyResult | None = None) -> bool:
     """An incompatible export change counts as a break unless the context explains it: trees of different
-    machines (nothing counts), or of kernels with and without MODVERSIONS (a CRC that appeared or vanished)."""
-    if not c.incompatible or context is None or not context["notes"]:
-        return c.incompatible
+    machines (nothing counts), or of kernels with and without MODVERSIONS (a CRC that appeared or vanished);
+    or, with a kABI policy, unless the policy excuses it (diff/policy.py)."""
+    if not c.incompatible:
+        return False
+    if policy is not None and not policy.verdict(c).counts:
+        return False
+    if context is None or not context["notes"]:
+        return True
     return not context["arch"] and not _crc_appeared_or_vanished(c)
 
 
@@ -164,14 +181,23 @@ def _dependencies_count(context: dict | None) -> bool:
 
 
 def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) -> tuple[list[str], list[dict]]:
-    """(reasons, breaking modules): :attr:`TreeDiff.breaking` without what the context explains, and the
-    modules that break (name, path and why), in the diff's order."""
-    if not isinstance(diff, TreeDiff) or context is None or not context["notes"]:
-        reasons = list(diff.breaking)
-        moot_consumers: tuple[str, ...] = ()
-    else:
-        moot_consumers = tuple(diff.consumers) if context["arch"] else _CRC_CHECKERS
+    """(reasons, breaking modules): :attr:`TreeDiff.breaking` without what the context or the kABI policy
+    explains, and the modules that break (name, path and why), in the diff's order."""
+    policy = diff.policy
+    moot = context is not None and bool(context["notes"])
+    moot_consumers: tuple[str, ...] = ()
+    if isinstance(diff, TreeDiff) and (moot or policy is not None):
+        if moot:
+            assert context is not None
+            moot_consumers = tuple(diff.consumers) if context["arch"] else _CRC_CHECKERS
         reasons = []
+    elif isinstance(diff, ModuleDiff):
+        reasons = list(diff.breaking_under(lambda x: _export_breaks(x, None, policy)))
+    elif isinstance(diff, ExportsDiff) and policy is not None:
+        counted = [c for c in diff.kabi.incompatible if _export_breaks(c, None, policy)]
+        reasons = [exports_reason(counted)] if counted else []
+    else:
+        reasons = list(diff.breaking)
     breaks = []
     mods = diff.modules if isinstance(diff, TreeDiff) else [diff] if isinstance(diff, ModuleDiff) else []
     for m in mods:
@@ -181,12 +207,12 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
             breaks.append({"module": m.name, "path": m.new_path, "why": "; ".join(why)})
     if isinstance(diff, TreeDiff):
         breaks += [{"module": n, "path": p, "why": f"became unreadable: {r}"} for n, r, p in diff.became_unreadable]
-    if isinstance(diff, TreeDiff) and context is not None and context["notes"]:
-        # TreeDiff.breaking's reasons, recounted without the moot ones.
+    if isinstance(diff, TreeDiff) and (moot or policy is not None):
+        # TreeDiff.breaking's reasons, recounted without the moot ones and what the policy excuses.
         if diff.kabi is not None:
-            kinds = Counter(incompatible_kind(c) for c in diff.kabi.incompatible if _export_breaks(c, context))
-            if kinds:
-                reasons.append("exports: " + ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())))
+            counted = [c for c in diff.kabi.incompatible if _export_breaks(c, context, policy)]
+            if counted:
+                reasons.append(exports_reason(counted))
         per = Counter(c.consumer for m in diff.modules for c in m.consumers
                       if c.effect == "breaks" and c.consumer not in moot_consumers)
         reasons += [f"{c}: {n} module(s) now read as broken" for c, n in sorted(per.items())]
@@ -203,12 +229,17 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
 
 
 def _headlines(diff: ModuleDiff | TreeDiff | ExportsDiff, totals: dict, status: int, reasons: list[str], breaks: list[dict],
-               context: dict | None) -> list[str]:
+               context: dict | None, policy_line: str | None = None) -> list[str]:
     out = list(context["notes"]) if context else []
-    if status == EXIT_SAME:
+    if status == EXIT_SAME and not diff.changed:
         return out + ["No difference."]
-    verdict = "Incompatible" if status & EXIT_INCOMPATIBLE else "Compatible changes only"
-    out.append(f"{verdict} (exit status {status})" + (": " + "; ".join(reasons[:6]) if reasons else "."))
+    if status == EXIT_SAME:  # a kABI policy: changes, none it fails
+        out.append(f"Nothing the kABI policy fails (exit status {status}).")
+    else:
+        verdict = "Incompatible" if status & EXIT_INCOMPATIBLE else "Compatible changes only"
+        out.append(f"{verdict} (exit status {status})" + (": " + "; ".join(reasons[:6]) if reasons else "."))
+    if policy_line:
+        out.append(policy_line)
     if breaks:
         out.append(f"Modules that break ({len(breaks)}): {_names_line([b['module'] for b in breaks])}.")
     t = totals
@@ -240,15 +271,16 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
     doc: dict[str, Any]
     context = _context(diff) if isinstance(diff, TreeDiff) else None
     if isinstance(diff, ExportsDiff):  # a Module.symvers on a side: the kABI alone
-        totals = _totals((), diff.kabi, None, 0, 0, 0, 0)
+        totals = _totals((), diff.kabi, None, 0, 0, 0, 0, None, diff.policy)
         doc = {"kind": "kabi", "old": _side_json(diff.old), "new": _side_json(diff.new),
                "consumers": list(diff.consumers),
                "modules": {"added": [], "removed": [], "became_unreadable": [], "became_readable": [],
                            "changed": []},
-               "patterns": [], "kabi": _kabi_json(diff.kabi, None), "dependencies": None, "notes": list(diff.notes)}
+               "patterns": [], "kabi": _kabi_json(diff.kabi, None, diff.policy), "dependencies": None,
+               "notes": list(diff.notes)}
     elif isinstance(diff, ModuleDiff):
         mods = [diff] if diff.changed else []
-        totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0)
+        totals = _totals(mods, None, None, 0, 0, 0 if diff.changed else 1, 0, None, diff.policy)
         side = lambda label, path: {"label": label or path, "path": path, "kernel_release": None,  # noqa: E731
                                     "modules": 1, "unreadable": 0, "symvers": None, "system_map": None,
                                     "kernel_image": None, "kernel_exports": None}
@@ -259,27 +291,32 @@ def to_json(diff: ModuleDiff | TreeDiff | ExportsDiff, old_label: str | None = N
                "patterns": [], "kabi": None, "dependencies": None, "notes": []}
     else:
         totals = _totals(diff.modules, diff.kabi, diff.dependencies, len(diff.added), len(diff.removed),
-                         diff.unchanged, len(diff.became_unreadable))
+                         diff.unchanged, len(diff.became_unreadable), context, diff.policy)
         doc = {"kind": "trees", "old": _side_json(diff.old), "new": _side_json(diff.new),
                "consumers": list(diff.consumers),
                "modules": {"added": [{"name": n, "path": p} for n, p in diff.added],
                            "removed": [{"name": n, "path": p} for n, p in diff.removed],
                            "became_unreadable": [{"name": n, "reason": r, "path": p} for n, r, p in diff.became_unreadable],
                            "became_readable": [{"name": n, "reason": r} for n, r in diff.became_readable],
-                           "changed": [module_json(m, context) for m in diff.modules]},
+                           "changed": [module_json(m, context, diff.policy) for m in diff.modules]},
                "patterns": [_pattern_json(p) for p in diff.patterns],
-               "kabi": _kabi_json(diff.kabi, context) if diff.kabi is not None else None,
+               "kabi": _kabi_json(diff.kabi, context, diff.policy) if diff.kabi is not None else None,
                "dependencies": _deps_json(diff.dependencies, context) if diff.dependencies is not None else None,
                "notes": list(diff.notes)}
     reasons, breaks = _counted(diff, context)
     status = exit_status(diff)
     if context is not None and context["notes"] and not reasons:
         status &= ~EXIT_INCOMPATIBLE  # what breaks follows from comparing unlike trees: not a break
+    policy = _policy_json(diff, context)
+    if policy is not None and not reasons:
+        status = EXIT_SAME  # the policy's gate: nothing it fails (suse-kabi-tools' compare exits 0 likewise)
     head = {"schema_version": SCHEMA_VERSION, "generator": {"name": "kmodcompat", "version": __version__},
-            "status": {"exit_code": status, "changed": bool(status & EXIT_CHANGE),
+            "status": {"exit_code": status, "changed": diff.changed,
                        "incompatible": bool(status & EXIT_INCOMPATIBLE), "reasons": reasons},
-            "totals": totals, "headlines": _headlines(diff, totals, status, reasons, breaks, context)}
-    return {**head, "context": context, "breaks": breaks, **doc}
+            "totals": totals,
+            "headlines": _headlines(diff, totals, status, reasons, breaks, context,
+                                    policy["summary"] if policy is not None else None)}
+    return {**head, "context": context, "breaks": breaks, "policy": policy, **doc}
 
 
 def _side_json(s: TreeSide) -> dict:
@@ -294,10 +331,10 @@ def _pattern_json(p: Pattern) -> dict:
             "sample": list(p.sample)}
 
 
-def _kabi_json(k: KabiDiff, context: dict | None) -> dict:
+def _kabi_json(k: KabiDiff, context: dict | None, policy: PolicyResult | None) -> dict:
     return {
         "old_exports": k.old_exports, "new_exports": k.new_exports, "kernel_compared": k.kernel_compared,
-        "changes": [_export_change_json(c, context) for c in k.changes],
+        "changes": [_export_change_json(c, context, policy) for c in k.changes],
         "by_exporter": [{"exporter": e.exporter, "added": e.added, "removed": e.removed, "crc": e.crc,
                          "gpl_only": e.gpl_only, "namespace": e.namespace, "moved": e.moved,
                          "incompatible": e.incompatible, "importers": e.importers} for e in k.by_exporter],
@@ -314,3 +351,45 @@ def _deps_json(d: DependencyDiff, context: dict | None) -> dict:
                              "removed": list(c.removed)} for c in d.dep_changed],
             "new_cycles": [list(c) for c in d.new_cycles], "resolved_cycles": [list(c) for c in d.resolved_cycles],
             "newly_unresolved": [{"module": m, "symbol": s, "weak": w} for m, s, w in d.newly_unresolved]}
+
+
+def _policy_json(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) -> dict | None:
+    """The kABI policy's part of the document: the lists and rules, each rule's use, and the one line the
+    first screen says of it (how many incompatible changes it excused, and by what)."""
+    result = diff.policy
+    if result is None:
+        return None
+    p = result.policy
+    if isinstance(diff, ModuleDiff):
+        changes: tuple[ExportChange, ...] = diff.exports
+    else:
+        changes = diff.kabi.changes if diff.kabi is not None else ()
+    excused: Counter[str] = Counter()
+    counted: Counter[str] = Counter()
+    for c in changes:
+        if not _export_breaks(c, context):
+            continue
+        v = result.verdict(c)
+        (counted if v.counts else excused)[v.by] += 1
+    lists = [{"path": sl.path, "kind": sl.kind, "format": sl.format, "sections": list(sl.sections),
+              "names": len(sl.names), "patterns": len(sl.patterns), "unexported": n}
+             for sl, n in zip(p.symbol_lists, result.list_unexported)]
+    rules = [{"path": r.path, "line": r.line, "format": r.format, "type": r.kind, "pattern": r.pattern,
+              "verdict": r.verdict, "text": r.text, "changes": n, "exports": x}
+             for r, n, x in zip(p.rules, result.rule_changes, result.rule_exports)]
+    what = []
+    if p.symbol_lists:
+        what.append(f"{len(p.symbol_lists)} symbol list(s), {result.listed_names} name(s)")
+    if p.rules:
+        what.append(f"{len(p.rules)} rule(s)")
+    total = sum(excused.values()) + sum(counted.values())
+    why = [f"{excused[k]} {text}" for k, text in (("symbol-list", "not in the symbol lists"),
+                                                  ("rule", "PASS by a rule")) if excused[k]]
+    how = [f"{counted[k]} {text}" for k, text in (("symbol-list", "listed"), ("rule", "FAIL by a rule"),
+                                                  ("default", "matched by no rule")) if counted[k]]
+    summary = (f"kABI policy ({'; '.join(what)}): {sum(excused.values())} of {total} incompatible export "
+               f"change(s) excused" + (f" ({', '.join(why)})" if why else "") + f", {sum(counted.values())} counted"
+               + (f" ({', '.join(how)})" if how else "") + ".")
+    return {"symbol_lists": lists, "rules": rules, "excused": dict(sorted(excused.items())),
+            "counted": dict(sorted(counted.items())), "unused_rules": list(result.unused_rules),
+            "summary": summary}

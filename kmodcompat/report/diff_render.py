@@ -169,12 +169,25 @@ def _view_text(v: dict) -> str:
 
 def _export_table(changes: list[dict], limit: int | None) -> Block:
     rows = []
+    judged = any(c["policy"] is not None for c in changes)
     for c in changes:
         what = c["kind"] if c["kind"] != "changed" else ", ".join(c["fields"])
-        rows.append([c["name"], what + (" (incompatible)" if c["incompatible"] else ""), _export_text(c["old"]),
-                     _export_text(c["new"]), _names(c["importers"], 8 if limit else None),
-                     _names(c["failing_now"], 8 if limit else None)])
-    return _table(["export", "change", "old", "new", "importers", "failing now"], rows)
+        row = [c["name"], what + (" (incompatible)" if c["incompatible"] else ""), _export_text(c["old"]),
+               _export_text(c["new"]), _names(c["importers"], 8 if limit else None),
+               _names(c["failing_now"], 8 if limit else None)]
+        if judged:
+            row.append(policy_text(c["policy"]))
+        rows.append(row)
+    return _table(["export", "change", "old", "new", "importers", "failing now"] + ["kABI policy"] * judged, rows)
+
+
+def policy_text(v: dict | None) -> str:
+    """A change's kABI policy verdict in a cell: "counts: FAIL by FILE:LINE (...)", "excused: ..."."""
+    if v is None:
+        return "-"
+    if v["by"] == "compatible":
+        return "compatible"
+    return ("counts: " if v["counts"] else "excused: ") + v["why"]
 
 
 #: Where the rows a shortened table leaves out are, for the diff command (the report says its own).
@@ -196,6 +209,7 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
              f"{new['modules']} ({new['unreadable']})"],
             ["kernel exports", old["kernel_exports"] or "none found", new["kernel_exports"] or "none found"]]))
         out += [_p(f"Note: {n}") for n in doc["notes"]]
+        out += _policy_blocks(doc["policy"], tlimit, more_hint)
         if doc["breaks"]:
             out.append(_h("Modules that break"))
             rows, more = _cut(doc["breaks"], limit)
@@ -215,12 +229,16 @@ def blocks(doc: dict, details: bool = False, more_hint: str = CLI_HINT) -> list[
             ["exporting modules", old["modules"], new["modules"]],
             ["kernel exports from", old["symvers"] or "none found", new["symvers"] or "none found"]]))
         out += [_p(f"Note: {n}") for n in doc["notes"]]
+        out += _policy_blocks(doc["policy"], tlimit, more_hint)
         out += _kabi_blocks(doc["kabi"], limit, tlimit, more_hint)
     else:
+        out += _policy_blocks(doc["policy"], tlimit, more_hint)
         for m in doc["modules"]["changed"]:
             out += module_blocks(m, 2)
+    meaning = "0 nothing the kABI policy fails, 12 something it fails" if doc["policy"] is not None else \
+        "0 same, 4 changed, 12 changed and incompatible"
     out.append(_p(f"Consumers compared: {', '.join(doc['consumers']) or 'none'}. Exit status "
-                  f"{doc['status']['exit_code']} (0 same, 4 changed, 12 changed and incompatible). "
+                  f"{doc['status']['exit_code']} ({meaning}). "
                   f"kmodcompat {doc['generator']['version']}, diff schema {doc['schema_version']}."))
     return out
 
@@ -280,10 +298,12 @@ def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None, more_hint: str)
     kinds = {"added": 0, "removed": 0, "changed": 0}
     for c in changes:
         kinds[c["kind"]] += 1
+    judged = any(c["policy"] is not None for c in changes)
+    counted = f", {sum(1 for c in changes if c['breaks'])} counted by the kABI policy" if judged else ""
     out.append(_p(f"{k['old_exports']} exports before, {k['new_exports']} after"
                   f"{'' if k['kernel_compared'] else ' (modules only: the kernel image was not compared)'}: "
                   f"{kinds['added']} added, {kinds['removed']} removed, {kinds['changed']} changed, "
-                  f"{sum(1 for c in changes if c['incompatible'])} incompatible."))
+                  f"{sum(1 for c in changes if c['incompatible'])} incompatible{counted}."))
     if k["by_exporter"]:
         out.append(_h("By exporting module", 3))
         rows, more = _cut(k["by_exporter"], tlimit)
@@ -308,14 +328,41 @@ def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None, more_hint: str)
         out.append(_table(["consumer", "old builds checked", "effects", "verdicts on the new exports"], [
             [e["consumer"], e["modules"], ", ".join(f"{kk} {n}" for kk, n in e["effects"].items()),
              ", ".join(f"{kk} {n}" for kk, n in e["verdicts"].items())] for e in k["effects"]]))
-    # Most used first: a removed export nobody imports matters less than a CRC every driver checks.
-    bad = sorted((c for c in changes if c["incompatible"]), key=lambda c: (-len(c["importers"]), c["name"]))
+    # What counts first, then most used: a removed export nobody imports matters less than a CRC every
+    # driver checks.
+    bad = sorted((c for c in changes if c["incompatible"]),
+                 key=lambda c: (judged and not c["breaks"], -len(c["importers"]), c["name"]))
     if bad:
-        out.append(_h("Incompatible export changes, most imported first", 3))
+        out.append(_h("Incompatible export changes, " + ("counted by the kABI policy first, then " if judged else "")
+                      + "most imported first", 3))
         rows, more = _cut(bad, tlimit)
         out.append(_export_table(rows, limit))
         if more:
             out.append(_p(f"... and {more} more ({more_hint})."))
+    return out
+
+
+def _policy_blocks(p: dict | None, tlimit: int | None, more_hint: str) -> list[Block]:
+    """The kABI policy: its lists, its rules with what each decided, the rules that decided nothing."""
+    if p is None:
+        return []
+    out = [_h("kABI policy"), _p(p["summary"])]
+    if p["symbol_lists"]:
+        out.append(_table(["symbol list", "kind", "sections", "names", "wildcards", "exported by neither side"],
+                          [[sl["path"], sl["kind"], ", ".join(sl["sections"]) or "-", sl["names"], sl["patterns"],
+                            sl["unexported"]] for sl in p["symbol_lists"]]))
+    if p["rules"]:
+        out.append(_p("Rules, in the order they are tried (the first match decides; no match counts the change):"))
+        rows, more = _cut(p["rules"], tlimit)
+        out.append(_table(["where", "rule", "changes decided", "exports it is the first match of"],
+                          [[f"{r['path']}:{r['line']}", r["text"], r["changes"], r["exports"]] for r in rows]))
+        if more:
+            out.append(_p(f"... and {more} more rules ({more_hint})."))
+        unused = [p["rules"][i] for i in p["unused_rules"]]
+        if unused:
+            never = sum(1 for r in unused if not r["exports"])
+            out.append(_p(f"{len(unused)} rule(s) decided no change ({never} match no export of either side; "
+                          "--report-unused-rules lists them)."))
     return out
 
 
