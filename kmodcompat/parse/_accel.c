@@ -192,7 +192,7 @@ done:
     return out;
 }
 
-/* ---- scan_symbols(...) -> (imports, crc_symbols, ksymtab labels, namespace labels, kinds) | None ---- */
+/* ---- scan_symbols(...) -> (imports, crc_symbols, ksymtab labels, {name: namespace}, kinds) | None ---- */
 
 /* Raw names of the __ksymtab_ labels: an open-addressed set of (pointer, length) into .strtab, to tell
  * which defined globals are exported without decoding every global's name. */
@@ -279,6 +279,51 @@ static int section_extent(PyObject *sections, uint64_t shndx, uint64_t *off, uin
     return !PyErr_Occurred();
 }
 
+/* The string tables of the sections __kstrtabns_ labels point into, made on first use, one per section. */
+typedef struct {
+    strtab *tables;
+    char *made;
+} nstables;
+
+/* The namespace at `value` of section `shndx` (< the section count): 1 with *space (a str, or None), 0 when
+ * the reference might read it otherwise (refer), -1 on error. */
+static int namespace_at(nstables *ns, const uint8_t *d, uint64_t n, PyObject *sections, uint64_t shndx,
+                        uint64_t value, PyObject **space)
+{
+    uint64_t off, size;
+    if (!section_extent(sections, shndx, &off, &size))
+        return -1;
+    if (!inside(off, size, n)) { /* a section past the end of the file holds no namespace */
+        *space = Py_NewRef(Py_None);
+        return 1;
+    }
+    Py_ssize_t count = PyTuple_GET_SIZE(sections);
+    if (ns->tables == NULL) {
+        ns->tables = PyMem_Calloc((size_t)count, sizeof *ns->tables);
+        ns->made = PyMem_Calloc((size_t)count, 1);
+        if (ns->tables == NULL || ns->made == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    if (!ns->made[shndx]) {
+        strtab_init(&ns->tables[shndx], d, n, off, off + size);
+        ns->made[shndx] = 1;
+    }
+    const uint8_t *s;
+    Py_ssize_t len;
+    switch (strtab_read(&ns->tables[shndx], value, &s, &len)) {
+    case READ_OK:
+        *space = len ? text(s, len) : Py_NewRef(Py_None);
+        return *space == NULL ? -1 : 1;
+    case READ_OUT_OF_RANGE:
+        *space = Py_NewRef(Py_None);
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static PyObject *accel_scan_symbols(PyObject *self, PyObject *args)
 {
     Py_buffer b;
@@ -296,6 +341,7 @@ static PyObject *accel_scan_symbols(PyObject *self, PyObject *args)
     int sparc = machine == EM_SPARC || machine == EM_SPARCV9;
     PyObject *out = NULL, *imports = NULL, *crcs = NULL, *ksyms = NULL, *ns = NULL, *kinds = NULL, *dg = NULL;
     nameset wanted = {NULL, NULL, 0};
+    nstables spaces = {NULL, NULL};
     const uint8_t **exp_p = NULL; /* the raw names of the __ksymtab_ labels, in table order */
     Py_ssize_t *exp_len = NULL;
     size_t exp_count = 0, exp_cap = 0;
@@ -420,8 +466,19 @@ static PyObject *accel_scan_symbols(PyObject *self, PyObject *args)
                 PyObject *entry = PyTuple_Pack(3, name, PyTuple_GET_ITEM(where, 0), PyTuple_GET_ITEM(where, 1));
                 bad = entry == NULL || PyList_Append(ksyms, entry) < 0;
                 Py_XDECREF(entry);
-            } else
-                bad = PyDict_SetItem(ns, name, where) < 0;
+            } else {
+                /* __kstrtabns_: the namespace itself, read in its section as ksymtab.py _namespace() reads it
+                 * (one bounded table per section; "" and no string are no namespace) */
+                PyObject *space = NULL;
+                int got_ns = namespace_at(&spaces, d, n, sections, st_shndx, st_value, &space);
+                if (got_ns == 0) {
+                    Py_DECREF(name);
+                    Py_DECREF(where);
+                    goto refer;
+                }
+                bad = got_ns < 0 || PyDict_SetItem(ns, name, space) < 0;
+                Py_XDECREF(space);
+            }
             Py_XDECREF(name);
             Py_XDECREF(where);
             if (bad)
@@ -479,6 +536,8 @@ fail:
     out = NULL;
 done:
     nameset_free(&wanted);
+    PyMem_Free(spaces.tables);
+    PyMem_Free(spaces.made);
     PyMem_Free(exp_p);
     PyMem_Free(exp_len);
     Py_XDECREF(imports);
@@ -607,7 +666,7 @@ static PyMethodDef methods[] = {
      "elf_image(data) -> (ElfHeader, sections, {name: first section}) | None (elf.image.ElfImage)"},
     {"scan_symbols", accel_scan_symbols, METH_VARARGS,
      "scan_symbols(data, symtab_offset, symtab_size, strtab_offset, strtab_size, elfclass, little, machine, "
-     "sections) -> (imports, crc_symbols, [(name, shndx, value)], {namespace label: (shndx, value)}, "
+     "sections) -> (imports, crc_symbols, [(name, shndx, value)], {__kstrtabns_ name: namespace | None}, "
      "{name: kind}) | None (parse.ksymtab.scan_symbols)"},
     {"modinfo", accel_modinfo, METH_VARARGS,
      "modinfo(data, offset, size) -> ((tag, value | None), ...) | None (parse.modinfo.parse)"},

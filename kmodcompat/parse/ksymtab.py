@@ -18,6 +18,7 @@ visits only the undefined symbols and the labels, and decodes only their names
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from itertools import compress, repeat
 from typing import NamedTuple
 
@@ -80,8 +81,8 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
     fast = None if ext is None else ext.scan_symbols(data, symtab.offset, size, str_off, str_size, elf.elfclass,
                                                      elf.little, elf.header.machine, elf.sections)
     if fast is not None:  # the plain case, compiled (parse/accel.py): the same rows as below
-        imports, crc_rows, ksym_rows, ns_rows, kind_rows = fast
-        exports = _exports(elf, ksym_rows, ns_rows, {c.name: c.crc for c in crc_rows}, kind_rows, findings)
+        imports, crc_rows, ksym_rows, spaces, kind_rows = fast  # spaces: each label's namespace, read
+        exports = _exports(elf, ksym_rows, spaces.get, {c.name: c.crc for c in crc_rows}, kind_rows, findings)
         return SymbolScan(imports, crc_rows, exports, tuple(findings), True)
     names = StringTable(data, str_off, str_off + str_size)  # bounded reads: see StringTable
     little = elf.little
@@ -172,7 +173,9 @@ def scan_symbols(elf: ElfImage) -> SymbolScan:
         for name, stt in zip(names.texts(list(defined_globals)), defined_globals.values()):
             if name in wanted:
                 kinds[name] = _KINDS.get(stt, "other")
-    exports = _exports(elf, ksym_labels, ns_labels, {c.name: c.crc for c in crcs}, kinds, findings)
+    ns_tables: dict[int, StringTable] = {}
+    exports = _exports(elf, ksym_labels, lambda name: _namespace(elf, ns_labels.get(name), ns_tables),
+                       {c.name: c.crc for c in crcs}, kinds, findings)
     return SymbolScan(imports, tuple(crcs), exports, tuple(findings), True)
 
 
@@ -188,8 +191,9 @@ def _resolve_crc(elf: ElfImage, value: int, shndx: int) -> int:
     return struct_for("I", elf.little).unpack_from(elf.data, sec.offset + value)[0]
 
 
-def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[str, tuple[int, int]],
+def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], namespace_of: Callable[[str], str | None],
              crc_by_name: dict[str, int], kinds: dict[str, str], findings: list[Finding]) -> tuple[Export, ...]:
+    """The Export rows of the ``__ksymtab_`` labels; ``namespace_of(name)``: the export's namespace."""
     sections = elf.sections
     by_section: dict[int, list[tuple[int, str]]] = {}
     for name, shndx, value in labels:
@@ -203,7 +207,6 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
     if kflagstab is not None and elf.in_bounds(kflagstab):
         flags = elf.section_bytes(kflagstab)
     out: list[Export] = []
-    ns_tables: dict[int, StringTable] = {}
     for shndx in sorted(by_section):
         sname = sections[shndx].name
         entries = sorted(by_section[shndx])
@@ -215,8 +218,7 @@ def _exports(elf: ElfImage, labels: list[tuple[str, int, int]], ns_labels: dict[
             crc = crc_by_name.get(name)
             if crc == _BAD_CRC:
                 crc = None
-            out.append(_new_tuple(Export, (name, crc, gpl, _namespace(elf, ns_labels.get(name), ns_tables), sname,
-                                           kinds.get(name, "unknown"))))
+            out.append(_new_tuple(Export, (name, crc, gpl, namespace_of(name), sname, kinds.get(name, "unknown"))))
     return tuple(out)
 
 
