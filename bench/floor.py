@@ -19,6 +19,7 @@ faster than ``parse``, whatever its analysis costs. Not a test.
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import kmodcompat.report  # noqa: E402,F401  (what a report imports, networkx in
 import kmodcompat.cli.report  # noqa: E402,F401
 from kmodcompat.errors import ModuleReadError  # noqa: E402
 from kmodcompat.files.opener import read_module_bytes  # noqa: E402
-from kmodcompat.parse.scan import map_files  # noqa: E402
+from kmodcompat.parse.scan import gc_paused, map_files  # noqa: E402
 from kmodcompat.depmod.tree import load_tree, parse_tree  # noqa: E402
 
 
@@ -57,7 +58,9 @@ def main() -> None:
         print(f"{len(sizes) - len(failed)} modules, {sum(s for s in sizes if isinstance(s, int)) >> 20} MiB "
               f"decompressed, {len(failed)} unreadable")
     else:
-        tree = parse_tree(tree, jobs=args.jobs, cache=None)
+        with gc_paused():  # as cli/report.py parses: the records frozen before the collector is back on
+            tree = parse_tree(tree, jobs=args.jobs, cache=None)
+            gc.freeze()
         print(f"{len(tree.modules)} modules parsed, {len(tree.failures)} unreadable")
 
 
