@@ -16,7 +16,9 @@ ratio is left to the analysis. With ``--liblzma FILE`` one more cold run loads
 that liblzma build (e.g. the one kmod 34.2 runs with) instead of the
 system's: on .ko.xz trees the decoder build alone changes the time a lot, and
 this puts the same decoder on both sides of the ratio (the decompression floor
-is timed with it too). Every
+is timed with it too). With ``--pure-python`` the cold report and the parse floor
+are timed once more per round with the pure-Python parser (KMODCOMPAT_ACCEL=0):
+the compiled parser's gain, before and after in the same rounds. Every
 command is timed by GNU time (wall, user+sys CPU, peak RSS of the process
 tree's largest member). The machine is shared and noisy: what matters is
 the median ratio kmodcompat/depmod, printed per pair. Not a test.
@@ -85,6 +87,8 @@ def main() -> None:
     ap.add_argument("--tree", default="trixie-amd64", help="a tree of tests/oracle.py TREES (fetched if missing)")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--json", default=None, help="write the results here")
+    ap.add_argument("--pure-python", action="store_true", help="also time the cold report and the parse floor with "
+                    "the pure-Python parser (KMODCOMPAT_ACCEL=0) in the same rounds: before/after the compiled one")
     ap.add_argument("--liblzma", default=None, metavar="FILE", help="a liblzma.so.5 for one more cold run, e.g. "
                     "/opt/kmod-34/root/usr/lib/x86_64-linux-gnu/liblzma.so.5 (kmod 34.2's)")
     args = ap.parse_args()
@@ -124,6 +128,10 @@ def main() -> None:
         print(f"report-cold-same-xz loads {loaded}", file=sys.stderr)
         runs["report-cold-same-xz"] = []
         runs["floor-decompress-same-xz"] = []
+    if args.pure_python:
+        pure_env = {**env, "KMODCOMPAT_ACCEL": "0"}
+        runs["report-cold-pure-python"] = []
+        runs["floor-parse-pure-python"] = []
     for i in range(args.rounds):
         runs["depmod-kmod30"].append(timed(depmods["kmod30"]))
         runs["report-cold"].append(timed(report + ["--no-cache"], env))
@@ -132,19 +140,25 @@ def main() -> None:
         rewrite(changed)
         runs["report-1-changed"].append(timed(report, env))
         runs["report-cold-1core"].append(timed(report + ["--no-cache", "-j", "1"], env))
+        if args.pure_python:
+            runs["report-cold-pure-python"].append(timed(report + ["--no-cache"], pure_env))
         if args.liblzma:
             runs["report-cold-same-xz"].append(timed(report + ["--no-cache"], xz_env))
             runs["floor-decompress-same-xz"].append(timed(floor + ["decompress", str(kmc_root), krel], xz_env))
         runs["floor-startup"].append(timed(floor + ["startup"], env))
         runs["floor-decompress"].append(timed(floor + ["decompress", str(kmc_root), krel], env))
         runs["floor-parse"].append(timed(floor + ["parse", str(kmc_root), krel], env))
+        if args.pure_python:
+            runs["floor-parse-pure-python"].append(timed(floor + ["parse", str(kmc_root), krel], pure_env))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
     med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
     ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
               for a in runs if a.startswith(("report-", "floor-"))
               for b in ("depmod-kmod30", "depmod-kmod34")}
+    parser = subprocess.run([sys.executable, "-m", "kmodcompat", "--version"], env=env, capture_output=True,
+                            text=True).stdout.splitlines()[-1]
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
-          f"{args.rounds} rounds (medians)")
+          f"{args.rounds} rounds (medians); {parser}")
     print(f"{'run':<26}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
     for k, m in med.items():
         print(f"{k:<26}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
@@ -152,6 +166,7 @@ def main() -> None:
         print(f"{k:<40} {r:6.2f}x")
     if args.json:
         Path(args.json).write_text(json.dumps({"tree": args.tree, "krel": krel, "cores": os.cpu_count(),
+                                               "parser": parser,
                                                "rounds": args.rounds, "median": med, "ratios": ratios,
                                                "runs": runs}, indent=1))
     shutil.rmtree(work, ignore_errors=True)
