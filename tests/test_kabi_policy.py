@@ -171,6 +171,12 @@ def test_huge_fifo_and_too_many_wildcards(tmp_path, capsys):
     many.write_text("".join(f"sym{i}_* PASS\n" for i in range(MAX_WILDCARDS + 1)))
     with pytest.raises(KabiListError, match=f"more than {MAX_WILDCARDS} wildcard patterns"):
         read_rules(str(many))
+    half = tmp_path / "half"  # within the cap alone, over it with a list of as many
+    half.write_text("".join(f"*sym{i}_* PASS\n" for i in range(MAX_WILDCARDS // 2 + 1)))
+    listing = tmp_path / "listing"
+    listing.write_text("".join(f"*sym{i}_*\n" for i in range(MAX_WILDCARDS // 2)))
+    assert main(["diff", "--rules", str(half), "--symbol-list", str(listing), str(SUSE), str(SUSE)]) == 2
+    assert f"more than {MAX_WILDCARDS} wildcard patterns ({MAX_WILDCARDS + 1})" in capsys.readouterr().err
     assert main(["diff", "--report-unused-rules", str(SUSE), str(SUSE)]) == 2
     assert "--report-unused-rules needs --rules FILE" in capsys.readouterr().err
 

@@ -18,7 +18,7 @@ from ..diff import DEFAULT_CONSUMERS, EXIT_CHANGE, EXIT_ERROR, EXIT_INCOMPATIBLE
 from ..depmod.tree import ModuleTree
 from ..diff.policy import KabiPolicy
 from ..errors import ModuleReadError
-from ..files.kabi_lists import KabiListError, read_rules, read_symbol_list
+from ..files.kabi_lists import KabiListError, check_wildcards, read_rules, read_symbol_list
 from ..files.kernel import KernelSourceError
 from ..parse.module import parse_module
 from ..report import diff_render
@@ -190,8 +190,10 @@ def _policy(args) -> KabiPolicy | None:
     if not args.symbol_list and not args.rules:
         return None
     try:
-        return KabiPolicy(tuple(read_symbol_list(f) for f in args.symbol_list),
-                          tuple(r for f in args.rules for r in read_rules(f)))
+        policy = KabiPolicy(tuple(read_symbol_list(f) for f in args.symbol_list),
+                            tuple(r for f in args.rules for r in read_rules(f)))
+        check_wildcards(policy.symbol_lists, policy.rules)
+        return policy
     except (KabiListError, InputFileError) as e:
         raise _Fail(str(e), EXIT_USAGE) from None
 

@@ -23,6 +23,11 @@ grouped by cause. The public API:
 * :func:`exit_status`: abidiff's bitmask: 0 nothing changed,
   :data:`EXIT_CHANGE` (4) something changed, plus :data:`EXIT_INCOMPATIBLE`
   (8) when a change breaks a consumer (so 12), 1 error, 2 usage.
+* a kABI policy (:class:`~.policy.KabiPolicy`: symbol lists and severity rules,
+  passed as ``policy=`` to :func:`diff_trees`, :func:`diff_export_sides`,
+  :func:`diff_modules`) judges each kABI change (:func:`~.policy.judge_kabi`);
+  the result rides on the diff record (``.policy``), and the document's exit
+  status is then 0 when nothing the policy fails.
 
 What counts as incompatible (:attr:`ModuleDiff.incompatible`,
 :attr:`TreeDiff.incompatible`): an export removed, its CRC changed (unless
@@ -36,7 +41,7 @@ Every result is an immutable record (:mod:`.results`); nothing here is
 quadratic in modules or symbols (matching is by dict, section order by a
 longest increasing subsequence). One module per scope: :mod:`.module` (one
 module's two builds), :mod:`.kabi` (exports and importers), :mod:`.trees`
-(whole trees, dependencies, patterns).
+(whole trees, dependencies, patterns), :mod:`.policy` (the kABI policy).
 """
 
 from __future__ import annotations

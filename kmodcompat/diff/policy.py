@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from ..depmod.tree import ModuleTree
-from ..files.kabi_lists import Rule, SymbolList, wildmat
+from ..files.kabi_lists import Rule, SymbolList, is_wildcard, wildmat
 from ..files.symvers import KERNEL_MODULE, Symvers
 from ..records import path_to_modname
 from .results import ExportChange, ExportInfo
@@ -78,47 +78,64 @@ def module_paths(side: ModuleTree | Symvers | Mapping[str, str]) -> dict[str, st
     return out
 
 
+class _Wildcards:
+    """Wildcard patterns in order, bucketed by their literal prefix (the text before the first ``\\``,
+    ``?``, ``*`` or ``[``): a value is tried only against the patterns whose prefix it starts with, the
+    earliest first. One alternation would try every pattern at every value (4096 patterns against 20,000
+    names: 46 s here); real rules and lists have distinct prefixes (``drivers/net/wireless/ath/``)."""
+
+    def __init__(self, patterns: Sequence[tuple[int, str]]):
+        self.by_prefix: dict[str, list[tuple[int, re.Pattern[str]]]] = {}
+        for key, pattern in patterns:
+            prefix = re.split(r"[\\?*\[]", pattern, maxsplit=1)[0]
+            self.by_prefix.setdefault(prefix, []).append((key, re.compile(wildmat(pattern), re.DOTALL)))
+        self.lengths = sorted({len(p) for p in self.by_prefix})
+
+    def first(self, value: str) -> int | None:
+        """The smallest key among the patterns matching ``value`` whole; None: none does."""
+        found: list[tuple[int, re.Pattern[str]]] = []
+        for n in self.lengths:
+            if n > len(value):
+                break
+            found += self.by_prefix.get(value[:n], ())
+        return next((k for k, rx in sorted(found, key=lambda f: f[0]) if rx.fullmatch(value)), None)
+
+
 class _Matcher:
-    """The lists and rules compiled: literal names by dict, wildcards as one alternation each (the
-    first branch that matches is the first rule), the per-module and per-namespace answers cached."""
+    """The lists and rules compiled: literal names by dict, wildcards bucketed (:class:`_Wildcards`), the
+    per-module and per-namespace answers cached."""
 
     def __init__(self, policy: KabiPolicy):
         self.policy = policy
         self.names: dict[str, tuple[int, int]] = {}  # name → (list index, line): the first list naming it
-        wild: list[tuple[str, int, int]] = []
+        where: list[tuple[int, int]] = []
         for li, sl in enumerate(policy.symbol_lists):
             for name, line in sl.names.items():
                 self.names.setdefault(name, (li, line))
-            wild += [(wildmat(p), li, line) for p, line in sl.patterns]
-        self.list_wild = [(li, line) for _, li, line in wild]
-        self.list_re = _alternation(w for w, _, _ in wild)
+            where += [(li, line) for _, line in sl.patterns]
+        self.list_where = where
+        self.list_wild = _Wildcards(list(enumerate(p for sl in policy.symbol_lists for p, _ in sl.patterns)))
         self.literal: dict[str, dict[str, int]] = {"MODULE": {}, "NAMESPACE": {}, "SYMBOL": {}}
-        wild_rules: dict[str, list[int]] = {"MODULE": [], "NAMESPACE": [], "SYMBOL": []}
+        wild: dict[str, list[tuple[int, str]]] = {"MODULE": [], "NAMESPACE": [], "SYMBOL": []}
         for i, r in enumerate(policy.rules):
-            kinds = ("SYMBOL", "MODULE") if r.kind == "ENTRY" else (r.kind,)
-            for k in kinds:
-                if r.kind != "ENTRY" and (set(r.pattern) & set("\\?*[")):
-                    wild_rules[k].append(i)
+            for k in (("SYMBOL", "MODULE") if r.kind == "ENTRY" else (r.kind,)):
+                if r.kind != "ENTRY" and is_wildcard(r.pattern):
+                    wild[k].append((i, r.pattern))
                 else:
                     self.literal[k].setdefault(r.pattern, i)
-        self.wild_rules = wild_rules
-        self.rule_re = {k: _alternation(wildmat(policy.rules[i].pattern) for i in ids) for k, ids in wild_rules.items()}
+        self.wild = {k: _Wildcards(v) for k, v in wild.items()}
         self._cache: dict[tuple[str, str], int | None] = {}
 
     def listed(self, name: str) -> tuple[int, int] | None:
         """(list index, line) of the first list entry naming or matching ``name``; None: none does."""
         hit = self.names.get(name)
-        if hit is not None or self.list_re is None:
+        if hit is not None:
             return hit
-        m = self.list_re.fullmatch(name)
-        return self.list_wild[m.lastindex - 1] if m and m.lastindex else None
+        i = self.list_wild.first(name)
+        return self.list_where[i] if i is not None else None
 
     def _first(self, kind: str, value: str) -> int | None:
-        lit = self.literal[kind].get(value)
-        rx = self.rule_re[kind]
-        m = rx.fullmatch(value) if rx is not None else None
-        wild = self.wild_rules[kind][m.lastindex - 1] if m and m.lastindex else None
-        found = [i for i in (lit, wild) if i is not None]
+        found = [i for i in (self.literal[kind].get(value), self.wild[kind].first(value)) if i is not None]
         return min(found) if found else None
 
     def _cached(self, kind: str, value: str) -> int | None:
@@ -133,12 +150,6 @@ class _Matcher:
                              self._cached("NAMESPACE", namespace) if namespace is not None else None)
                  if i is not None]
         return min(found) if found else None
-
-
-def _alternation(patterns) -> re.Pattern[str] | None:
-    """One regex, a group per pattern in order: ``lastindex`` is the first pattern that matches whole."""
-    branches = [f"({p})" for p in patterns]
-    return re.compile("|".join(branches), re.DOTALL) if branches else None
 
 
 @dataclass(frozen=True)

@@ -43,20 +43,21 @@ read with a :class:`KabiListError` naming the file and the line.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from .bounded import KABI_RULES, SYMBOL_LIST, InputKind, read_input
 
-__all__ = ["KabiListError", "MAX_LINE", "MAX_WILDCARDS", "Rule", "SymbolList", "read_rules", "read_symbol_list",
-           "wildmat"]
+__all__ = ["KabiListError", "MAX_LINE", "MAX_WILDCARDS", "Rule", "SymbolList", "check_wildcards", "is_wildcard",
+           "read_rules", "read_symbol_list", "wildmat"]
 
 #: Longest line read. A symbol name is at most KSYM_NAME_LEN (512 since Linux 6.1, include/linux/kallsyms.h);
 #: a rule line is two or three words.
 MAX_LINE = 4096
-#: Wildcard patterns a policy may hold (lists and rules together): each is a branch of one regular
-#: expression. SUSE's kabi/severities has about 80.
-MAX_WILDCARDS = 4096
+#: Wildcard patterns a policy may hold (lists and rules together): a name is tried against each one
+#: whose literal prefix it starts with (diff/policy.py), so a file of patterns sharing no prefix costs
+#: them all for every export. SUSE's kabi/severities has 45 (of 84 rules).
+MAX_WILDCARDS = 256
 #: libabigail's section name endings (abg-tools-utils.cc): "whitelist" and "stablelist" (2.3+), and
 #: "symbol_list" in the libabigail Android builds with.
 SECTION_SUFFIXES = ("whitelist", "stablelist", "symbol_list")
@@ -180,14 +181,14 @@ def _plain(path: str, lines: list[tuple[int, str]]) -> SymbolList:
             continue
         if len(s.split()) > 1:
             raise KabiListError(path, n, f"more than one word: {s!r} (a plain list has one name a line)")
-        if _WILD.intersection(s):
+        if is_wildcard(s):
             _compile(path, n, s)
             patterns.append((s, n))
         else:
             names.setdefault(s, n)
-    if len(patterns) > MAX_WILDCARDS:
-        raise KabiListError(path, None, f"more than {MAX_WILDCARDS} wildcard patterns")
-    return SymbolList(path, "plain", (), names, tuple(patterns))
+    out = SymbolList(path, "plain", (), names, tuple(patterns))
+    check_wildcards([out], [])
+    return out
 
 
 def _words(line: str) -> list[str]:
@@ -203,9 +204,22 @@ def read_rules(path: str) -> tuple[Rule, ...]:
     rules = _abi_ignore(path, lines) if ubuntu else _severities(path, lines)
     if not rules:
         raise KabiListError(path, None, "no rules in it")
-    if sum(1 for r in rules if _WILD.intersection(r.pattern) and r.kind != "ENTRY") > MAX_WILDCARDS:
-        raise KabiListError(path, None, f"more than {MAX_WILDCARDS} wildcard patterns")
+    check_wildcards([], rules)
     return tuple(rules)
+
+
+def is_wildcard(pattern: str) -> bool:
+    """A pattern that is not a plain name (suse-kabi-tools' Filter: any of ``\\ ? * [``)."""
+    return not _WILD.isdisjoint(pattern)
+
+
+def check_wildcards(lists: Sequence[SymbolList], rules: Sequence[Rule]) -> None:
+    """Refuse more than :data:`MAX_WILDCARDS` wildcard patterns (in one file, or all given together)."""
+    n = sum(len(sl.patterns) for sl in lists) + sum(1 for r in rules if r.kind != "ENTRY" and is_wildcard(r.pattern))
+    if n > MAX_WILDCARDS:
+        paths = sorted({sl.path for sl in lists} | {r.path for r in rules})
+        raise KabiListError(paths[0] if len(paths) == 1 else ", ".join(paths), None,
+                            f"more than {MAX_WILDCARDS} wildcard patterns ({n})")
 
 
 def _abi_ignore(path: str, lines: list[tuple[int, str]]) -> list[Rule]:
