@@ -41,13 +41,14 @@ sys.path.insert(0, str(REPO))
 from tests import oracle  # noqa: E402
 
 
-def timed(argv: list[str], env: dict | None = None) -> dict:
-    """Run under /usr/bin/time; wall seconds, CPU seconds, peak RSS (MiB)."""
+def timed(argv: list[str], env: dict | None = None, ok: tuple[int, ...] | None = (0, 1)) -> dict:
+    """Run under /usr/bin/time; wall seconds, CPU seconds, peak RSS (MiB). ``ok``: the exit statuses that
+    are not a failure (None: any, e.g. diff's abidiff-style bits)."""
     with tempfile.NamedTemporaryFile("r", suffix=".time") as t:
         p = subprocess.run(["/usr/bin/time", "-o", t.name, "-f", "%e %U %S %M", *argv],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         wall, user, sys_, rss = t.read().split()[-4:]
-    if p.returncode not in (0, 1):
+    if ok is not None and p.returncode not in ok:
         raise SystemExit(f"{argv[0]} failed ({p.returncode}): {p.stderr.decode()[-500:]}")
     return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
 

@@ -383,3 +383,46 @@ def test_validate_verdicts_are_checked_data_of_their_target(tmp_path):
             codec.decode_verdict(bad, "m.ko")
     for v in results[183]:
         assert repr(codec.decode_verdict(codec.encode_verdict(v), v.path)) == repr(v)
+
+
+def test_eviction_is_automatic_after_a_run_that_wrote(tmp_path, monkeypatch):
+    """Over the size limit, the run that wrote evicts on closing (least recently used first), with no
+    `cache prune`; a run that only read writes nothing and evicts nothing."""
+    db = str(tmp_path / "c.sqlite")
+    paths = _copy_fixtures(tmp_path)
+    with RecordCache(db) as c:
+        parse_cached(paths, c, jobs=1)
+        assert c.counts()[0] == len(paths)
+    monkeypatch.setattr(cache_mod.record_cache, "DEFAULT_MAX_BYTES", 1)
+    with RecordCache(db) as c:
+        parse_cached(paths, c, jobs=1)  # all hits: nothing written, nothing evicted
+        assert c.hits == len(paths)
+    with RecordCache(db) as c:
+        assert c.counts()[0] == len(paths)
+    extra = tmp_path / "more.ko"
+    shutil.copy(FIX / "none.ko", extra)
+    os.utime(extra, (1_600_000_000, 1_600_000_000))
+    with RecordCache(db) as c:
+        parse_cached([str(extra)], c, jobs=1)  # writes: over the 1-byte limit, so evicted on close
+    with RecordCache(db) as c:
+        assert c.counts()[0] == 0
+
+
+def test_prune_keeps_this_versions_verdicts_and_evicts_others(tmp_path):
+    import functools
+
+    from kmodcompat.cache import map_cached
+    from kmodcompat.cache.record_cache import prune, verdicts
+    from kmodcompat.cli.validate import check_one
+    from kmodcompat.validate import Target
+
+    paths = _copy_fixtures(tmp_path)
+    with RecordCache(str(tmp_path / "c.sqlite")) as c:
+        parse_cached(paths, c, jobs=1)
+        worker = functools.partial(check_one, target=Target(), timeout=None)
+        map_cached(worker, paths, c, verdicts(Target()), jobs=1)
+        assert c.counts()[0] == 2 * len(paths)
+        c.store.db.execute("UPDATE records SET version = 'verdict:0:old:' || version "
+                           "WHERE rowid IN (SELECT rowid FROM records WHERE version LIKE 'verdict:%' LIMIT 1)")
+        n, _ = prune(c.store, c.version, 1 << 30, 30)
+        assert n == 1 and c.counts()[0] == 2 * len(paths) - 1

@@ -44,6 +44,7 @@ from .libkmod_hash import MODULES_BY_NAME_BUCKETS, hash_order
 from ..errors import ModuleReadError
 from ..records import PATH_MAX, ModuleRecord, path_to_modname, raw
 from ..cache import RecordCache, parse_cached
+from ..parse.scan import gc_paused
 from ..files.stdio import fgets_lines
 
 __all__ = ["ModuleTree", "TreeModule", "load_tree", "make_absolute", "parse_tree", "path_to_modname"]
@@ -515,5 +516,6 @@ def parse_tree(tree: ModuleTree, jobs: int | None = None, progress: Callable[[in
                cache: RecordCache | None = None) -> ModuleTree:
     """``tree`` (as ``load_tree(..., parse=False)`` surveyed it) with every module file parsed once."""
     parsed = parse_cached([m.path for m in tree.modules], cache, jobs=jobs, progress=progress, tree=tree.dirname)
-    return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, as_opened(tree.kmod, p))
-                                       for m, p in zip(tree.modules, parsed)))
+    with gc_paused():  # the records just made: no collector passes over them while they are wrapped
+        return replace(tree, modules=tuple(TreeModule(m.name, m.path, m.relpath, as_opened(tree.kmod, p))
+                                           for m, p in zip(tree.modules, parsed)))
