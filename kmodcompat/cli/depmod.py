@@ -269,7 +269,7 @@ def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
         doc = {**result_json(dm, diagnostics), "kernel_exports": source.line()}
         if op.packages is not None:  # the temporary root's paths as the packages' names
             doc = json.loads(op.display(json.dumps(doc)))
-        json.dump(doc, sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(doc, indent=2))
         sys.stdout.write("\n")
         return status
     sys.stderr.buffer.write(b"".join(op.display(d.line(PROGRAM)).encode("utf-8", "surrogateescape")

@@ -153,7 +153,7 @@ def run(args) -> int:
     if args.report_unused_rules:
         _unused_rules(doc)
     if args.format == "json":
-        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write(json.dumps(doc, indent=1))
         sys.stdout.write("\n")
     elif args.format in ("junit", "sarif"):
         from ..report import ci, junit, sarif

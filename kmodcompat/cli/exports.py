@@ -95,7 +95,7 @@ def run(args) -> int:
     if op.packages is not None:  # paths of the temporary root: the packages' names instead
         data["kernel"] = data["kernel"] and op.display(data["kernel"])
     if args.format == "json":
-        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(data, indent=2))
         sys.stdout.write("\n")
         return 0
     rows = [[e["symbol"], e["exporter"], e["crc"] or "-", "GPL" if e["gpl_only"] else "", e["namespace"] or "",

@@ -101,6 +101,6 @@ def run(args) -> int:
         data["cycles"] = [list(c) for c in tg.cycles]
         data["components"] = [list(c) for c in tg.components]
         data["unresolved"] = [{"module": m, "symbol": s, "weak": w} for m, s, w in tg.unresolved]
-        json.dump(data, sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(data, indent=2))
         sys.stdout.write("\n")
     return 0

@@ -131,7 +131,7 @@ def run(args) -> int:
                             "force_load": t.force_load, "modversions": t.modversions,
                             "exports": t.source.as_dict(), "notes": list(t.notes)} for t in targets],
                "results": [r.as_dict() for r in results], "unreadable": bad}
-        json.dump(doc, sys.stdout, indent=1)
+        sys.stdout.write(json.dumps(doc, indent=1))
         sys.stdout.write("\n")
     else:
         rows = []

@@ -85,8 +85,8 @@ def run(args) -> int:
         prefix = f"{shown(path)}\t" if several else ""
         out.extend(f"{prefix}{row_text(r, with_tables)}\n" for r in lst.rows)
     if args.format == "json":
-        json.dump({"schema_version": SCHEMA_VERSION, "table": args.table, "modules": docs, "errors": errors},
-                  sys.stdout, indent=2)
+        sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "table": args.table, "modules": docs,
+                                     "errors": errors}, indent=2))
         sys.stdout.write("\n")
     else:
         sys.stdout.write("".join(out))

@@ -50,6 +50,6 @@ def run(args) -> int:
         else:
             sys.stdout.write(module_text(rec))
     if args.format == "json":
-        json.dump(docs[0] if len(args.modules) == 1 and docs else docs, sys.stdout, indent=2)
+        sys.stdout.write(json.dumps(docs[0] if len(args.modules) == 1 and docs else docs, indent=2))
         sys.stdout.write("\n")
     return status
