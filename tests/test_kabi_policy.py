@@ -384,7 +384,8 @@ def test_real_policy_in_every_format(symvers, capsys):
         assert main(["diff", "--format", fmt, *argv]) == 12
         out = capsys.readouterr().out
         assert summary in out.replace("&#x27;", "'") and "kABI policy" in out
-    md = diff_render.markdown(doc)
+    md = diff_render.markdown(doc)  # one group (no importers: two Module.symvers), its counted exports said
+    assert f"| {len(counted)} of {doc['totals']['exports_incompatible']} " in md
     assert "counts: listed in" not in md and "counts: no rule matches: FAIL by default (listed in" in md
     assert main(["diff", "--format", "junit", *argv]) == 12
     top = check_junit(capsys.readouterr().out)
@@ -392,5 +393,26 @@ def test_real_policy_in_every_format(symvers, capsys):
     assert main(["diff", "--format", "sarif", *argv]) == 12
     run = check_sarif(capsys.readouterr().out)
     assert {r["message"]["text"].split()[1] for r in errors(run)} == counted
+    assert run["invocations"][0]["properties"]["kabi-policy"] == summary
+    props = {p.get("name"): p.get("value") for p in top.iter("property")}
+    assert props["kabi-policy"] == summary
     excused = [r for r in run["results"] if "the kABI policy excuses it" in r["message"]["text"]]
     assert excused and all(r["level"] == "warning" for r in excused)
+
+
+@pytest.mark.realtree
+def test_real_tree_diff_judged_as_the_module_symvers_diff(symvers, capsys):
+    """The trees name a module by its path under the module directory (kernel/drivers/nvme/host/nvme-fc.ko.xz
+    is drivers/nvme/host/nvme-fc), the headers' Module.symvers by modpost's: the rules decide the same."""
+    from tests import oracle
+
+    roots = [str(oracle.tree_root(n)) for n in ("bookworm-amd64", "trixie-amd64")]
+    _, sv, _ = _run(["--rules", str(SUSE), *symvers], capsys)
+    status, tr, _ = _run(["--rules", str(SUSE), *roots], capsys)
+    jsonschema.validate(tr, SCHEMA)
+
+    def verdicts(doc):
+        return {c["name"]: (c["breaks"], c["policy"]) for c in doc["kabi"]["changes"] if c["incompatible"]}
+
+    assert status == 12 and verdicts(tr) == verdicts(sv) and len(verdicts(tr)) > 19000
+    assert tr["policy"]["summary"] == sv["policy"]["summary"] and tr["headlines"][1] == tr["policy"]["summary"]

@@ -215,7 +215,8 @@ def diff_cases(doc: dict) -> Cases:
     return Cases("diff", f"kmodcompat diff {doc['old']['label']} {doc['new']['label']}", roots, tuple(cases),
                  {r: t for r, t in _DIFF_RULES.items() if r in used}, gating, doc["status"]["exit_code"],
                  (("old", doc["old"]["label"]), ("new", doc["new"]["label"]),
-                  ("reasons", "; ".join(doc["status"]["reasons"]))))
+                  ("reasons", "; ".join(doc["status"]["reasons"])))
+                 + ((("kabi-policy", doc["policy"]["summary"]),) if doc["policy"] is not None else ()))
 
 
 def _exporter_file(doc: dict, side: str, exporter: str, paths: dict[str, str]) -> str | None:

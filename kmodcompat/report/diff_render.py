@@ -316,10 +316,13 @@ def _kabi_blocks(k: dict, limit: int | None, tlimit: int | None, more_hint: str)
     if k["groups"]:
         out.append(_h("Incompatible exports that changed together (same importers)", 3))
         rows, more = _cut(k["groups"], tlimit)
-        out.append(_table(["exports", "change", "exporters", "importers", "old builds it breaks"], [
+        counts = {c["name"]: c["breaks"] for c in changes}
+        out.append(_table(["exports", "change", "exporters", "importers", "old builds it breaks"]
+                          + ["counted by the kABI policy"] * judged, [
             [f"{len(g['exports'])}: {_names(g['exports'], 6)}", ", ".join(f"{kk} {n}" for kk, n in g["kinds"].items()),
              _names(g["exporters"], 4), f"{len(g['importers'])}: {_names(g['importers'], 6)}" if g["importers"]
              else "none in the tree", ", ".join(f"{c} {n}" for c, n in g["old_builds_breaking"].items()) or "-"]
+            + [f"{sum(1 for x in g['exports'] if counts.get(x))} of {len(g['exports'])}"] * judged
             for g in rows]))
         if more:
             out.append(_p(f"... and {more} more groups."))
