@@ -426,3 +426,36 @@ def test_prune_keeps_this_versions_verdicts_and_evicts_others(tmp_path):
                            "WHERE rowid IN (SELECT rowid FROM records WHERE version LIKE 'verdict:%' LIMIT 1)")
         n, _ = prune(c.store, c.version, 1 << 30, 30)
         assert n == 1 and c.counts()[0] == 2 * len(paths) - 1
+
+
+def test_prune_forgets_files_that_are_gone_or_changed(tmp_path, monkeypatch, capsys):
+    """A deleted copy (or unpacked packages' temporary root) leaves no row behind after a prune, so
+    `cache info` stops counting it; the records stay, found by content."""
+    from kmodcompat.cache.record_cache import prune
+    from kmodcompat.cli import main
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    paths = _copy_fixtures(mods)
+    copy = tmp_path / "copy"
+    shutil.copytree(mods, copy)
+    with RecordCache() as c:
+        parse_cached(paths, c, jobs=1)
+        parse_cached([str(copy / Path(p).name) for p in paths], c, jobs=1)
+        assert c.store.db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == 2 * len(paths)
+    shutil.rmtree(copy)
+    write_old = Path(paths[0])
+    write_old.write_bytes(write_old.read_bytes())  # rewritten: its row no longer proves anything
+    os.utime(write_old, (1_600_000_000, 1_600_000_000))
+    with RecordCache() as c:
+        prune(c.store, c.version, 1 << 30, 30)
+        assert c.store.db.execute("SELECT COUNT(*) FROM files").fetchone()[0] == len(paths) - 1
+        assert c.counts()[0] == len(paths)  # the records stay (by content), evicted by age and size alone
+    capsys.readouterr()
+    assert main(["cache", "info"]) == 0
+    out = capsys.readouterr().out
+    assert str(mods) in out and str(copy) not in out, out
+    with RecordCache() as c:
+        parse_cached(paths, c, jobs=1)
+        assert c.hits == len(paths)  # the rewritten file found by its content

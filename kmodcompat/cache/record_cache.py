@@ -328,6 +328,7 @@ def prune(store: Store, version: str, max_bytes: int, max_age_days: float, autom
     last = int(row[0]) if row is not None and str(row[0]).isdigit() else 0
     if automatic and size <= max_bytes and now - last < 86400:
         return 0, 0
+    gone = _files_gone(db)
     db.execute("BEGIN IMMEDIATE")
     try:
         before = db.execute("SELECT COUNT(*), COALESCE(SUM(length(blob)), 0) FROM records").fetchone()
@@ -344,6 +345,8 @@ def prune(store: Store, version: str, max_bytes: int, max_age_days: float, autom
                 doomed.append((digest, v))
                 freed += length
             db.executemany("DELETE FROM records WHERE digest=? AND version=?", doomed)
+        # Each row deleted only as it was seen (another run may have rewritten it since).
+        db.executemany("DELETE FROM files WHERE path=? AND dev=? AND ino=? AND size=? AND mtime=? AND ctime=?", gone)
         db.execute("DELETE FROM files WHERE digest NOT IN (SELECT digest FROM records)")
         db.execute("DELETE FROM reports WHERE used < ?", (now - int(max_age_days * 86400),))
         db.execute("INSERT OR REPLACE INTO meta VALUES ('pruned', ?)", (str(now),))
@@ -358,6 +361,20 @@ def prune(store: Store, version: str, max_bytes: int, max_age_days: float, autom
         except sqlite3.OperationalError:
             pass
     return before[0] - after[0], before[1] - after[1]
+
+
+def _files_gone(db: sqlite3.Connection) -> list[tuple]:
+    """The ``files`` rows whose file is gone or changed (a deleted copy, unpacked packages' temporary root, a
+    rebuilt module): they can never prove a file unchanged again, and would keep counting in ``cache info``."""
+    gone = []
+    for row in db.execute("SELECT path, dev, ino, size, mtime, ctime FROM files"):
+        path = row[0]
+        if type(path) is not bytes:
+            continue  # not a row this cache wrote: its MAC fails on every read
+        fid = file_id(os.fsdecode(path))
+        if fid is None or tuple(fid) != tuple(row[1:]):
+            gone.append(row)
+    return gone
 
 
 def _used_bytes(db: sqlite3.Connection) -> int:

@@ -37,9 +37,11 @@ of each module file, found by a stat check first and by the file's digest when t
 unchanged (a copied or moved tree finds them), at most 512 MiB and 30 days unused by default: after a run
 that wrote to the cache, the least recently used records go first.
 
-info says what the cache holds (sizes in binary units), per module directory. prune applies other limits now (--max-size,
---max-age). clear empties it, and moves a damaged database aside. An unusable cache location is one line on
-stderr ("record cache unavailable"), never a failure of the command that wanted it.
+info says what the cache holds (sizes in binary units), per module directory. prune applies other limits
+now (--max-size, --max-age), and forgets the files that are gone or changed since they were read (a deleted
+copy of a tree; eviction after a run does so too, daily). clear empties it, and moves a damaged database
+aside. An unusable cache location is one line on stderr ("record cache unavailable"), never a failure of
+the command that wanted it.
 """,
     examples=(
         ("kmodcompat cache info", "Show the cache's size and what it holds."),
