@@ -30,7 +30,7 @@ HELP = CommandHelp(
     summary="show, prune or clear the cache of parsed records and reports",
     description="""
 Every command that reads module files (report, views, simulate, diff, depmod, exports, graph, symvers,
-loadable, modinfo) keeps what it parsed, validate its verdicts, and report its finished reports, in a cache
+loadable, modinfo, modversions) keeps what it parsed, validate its verdicts, and report its finished reports, in a cache
 in $XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged tree is read again without
 parsing a module; --no-cache, in each of them, neither reads nor writes it. Records are kept by the content
 of each module file, found by a stat check first and by the file's digest when the stat does not prove it

@@ -20,10 +20,11 @@ import sys
 
 from ..errors import ModuleReadError
 from ..listing import SCHEMA_VERSION, TABLE_CHOICES, Row, listing, listing_json
-from ..parse.scan import parse_many
+from ..cache import parse_cached
 from . import EXIT_USAGE
 from .output import shown
 from .helptext import CommandHelp, command_parser
+from .inputs import add_cache_option, open_cache
 
 
 HELP = CommandHelp(
@@ -59,6 +60,7 @@ def add_parser(sub) -> None:
                    help="basic: __versions only (as --dump-modversions); extended: __version_ext_* only; "
                         "all (default): both, and the 2023 variable-length layout")
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")
+    add_cache_option(p)
     p.set_defaults(run=run)
 
 
@@ -69,7 +71,7 @@ def run(args) -> int:
     out: list[str] = []
     several = len(args.modules) > 1
     with_tables = args.table == "all"
-    for path, rec in zip(args.modules, parse_many(args.modules, jobs=args.jobs)):
+    for path, rec in zip(args.modules, parse_cached(args.modules, open_cache(args), args.jobs)):
         if isinstance(rec, ModuleReadError):
             print(f"kmodcompat: {shown(rec)}", file=sys.stderr)
             errors.append({"path": path, "reason": rec.reason})
