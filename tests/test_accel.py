@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -58,6 +59,36 @@ def test_extension_is_built_where_a_compiler_is():
         pytest.skip(f"no C compiler ({cc}): the pure-Python parser is the one installed")
     assert accel.compiled is not None, "a C compiler is here but kmodcompat.parse._accel was not built"
     assert importlib.import_module("kmodcompat.parse._accel") is accel.compiled
+
+
+@pytest.mark.parametrize("cc", ["/nonexistent/cc", None], ids=["without-compiler", "with-compiler"])
+def test_pip_install_builds_the_extension_only_where_it_can(cc, tmp_path):
+    """``pip install .`` without a C compiler still installs kmodcompat, parsing in pure Python; with one, the
+    wheel carries the extension and the installed kmodcompat parses with it."""
+    if cc is None and shutil.which((sysconfig.get_config_var("CC") or "cc").split()[0]) is None:
+        pytest.skip("no C compiler here")
+    src = tmp_path / "src"
+    keep = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "kmodcompat", "man", "completion")
+    shutil.copytree(REPO, src, ignore=lambda d, names: [n for n in names if Path(d) == REPO and n not in keep
+                                                         or n == "__pycache__" or n.endswith(".so")])
+    env = {**os.environ, **({"CC": cc, "LDSHARED": f"{cc} -shared"} if cc else {})}
+    p = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--disable-pip-version-check", "--no-deps",
+                        "--no-index", "--no-build-isolation", "-w", str(tmp_path / "wheel"), str(src)],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    (wheel,) = (tmp_path / "wheel").glob("*.whl")
+    with zipfile.ZipFile(wheel) as z:
+        built = [n for n in z.namelist() if n.startswith("kmodcompat/parse/_accel") and n.endswith(".so")]
+        z.extractall(tmp_path / "site")
+    assert bool(built) == (cc is None), built
+    probe = ("from kmodcompat.parse import accel; from kmodcompat.parse.module import parse_module; "
+             f"print(accel.describe()); print(len(parse_module({FIXTURES[0]!r}).sections))")
+    p = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONPATH": str(tmp_path / "site"), "KMODCOMPAT_ACCEL": ""})
+    said, sections = p.stdout.splitlines()
+    assert said == ("compiled (kmodcompat.parse._accel)" if cc is None else
+                    "pure Python (the compiled parser was not built: no C compiler at install time)")
+    assert int(sections) > 0
 
 
 @pytest.mark.parametrize("setting, said", [("0", "pure Python (KMODCOMPAT_ACCEL=0)"), ("", None)])
