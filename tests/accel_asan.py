@@ -28,6 +28,7 @@ import importlib.machinery
 import importlib.util
 import os
 import random
+import runpy
 import subprocess
 import sys
 import sysconfig
@@ -73,9 +74,12 @@ def build(dst: Path, patch: tuple[str, str] | None = None) -> Path:
     if patch is not None:
         raise ValueError(f"the patch's text is not in the source: {patch[0]!r}")
     out = dst / ("_accel" + importlib.machinery.EXTENSION_SUFFIXES[0])
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", "-g", "-fno-omit-frame-pointer", "-fsanitize=address,undefined",
-                    "-fno-sanitize-recover=undefined", "-std=c99", "-Wall", "-Werror", "-Wno-unused-parameter",
-                    f"-I{sysconfig.get_paths()['include']}", str(src / "_accel.c"), "-o", str(out)], check=True)
+    # the digest of the repository's source, patched or not: this build stands in for the one of that source
+    source = runpy.run_path(str(SOURCE.parent / "accel_source.py"))["digest"](SOURCE.parent)
+    subprocess.run([cc, "-shared", "-fPIC", f'-DKMODCOMPAT_ACCEL_SOURCE="{source}"', "-O1", "-g",
+                    "-fno-omit-frame-pointer", "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined",
+                    "-std=c99", "-Wall", "-Werror", "-Wno-unused-parameter", f"-I{sysconfig.get_paths()['include']}",
+                    str(src / "_accel.c"), "-o", str(out)], check=True)
     return out
 
 

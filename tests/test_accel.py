@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import importlib
+import importlib.machinery
 import os
 import shutil
 import subprocess
@@ -35,6 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 CORPUS = REPO / "tests" / "fuzz-corpus"
 
 needs_compiled = pytest.mark.skipif(accel.compiled is None, reason="the C extension is not built here")
+needs_asan = pytest.mark.skipif(accel_asan.compiler() is None, reason="no gcc with libasan")
 
 
 def images(paths: list[str]) -> list[tuple[str, bytes]]:
@@ -89,6 +91,27 @@ def test_pip_install_builds_the_extension_only_where_it_can(cc, tmp_path):
     assert said == ("compiled (kmodcompat.parse._accel)" if cc is None else
                     "pure Python (the compiled parser was not built: no C compiler at install time)")
     assert int(sections) > 0
+
+
+@needs_asan
+def test_an_extension_built_from_other_source_is_not_used(tmp_path):
+    """An editable checkout whose _accel.c changed since the build must not parse with the old build: its rows
+    may not be what the Python readers now expect. The built module says which source it is from."""
+    from kmodcompat.parse import accel_source
+
+    assert accel.compiled is None or accel.compiled.SOURCE == accel_source.digest()
+    so = tmp_path / ("_accel" + importlib.machinery.EXTENSION_SUFFIXES[0])
+    subprocess.run(["gcc", "-shared", "-fPIC", "-O0", '-DKMODCOMPAT_ACCEL_SOURCE="0123456789abcdef"',
+                    f"-I{sysconfig.get_paths()['include']}", str(REPO / "kmodcompat/parse/_accel.c"), "-o", str(so)],
+                   check=True)
+    probe = ("import importlib.util, sys; "
+             f"spec = importlib.util.spec_from_file_location('kmodcompat.parse._accel', {str(so)!r}); "
+             "m = importlib.util.module_from_spec(spec); sys.modules[spec.name] = m; spec.loader.exec_module(m); "
+             "from kmodcompat.parse import accel; print(accel.compiled is None, accel.describe())")
+    out = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True,
+                         env={**os.environ, "KMODCOMPAT_ACCEL": ""}).stdout.strip()
+    assert out == ("True pure Python (the compiled parser was built from other source than _accel.c: "
+                   "run pip install -e . again)")
 
 
 @pytest.mark.parametrize("setting, said", [("0", "pure Python (KMODCOMPAT_ACCEL=0)"), ("", None)])
@@ -160,7 +183,6 @@ def test_a_real_tree_gives_the_same_records():
 
 # -- AddressSanitizer and UBSan (tests/accel_asan.py; bench/fuzz_accel.py is the long run) ----------------
 
-needs_asan = pytest.mark.skipif(accel_asan.compiler() is None, reason="no gcc with libasan")
 #: Seconds of the bounded run: the seeds once, then a few thousand mutations.
 ASAN_SECONDS = 30
 

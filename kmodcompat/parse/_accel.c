@@ -681,6 +681,11 @@ static struct PyModuleDef module = {
     -1, methods, NULL, NULL, NULL, NULL,
 };
 
+/* The digest of the source it was built from (parse/accel_source.py; setup.py defines it). */
+#ifndef KMODCOMPAT_ACCEL_SOURCE
+#define KMODCOMPAT_ACCEL_SOURCE "unknown"
+#endif
+
 PyMODINIT_FUNC PyInit__accel(void)
 {
     KIND_NOTYPE = PyUnicode_InternFromString("notype");
@@ -689,5 +694,8 @@ PyMODINIT_FUNC PyInit__accel(void)
     KIND_OTHER = PyUnicode_InternFromString("other");
     if (!KIND_NOTYPE || !KIND_OBJECT || !KIND_FUNC || !KIND_OTHER)
         return NULL;
-    return PyModule_Create(&module);
+    PyObject *m = PyModule_Create(&module);
+    if (m != NULL && PyModule_AddStringConstant(m, "SOURCE", KMODCOMPAT_ACCEL_SOURCE) < 0)
+        Py_CLEAR(m);
+    return m;
 }
