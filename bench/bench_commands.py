@@ -35,6 +35,7 @@ import lzma
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -217,13 +218,26 @@ class Bench:
         return {"tree": self.root.name, "krel": self.krel, "modules": len(self.modules),
                 "old_tree": self.old_root.name if self.old_root is not None else None,
                 "cores": os.cpu_count(), "rounds": self.rounds, "kmod": "34.2 (trixie)",
-                "python": sys.version.split()[0], "median": med, "median_ratio": ratios,
+                "python": sys.version.split()[0], "kmodcompat": _version(self.env), "commit": _commit(),
+                "median": med, "median_ratio": ratios,
                 "ratios": self.ratios, "runs": self.runs}
+
+
+def _version(env: dict) -> str:
+    """``kmodcompat --version`` as the runs see it (it says which parser is active)."""
+    p = subprocess.run([sys.executable, "-m", "kmodcompat", "--version"], capture_output=True, text=True, env=env)
+    return p.stdout.strip()
+
+
+def _commit() -> str | None:
+    p = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True)
+    return p.stdout.strip() if p.returncode == 0 else None
 
 
 def render(doc: dict) -> str:
     lines = [f"tree {doc['tree']} ({doc['krel']}, {doc['modules']} modules), old tree {doc['old_tree']}, "
-             f"{doc['cores']} cores, {doc['rounds']} rounds; medians of per-round ratios against kmod {doc['kmod']}"]
+             f"{doc['cores']} cores, {doc['rounds']} rounds; medians of per-round ratios against kmod {doc['kmod']}",
+             f"{doc.get('kmodcompat', '')} (commit {doc.get('commit')})"]
     for g, runs in doc["median"].items():
         lines.append(f"\n{g}")
         lines.append(f"  {'run':<22}{'wall s':>9}{'cpu s':>9}{'RSS MiB':>9}{'ratio':>9}")

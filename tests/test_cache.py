@@ -459,3 +459,26 @@ def test_prune_forgets_files_that_are_gone_or_changed(tmp_path, monkeypatch, cap
     with RecordCache() as c:
         parse_cached(paths, c, jobs=1)
         assert c.hits == len(paths)  # the rewritten file found by its content
+
+
+def test_records_version_follows_the_compiled_parser(tmp_path, monkeypatch):
+    """Records made by the compiled parser are kept under a version of its own bytes: a rebuilt extension
+    never reads what the old one made, nor the pure-Python path what the compiled one made."""
+    import types
+
+    from kmodcompat.parse import accel
+
+    def fingerprint(ext) -> str:
+        monkeypatch.setattr(accel, "ext", ext)
+        cache_keys.parser_fingerprint.cache_clear()
+        return cache_keys.parser_fingerprint()
+
+    built = tmp_path / "_accel.so"
+    built.write_bytes(b"\x7fELF one build")
+    pure = fingerprint(None)
+    one = fingerprint(types.SimpleNamespace(__file__=str(built)))
+    built.write_bytes(b"\x7fELF another build")
+    other = fingerprint(types.SimpleNamespace(__file__=str(built)))
+    assert len({pure, one, other}) == 3
+    monkeypatch.undo()
+    cache_keys.parser_fingerprint.cache_clear()

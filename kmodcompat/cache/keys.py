@@ -116,12 +116,21 @@ def _sources(names: Iterable[str] | None) -> bytes:
 PARSER_SOURCES = ("records.py", "errors.py", "files/opener.py", "files/bounded.py", "elf/image.py",
                   "parse/ksymtab.py", "parse/modinfo.py", "parse/signature.py", "parse/module.py",
                   "modversions/basic.py", "modversions/extended.py", "modversions/varlen.py", "modversions/hashed.py",
-                  "cache/codec.py")
+                  "parse/accel.py", "cache/codec.py")
 
 
 @cache
 def parser_fingerprint() -> str:
-    return _sources(PARSER_SOURCES).hex()[:16]
+    """The parser sources', and the compiled parser's bytes when it is the one that runs (parse/accel.py):
+    a rebuilt extension retires every record it made, and the two paths never share records."""
+    from ..parse import accel
+
+    h = hashlib.blake2b(_sources(PARSER_SOURCES), digest_size=16)
+    built = getattr(accel.ext, "__file__", None)
+    if built is not None:
+        with open(built, "rb") as f:
+            h.update(b"compiled\0" + f.read())
+    return h.hexdigest()[:16]
 
 
 @cache
