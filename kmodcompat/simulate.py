@@ -66,14 +66,19 @@ def import_versions(rec: ModuleRecord, extra: Mapping[str, int] | None = None) -
 
     CRCs come from the module's own tables, else from ``extra`` (e.g. the
     exporters' CRCs in a tree); imports with no known CRC are left out, as
-    modpost skips them.
+    modpost skips them. The names the module's own table lists come first, in
+    that table's order: modpost walked the symbol table of the module's object
+    before the final link, and the ``.ko``'s own ``.symtab`` does not keep that
+    order (docs/formats.md §1.2). The others follow in ``.symtab`` order.
     """
     own = own_crcs(rec)
     extra = extra or {}
+    imported = {imp.name for imp in rec.imports}
+    # The most complete table: the extended one lists every import, __versions only the short names.
+    table = [m.name for m in rec.ext_versions.entries] if rec.ext_versions is not None else list(own)
     out: list[tuple[int, str]] = []
     seen: set[str] = set()
-    for imp in rec.imports:
-        name = imp.name
+    for name in (*(n for n in table if n in imported), *(imp.name for imp in rec.imports)):
         if name in seen or name == "module_layout":
             continue
         if name in own:
@@ -167,6 +172,24 @@ def simulate(rec: ModuleRecord, data: bytes, fmt: str, extra: Mapping[str, int] 
     """The module image ``data`` (decompressed) rewritten with its versions in ``fmt``."""
     sections = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
     return rewrite_sections(data[:unsigned_length(data)], VERSION_SECTIONS, sections)
+
+
+def simulate_or_same(rec: ModuleRecord, data: bytes, fmt: str, extra: Mapping[str, int] | None = None) -> bytes | None:
+    """:func:`simulate`, or None when ``data`` already holds exactly the version sections ``fmt`` gives it
+    (a basic tree simulated as basic): the module file itself, signature and compression included, is then
+    the simulation, and nothing a rewrite would change (the section order, the signature) changes."""
+    sections = encode(import_versions(rec, extra), fmt, rec.elf.elfclass, rec.elf.little_endian)
+    image = data[:unsigned_length(data)]
+    try:
+        elf = ElfImage(image)
+    except ElfError:
+        elf = None
+    if elf is not None:
+        present = [s for s in elf.sections[1:] if s.name in VERSION_SECTIONS]
+        if sorted(s.name for s in present) == sorted(sections) and all(
+                elf.in_bounds(s) and elf.section_bytes(s) == sections[s.name][0] for s in present):
+            return None
+    return rewrite_sections(image, VERSION_SECTIONS, sections)
 
 
 def simulate_record(rec: ModuleRecord, fmt: str, extra: Mapping[str, int] | None = None) -> ModuleRecord:
