@@ -213,6 +213,8 @@ def _run(args, policy, stack: ExitStack) -> int:
     note(f"kmodcompat: {shown(doc['tree']['kernel_exports']['line'])}")
     if doc["tree"].get("kernel_loader"):
         note(f"kmodcompat: {shown(doc['tree']['kernel_loader']['line'])}")
+    if doc["tree"].get("simulated_by"):  # a tree kmodcompat simulate wrote: its signatures are the simulation's doing
+        note(f"kmodcompat: {shown(doc['tree']['simulated_by']['line'])}")
     broken = evaluate(policy, doc)
     # The answer first, on stderr too: the verdict, what does not apply, the three costliest risks.
     s = doc["summary"]
@@ -250,13 +252,17 @@ def report_key(tree: ModuleTree, named: tuple[str | None, ...], kernel_files: tu
 
     The survey carries the module list, the depmod.d configuration as parsed,
     modules.order and the built-in lists (read afresh on every run); the files
-    behind it (modules, Module.symvers, boot image, System.map) count by identity (path,
-    size, mtime, inode, ctime), as for cached records.
+    behind it (modules, Module.symvers, boot image, System.map, the record of a simulated
+    tree) count by identity (path, size, mtime, inode, ctime), as for cached records.
     """
+    from ..simulate_tree import marker_path
+
+    simulated = marker_path(tree.dirname, tree.kver)
+    simulated_by = (simulated,) if os.path.isfile(simulated) else ()
     survey = (tree.dirname, tree.kver, tree.kmod.id, tree.config, tree.shadowed, tree.modules_order, tree.builtin,
               tree.builtin_modinfo, tree.diagnostics, tree.skipped,
-              tuple((m.name, m.path, m.relpath) for m in tree.modules), named, kernel_files)
-    files = [m.path for m in tree.modules] + list(kernel_files)
+              tuple((m.name, m.path, m.relpath) for m in tree.modules), named, kernel_files, simulated_by)
+    files = [m.path for m in tree.modules] + list(kernel_files) + list(simulated_by)
     return input_key(survey, files)
 
 

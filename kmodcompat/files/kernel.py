@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from ..depmod.tree import ModuleTree
 
 __all__ = ["KERNEL_SOURCES", "KernelSource", "KernelSourceError", "find_kernel_files", "image_symvers",
-           "kernel_source", "load_kernel", "tree_base"]
+           "kernel_files", "kernel_source", "load_kernel", "tree_base"]
 
 SYMVERS, IMAGE, SYSTEM_MAP_SOURCE, KALLSYMS = "Module.symvers", "boot image", "System.map", "/proc/kallsyms"
 #: The sources, in the order they are taken.
@@ -73,7 +73,9 @@ def tree_base(tree: ModuleTree) -> str:
     return base_of(tree.dirname, tree.kver)
 
 
-def _kernel_files(dirname: str, kver: str) -> dict[str, str]:
+def kernel_files(dirname: str, kver: str) -> dict[str, str]:
+    """Module.symvers and System.map of the kernel of the module directory ``dirname``, where distributions
+    put them (the first that exists of each)."""
     base = base_of(dirname, kver)
     j = lambda *p: os.path.join(base, *p)  # noqa: E731
     candidates = {
@@ -87,7 +89,7 @@ def _kernel_files(dirname: str, kver: str) -> dict[str, str]:
 
 def find_kernel_files(tree: ModuleTree) -> dict[str, str]:
     """Module.symvers and System.map of the tree's kernel, where distributions put them."""
-    return _kernel_files(tree.dirname, tree.kver)
+    return kernel_files(tree.dirname, tree.kver)
 
 
 def load_kernel(symvers: str | None, system_map: str | None) -> tuple[KernelSymbols | None, list[str]]:
@@ -267,7 +269,7 @@ def kernel_source(dirname: str | None, kver: str | None, *, symvers: str | None 
         return src
     if not search or dirname is None or kver is None:
         return KernelSource(None, None, None, notes=("none given",))
-    found = _kernel_files(dirname, kver)
+    found = kernel_files(dirname, kver)
     if "symvers" in found:
         try:
             return _from_symvers(found["symvers"], prefix)

@@ -162,7 +162,27 @@ def _identity(tree, records, census: dict[str, int], source: KernelSource, notes
         "basic_name_limit": name_limit(elfclass) if elfclass else None,
         "kernel_exports": {**source.as_dict(), "notes": notes},
         "emulates": tree.kmod.id,
+        "simulated_by": _simulated_by(tree),
     }
+
+
+def _simulated_by(tree) -> dict | None:
+    """What ``kmodcompat simulate`` recorded of this tree (simulate_tree.MARKER beside it), None for a tree it
+    did not write. ``signatures_dropped`` counts the modules the record names that are in the tree and
+    unsigned now: the record says they were signed, the tree that they are no longer."""
+    from ..simulate_tree import read_marker
+
+    doc = read_marker(tree.dirname, tree.kver)
+    if doc is None:
+        return None
+    unsigned = {m.relpath for m in tree.modules
+                if m.record is not None and not (m.record.signature is not None and m.record.signature.kmod_accepts)}
+    dropped = len(set(doc["signatures_dropped"]) & unsigned)
+    line = (f"Written by kmodcompat simulate --format-as {doc['format']} from {doc['source']}: "
+            f"{doc['rewritten']:,} module(s) rewritten, {dropped:,} of them signed before: the simulation dropped "
+            f"those signatures (the bytes they signed changed); {doc['unchanged']:,} copied unchanged.")
+    return {"format": doc["format"], "source": doc["source"], "rewritten": doc["rewritten"],
+            "unchanged": doc["unchanged"], "signatures_dropped": dropped, "line": line}
 
 
 def _counts(tree, records) -> dict:

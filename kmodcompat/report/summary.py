@@ -247,6 +247,8 @@ def headlines(doc: dict) -> list[str]:
     the risks (as built before hypothetical, legacy last), then the facts about the CRCs."""
     s = doc["summary"]
     out = [s["verdict"]]
+    if doc["tree"].get("simulated_by"):  # what the tree is comes before what it does
+        out.append(doc["tree"]["simulated_by"]["line"])
     out += s["not_applicable"]
     c = doc["counts"]
     skipped = sum(1 for x in doc["unreadable"] if x["code"] == "skipped")
