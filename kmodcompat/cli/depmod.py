@@ -104,7 +104,7 @@ def add_parser(sub) -> None:
                         "one line on stderr says what was read")
     add_symbol_options(p)
     add_tree_options(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, kmod_output=True)  # inputs.open_cache: kmod's stderr and nothing else
 
 
 def result_json(dm: Depmod, diagnostics: list) -> dict[str, Any]:

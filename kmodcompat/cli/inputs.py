@@ -333,7 +333,9 @@ def open_cache(args) -> RecordCache | None:
     try:
         return RecordCache()
     except (OSError, sqlite3.Error) as e:
-        print(f"kmodcompat: record cache unavailable ({e}); parsing everything", file=sys.stderr)
+        # depmod and modinfo print what kmod's would, byte for byte: a cache is not kmod's to mention.
+        if not getattr(args, "kmod_output", False):
+            print(f"kmodcompat: record cache unavailable ({e}); parsing everything", file=sys.stderr)
         return None
 
 

@@ -62,7 +62,7 @@ def add_parser(sub) -> None:
     p.add_argument("-j", "--jobs", type=int, default=None, help="not in kmod: parallel parsers (default: all cores)")
     add_cache_option(p)
     add_as_option(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, kmod_output=True)  # inputs.open_cache: kmod's stderr and nothing else
 
 
 def getopt_options(argv: list[str]) -> tuple[Options, tuple[Options, ...]]:
