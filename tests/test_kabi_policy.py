@@ -297,6 +297,9 @@ def test_real_lists_count_exactly_their_names_changes(symvers, listing, capsys):
         assert v == {"counts": True, "by": "symbol-list", "source": f"{listing}:{lines[name]}",
                      "why": f"listed in {listing}:{lines[name]}"}
     assert doc["policy"]["symbol_lists"][0]["unexported"] == len(names - a.keys() - b.keys())
+    added = [c["policy"] for c in doc["kabi"]["changes"] if c["kind"] == "added"]  # listed or not: compatible
+    assert len(added) > 3000 and all(v == {"counts": False, "by": "compatible", "source": None,
+                                           "why": "a compatible change"} for v in added)
     if listing == ANDROID:
         assert "__alloc_skb" in want and len(want) >= 20  # what a GKI vendor module imports did change
 

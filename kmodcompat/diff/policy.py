@@ -166,8 +166,8 @@ class PolicyResult:
     _judge: _Judge = field(repr=False, compare=False)
 
     def verdict(self, change: ExportChange) -> Verdict:
-        """The verdict on ``change``: the kABI diff's, or (a module's own export change the kABI diff holds
-        under another exporter) judged the same way."""
+        """The verdict on ``change``: the kABI diff's on that export (a module's own export change in a tree
+        diff is the same export's), or, for an export the kABI diff does not hold, judged the same way."""
         v = self.verdicts.get(change.name)
         return v if v is not None else self._judge(change)[0]
 
@@ -196,12 +196,14 @@ class _Judge:
         info = c.new if c.kind == "added" else c.old
         assert info is not None
         listed = self.m.listed(c.name) if p.symbol_lists else None
-        if p.symbol_lists and listed is None:
-            return Verdict(False, "symbol-list", None, "not in the symbol lists"), None
-        where = f"{p.symbol_lists[listed[0]].path}:{listed[1]}" if listed is not None else None
-        rule = self.rule_for(info, self.new_paths if c.kind == "added" else self.old_paths) if p.rules else None
+        considered = not p.symbol_lists or listed is not None  # the lists filter before the rules judge
+        rule = self.rule_for(info, self.new_paths if c.kind == "added" else self.old_paths) \
+            if p.rules and considered else None
         if not c.incompatible:
             return Verdict(False, "compatible", None, "a compatible change"), rule
+        if not considered:
+            return Verdict(False, "symbol-list", None, "not in the symbol lists"), None
+        where = f"{p.symbol_lists[listed[0]].path}:{listed[1]}" if listed is not None else None
         if rule is not None:
             r = p.rules[rule]
             what = "ignored by" if r.kind == "ENTRY" else f"{r.verdict} by"
