@@ -79,12 +79,14 @@ def test_suse_rules_types_and_verdicts_as_suse_kabi_tools_infers_them(tmp_path):
                                                     "SYMBOL *not_stable* PASS"]
 
 
-def test_ubuntu_abi_ignore_and_the_older_blacklist(tmp_path):
+def test_ubuntu_abi_ignore_and_the_older_blacklist(tmp_path, capsys):
     f = tmp_path / "abi.ignore"  # debian/scripts/checks/abi-check: a name a line, '#' lines comments
     f.write_text("# ignore these\n__alloc_skb\nnet/ceph/libceph\n")
     rules = read_rules(str(f))
     assert [(r.kind, r.pattern, r.verdict, r.format) for r in rules] == [
         ("ENTRY", "__alloc_skb", "PASS", "abi.ignore"), ("ENTRY", "net/ceph/libceph", "PASS", "abi.ignore")]
+    assert main(["diff", "--symbol-list", str(f), str(SUSE), str(SUSE)]) == 2  # the opposite of a list
+    assert "an Ubuntu abi.ignore excuses the names it lists: give it to --rules" in capsys.readouterr().err
     old = tmp_path / "blacklist"  # the Perl abi-check: "M: module" lines
     old.write_text("M: drivers/staging/foo\nsome_symbol\n")
     assert [(r.kind, r.pattern) for r in read_rules(str(old))] == [("MODULE", "drivers/staging/foo"),

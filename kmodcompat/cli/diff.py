@@ -189,6 +189,9 @@ def _policy(args) -> KabiPolicy | None:
         raise _Fail("--report-unused-rules needs --rules FILE", EXIT_USAGE)
     if not args.symbol_list and not args.rules:
         return None
+    for f in args.symbol_list:  # the one format whose lines a plain list shares, with the opposite meaning
+        if os.path.basename(f) == "abi.ignore":
+            raise _Fail(f"{f}: an Ubuntu abi.ignore excuses the names it lists: give it to --rules", EXIT_USAGE)
     try:
         policy = KabiPolicy(tuple(read_symbol_list(f) for f in args.symbol_list),
                             tuple(r for f in args.rules for r in read_rules(f)))
