@@ -7,6 +7,7 @@ status; a traceback is a bug.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
                 status = args.run(args)
             finally:
                 flush_held()
+                gc.unfreeze()  # what cli/inputs.py froze for the command, collectable again by a caller's process
         return status
     except SystemExit as e:  # a command's one-line usage or input error (cli/inputs.py usage())
         return e.code if isinstance(e.code, int) else EXIT_USAGE

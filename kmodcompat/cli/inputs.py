@@ -204,7 +204,8 @@ def _kept(value):
     """``value`` (a tree's records: a million objects, free of cycles, kept to the end of the command) moved
     out of the cyclic collector's sight (``gc.freeze()``): its later full passes, while the command
     works, would walk them all again for nothing (a quarter of a warm ``depmod -n``'s CPU on trixie amd64).
-    Freed by reference counting all the same; commands only, never the library (whose callers own the heap)."""
+    Freed by reference counting all the same, and unfrozen when the command ends (cli main()); commands
+    only, never the library (whose callers own the heap)."""
     gc.freeze()
     return value
 
