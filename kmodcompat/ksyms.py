@@ -55,6 +55,7 @@ from .kmod.elf import KmodError
 from .kmod.profile import Kmod
 from .kmod.tools import dump_modversions, modinfo
 from .listing import listing
+from .modversions import VersionTable
 from .elf.layout import SHN_ABS, SHT_PROGBITS, STB_GLOBAL, STB_LOCAL
 from .records import ModuleRecord, raw
 
@@ -87,7 +88,7 @@ def package(kmod: Kmod, rec: ModuleRecord) -> Package:
         vermagic = b""
     dump = dump_modversions(kmod, rec.path, rec).stdout
     rows = listing(rec, "all").rows
-    dropped = b"".join(raw(f"0x{r.crc:08x}\t{r.name}\n") for r in rows if r.tables == ("extended",))
+    dropped = b"".join(raw(f"0x{r.crc:08x}\t{r.name}\n") for r in rows if r.tables == (VersionTable.EXTENDED,))
     return Package(rec.path, rec, vermagic, dump, dropped)
 
 

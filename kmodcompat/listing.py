@@ -28,17 +28,18 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, NamedTuple
 
-from .modversions import dedot
+from .modversions import VersionTable, dedot
 from .records import ModuleRecord, Modversion
 
+BASIC, EXTENDED, VARLEN = VersionTable.BASIC, VersionTable.EXTENDED, VersionTable.VARLEN
 #: ``--table`` choices → the tables they select.
-TABLE_CHOICES = {"basic": ("basic",), "extended": ("extended",), "all": ("basic", "extended", "varlen")}
+TABLE_CHOICES: dict[str, tuple[VersionTable, ...]] = {BASIC: (BASIC,), EXTENDED: (EXTENDED,), "all": tuple(VersionTable)}
 SCHEMA_VERSION = 1
 
 #: Parser findings (modversions/basic.py, extended.py) that make a table unusable to kmod or the kernel, by table.
 _PROBLEM_FINDINGS = {
-    "basic": ("versions-out-of-bounds", "versions-size-not-multiple", "versions-name-unterminated"),
-    "extended": ("ext-crcs-missing", "ext-names-missing", "ext-out-of-bounds", "ext-crcs-size-not-multiple",
+    BASIC: ("versions-out-of-bounds", "versions-size-not-multiple", "versions-name-unterminated"),
+    EXTENDED: ("ext-crcs-missing", "ext-names-missing", "ext-out-of-bounds", "ext-crcs-size-not-multiple",
                  "ext-fewer-names"),
 }
 
@@ -46,7 +47,7 @@ _PROBLEM_FINDINGS = {
 class Row(NamedTuple):
     crc: int
     name: str
-    tables: tuple[str, ...]  # "basic", "extended", "varlen", in that order
+    tables: tuple[VersionTable, ...]  # in VersionTable's order
 
 
 class Listing(NamedTuple):
@@ -71,8 +72,8 @@ def _extended(rec: ModuleRecord) -> tuple[Modversion, ...]:
 def listing(rec: ModuleRecord, table: str = "all") -> Listing:
     """The rows of the tables ``table`` selects (a :data:`TABLE_CHOICES` key)."""
     selected = TABLE_CHOICES[table]
-    basic = _basic(rec) if "basic" in selected else ()
-    ext = _extended(rec) if "extended" in selected else ()
+    basic = _basic(rec) if BASIC in selected else ()
+    ext = _extended(rec) if EXTENDED in selected else ()
     in_ext = Counter((e.name, e.crc) for e in ext)
     rows: list[Row] = []
     shared: Counter[tuple[str, int]] = Counter()
@@ -80,17 +81,17 @@ def listing(rec: ModuleRecord, table: str = "all") -> Listing:
         key = (e.name, e.crc)
         if shared[key] < in_ext[key]:
             shared[key] += 1
-            rows.append(Row(e.crc, e.name, ("basic", "extended")))
+            rows.append(Row(e.crc, e.name, (BASIC, EXTENDED)))
         else:
-            rows.append(Row(e.crc, e.name, ("basic",)))
+            rows.append(Row(e.crc, e.name, (BASIC,)))
     for e in ext:
         key = (e.name, e.crc)
         if shared[key]:
             shared[key] -= 1  # listed with its __versions twin
             continue
-        rows.append(Row(e.crc, e.name, ("extended",)))
-    if "varlen" in selected and rec.varlen_versions is not None:
-        rows.extend(Row(e.crc, e.name, ("varlen",)) for e in dedot(rec.varlen_versions.entries))
+        rows.append(Row(e.crc, e.name, (EXTENDED,)))
+    if VARLEN in selected and rec.varlen_versions is not None:
+        rows.extend(Row(e.crc, e.name, (VARLEN,)) for e in dedot(rec.varlen_versions.entries))
     codes = {c for t in selected for c in _PROBLEM_FINDINGS.get(t, ())}
     problems = tuple(f.message for f in rec.findings if f.code in codes and
                      not (f.code == "versions-size-not-multiple" and rec.varlen_versions is not None))

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 from operator import attrgetter
 
 from ..elf.layout import EM_PPC64
-from ..modversions import hashed
+from ..modversions import VersionTable, hashed
 from ..records import BasicVersions, ExtVersions, ModuleRecord, Modversion
 from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
 
@@ -216,11 +216,11 @@ class Kernel:
                 messages = (*walk[4], *([magic.message] if magic.message else []))
                 walk = (REFUSES, (), (), (), messages, (), True) if magic.refuses else (*walk[:4], messages, *walk[5:])
         else:
-            table = "ext" if isinstance(source, ExtVersions) else "vers"
+            table = VersionTable.EXTENDED if isinstance(source, ExtVersions) else VersionTable.BASIC
             entries = source.entries
             if isinstance(source, BasicVersions) and self.hashed_names and rec.hashed_versions is not None:
                 entries = hashed.matchable(source, rec.hashed_versions)
-            closed = self.fails_closed and table == "vers"  # the patch changes the __versions walk alone
+            closed = self.fails_closed and table == VersionTable.BASIC  # the patch changes the __versions walk alone
             walk = r.per_table(("kernel", table, closed, magic), entries,
                                lambda r: _check_versions(r, table, entries, closed, magic))
         verdict, checked, lost, unchecked, messages, false, reached_modinfo = walk
@@ -262,10 +262,10 @@ def _modname(r: Reading) -> str:
     return module_name(r.rec)
 
 
-def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], closed: bool = False,
+def _check_versions(r: Reading, table: VersionTable, entries: tuple[Modversion, ...], closed: bool = False,
                     magic: ModinfoVermagic | None = None) -> tuple:
     """version.c check_version() for each symbol of :func:`_loader_symbols`, against ``entries``
-    (``table`` "ext" or "vers"): the view's (verdict, visible, lost, unchecked, messages, false_messages).
+    (``table`` EXTENDED or BASIC): the view's (verdict, visible, lost, unchecked, messages, false_messages).
 
     ``magic``: check_modinfo()'s decision, taken once module_layout has passed (check_modstruct_version()
     comes first): a refusal ends the load there, before any other symbol is resolved.
@@ -278,7 +278,7 @@ def _check_versions(r: Reading, table: str, entries: tuple[Modversion, ...], clo
     truth = r.truth
     name = r.shared("modname", _modname)
     symbols, known = r.shared("loader-symbols", _loader_symbols)
-    missing = "%s: no extended symbol version for %s" if table == "ext" else "%s: no symbol version for %s"
+    missing = "%s: no extended symbol version for %s" if table == VersionTable.EXTENDED else "%s: no symbol version for %s"
     # The kernel scans the table and stops at the first strcmp() match; a
     # first-occurrence map gives the same answer without the quadratic scan.
     names = list(map(attrgetter("name"), reversed(entries)))

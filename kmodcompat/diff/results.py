@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..consumers.base import ConsumerView
+from ..modversions import VersionTable
 from ..records import Section
 
 if TYPE_CHECKING:
@@ -26,10 +27,11 @@ EXIT_USAGE = 2
 EXIT_CHANGE = 4
 EXIT_INCOMPATIBLE = 8
 
-#: Version tables, by the name used in results: classic ``__versions``, the 6.14+
+#: Version tables, by the name used in results (VersionTable.diff_id): classic ``__versions``, the 6.14+
 #: ``__version_ext_crcs``/``__version_ext_names`` pair, the rejected variable-length ``__versions``.
-TABLE_BASIC, TABLE_EXT, TABLE_VARLEN = "basic", "ext", "varlen"
-TABLE_TITLES = {TABLE_BASIC: "__versions", TABLE_EXT: "__version_ext", TABLE_VARLEN: "__versions (varlen)"}
+TABLE_BASIC, TABLE_EXT, TABLE_VARLEN = (VersionTable.BASIC.diff_id, VersionTable.EXTENDED.diff_id,
+                                        VersionTable.VARLEN.diff_id)
+TABLE_TITLES = {t.diff_id: t.heading for t in VersionTable}
 
 
 class SectionInfo(NamedTuple):

@@ -7,15 +7,42 @@
 
 Each offers ``parse(elf)`` returning a record and findings, and ``encode(...)``
 returning section bytes (used by format simulation and the fixture tests).
+:class:`VersionTable` names the tables a module's versions sit in; a format
+(:class:`~kmodcompat.records.ModversionsFormat`) is which of them a build writes.
 """
 
 from __future__ import annotations
 
+from enum import StrEnum
 from operator import attrgetter
 
 from ..records import Modversion
 
 _NAME = attrgetter("name")
+
+
+class VersionTable(StrEnum):
+    """The version tables, by the ids ``kmodcompat modversions`` gives them (``--table``, a row's ``tables``):
+    the one list of them. A member is its id, so JSON and output lines carry plain strings."""
+
+    BASIC = "basic"  # __versions (.basic)
+    EXTENDED = "extended"  # __version_ext_crcs + __version_ext_names (.extended)
+    VARLEN = "varlen"  # the rejected variable-length __versions (.varlen)
+
+    @property
+    def diff_id(self) -> str:
+        """The id ``kmodcompat diff`` gives it (a version change's ``tables``, report/diff-schema.json): the
+        extended pair is "ext" there."""
+        return "ext" if self is VersionTable.EXTENDED else self.value
+
+    @property
+    def heading(self) -> str:
+        """As the renderers name it: the section(s) it is."""
+        return _HEADINGS[self]
+
+
+_HEADINGS = {VersionTable.BASIC: "__versions", VersionTable.EXTENDED: "__version_ext",
+           VersionTable.VARLEN: "__versions (varlen)"}
 
 
 def dedot(entries: tuple[Modversion, ...]) -> tuple[Modversion, ...]:

@@ -19,6 +19,7 @@ from html import escape
 
 from tabulate import tabulate
 
+from ..diff.results import TABLE_TITLES
 from . import text as plain
 
 #: How many names a list shows before "... and N more" (without details).
@@ -26,7 +27,6 @@ LIST_LIMIT = 40
 #: Rows of the pattern, exporter and group tables shown (without details).
 TABLE_LIMIT = 30
 
-_TABLES = {"basic": "__versions", "ext": "__version_ext", "varlen": "__versions (varlen)"}
 
 
 @dataclass(frozen=True)
@@ -73,7 +73,7 @@ def _cut(rows: list, limit: int | None) -> tuple[list, int]:
 
 
 def _tables(entry: dict) -> str:
-    return " + ".join(_TABLES.get(t, t) for t in entry) or "-"
+    return " + ".join(TABLE_TITLES.get(t, t) for t in entry) or "-"
 
 
 def _crcs(entry: dict) -> str:
