@@ -36,7 +36,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .consumers import CONSUMERS, Consumer, kernel_model
+from .consumers import CONSUMERS, Consumer, kernel_model, of_kind
 from .consumers.kernel import DEBIAN, PROFILES, VERMAGIC_UNKNOWN, check_modinfo, module_name, profile_of, same_magic
 from .consumers.base import LOADS_TAINTED, REFUSES
 from .diff.kabi import GPL_COMPATIBLE
@@ -48,7 +48,6 @@ from .records import Export, ModuleRecord
 __all__ = ["KernelTarget", "LoadResult", "load_matrix", "same_magic", "target_for"]
 
 REFUSED = "refused"
-WEAK_MODULES = ("weak-modules", "weak-modules2")
 _CONFIG = InputKind("kernel config", 4 << 20)
 #: The symbol a model message is about (consumers/kernel.py prints the kernel's lines).
 _MESSAGE_SYMBOL = re.compile(r"(?:symbol|version for) (\S+)(?: \(err -?\d+\))?$")
@@ -334,8 +333,8 @@ def load_one(path: str, rec: ModuleRecord, target: KernelTarget, others: Sequenc
 def _weak(rec: ModuleRecord, crcs: Mapping[str, int] | None) -> dict[str, str]:
     """What Red Hat's weak-modules and SUSE's weak-modules2 decide (consumers/weak_modules.py)."""
     if crcs is None:
-        return {c: "unknown (kernel CRCs unknown)" for c in WEAK_MODULES}
-    return {c: CONSUMERS[c](rec, crcs).verdict for c in WEAK_MODULES}
+        return {c: "unknown (kernel CRCs unknown)" for c in of_kind("crc-gate")}
+    return {c: CONSUMERS[c](rec, crcs).verdict for c in of_kind("crc-gate")}
 
 
 def load_matrix(modules: Sequence[tuple[str, ModuleRecord]], targets: Sequence[KernelTarget]) -> list[LoadResult]:

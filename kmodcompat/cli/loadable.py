@@ -21,6 +21,7 @@ import os
 import sys
 
 
+from ..consumers import WEAK_MODULES
 from ..consumers.kernel import PROFILES
 from ..errors import ModuleReadError
 from ..files.kernel import KernelSourceError
@@ -143,7 +144,7 @@ def run(args) -> int:
             rows.append([shown(os.path.basename(r.module)), shown(r.kernel), verdict, shown(why) or "-",
                          r.force_load or "-",
                          ", ".join(f"{k} {v}" for k, v in r.weak_modules.items())])
-        sys.stdout.write(table(rows, ["module", "kernel", "verdict", "why", "FORCE_LOAD flipped", "weak-modules"],
+        sys.stdout.write(table(rows, ["module", "kernel", "verdict", "why", "FORCE_LOAD flipped", WEAK_MODULES.id],
                                columns(), tablefmt="simple") + "\n")
     if bad:
         return 2

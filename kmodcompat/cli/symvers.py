@@ -34,6 +34,7 @@ import sys
 from contextlib import ExitStack
 
 from ..files.kernel import base_of
+from ..files.symvers import dump_line
 from ..files.kernel_image import KernelImageError, find_image, image_paths, read_kernel_image
 from ..records import raw
 from . import EXIT_USAGE
@@ -82,8 +83,7 @@ def build_name(output_path: str) -> str:
 
 
 def _line(e, module: str) -> str:
-    kind = "EXPORT_SYMBOL_GPL" if e.gpl_only else "EXPORT_SYMBOL"
-    return f"0x{(e.crc or 0) & 0xFFFFFFFF:08x}\t{e.name}\t{module}\t{kind}\t{e.namespace or ''}\n"
+    return dump_line(e.crc or 0, e.name, module, e.gpl_only, e.namespace)
 
 
 def symvers_lines(tree) -> list[str]:

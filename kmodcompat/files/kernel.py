@@ -35,7 +35,7 @@ from ..depmod.kernel_symbols import (KernelSymbols, KernelSymbolsError, load_mod
                                      symvers_symbols)
 from .bounded import SYSTEM_MAP, read_input
 from .kernel_image import KernelExports, KernelImageError, find_image, read_kernel_image
-from .symvers import KERNEL_MODULE, Symvers, SymversEntry
+from .symvers import KERNEL_MODULE, Symvers, SymversEntry, export_type
 
 if TYPE_CHECKING:
     from ..depmod.tree import ModuleTree
@@ -116,7 +116,7 @@ def image_symvers(kernel: KernelExports) -> Symvers:
         e = exports[i]
         crc = (e.crc or 0) & 0xFFFFFFFF
         entries.append(SymversEntry(n, f"0x{crc:08x}", crc, e.name, KERNEL_MODULE,
-                                    "EXPORT_SYMBOL_GPL" if e.gpl_only else "EXPORT_SYMBOL", e.namespace or None))
+                                    export_type(e.gpl_only), e.namespace or None))
     return Symvers(kernel.path, tuple(entries), False)
 
 

@@ -44,8 +44,8 @@ from bisect import bisect_left
 from typing import NamedTuple
 
 from ..elf.image import ElfImage, column
-from ..elf.layout import (EM_386, EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_M68K, EM_MIPS, EM_PARISC, EM_PPC, EM_PPC64, EM_RISCV,
-                          EM_S390, EM_SH, EM_SPARC, EM_SPARCV9, EM_X86_64, SHF_ALLOC, SHT_NOBITS)
+from ..elf.layout import (ELFMAG, EM_386, EM_AARCH64, EM_ARM, EM_LOONGARCH, EM_M68K, EM_MIPS, EM_PARISC, EM_PPC, EM_PPC64,
+                          EM_RISCV, EM_S390, EM_SH, EM_SPARC, EM_SPARCV9, EM_X86_64, SHF_ALLOC, SHT_NOBITS)
 from ..errors import ElfError
 from ..parse.ksymtab import LinkedTable, SymbolLayout, linked_exports
 from ..records import Export
@@ -156,7 +156,7 @@ def vmlinux_bytes(path: str, max_size: int = DEFAULT_MAX_SIZE) -> bytes:
 def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_MAX_SIZE) -> KernelExports:
     """:func:`read_kernel_image` on bytes; raises ``_Bad`` (wrapped by the caller)."""
     container, compression, payload, machine, little, word = _unpack(data, max_size)
-    if payload[:4] == b"\x7fELF":
+    if payload[:4] == ELFMAG:
         return _from_elf(path, container, compression, payload)
     located = _locate(payload, machine, little, word)
     if isinstance(located, str):
@@ -171,7 +171,7 @@ def kernel_exports(data: bytes, path: str = "<image>", max_size: int = DEFAULT_M
 def _unpack(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, bool, int]:
     """(container, compression, payload, machine, little, word size) of an image file's bytes."""
     compression: str | None
-    if data[:4] == b"\x7fELF":
+    if data[:4] == ELFMAG:
         return "vmlinux", None, data, 0, True, 8
     if len(data) >= 0x250 and data[0x202:0x206] == b"HdrS" and data[0x1FE:0x200] == b"\x55\xaa":
         return _bzimage(data, max_size)
@@ -211,11 +211,11 @@ def _bzimage(data: bytes, max_size: int) -> tuple[str, str | None, bytes, int, b
     payload = data[start:start + length]
     kind = stream_kind(payload)
     if kind is None:
-        if payload[:4] == b"\x7fELF":  # CONFIG_KERNEL_UNCOMPRESSED
+        if payload[:4] == ELFMAG:  # CONFIG_KERNEL_UNCOMPRESSED
             return "bzImage", None, payload, 0, True, 8
         raise _Bad("bzImage payload is neither a known compressed stream nor ELF", "not-a-kernel")
     vmlinux = inflate(kind, payload, max_size)
-    if vmlinux[:4] != b"\x7fELF":
+    if vmlinux[:4] != ELFMAG:
         raise _Bad(f"bzImage {kind} payload is not an ELF vmlinux", "not-a-kernel")
     return "bzImage", kind, vmlinux, 0, True, 8
 

@@ -41,7 +41,8 @@ from typing import NamedTuple
 from .bounded import MODULE_SYMVERS, InputKind, read_input
 from .stdio import fgets_lines
 
-__all__ = ["KERNEL_MODULE", "Symvers", "SymversEntry", "parse_symvers", "read_symvers", "strtoull"]
+__all__ = ["KERNEL_MODULE", "Symvers", "SymversEntry", "dump_line", "export_type", "parse_symvers", "read_symvers",
+           "strtoull"]
 
 #: The module field of the kernel image's own exports (modpost's ``is_vmlinux()`` name).
 KERNEL_MODULE = "vmlinux"
@@ -135,6 +136,17 @@ def parse_symvers(data: bytes) -> tuple[SymversEntry, ...]:
             crc = None if rest else value
         add(new(SymversEntry, (n, crc_text, crc, symbol, module, export, ns)))
     return tuple(out)
+
+
+def export_type(gpl_only: bool) -> str:
+    """The export type modpost writes for an export: ``EXPORT_SYMBOL%s`` with ``_GPL`` for a GPL-only one
+    (write_dump(), v5.13+)."""
+    return "EXPORT_SYMBOL_GPL" if gpl_only else "EXPORT_SYMBOL"
+
+
+def dump_line(crc: int, symbol: str, module: str, gpl_only: bool, namespace: str | None) -> str:
+    """One export's line as modpost's write_dump() writes it (v5.6+: the namespace last, empty for none)."""
+    return f"0x{crc & 0xFFFFFFFF:08x}\t{symbol}\t{module}\t{export_type(gpl_only)}\t{namespace or ''}\n"
 
 
 def read_symvers(path: str, gunzip: bool = False, kind: InputKind = MODULE_SYMVERS) -> Symvers:

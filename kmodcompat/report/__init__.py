@@ -26,7 +26,7 @@ from ..records import ModversionsFormat as Fmt, raw
 from ..rust import demangle, is_rust
 from ..depmod.tree import ModuleTree
 from ..usefulness import crc_usefulness, system_map_kinds
-from .summary import headlines, summary
+from .summary import TREE_FLAVOURS, headlines, summary
 from ..views import ALL_FORMATS, AS_IS, ViewsResult, views_started
 
 if TYPE_CHECKING:
@@ -138,13 +138,13 @@ def _identity(tree, records, census: dict[str, int], source: KernelSource, notes
     elfclass, endian = classes.most_common(1)[0][0] if classes else (None, None)
     versioned = {f: n for f, n in census.items() if f != Fmt.NONE}
     if not versioned:
-        flavour = "none"
+        flavour = TREE_FLAVOURS[Fmt.NONE]
     elif set(versioned) == {Fmt.BASIC}:
-        flavour = "basic"
+        flavour = TREE_FLAVOURS[Fmt.BASIC]
     elif set(versioned) == {Fmt.BASIC_EXT} or set(versioned) == {Fmt.BASIC, Fmt.BASIC_EXT}:
-        flavour = "basic+extended"
+        flavour = TREE_FLAVOURS[Fmt.BASIC_EXT]
     elif set(versioned) == {Fmt.EXT_ONLY}:
-        flavour = "extended-only"
+        flavour = TREE_FLAVOURS[Fmt.EXT_ONLY]
     else:
         flavour = "mixed"
     # vermagic names "modversions" iff the kernel was built with CONFIG_MODVERSIONS

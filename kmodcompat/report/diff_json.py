@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import __version__
+from ..consumers import CONSUMERS
+from ..consumers.kernel import MAINLINE
 from ..diff import EXIT_INCOMPATIBLE, EXIT_SAME, DependencyDiff, ExportChange, ExportInfo, KabiDiff, \
     ExportsDiff, ModuleDiff, Pattern, SectionChange, SectionInfo, TreeDiff, TreeSide, ViewSummary, exit_status
 from ..diff.policy import PolicyResult, Verdict
@@ -115,9 +117,13 @@ def _totals(mods: Sequence[ModuleDiff], kabi: KabiDiff | None, deps: DependencyD
     }
 
 
-#: Consumers whose verdicts rest on CRC checks: a side without MODVERSIONS makes their changes moot.
-_CRC_CHECKERS = ("kernel-6.13", "kernel-6.13+force", "kernel-6.14", "kernel-6.14+force", "kernel-hashed-rfc",
-                 "weak-modules", "weak-modules2")
+def _crc_checkers() -> tuple[str, ...]:
+    """Consumers whose verdicts rest on CRC checks, a side without MODVERSIONS making their changes moot: the
+    kernel.org loaders and the weak-modules gates (the registry's; Debian's loaders are not among them)."""
+    return tuple(c.id for c in CONSUMERS.values()
+                 if c.kind == "crc-gate" or c.kind == "kernel" and c.profile.profile == MAINLINE)
+
+
 #: How many module names a headline line shows before "and N more".
 HEADLINE_NAMES = 8
 
@@ -189,7 +195,7 @@ def _counted(diff: ModuleDiff | TreeDiff | ExportsDiff, context: dict | None) ->
     if isinstance(diff, TreeDiff) and (moot or policy is not None):
         if moot:
             assert context is not None
-            moot_consumers = tuple(diff.consumers) if context["arch"] else _CRC_CHECKERS
+            moot_consumers = tuple(diff.consumers) if context["arch"] else _crc_checkers()
         reasons = []
     elif isinstance(diff, ModuleDiff):
         reasons = list(diff.breaking_under(lambda x: _export_breaks(x, None, policy)))

@@ -21,7 +21,10 @@ from html import escape as _escape
 
 from ..cli.output import shown
 from .diff_render import html_fragment
-from ..consumers import short_title, title as consumer_title
+from ..consumers import (KERNEL_6_13_DEBIAN, KERNEL_6_13_DEBIAN_FORCE, KERNEL_6_13_FORCE, KERNEL_6_14_DEBIAN,
+                         KERNEL_6_14_DEBIAN_FORCE, KERNEL_6_14_FORCE, KERNEL_HASHED_RFC, MIT, WEAK_MODULES, WEAK_MODULES2,
+                         short_title, title as consumer_title)
+from ..kmod.profile import KMOD_PR270
 from .markdown import (FORMAT_TITLES, LONG_NAMES_LISTED, ksym_requires_line, long_names_rows, long_names_summary,
                        table_title, verdicts_text)
 from .summary import BAD_VERDICTS, SEVERITY, affected, not_applicable, worst
@@ -141,12 +144,12 @@ document.querySelectorAll('table.sortable').forEach(function(table){
 
 _BLUE, _RED, _GREY = "#3b6fd8", "#b42318", "#8792a2"
 #: Row labels of the matrix, short enough for one line at 420 px (the full title is the row's tooltip).
-_MATRIX_TITLES = {"kmod-pr270": "kmod PR #270", "mit": "m-i-t 3.16", "kernel-6.13+force": "kernel ≤ 6.13 +force",
-                  "kernel-6.14+force": "kernel ≥ 6.14 +force", "kernel-6.13-debian": "Debian ≤ 6.13",
-                  "kernel-6.13-debian+force": "Debian ≤ 6.13 +force", "kernel-6.14-debian": "Debian ≥ 6.14",
-                  "kernel-6.14-debian+force": "Debian ≥ 6.14 +force", "weak-modules": "weak-modules",
-                  "weak-modules2": "weak-modules2",
-                  "kernel-hashed-rfc": "kernel + hash RFC"}
+_MATRIX_TITLES = {KMOD_PR270.id: "kmod PR #270", MIT.id: "m-i-t 3.16", KERNEL_6_13_FORCE.id: "kernel ≤ 6.13 +force",
+                  KERNEL_6_14_FORCE.id: "kernel ≥ 6.14 +force", KERNEL_6_13_DEBIAN.id: "Debian ≤ 6.13",
+                  KERNEL_6_13_DEBIAN_FORCE.id: "Debian ≤ 6.13 +force", KERNEL_6_14_DEBIAN.id: "Debian ≥ 6.14",
+                  KERNEL_6_14_DEBIAN_FORCE.id: "Debian ≥ 6.14 +force", WEAK_MODULES.id: WEAK_MODULES.id,
+                  WEAK_MODULES2.id: WEAK_MODULES2.id,
+                  KERNEL_HASHED_RFC.id: "kernel + hash RFC"}
 
 
 def escape(value: object) -> str:

@@ -32,8 +32,12 @@ SEVERITY = {"unreadable": 3, "refuses": 3, "false-mismatch": 3, "incompatible": 
 #: Formats a tree could really be rebuilt in: CONFIG_MODVERSIONS off, and Linux 6.14's
 #: CONFIG_EXTENDED_MODVERSIONS with and without CONFIG_BASIC_MODVERSIONS (scripts/Makefile.modpost).
 PLAUSIBLE_FORMATS = (Fmt.EXT_ONLY, Fmt.BASIC_EXT)
-#: The tree's MODVERSIONS flavour (report "tree.modversions") → the simulated format it already is.
-_FLAVOUR_FORMAT = {"basic": Fmt.BASIC, "basic+extended": Fmt.BASIC_EXT, "extended-only": Fmt.EXT_ONLY, "none": Fmt.NONE}
+#: A tree's MODVERSIONS flavour (report "tree.modversions"), by the format its versioned modules are in: the
+#: format's id, the two with extended tables spelled out; "mixed" for several (report/__init__.py _identity).
+TREE_FLAVOURS: dict[str, str] = {Fmt.NONE: Fmt.NONE.value, Fmt.BASIC: Fmt.BASIC.value, Fmt.BASIC_EXT: "basic+extended",
+                                 Fmt.EXT_ONLY: "extended-only"}
+#: A flavour → the simulated format the tree already is.
+_FLAVOUR_FORMAT = {flavour: fmt for fmt, flavour in TREE_FLAVOURS.items()}
 HYPOTHETICAL: dict[str, str] = {Fmt.EXT_ONLY: "if built extended-only", Fmt.BASIC_EXT: "if built basic + extended",
                                 Fmt.NONE: "if built without MODVERSIONS", Fmt.BASIC: "if built basic only",
                                 Fmt.VARLEN: "if built variable-length (rejected 2023)",
