@@ -35,7 +35,7 @@ from ..kmod.profile import KMOD_PROFILES, Kmod
 from ..records import raw
 from .inputs import (TreeOperand, add_symbol_options, add_tree_options, load_depmod_tree, load_kernel_symbols,
                      tree_operand)
-from .output import emulated_kmod
+from .output import emulated_kmod, write_json
 from .helptext import CommandHelp, command_parser
 
 PROGRAM = "depmod"
@@ -269,7 +269,7 @@ def _depmod(args, kernel, tree, op, source: KernelSource) -> int:
         doc = {**result_json(dm, diagnostics), "kernel_exports": source.line()}
         if op.packages is not None:  # the temporary root's paths as the packages' names
             doc = json.loads(op.display(json.dumps(doc)))
-        sys.stdout.write(json.dumps(doc, indent=2))
+        write_json(doc, 2)
         sys.stdout.write("\n")
         return status
     sys.stderr.buffer.write(b"".join(op.display(d.line(PROGRAM)).encode("utf-8", "surrogateescape")

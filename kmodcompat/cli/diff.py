@@ -29,7 +29,7 @@ from ..files.symvers import Symvers, read_symvers
 from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, report_failures,
                      resolve, tree_cache)
 from .helptext import CommandHelp, command_parser
-from .output import shown
+from .output import shown, write_json
 from .terminal import colour_on, columns, note, paint, progress
 
 
@@ -153,7 +153,7 @@ def run(args) -> int:
     if args.report_unused_rules:
         _unused_rules(doc)
     if args.format == "json":
-        sys.stdout.write(json.dumps(doc, indent=1))
+        write_json(doc, 1)
         sys.stdout.write("\n")
     elif args.format in ("junit", "sarif"):
         from ..report import ci, junit, sarif

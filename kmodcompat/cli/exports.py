@@ -9,7 +9,6 @@ the exports nobody imports; and per module, what it imports from whom
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
@@ -20,6 +19,7 @@ from contextlib import ExitStack
 from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 from ..report.text import table
 from .helptext import CommandHelp, command_parser
+from .output import write_json
 from .terminal import columns
 
 
@@ -95,7 +95,7 @@ def run(args) -> int:
     if op.packages is not None:  # paths of the temporary root: the packages' names instead
         data["kernel"] = data["kernel"] and op.display(data["kernel"])
     if args.format == "json":
-        sys.stdout.write(json.dumps(data, indent=2))
+        write_json(data, 2)
         sys.stdout.write("\n")
         return 0
     rows = [[e["symbol"], e["exporter"], e["crc"] or "-", "GPL" if e["gpl_only"] else "", e["namespace"] or "",

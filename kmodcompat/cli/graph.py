@@ -9,7 +9,6 @@ closure of the named modules.
 from __future__ import annotations
 
 import io
-import json
 import sys
 
 import networkx as nx
@@ -19,6 +18,7 @@ from contextlib import ExitStack
 
 from .inputs import add_symbol_options, add_tree_options, kernel_symbols_or_exit, tree_from_args
 from .helptext import CommandHelp, command_parser
+from .output import write_json
 
 
 HELP = CommandHelp(
@@ -101,6 +101,6 @@ def run(args) -> int:
         data["cycles"] = [list(c) for c in tg.cycles]
         data["components"] = [list(c) for c in tg.components]
         data["unresolved"] = [{"module": m, "symbol": s, "weak": w} for m, s, w in tg.unresolved]
-        sys.stdout.write(json.dumps(data, indent=2))
+        write_json(data, 2)
         sys.stdout.write("\n")
     return 0

@@ -16,7 +16,6 @@ kernel's version string says Debian built it, kernel.org's otherwise;
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 
@@ -29,7 +28,7 @@ from ..loadable import load_matrix, target_for
 from ..cache import parse_cached
 from ..records import MODULE_SUFFIXES
 from .inputs import add_cache_option, open_cache
-from .output import shown
+from .output import shown, write_json
 from .helptext import CommandHelp, command_parser
 from ..report.text import table
 from .terminal import columns, note, paint
@@ -132,7 +131,7 @@ def run(args) -> int:
                             "force_load": t.force_load, "modversions": t.modversions,
                             "exports": t.source.as_dict(), "notes": list(t.notes)} for t in targets],
                "results": [r.as_dict() for r in results], "unreadable": bad}
-        sys.stdout.write(json.dumps(doc, indent=1))
+        write_json(doc, 1)
         sys.stdout.write("\n")
     else:
         rows = []

@@ -15,14 +15,13 @@ starts with the module's path and a TAB. JSON: kmodcompat/modversions-schema.jso
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ..errors import ModuleReadError
 from ..listing import SCHEMA_VERSION, TABLE_CHOICES, Row, listing, listing_json
 from ..cache import parse_cached
 from . import EXIT_USAGE
-from .output import shown
+from .output import shown, write_json
 from .helptext import CommandHelp, command_parser
 from .inputs import add_cache_option, open_cache
 
@@ -87,8 +86,8 @@ def run(args) -> int:
         prefix = f"{shown(path)}\t" if several else ""
         out.extend(f"{prefix}{row_text(r, with_tables)}\n" for r in lst.rows)
     if args.format == "json":
-        sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, "table": args.table, "modules": docs,
-                                     "errors": errors}, indent=2))
+        write_json({"schema_version": SCHEMA_VERSION, "table": args.table, "modules": docs,
+                                     "errors": errors}, 2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write("".join(out))

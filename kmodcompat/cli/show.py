@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
 
 from ..errors import ModuleReadError
 from ..parse.module import parse_module
 from ..describe import module_json, module_text
 from .helptext import CommandHelp, command_parser
-from .output import shown
+from .output import shown, write_json
 
 
 HELP = CommandHelp(
@@ -50,6 +49,6 @@ def run(args) -> int:
         else:
             sys.stdout.write(module_text(rec))
     if args.format == "json":
-        sys.stdout.write(json.dumps(docs[0] if len(args.modules) == 1 and docs else docs, indent=2))
+        write_json(docs[0] if len(args.modules) == 1 and docs else docs, 2)
         sys.stdout.write("\n")
     return status
