@@ -31,7 +31,8 @@ from .consumers.base import own_crcs
 from .elf.image import ElfImage, struct_for
 from .errors import ElfError
 from .modversions import basic, extended, hashed, varlen
-from .elf.layout import EHDR, EHDR_SIZE, ELFMAG, SHDR, SHDR_SIZE, SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA, SHT_STRTAB, SYM
+from .elf.layout import (EHDR, EHDR_SIZE, EI_NIDENT, ELFMAG, SHDR, SHDR_SIZE, SHF_ALLOC, SHT_PROGBITS, SHT_REL, SHT_RELA,
+                         SHT_STRTAB, SYM)
 from .records import ModuleRecord, ModversionsFormat as Fmt, Section, raw
 from .parse.signature import unsigned_length
 
@@ -356,11 +357,9 @@ def _end_with_section_headers(out: bytearray, rows: list, shstrndx: int, is64: b
     shdr = struct_for(SHDR[64 if is64 else 32], little)
     for r in rows:
         out += shdr.pack(*r)
-    # e_shoff, e_shnum, e_shstrndx in the ELF header.
-    if is64:
-        struct_for("Q", little).pack_into(out, 0x28, shoff)
-        struct_for("HH", little).pack_into(out, 0x3C, len(rows), shstrndx)
-    else:
-        struct_for("I", little).pack_into(out, 0x20, shoff)
-        struct_for("HH", little).pack_into(out, 0x30, len(rows), shstrndx)
+    # e_shoff, e_shnum, e_shstrndx in the ELF header (fields 5, 11 and 12 of elf.layout.EHDR after e_ident).
+    ehdr = struct_for(EHDR[64 if is64 else 32], little)
+    fields = list(ehdr.unpack_from(out, EI_NIDENT))
+    fields[5], fields[11], fields[12] = shoff, len(rows), shstrndx
+    ehdr.pack_into(out, EI_NIDENT, *fields)
     return bytes(out)

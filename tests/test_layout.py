@@ -121,8 +121,9 @@ def elf_layouts(modules=None) -> list[Hit]:
 EXPORT_TYPES = {"EXPORT_SYMBOL", "EXPORT_SYMBOL_GPL", "EXPORT_SYMBOL_GPL_FUTURE", "EXPORT_UNUSED_SYMBOL",
                 "EXPORT_UNUSED_SYMBOL_GPL"}
 #: Readers of a Module.symvers's bytes besides files/symvers.py: the RPM ksym requirement generators, which
-#: model Red Hat's find-requires.ksyms reading it with awk (ksyms.py), not depmod; they are handed the bytes.
-SYMVERS_BYTES_READERS = {"cli/ksyms.py", "report/__init__.py"}
+#: model Red Hat's find-requires.ksyms reading it with awk (ksyms.py), not depmod; they are handed the bytes;
+#: and simulate_tree.py, which copies the kernel's Module.symvers into the simulated tree unparsed.
+SYMVERS_BYTES_READERS = {"cli/ksyms.py", "report/__init__.py", "simulate_tree.py"}
 
 
 def symvers_readings(modules=None) -> list[Hit]:

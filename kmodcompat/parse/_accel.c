@@ -194,61 +194,6 @@ done:
 
 /* ---- scan_symbols(...) -> (imports, crc_symbols, ksymtab labels, {name: namespace}, kinds) | None ---- */
 
-/* Raw names of the __ksymtab_ labels: an open-addressed set of (pointer, length) into .strtab, to tell
- * which defined globals are exported without decoding every global's name. */
-typedef struct {
-    const uint8_t **p;
-    Py_ssize_t *len;
-    size_t mask;
-} nameset;
-
-static size_t name_hash(const uint8_t *p, Py_ssize_t len)
-{
-    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-    for (Py_ssize_t i = 0; i < len; i++)
-        h = (h ^ p[i]) * 1099511628211ULL;
-    return (size_t)h;
-}
-
-static int nameset_init(nameset *s, size_t count)
-{
-    size_t cap = 8;
-    while (cap < 2 * count)
-        cap <<= 1;
-    s->mask = cap - 1;
-    s->p = PyMem_Calloc(cap, sizeof *s->p);
-    s->len = PyMem_Calloc(cap, sizeof *s->len);
-    if (s->p == NULL || s->len == NULL) {
-        PyMem_Free(s->p);
-        PyMem_Free(s->len);
-        PyErr_NoMemory();
-        return 0;
-    }
-    return 1;
-}
-
-static void nameset_free(nameset *s)
-{
-    PyMem_Free(s->p);
-    PyMem_Free(s->len);
-}
-
-/* Whether the name is in the set; with add, put it there. */
-static int nameset_has(nameset *s, const uint8_t *p, Py_ssize_t len, int add)
-{
-    for (size_t i = name_hash(p, len) & s->mask;; i = (i + 1) & s->mask) {
-        if (s->p[i] == NULL) {
-            if (add) {
-                s->p[i] = p;
-                s->len[i] = len;
-            }
-            return 0;
-        }
-        if (s->len[i] == len && memcmp(s->p[i], p, (size_t)len) == 0)
-            return 1;
-    }
-}
-
 static inline int has_prefix(const uint8_t *d, uint64_t n, uint64_t at, const char *prefix, uint64_t plen)
 {
     return inside(at, plen, n) && memcmp(d + at, prefix, (size_t)plen) == 0;
