@@ -53,6 +53,19 @@ def timed(argv: list[str], env: dict | None = None, ok: tuple[int, ...] | None =
     return {"wall": float(wall), "cpu": float(user) + float(sys_), "rss_mib": int(rss) / 1024}
 
 
+def medians(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Each run's median wall, CPU and peak RSS over the rounds."""
+    return {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
+
+
+def print_table(med: dict[str, dict[str, float]], ratios: dict[str, float]) -> None:
+    print(f"{'run':<26}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
+    for k, m in med.items():
+        print(f"{k:<26}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
+    for k, r in ratios.items():
+        print(f"{k:<40} {r:6.2f}x")
+
+
 def report_root(root: Path, krel: str, dst: Path) -> tuple[Path, Path]:
     """A root for the report runs: the tree's directories linked, one module really copied.
 
@@ -152,7 +165,7 @@ def main() -> None:
         if args.pure_python:
             runs["floor-parse-pure-python"].append(timed(floor + ["parse", str(kmc_root), krel], pure_env))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
+    med = medians(runs)
     ratios = {f"{a} / {b}": med[a]["wall"] / med[b]["wall"]
               for a in runs if a.startswith(("report-", "floor-"))
               for b in ("depmod-kmod30", "depmod-kmod34")}
@@ -160,11 +173,7 @@ def main() -> None:
                             text=True).stdout.splitlines()[-1]
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
           f"{args.rounds} rounds (medians); {parser}")
-    print(f"{'run':<26}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
-    for k, m in med.items():
-        print(f"{k:<26}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
-    for k, r in ratios.items():
-        print(f"{k:<40} {r:6.2f}x")
+    print_table(med, ratios)
     if args.json:
         Path(args.json).write_text(json.dumps({"tree": args.tree, "krel": krel, "cores": os.cpu_count(),
                                                "parser": parser,

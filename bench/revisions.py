@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +25,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from bench import timed  # noqa: E402  (bench/bench.py: this script's directory is first on sys.path)
+from bench import medians, print_table, timed  # noqa: E402  (bench/bench.py: this script's directory is first on sys.path)
 from tests import oracle  # noqa: E402
 
 
@@ -74,17 +73,13 @@ def main() -> None:
             runs[f"{side}-cold"].append(timed(argv[side] + ["--no-cache"], env[side]))
             runs[f"{side}-warm"].append(timed(argv[side], env[side]))
         print(f"round {i + 1}/{args.rounds} done", file=sys.stderr)
-    med = {k: {m: statistics.median(r[m] for r in v) for m in ("wall", "cpu", "rss_mib")} for k, v in runs.items()}
+    med = medians(runs)
     ratios = {f"{k} / depmod-kmod34": med[k]["wall"] / med["depmod-kmod34"]["wall"] for k in runs if k != "depmod-kmod34"}
     print(f"tree {args.tree} ({krel}), {len(oracle.tree_modules(root))} modules, {os.cpu_count()} cores, "
           f"{args.rounds} rounds (medians)")
     for side, name in names.items():
         print(f"{side}: {name}")
-    print(f"{'run':<26}{'wall s':>10}{'cpu s':>10}{'peak RSS MiB':>14}")
-    for k, m in med.items():
-        print(f"{k:<26}{m['wall']:>10.2f}{m['cpu']:>10.2f}{m['rss_mib']:>14.0f}")
-    for k, r in ratios.items():
-        print(f"{k:<40} {r:6.2f}x")
+    print_table(med, ratios)
     if args.json:
         Path(args.json).write_text(json.dumps({"tree": args.tree, "krel": krel, "cores": os.cpu_count(),
                                                "rounds": args.rounds, "revisions": names, "median": med,
