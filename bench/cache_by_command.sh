@@ -14,7 +14,8 @@ for c in "report $R --out $out/r" "views $R" "simulate --format-as none --out $o
          "depmod -n -b $R $K" "exports $R" "graph $R" "symvers $R" "validate $R" \
          "loadable $M/kernel/fs --kernel $R" "modinfo $(find "$M/kernel/fs" -name '*.ko*' | tr '\n' ' ')"; do
   export XDG_CACHE_HOME=$(mktemp -d)
-  a=$(t nice $PY -m kmodcompat $c); b=$(t nice $PY -m kmodcompat $c)
+  a=$(t nice $PY -m kmodcompat $c); rm -rf "$out/s"  # simulate refuses an existing --out
+  b=$(t nice $PY -m kmodcompat $c)
   echo "${c:0:60} | cold $a | warm $b | $(du -sh "$XDG_CACHE_HOME" | cut -f1)"
   rm -rf "$XDG_CACHE_HOME" "$out/s"
 done
