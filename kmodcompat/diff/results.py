@@ -31,7 +31,6 @@ EXIT_INCOMPATIBLE = 8
 #: ``__version_ext_crcs``/``__version_ext_names`` pair, the rejected variable-length ``__versions``.
 TABLE_BASIC, TABLE_EXT, TABLE_VARLEN = (VersionTable.BASIC.diff_id, VersionTable.EXTENDED.diff_id,
                                         VersionTable.VARLEN.diff_id)
-TABLE_TITLES = {t.diff_id: t.heading for t in VersionTable}
 
 
 class SectionInfo(NamedTuple):
