@@ -136,27 +136,16 @@ BAD_RULES = [
 ]
 
 
-@pytest.mark.parametrize("content,message", BAD_LISTS)
-def test_bad_symbol_lists_are_refused_with_file_and_line(tmp_path, content, message, capsys):
-    f = tmp_path / "list"
+@pytest.mark.parametrize("option,read,content,message", [("--symbol-list", read_symbol_list, *bad) for bad in BAD_LISTS]
+                         + [("--rules", read_rules, *bad) for bad in BAD_RULES])
+def test_bad_lists_and_rules_are_refused_with_file_and_line(tmp_path, option, read, content, message, capsys):
+    f = tmp_path / option.strip("-")
     f.write_bytes(content)
     with pytest.raises(KabiListError) as e:
-        read_symbol_list(str(f))
-    assert str(e.value).startswith(str(f)) and message in str(e.value)
-    assert main(["diff", "--symbol-list", str(f), str(SUSE), str(SUSE)]) == 2  # before any operand is read
-    err = capsys.readouterr().err
-    assert err == f"kmodcompat: {e.value}\n"
-
-
-@pytest.mark.parametrize("content,message", BAD_RULES)
-def test_bad_rules_are_refused_with_file_and_line(tmp_path, content, message, capsys):
-    f = tmp_path / "rules"
-    f.write_bytes(content)
-    with pytest.raises(KabiListError) as e:
-        read_rules(str(f))
+        read(str(f))
     assert str(e.value).startswith(str(f)) and message in str(e.value), str(e.value)
-    assert main(["diff", "--rules", str(f), str(SUSE), str(SUSE)]) == 2
-    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["diff", option, str(f), str(SUSE), str(SUSE)]) == 2  # before any operand is read
+    assert capsys.readouterr().err == f"kmodcompat: {e.value}\n"
 
 
 def test_huge_fifo_and_too_many_wildcards(tmp_path, capsys):
