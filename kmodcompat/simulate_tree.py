@@ -36,7 +36,6 @@ through :class:`~.cli.outdir.OutputDirectory`.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -61,6 +60,8 @@ __all__ = ["MARKER", "Simulated", "TreeFile", "marker", "marker_path", "module_d
 MARKER = "kmodcompat-simulation.json"
 #: Its size cap: a path per module of the largest tree (6,000 modules) is some 400 KB.
 _MARKER_KIND = InputKind("simulation record", 8 << 20)
+#: A module file copied unchanged: the opener's size cap (files/opener.py DEFAULT_MAX_SIZE).
+_MODULE_FILE = InputKind("module file", DEFAULT_MAX_SIZE)
 #: The files of a module directory depmod reads besides the modules.
 MODULE_DIRECTORY_FILES = (MODULES_ORDER, MODULES_BUILTIN, MODULES_BUILTIN_MODINFO)
 
@@ -189,17 +190,9 @@ def simulate_files(modules: Sequence[tuple[str, ModuleRecord]], fmt: str, extra:
 
 
 def read_unchanged(path: str) -> bytes:
-    """A module file as it is (the simulation of a module that needs no rewrite); raises OSError."""
-    from .files.bounded import read_up_to
-
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    try:
-        data = read_up_to(fd, min(os.fstat(fd).st_size, DEFAULT_MAX_SIZE) + 1, DEFAULT_MAX_SIZE + 1)
-    finally:
-        os.close(fd)
-    if len(data) > DEFAULT_MAX_SIZE:
-        raise OSError(errno.EFBIG, f"larger than the {DEFAULT_MAX_SIZE}-byte limit of a module")
-    return data
+    """A module file as it is (the simulation of a module that needs no rewrite), by the bounded reader of
+    every other input; raises InputFileError (an OSError)."""
+    return read_input(path, _MODULE_FILE)
 
 
 def marker(fmt: str, source: str, kver: str, moddir: str, rewritten: int, unchanged: int,
