@@ -33,7 +33,7 @@ from typing import NamedTuple
 from ..depmod.tree import ModuleTree
 from ..files.kabi_lists import Rule, SymbolList, is_wildcard, wildmat
 from ..files.symvers import KERNEL_MODULE, Symvers
-from ..records import path_to_modname
+from ..records import MODULE_SUFFIXES, path_to_modname
 from .results import ExportChange, ExportInfo
 
 __all__ = ["KabiPolicy", "PolicyResult", "Verdict", "judge_kabi", "module_paths", "symvers_module_name"]
@@ -63,7 +63,8 @@ def symvers_module_name(path: str) -> str:
     suffix (``kernel/drivers/net/tun.ko.xz`` is ``drivers/net/tun``, ``updates/dkms/foo.ko`` is
     ``updates/dkms/foo``); an absolute path (a module file given alone) by its file name."""
     name = path.rsplit("/", 1)[-1] if path.startswith("/") else path.removeprefix("kernel/")
-    return re.sub(r"\.ko(\.[^./]+)?$", "", name)
+    suffix = max((x for x in MODULE_SUFFIXES if name.endswith(x)), key=len, default="")
+    return name[:len(name) - len(suffix)]
 
 
 def module_paths(side: ModuleTree | Symvers | Mapping[str, str]) -> dict[str, str]:
