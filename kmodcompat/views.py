@@ -25,7 +25,7 @@ from .consumers.base import ConsumerView, Counts, Reading, exporter_crcs
 from .records import ModuleRecord
 from .parse.scan import default_jobs, worker_pool
 from .simulate import FORMATS, BuildError, Simulation
-from .tally import module_tally
+from .tally import counting, module_tally
 
 AS_IS = "as-is"
 #: ``summarize_counts(path, counts, view)``: see :func:`compute_views`.
@@ -191,7 +191,8 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     versioned: Counter[str] = Counter()  # format → versioned imports of those modules
     not_buildable: Counter[str] = Counter()
     kept: list[ModuleViews] = []
-    # Simulated formats whose views are not kept are counted (tally.py) where the counting rules hold;
+    # Simulated formats whose views are not kept are counted (each consumer's count() on tally.py's
+    # tables) where clean tables describe the module;
     # so is the module as built when its tables are what modpost writes, unless its views are kept
     # and its summary needs more than the counts.
     counted = tuple(f for f in simulated if f not in keep_formats) if count else ()
@@ -199,6 +200,7 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
     # Per format, per consumer (in ``consumers`` order): each module's view as Counts, counted or modelled.
     rows: dict[str, list[list[Counts]]] = {f: [[] for _ in consumers] for f in formats}
     wanted = frozenset(consumers)
+    counters = counting(consumers)
     for path, rec in entries:
         truth = exporter_crcs(rec)
         per_format: dict[str, dict[str, ConsumerView] | str] = {}
@@ -210,11 +212,11 @@ def _compute(entries, consumers, formats, expected, keep_formats, summarize=None
         facts = module_tally(rec, truth, expected, vermagic) if counted or count_as_built else None
         simulation: Simulation | None = None
         if facts is not None:
-            done = facts.counts(counted)
-            built = facts.as_built() if count_as_built else None
+            done = facts.counts(counted, counters)
+            built = facts.as_built(counters) if count_as_built else None
             if built is not None:
                 done[AS_IS] = built
-            # A consumer tally.py has no counting rule for is counted from its model's view
+            # A consumer without a ``count`` is counted from its model's view
             # (Counts.of, as the modelled formats are), on the same record the counts describe.
             for fmt, by_consumer in done.items():
                 if by_consumer is not None and not wanted <= by_consumer.keys():

@@ -21,12 +21,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..kmod.profile import DEFAULT_KMOD, KMOD30, KMOD34, KMOD_PR270
 from ..records import ModuleRecord
 from . import busybox, kmod, mit, weak_modules
-from .base import ConsumerView, Reading
+from .base import ConsumerView, Counts, Reading
+
+if TYPE_CHECKING:
+    from ..tally import FormatTables
 from .kernel import DEBIAN, MAINLINE, Kernel
 
 
@@ -37,6 +40,9 @@ class Consumer:
     id: str  # CLI identifier, and ConsumerView.consumer
     title: str  # as report tables name it
     read: Callable[[Reading], ConsumerView]  # the model
+    #: The same model counted on a simulated format's clean tables (tally.FormatTables), through the same
+    #: rule functions, for speed; None: counted from ``read``'s views (Counts.of).
+    count: Callable[[FormatTables], Counts] | None = None
     profile: Any = None  # the kmod release (kmod.profile.Kmod) or kernel (kernel.Kernel) it models, if any
     short: str | None = None  # as one-line headlines name it (default: the title)
     #: What it is to a report: "kmod", "kernel" (a module loader), "crc-gate" (a script deciding on depmod's
@@ -56,11 +62,13 @@ class Consumer:
 
 
 def _kmod(profile, title: str, short: str) -> Consumer:
-    return Consumer(profile.id, title, partial(kmod.read, profile), profile, short, "kmod")  # the release's id
+    return Consumer(profile.id, title, partial(kmod.read, profile), partial(kmod.count, profile), profile, short,
+                    "kmod")  # the release's id
 
 
 def _kernel(kernel: Kernel, title: str, short: str) -> Consumer:
-    return Consumer(kernel.id, title, kernel.read, kernel, short, "kernel", standard=kernel.profile == MAINLINE)
+    return Consumer(kernel.id, title, kernel.read, kernel.count, kernel, short, "kernel",
+                    standard=kernel.profile == MAINLINE)
 
 
 #: The kernel's loader, before and after 6.14 read the extended tables, with and without FORCE_LOAD.
@@ -77,13 +85,13 @@ KERNEL_6_14_DEBIAN_FORCE = Kernel("kernel-6.14-debian+force", (6, 14), True, DEB
 #: the hashed format's long names (kernel.py).
 KERNEL_HASHED_RFC = Kernel("kernel-hashed-rfc", (6, 10), False, hashed_names=True)
 
-BUSYBOX = Consumer("busybox", "busybox 1.35-1.37", partial(busybox.read, "busybox"), short="busybox")
-MIT = Consumer("mit", "module-init-tools 3.16", partial(mit.read, "mit"), legacy=True)  # 2011, no .ko.xz/.ko.zst
+BUSYBOX = Consumer("busybox", "busybox 1.35-1.37", partial(busybox.read, "busybox"), busybox.count, short="busybox")
+MIT = Consumer("mit", "module-init-tools 3.16", partial(mit.read, "mit"), mit.count, legacy=True)  # no .ko.xz/.ko.zst
 #: The weak-modules gates: Red Hat's, SUSE's.
 WEAK_MODULES = Consumer("weak-modules", "weak-modules (Red Hat)", partial(weak_modules.read, "weak-modules"),
-                        kind="crc-gate")
+                        weak_modules.count, kind="crc-gate")
 WEAK_MODULES2 = Consumer("weak-modules2", "weak-modules2 (SUSE)", partial(weak_modules.read, "weak-modules2"),
-                         kind="crc-gate")
+                         weak_modules.count, kind="crc-gate")
 
 #: Every consumer model by CLI identifier, in report order (:func:`register` adds to it).
 CONSUMERS: dict[str, Consumer] = {}
@@ -91,7 +99,7 @@ CONSUMERS: dict[str, Consumer] = {}
 
 def register(consumer: Consumer) -> Consumer:
     """Add ``consumer`` to the registry, after those there: every list, default and ``--consumer``
-    choice made from then on offers it. Its counts come from its model unless tally.py counts it."""
+    choice made from then on offers it. Its counts come from its model unless it has a ``count``."""
     if consumer.id in CONSUMERS:
         raise ValueError(f"consumer {consumer.id!r} is already registered")
     CONSUMERS[consumer.id] = consumer

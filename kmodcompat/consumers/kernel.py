@@ -50,13 +50,20 @@ Two profiles of the loader (:attr:`Kernel.profile`):
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import repeat
 from operator import attrgetter
+from typing import TYPE_CHECKING, Any
 
 from ..elf.layout import EM_PPC64
 from ..modversions import VersionTable, hashed
 from ..records import BasicVersions, ExtVersions, ModuleRecord, Modversion
-from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Reading
+from .base import LOADS, LOADS_TAINTED, LOADS_UNCHECKED, REFUSES, ConsumerView, Counts, Reading
+
+if TYPE_CHECKING:
+    from ..tally import FormatTables, ModuleTally
 
 
 #: The loader profiles: kernel.org's, and Debian's (module-disable-matching-missing-version-crc.patch).
@@ -165,7 +172,7 @@ class Kernel:
     profile: str = MAINLINE  # one of PROFILES
     hashed_names: bool = False  # the 2024 RFC's check_version(): long names match their hashed record
 
-    @property
+    @cached_property  # read for every module in every format: computed once
     def fails_closed(self) -> bool:
         """A ``__versions`` entry missing for a symbol refuses the load (Debian's patch), instead of
         warning once and loading."""
@@ -176,7 +183,7 @@ class Kernel:
         """The release as the kernel spells it: "6.13"."""
         return "{}.{}".format(*self.release)
 
-    @property
+    @cached_property
     def reads_extended(self) -> bool:
         return self.release >= (6, 14)
 
@@ -239,7 +246,7 @@ class Kernel:
         """check_version() without versions: try_to_force_load(mod, symname) for each symbol."""
         if not self.force_load:
             return REFUSES, (), (), (), (), (), False  # -ENOEXEC at module_layout, without a word
-        symbols, _ = r.shared("loader-symbols", _loader_symbols)
+        symbols, _ = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))
         unchecked = tuple(sym for sym, _ in symbols)
         unchecked_set = set(unchecked)
         lost = tuple(n for n in r.order if n in unchecked_set)
@@ -257,6 +264,33 @@ class Kernel:
             return ()  # __versions is not consulted when the extended tables exist
         return rec.versions.entries
 
+    def count(self, t: FormatTables) -> Counts:
+        """:meth:`read`'s view counted, on the clean tables of a simulated format: 6.13 reads ``__versions``
+        alone, 6.14 the extended tables first; the variable-length layout is read as fixed records
+        (:meth:`_misread`); the RFC's kernel matches long names with their hashed records."""
+        m = t.m
+        table: dict[str, int] | None
+        if self.reads_extended and t.ext_table is not None:
+            # Debian's patch changes the __versions walk alone: a name missing from these does not fail.
+            table, misread, closed = t.ext_table, 0, False
+        else:
+            closed = self.fails_closed
+            if self.hashed_names and t.hashed_fmt:
+                table, misread = m.all, 0  # hashed.matchable(): every name, short or long, finds its record
+            elif isinstance(t.versions, str):
+                table, misread = m.misread_table()
+            else:
+                table, misread = t.versions, 0
+            if table is None:
+                return m.once(_unversioned_counted, None) if self.force_load else _REFUSED
+        # Kernels reading the same table alike share the walk (FORCE_LOAD matters only without one).
+        key = (_walk_counted, id(table), misread, closed)
+        try:
+            return m.memo[key]
+        except KeyError:
+            counts = m.memo[key] = _walk_counted(m, table, misread, closed)
+            return counts
+
 
 def _modname(r: Reading) -> str:
     return module_name(r.rec)
@@ -264,34 +298,80 @@ def _modname(r: Reading) -> str:
 
 def _check_versions(r: Reading, table: VersionTable, entries: tuple[Modversion, ...], closed: bool = False,
                     magic: ModinfoVermagic | None = None) -> tuple:
-    """version.c check_version() for each symbol of :func:`_loader_symbols`, against ``entries``
-    (``table`` EXTENDED or BASIC): the view's (verdict, visible, lost, unchecked, messages, false_messages).
+    """version.c check_version() for each symbol of :func:`loader_symbols`, against ``entries``
+    (``table`` EXTENDED or BASIC): the view's (verdict, visible, lost, unchecked, messages, false_messages,
+    whether check_modinfo() was reached), from :func:`check_versions_walk`.
 
-    ``magic``: check_modinfo()'s decision, taken once module_layout has passed (check_modstruct_version()
-    comes first): a refusal ends the load there, before any other symbol is resolved.
+    The kernel scans the table and stops at the first strcmp() match; first-occurrence maps give the
+    same answer without the quadratic scan."""
+    name = r.shared("modname", _modname)
+    symbols, known = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))
+    first = dict(zip(map(attrgetter("name"), reversed(entries)), reversed(entries)))
+    crcs = {n: e.crc for n, e in first.items()}
+    dedotted = None
+    if r.rec.elf.machine == EM_PPC64:
+        # After module_layout, module_frob_arch_sections() has de-dotted the names and
+        # dedotify_versions() dropped one leading '.' of each entry (arch/powerpc module_64.c).
+        later = {e.name.removeprefix("."): e for e in reversed(entries)}
+        dedotted = later, {n: e.crc for n, e in later.items()}
+    verdict, checked, unchecked, events, false, reached, complete = check_versions_walk(
+        symbols, known, first, crcs, r.truth, closed, magic, dedotted)
+    missing = "%s: no extended symbol version for %s" if table == VersionTable.EXTENDED else "%s: no symbol version for %s"
+    messages = []
+    false_messages = []
+    for kind, sym in events:
+        if kind == _MISSING:
+            messages.append(missing % (name, sym))
+        elif kind == _UNKNOWN:
+            messages.append(f"{name}: Unknown symbol {sym} (err -22)")
+        elif kind == _DISAGREES:
+            messages.append(f"{name}: disagrees about version of symbol {sym}")
+            if false:
+                false_messages.append(messages[-1])
+        else:
+            messages.append(sym)  # check_modinfo()'s own line
+    unchecked_set = set(unchecked)
+    lost = tuple(n for n in r.order if n in unchecked_set) if complete else ()
+    return verdict, tuple(checked), lost, tuple(unchecked), tuple(messages), tuple(false_messages), reached
+
+
+#: What check_version() prints of a symbol (:func:`check_versions_walk`): "no (extended) symbol version
+#: for", simplify_symbols()' "Unknown symbol %s (err -22)", "disagrees about version of symbol"; and a
+#: line of check_modinfo()'s.
+_MISSING, _UNKNOWN, _DISAGREES, _MODINFO = "missing", "unknown", "disagrees", "modinfo"
+_ABSENT = object()
+
+
+def check_versions_walk(symbols: tuple[tuple[str, int | None], ...], known: Mapping[str, int],
+                        first: Mapping[str, Any], crcs: Mapping[str, int], truth: Mapping[str, int],
+                        closed: bool, magic: ModinfoVermagic | None = None,
+                        dedotted: tuple[Mapping[str, Any], Mapping[str, int]] | None = None) -> tuple:
+    """The load as check_version() decides it, for each of ``symbols`` (:func:`loader_symbols`): (verdict,
+    the entries checked (``first``'s values), the symbols unchecked, the lines printed as (kind, symbol),
+    whether the "disagrees" line is false, whether check_modinfo() was reached, whether the walk ended
+    normally (then the unchecked imports are the versions lost)).
+
+    ``first``/``crcs``: the table's first entry and CRC of each name; ``dedotted``: the same for the names
+    looked up after module_layout, on ppc64. ``magic``: check_modinfo()'s decision, taken once
+    module_layout has passed (check_modstruct_version() comes first): a refusal ends the load there,
+    before any other symbol is resolved.
 
     ``closed``: Debian's check_version(), where a symbol missing from ``__versions`` prints
     "no symbol version for" each time (pr_warn) and fails (return 0): for module_layout,
     check_modstruct_version() fails and load_module() ends with -ENOEXEC; for any other
     symbol resolve_symbol() makes it ERR_PTR(-EINVAL), simplify_symbols() prints "Unknown
-    symbol %s (err -22)" and goes on with the next symbol, and the load fails after the walk."""
-    truth = r.truth
-    name = r.shared("modname", _modname)
-    symbols, known = r.shared("loader-symbols", _loader_symbols)
-    missing = "%s: no extended symbol version for %s" if table == VersionTable.EXTENDED else "%s: no symbol version for %s"
-    # The kernel scans the table and stops at the first strcmp() match; a
-    # first-occurrence map gives the same answer without the quadratic scan.
-    names = list(map(attrgetter("name"), reversed(entries)))
-    first = dict(zip(names, reversed(entries)))
-    ppc64 = r.rec.elf.machine == EM_PPC64
-    if not ppc64 and magic is None:
-        found = list(map(first.get, [sym for sym, _ in symbols]))
-        if None not in found and known.items() <= dict(zip(names, map(attrgetter("crc"), reversed(entries)))).items():
-            return LOADS, tuple(found), (), (), (), (), True  # every symbol found, every known CRC equal
-    messages: list[str] = []
-    false: list[str] = []
+    symbol %s (err -22)" and goes on with the next symbol, and the load fails after the walk.
+
+    version.c compares ``versions[i].crc == *crc``, the whole unsigned long against the exporter's u32
+    (1cd9502ee927): a record whose upper half is not zero (a misread layout) never matches. On a
+    MODVERSIONS kernel every export has a CRC; when we do not know it (want None) a found entry is
+    taken to match."""
+    if dedotted is None and magic is None and known.items() <= crcs.items() \
+            and all(sym in crcs for sym, _ in symbols):
+        return LOADS, [first[sym] for sym, _ in symbols], [], [], False, True, True  # all found, all equal
+    events: list[tuple[str, str]] = []
     unchecked: list[str] = []
-    checked: list[Modversion] = []
+    checked: list[Any] = []
     warned = False  # pr_warn_once(): once per call site per boot; one module here
 
     def modinfo_refuses() -> bool:
@@ -299,54 +379,42 @@ def _check_versions(r: Reading, table: VersionTable, entries: tuple[Modversion, 
         if magic is None:
             return False
         if magic.message:
-            messages.append(magic.message)
+            events.append((_MODINFO, magic.message))
         return magic.refuses
 
     for i, (sym, want) in enumerate(symbols):
-        if i == 1 and modinfo_refuses():
-            return REFUSES, (), (), (), tuple(messages), (), True
-        if i == 1 and ppc64:
-            # After module_layout, module_frob_arch_sections() has de-dotted the names and
-            # dedotify_versions() dropped one leading '.' of each entry (arch/powerpc module_64.c).
-            first = {e.name.removeprefix("."): e for e in reversed(entries)}
-        e = first.get(sym)
-        if e is None and closed:
-            messages.append(missing % (name, sym))
+        if i == 1:
+            if modinfo_refuses():
+                return REFUSES, [], [], events, False, True, False
+            if dedotted is not None:
+                first, crcs = dedotted
+        crc = crcs.get(sym, _ABSENT)
+        if crc is _ABSENT:
             unchecked.append(sym)
-            if not i:
-                return REFUSES, (), (), tuple(unchecked), tuple(messages), (), False
-            messages.append(f"{name}: Unknown symbol {sym} (err -22)")
-            continue
-        if e is None:
-            if not warned:
+            if closed:
+                events.append((_MISSING, sym))
+                if not i:
+                    return REFUSES, checked, unchecked, events, False, False, False
+                events.append((_UNKNOWN, sym))
+            elif not warned:
                 warned = True
-                messages.append(missing % (name, sym))
-            unchecked.append(sym)
+                events.append((_MISSING, sym))
             continue
-        checked.append(e)
-        # version.c: `versions[i].crc == *crc`, the whole unsigned long against
-        # the exporter's u32 (1cd9502ee927): a record whose upper half is not
-        # zero (a misread layout) never matches. On a MODVERSIONS kernel every
-        # export has a CRC; when we do not know it (want None) a found entry is
-        # taken to match.
-        if want is not None and e.crc != want:
-            line = f"{name}: disagrees about version of symbol {sym}"
-            messages.append(line)
-            if truth.get(sym) == want:
-                false.append(line)
+        checked.append(first[sym])
+        if want is not None and crc != want:
+            events.append((_DISAGREES, sym))
             if i:
-                messages.append(f"{name}: Unknown symbol {sym} (err -22)")
-            return REFUSES, tuple(checked), (), tuple(unchecked), tuple(messages), tuple(false), i > 0
+                events.append((_UNKNOWN, sym))
+            return REFUSES, checked, unchecked, events, truth.get(sym) == want, i > 0, False
     if len(symbols) == 1 and modinfo_refuses():  # module_layout alone: check_modinfo() after it all the same
-        return REFUSES, (), (), (), tuple(messages), (), True
-    unchecked_set = set(unchecked)
-    lost = tuple(n for n in r.order if n in unchecked_set)
+        return REFUSES, [], [], events, False, True, False
     if closed and unchecked:  # Debian: each symbol without an entry failed in simplify_symbols()
-        return REFUSES, tuple(checked), lost, tuple(unchecked), tuple(messages), (), True
-    return (LOADS_UNCHECKED if unchecked else LOADS), tuple(checked), lost, tuple(unchecked), tuple(messages), (), True
+        return REFUSES, checked, unchecked, events, False, True, True
+    return (LOADS_UNCHECKED if unchecked else LOADS), checked, unchecked, events, False, True, True
 
 
-def _loader_symbols(r: Reading) -> tuple[tuple[tuple[str, int | None], ...], dict[str, int]]:
+def loader_symbols(rec: ModuleRecord, exp: Mapping[str, int]) -> tuple[tuple[tuple[str, int | None], ...],
+                                                                      dict[str, int]]:
     """The symbols the loader checks, as (name looked up, exporter's CRC or None); the known CRCs by name.
 
     check_modstruct_version() runs first (early_mod_check), with module_layout: a
@@ -354,13 +422,29 @@ def _loader_symbols(r: Reading) -> tuple[tuple[tuple[str, int | None], ...], dic
     simplify_symbols() walks .symtab and resolve_symbol() checks each UND symbol,
     on ppc64 by its de-dotted name (module_frob_arch_sections).
     """
-    ppc64 = r.rec.elf.machine == EM_PPC64
-    exp = r.exp
-    out = [("module_layout", exp.get("module_layout"))]
-    for imp in r.rec.imports:
-        sym = imp.name.removeprefix(".") if ppc64 else imp.name
-        if sym == ".TOC." or sym == "TOC.":
-            continue  # made SHN_ABS by dedotify() on ppc64
-        out.append((sym, exp.get(sym)))
-    return tuple(out), {sym: want for sym, want in out if want is not None}
+    names = [imp.name for imp in rec.imports]
+    if rec.elf.machine == EM_PPC64:
+        names = list(map(str.removeprefix, names, repeat(".")))
+    if ".TOC." in names or "TOC." in names:
+        names = [n for n in names if n != ".TOC." and n != "TOC."]  # made SHN_ABS by dedotify() on ppc64
+    out = (("module_layout", exp.get("module_layout")), *zip(names, map(exp.get, names)))
+    return out, {sym: want for sym, want in out if want is not None}
 
+
+# -- counted on a simulated format's clean tables (tally.py) -------------------------------------------------
+
+_REFUSED = Counts(0, 0, 0, 0, 0, 0, REFUSES)  # -ENOEXEC at module_layout, without a word
+
+
+def _walk_counted(m: ModuleTally, table: dict[str, int], misread: int, closed: bool) -> Counts:
+    symbols, known = m.loader
+    verdict, checked, unchecked, events, false, _, complete = check_versions_walk(
+        symbols, known, table, table, m.truth, closed)
+    lost = len(m.truth.keys() & unchecked) if complete and unchecked else 0
+    return Counts(len(checked), lost, misread, len(unchecked), len(events), int(false), verdict)
+
+
+def _unversioned_counted(m: ModuleTally, _: None) -> Counts:
+    """Kernel._unversioned() with CONFIG_MODULE_FORCE_LOAD, counted: every symbol unchecked, one taint line."""
+    symbols = m.loader[0]
+    return Counts(0, sum(1 for sym, _want in symbols if sym in m.truth), 0, len(symbols), 1, 0, LOADS_TAINTED)

@@ -7,14 +7,20 @@ of that kmod sees (import versions lost, false "disagrees" warnings).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import repeat
 from operator import attrgetter
+from typing import TYPE_CHECKING
 
 from ..kmod.elf import KmodError, dependency_versions, get_modversions, match_versions
 from ..kmod.profile import Kmod
 from ..elf.layout import STB_WEAK
 from ..modversions.hashed import SHOWN_NAME as HASHED_NAME
-from ..records import ModuleRecord, Modversion
-from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Reading
+from ..records import Import, ModuleRecord, Modversion
+from .base import FALSE_MISMATCH, OK, PARTIAL, UNREADABLE, ConsumerView, Counts, Reading
+
+if TYPE_CHECKING:
+    from ..tally import FormatTables, ModuleTally
 
 #: Symbols depmod adds itself when it loads -E/-F (depmod_add_fake_syms), so never "unknown".
 DEPMOD_FAKE_SYMBOLS = frozenset({"__this_module", "_GLOBAL_OFFSET_TABLE_", "TOC."})
@@ -52,14 +58,7 @@ def _read(kmod: Kmod, r: Reading) -> ConsumerView:
         warnings, false = r.per_table("depmod", entries, lambda r: _depmod_warnings(
             r, *match_versions(entries, map(_name, r.rec.imports))))
         messages += warnings
-    if false:
-        verdict = FALSE_MISMATCH
-    elif not visible and r.own:
-        verdict = UNREADABLE
-    elif lost:
-        verdict = PARTIAL
-    else:
-        verdict = OK
+    verdict = verdict_of(false, visible, r.own, lost)
     misread: tuple[Modversion, ...] = ()
     if rec.varlen_versions is not None:
         misread = rec.varlen_versions.entries  # kmod rejects the table: every entry is lost to it
@@ -85,57 +84,139 @@ def _unseen(order: tuple[str, ...], visible: tuple[Modversion, ...]) -> tuple[st
     return tuple(n for n in order if n not in seen)
 
 
-def _unknown_symbol(path: str, name: str) -> str:
-    return f"depmod: WARNING: {path} needs unknown symbol {name}"
+# -- the rules, on tables: the model below and count() both run them --------------------------------------
+
+#: What a ``depmod -e -E`` warning says of a symbol (:func:`depmod_checks`).
+UNKNOWN, DISAGREES = "needs unknown symbol", "disagrees about version of symbol"
+
+#: (the non-weak imports as (.symtab name, name looked up, exporter's CRC or None), the known CRCs by
+#: .symtab name, the names depmod calls unknown, in order).
+DepmodImports = tuple[tuple[tuple[str, str, int | None], ...], dict[str, int], tuple[str, ...]]
 
 
-def _depmod_imports(r: Reading) -> tuple[tuple[tuple[str, str, int | None], ...], dict[str, int], tuple[str, ...]]:
-    """The non-weak imports depmod looks up, as (.symtab name, name looked up, exporter's CRC or None);
-    the known CRCs by .symtab name; the "needs unknown symbol" warnings they draw, in order."""
-    exp, path, judge_unknown = r.exp, r.path, r.judge_unknown
-    symbols = []
-    unknown = []
-    for imp in r.rec.imports:
-        if imp.binding != STB_WEAK:
-            name = imp.name.removeprefix(".")  # depmod_symbol_find() strips one leading dot
-            want = exp.get(name)
-            symbols.append((imp.name, name, want))
-            if want is None and judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
-                unknown.append(_unknown_symbol(path, name))
-    return tuple(symbols), {raw_name: want for raw_name, _, want in symbols if want is not None}, tuple(unknown)
+def depmod_imports(imports: Sequence[Import], exp: Mapping[str, int], judge_unknown: bool) -> DepmodImports:
+    """The imports depmod looks up (depmod_load_module_dependencies(): weak ones are skipped), with the
+    exporters' CRCs; ``judge_unknown``: whether a symbol no exporter has is "unknown" (a complete tree)."""
+    raw_names = [imp.name for imp in imports if imp.binding != STB_WEAK]
+    names = list(map(str.removeprefix, raw_names, repeat(".")))  # depmod_symbol_find() strips one leading dot
+    wants = list(map(exp.get, names))
+    unknown = tuple(n for n, want in zip(names, wants) if want is None and n not in DEPMOD_FAKE_SYMBOLS) \
+        if judge_unknown else ()
+    known = {raw_name: want for raw_name, want in zip(raw_names, wants) if want is not None}
+    return tuple(zip(raw_names, names, wants)), known, unknown
+
+
+def depmod_checks(imports: DepmodImports, crcs: Mapping[str, int], rest: Iterable[tuple[int, str]],
+                  exp: Mapping[str, int], truth: Mapping[str, int], judge_unknown: bool,
+                  hashed: bool) -> list[tuple[str, str, bool]]:
+    """``depmod -e -E`` on the dependency symbols: each warning as (:data:`UNKNOWN` or :data:`DISAGREES`,
+    symbol, whether it is false), in depmod's order.
+
+    ``crcs``: the CRC kmod_elf_get_dependency_symbols() gives each import (by .symtab name; 0 when none),
+    ``rest``: (CRC, name) of the entries no import took (module_layout; the hashed format's records).
+    A warning is false when the module was built against the exporter's CRC (``truth``). A hashed record
+    (the 2024 RFC) left over is a "symbol" named sha256 the module never imports: whatever depmod says
+    of it is false (``hashed``)."""
+    symbols, wants, unknown = imports
+    if wants.items() <= crcs.items():
+        # Every import's CRC is its exporter's: the imports draw only the unknown-symbol warnings.
+        events = [(UNKNOWN, name, False) for name in unknown]
+        checks = []
+    else:
+        events = []
+        checks = [(crcs.get(raw_name, 0), name, want) for raw_name, name, want in symbols]
+    first_rest = len(checks)
+    for crc, name in rest:
+        name = name.removeprefix(".")
+        checks.append((crc, name, exp.get(name)))
+    for i, (crc, name, want) in enumerate(checks):
+        bogus = hashed and i >= first_rest and name == HASHED_NAME
+        if want is None:
+            if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
+                events.append((UNKNOWN, name, bogus))
+            continue
+        if crc != want:
+            events.append((DISAGREES, name, truth.get(name) == want or bogus))
+    return events
+
+
+def verdict_of(false: object, visible: object, own: object, lost: object) -> str:
+    """The user's verdict: a false warning first, then nothing readable where the module has versions,
+    then versions lost."""
+    return FALSE_MISMATCH if false else UNREADABLE if not visible and own else PARTIAL if lost else OK
 
 
 def _depmod_warnings(r: Reading, crcs: dict[str, int],
                      rest: list[Modversion]) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """``depmod -e -E`` on the dependency symbols (:func:`~kmodcompat.kmod.elf.get_dependency_symbols`):
     all warnings, the false ones."""
-    path, truth, exp, judge_unknown = r.path, r.truth, r.exp, r.judge_unknown
-    symbols, wants, unknown = r.shared("depmod-imports", _depmod_imports)
-    if wants.items() <= crcs.items():
-        # Every import's CRC is its exporter's: the imports draw only the unknown-symbol warnings.
-        messages = list(unknown)
-        checks = []
-    else:
-        messages = []
-        checks = [(crcs.get(raw_name, 0), name, want) for raw_name, name, want in symbols]
-    # A hashed record (the 2024 RFC) left over is a "symbol" named sha256 the module never imports:
-    # whatever depmod says of it is false (kmod_elf_get_dependency_symbols() appends it like module_layout).
-    hashed = r.rec.hashed_versions is not None
-    for e in rest:
-        name = e.name.removeprefix(".")
-        checks.append((e.crc, name, exp.get(name)))
-    false: list[str] = []
-    for i, (crc, name, want) in enumerate(checks):
-        bogus = hashed and name == HASHED_NAME and i >= len(checks) - len(rest)
-        if want is None:
-            if judge_unknown and name not in DEPMOD_FAKE_SYMBOLS:
-                messages.append(_unknown_symbol(path, name))
-                if bogus:
-                    false.append(messages[-1])
-            continue
-        if crc != want:
-            line = f"depmod: WARNING: {path} disagrees about version of symbol {name}"
-            messages.append(line)
-            if truth.get(name) == want or bogus:
-                false.append(line)
-    return tuple(messages), tuple(false)
+    path = r.path
+    imports = r.shared("depmod-imports", lambda r: depmod_imports(r.rec.imports, r.exp, r.judge_unknown))
+    events = depmod_checks(imports, crcs, ((e.crc, e.name) for e in rest), r.exp, r.truth, r.judge_unknown,
+                           r.rec.hashed_versions is not None)
+    messages = tuple(f"depmod: WARNING: {path} {kind} {name}" for kind, name, _ in events)
+    return messages, tuple(line for line, (_, _, false) in zip(messages, events) if false)
+
+
+# -- counted on a simulated format's clean tables (tally.py) -------------------------------------------------
+
+def count(kmod: Kmod, t: FormatTables) -> Counts:
+    """:func:`read`'s view counted, on the clean tables of a simulated format. On clean tables (every name
+    terminated) releases differ only in reading the extended tables and in the errno they print: kmod 30
+    and 34 count alike, once."""
+    key = ("kmod-count", kmod.reads_extended)
+    try:
+        return t.memo[key]
+    except KeyError:
+        counts = t.memo[key] = _count(kmod, t)
+        return counts
+
+
+def _count(kmod: Kmod, t: FormatTables) -> Counts:
+    m = t.m
+    misread = t.varlen_entries or len(t.shown)  # kmod rejects the variable-length entries
+    visible, fatal, depmod = _reading(kmod, t)
+    if depmod is None:  # PR #270 on the variable-length layout: EINVAL drops the dependencies silently
+        return Counts(0, len(m.truth), misread, 0, fatal, 0, verdict_of(False, visible, t.own, m.truth))
+    table = t.ext_table if kmod.reads_extended and t.ext_table is not None else t.versions
+    lost = m.unseen(table if isinstance(table, dict) else m.empty)
+    messages, false = depmod
+    return Counts(visible, lost, misread, 0, fatal + messages, false, verdict_of(false, visible, t.own, lost))
+
+
+def depmod_counts(kmod: Kmod, t: FormatTables) -> tuple[int, int] | None:
+    """(warnings, false ones) of this kmod's ``depmod -e -E`` on the clean tables; None when depmod drops
+    the module's dependencies without a word (PR #270, a table it cannot read)."""
+    return _reading(kmod, t)[2]
+
+
+def _reading(kmod: Kmod, t: FormatTables) -> tuple[int, int, tuple[int, int] | None]:
+    """(versions --dump-modversions shows, modprobe's FATAL lines, depmod's counts) on clean tables:
+    get_modversions() and dependency_versions() as they read each format."""
+    key = ("kmod-reading", kmod.reads_extended)
+    try:
+        return t.memo[key]
+    except KeyError:
+        reading = t.memo[key] = _read_tables(kmod, t)
+        return reading
+
+
+def _read_tables(kmod: Kmod, t: FormatTables) -> tuple[int, int, tuple[int, int] | None]:
+    m = t.m
+    if kmod.reads_extended and t.ext_table is not None:  # PR #270 prefers the extended tables, for depmod too
+        return len(t.ext_table), 0, m.once(_depmod_counted, t.ext_table, False)
+    if isinstance(t.versions, dict):
+        return len(t.versions) + len(t.shown), 0, m.once(_depmod_counted, t.versions, t.hashed_fmt)
+    # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL line; depmod
+    # matches the imports against nothing, but PR #270, where EINVAL (not ENODATA) drops them.
+    if kmod.reads_extended and t.versions is not None:
+        return 0, 1, None
+    return 0, 1, m.once(_depmod_counted, m.empty, False)
+
+
+def _depmod_counted(m: ModuleTally, table: dict[str, int], hashed: bool) -> tuple[int, int]:
+    rest = [(table["module_layout"], "module_layout")] if "module_layout" in table else []  # no import takes it
+    if hashed:
+        rest += [(crc, HASHED_NAME) for crc in m.hashed_crcs]
+    events = depmod_checks(m.depmod, table, rest, m.exp, m.truth, m.judge, hashed)
+    return len(events), sum(false for _, _, false in events) if events else 0

@@ -29,11 +29,15 @@ warnings themselves are checked against the real binaries.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from ..kmod.profile import KMOD34
 from ..records import ModuleRecord
 from . import kmod
-from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, Reading, tree_crcs
+from .base import COMPATIBLE, INCOMPATIBLE, ConsumerView, Counts, Reading, tree_crcs
+
+if TYPE_CHECKING:
+    from ..tally import FormatTables
 
 _UNKNOWN, _DISAGREES = " needs unknown symbol ", " disagrees about version of symbol "
 
@@ -57,6 +61,14 @@ def read(consumer: str, r: Reading) -> ConsumerView:
     verdict = INCOMPATIBLE if lines else COMPATIBLE
     notes = ("rejected only by false depmod warnings: the kernel would load it",) if lines and lines == false else ()
     return ConsumerView(consumer, r.path, verdict, messages=lines, false_messages=false, notes=notes)
+
+
+def count(t: FormatTables) -> Counts:
+    """Either gate's view counted, on the clean tables of a simulated format: kmod 34's depmod lines."""
+    depmod = kmod.depmod_counts(KMOD34, t)
+    assert depmod is not None  # only PR #270 drops a module's dependencies without a word
+    lines, false = depmod
+    return Counts(0, 0, 0, 0, lines, false, INCOMPATIBLE if lines else COMPATIBLE)
 
 
 def redhat_weak_links(modules: Sequence[tuple[str, ModuleRecord]], kernel_crcs: Mapping[str, int]) -> set[str]:

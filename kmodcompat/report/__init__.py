@@ -219,7 +219,8 @@ def module_summary(path: str, views: dict[str, ConsumerView]) -> dict:
 
 
 def summary_from_counts(path: str, counts: dict[str, Counts], view) -> dict:
-    """:func:`module_summary` of views counted by tally.py: the models run only where there are problems to list."""
+    """:func:`module_summary` of views counted (each consumer's count() on tally.py's tables): the models run
+    only where there are problems to list."""
     entry: dict[str, dict] = {"verdicts": {c: n.verdict for c, n in counts.items()}}
     problems = {c: _problem(view(c)) for c, n in counts.items() if n.lost or n.misread or n.false_messages}
     if problems:
