@@ -40,6 +40,8 @@ from .simulate import FORMATS, import_versions
 
 T = TypeVar("T")
 
+_UNSET = object()
+
 #: kmod's reading of a variable-length ``__versions`` (a size that is not a multiple of 64): no table.
 ODD = "odd"
 
@@ -153,8 +155,15 @@ class ModuleTally:
         counters = consumers if isinstance(consumers, Counting) else counting(consumers)
         out: dict[str, dict[str, Counts] | None] = {}
         for fmt in formats:
-            t = self.tables(fmt)
-            out[fmt] = None if t is None else {cid: count(t) for cid, count in counters.pairs}
+            # A hashed table without a long name is the basic one byte for byte (simulate.written_format):
+            # counted once. So is the module as built (as_built), which is counted as its own format.
+            written = Fmt.BASIC if fmt == Fmt.HASHED and not self.hashed_crcs else fmt
+            key = ("counts", written, counters)
+            held = self.memo.get(key, _UNSET)
+            if held is _UNSET:
+                t = self.tables(written)
+                held = self.memo[key] = None if t is None else {cid: count(t) for cid, count in counters.pairs}
+            out[fmt] = None if held is None else dict(held)  # the caller's own: compute_views adds to it
         return out
 
     def as_built(self, consumers: Sequence[str] | Counting | None = None) -> dict[str, Counts] | None:

@@ -246,7 +246,7 @@ class Kernel:
         """check_version() without versions: try_to_force_load(mod, symname) for each symbol."""
         if not self.force_load:
             return REFUSES, (), (), (), (), (), False  # -ENOEXEC at module_layout, without a word
-        symbols, _ = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))
+        symbols = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))[0]
         unchecked = tuple(sym for sym, _ in symbols)
         unchecked_set = set(unchecked)
         lost = tuple(n for n in r.order if n in unchecked_set)
@@ -305,7 +305,7 @@ def _check_versions(r: Reading, table: VersionTable, entries: tuple[Modversion, 
     The kernel scans the table and stops at the first strcmp() match; first-occurrence maps give the
     same answer without the quadratic scan."""
     name = r.shared("modname", _modname)
-    symbols, known = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))
+    symbols, known, unknown = r.shared("loader-symbols", lambda r: loader_symbols(r.rec, r.exp))
     first = dict(zip(map(attrgetter("name"), reversed(entries)), reversed(entries)))
     crcs = {n: e.crc for n, e in first.items()}
     dedotted = None
@@ -315,7 +315,7 @@ def _check_versions(r: Reading, table: VersionTable, entries: tuple[Modversion, 
         later = {e.name.removeprefix("."): e for e in reversed(entries)}
         dedotted = later, {n: e.crc for n, e in later.items()}
     verdict, checked, unchecked, events, false, reached, complete = check_versions_walk(
-        symbols, known, first, crcs, r.truth, closed, magic, dedotted)
+        symbols, known, unknown, first, crcs, r.truth, closed, magic, dedotted)
     missing = "%s: no extended symbol version for %s" if table == VersionTable.EXTENDED else "%s: no symbol version for %s"
     messages = []
     false_messages = []
@@ -343,7 +343,7 @@ _ABSENT = object()
 
 
 def check_versions_walk(symbols: tuple[tuple[str, int | None], ...], known: Mapping[str, int],
-                        first: Mapping[str, Any], crcs: Mapping[str, int], truth: Mapping[str, int],
+                        unknown: tuple[str, ...], first: Mapping[str, Any], crcs: Mapping[str, int], truth: Mapping[str, int],
                         closed: bool, magic: ModinfoVermagic | None = None,
                         dedotted: tuple[Mapping[str, Any], Mapping[str, int]] | None = None) -> tuple:
     """The load as check_version() decides it, for each of ``symbols`` (:func:`loader_symbols`): (verdict,
@@ -351,6 +351,7 @@ def check_versions_walk(symbols: tuple[tuple[str, int | None], ...], known: Mapp
     whether the "disagrees" line is false, whether check_modinfo() was reached, whether the walk ended
     normally (then the unchecked imports are the versions lost)).
 
+    ``known``, ``unknown``: the symbols' known CRCs, the symbols without one (:func:`loader_symbols`).
     ``first``/``crcs``: the table's first entry and CRC of each name; ``dedotted``: the same for the names
     looked up after module_layout, on ppc64. ``magic``: check_modinfo()'s decision, taken once
     module_layout has passed (check_modstruct_version() comes first): a refusal ends the load there,
@@ -366,8 +367,7 @@ def check_versions_walk(symbols: tuple[tuple[str, int | None], ...], known: Mapp
     (1cd9502ee927): a record whose upper half is not zero (a misread layout) never matches. On a
     MODVERSIONS kernel every export has a CRC; when we do not know it (want None) a found entry is
     taken to match."""
-    if dedotted is None and magic is None and known.items() <= crcs.items() \
-            and all(sym in crcs for sym, _ in symbols):
+    if dedotted is None and magic is None and known.items() <= crcs.items() and all(map(crcs.__contains__, unknown)):
         return LOADS, [first[sym] for sym, _ in symbols], [], [], False, True, True  # all found, all equal
     events: list[tuple[str, str]] = []
     unchecked: list[str] = []
@@ -414,8 +414,9 @@ def check_versions_walk(symbols: tuple[tuple[str, int | None], ...], known: Mapp
 
 
 def loader_symbols(rec: ModuleRecord, exp: Mapping[str, int]) -> tuple[tuple[tuple[str, int | None], ...],
-                                                                      dict[str, int]]:
-    """The symbols the loader checks, as (name looked up, exporter's CRC or None); the known CRCs by name.
+                                                                      dict[str, int], tuple[str, ...]]:
+    """The symbols the loader checks, as (name looked up, exporter's CRC or None); the known CRCs by name;
+    the names whose CRC is not known.
 
     check_modstruct_version() runs first (early_mod_check), with module_layout: a
     failure there is -ENOEXEC before any other symbol is looked at. Then
@@ -428,7 +429,8 @@ def loader_symbols(rec: ModuleRecord, exp: Mapping[str, int]) -> tuple[tuple[tup
     if ".TOC." in names or "TOC." in names:
         names = [n for n in names if n != ".TOC." and n != "TOC."]  # made SHN_ABS by dedotify() on ppc64
     out = (("module_layout", exp.get("module_layout")), *zip(names, map(exp.get, names)))
-    return out, {sym: want for sym, want in out if want is not None}
+    known = {sym: want for sym, want in out if want is not None}
+    return out, known, tuple(sym for sym, want in out if want is None) if len(known) < len(out) else ()
 
 
 # -- counted on a simulated format's clean tables (tally.py) -------------------------------------------------
@@ -437,9 +439,9 @@ _REFUSED = Counts(0, 0, 0, 0, 0, 0, REFUSES)  # -ENOEXEC at module_layout, witho
 
 
 def _walk_counted(m: ModuleTally, table: dict[str, int], misread: int, closed: bool) -> Counts:
-    symbols, known = m.loader
+    symbols, known, unknown = m.loader
     verdict, checked, unchecked, events, false, _, complete = check_versions_walk(
-        symbols, known, table, table, m.truth, closed)
+        symbols, known, unknown, table, table, m.truth, closed)
     lost = len(m.truth.keys() & unchecked) if complete and unchecked else 0
     return Counts(len(checked), lost, misread, len(unchecked), len(events), int(false), verdict)
 
@@ -447,4 +449,4 @@ def _walk_counted(m: ModuleTally, table: dict[str, int], misread: int, closed: b
 def _unversioned_counted(m: ModuleTally, _: None) -> Counts:
     """Kernel._unversioned() with CONFIG_MODULE_FORCE_LOAD, counted: every symbol unchecked, one taint line."""
     symbols = m.loader[0]
-    return Counts(0, sum(1 for sym, _want in symbols if sym in m.truth), 0, len(symbols), 1, 0, LOADS_TAINTED)
+    return Counts(0, len(m.truth.keys() & dict(symbols).keys()), 0, len(symbols), 1, 0, LOADS_TAINTED)

@@ -161,57 +161,49 @@ def _depmod_warnings(r: Reading, crcs: dict[str, int],
 # -- counted on a simulated format's clean tables (tally.py) -------------------------------------------------
 
 def count(kmod: Kmod, t: FormatTables) -> Counts:
-    """:func:`read`'s view counted, on the clean tables of a simulated format. On clean tables (every name
-    terminated) releases differ only in reading the extended tables and in the errno they print: kmod 30
-    and 34 count alike, once."""
-    key = ("kmod-count", kmod.reads_extended)
-    try:
-        return t.memo[key]
-    except KeyError:
-        counts = t.memo[key] = _count(kmod, t)
-        return counts
-
-
-def _count(kmod: Kmod, t: FormatTables) -> Counts:
-    m = t.m
-    misread = t.varlen_entries or len(t.shown)  # kmod rejects the variable-length entries
-    visible, fatal, depmod = _reading(kmod, t)
-    if depmod is None:  # PR #270 on the variable-length layout: EINVAL drops the dependencies silently
-        return Counts(0, len(m.truth), misread, 0, fatal, 0, verdict_of(False, visible, t.own, m.truth))
-    table = t.ext_table if kmod.reads_extended and t.ext_table is not None else t.versions
-    lost = m.unseen(table if isinstance(table, dict) else m.empty)
-    messages, false = depmod
-    return Counts(visible, lost, misread, 0, fatal + messages, false, verdict_of(false, visible, t.own, lost))
+    """:func:`read`'s view counted, on the clean tables of a simulated format."""
+    return _counted(kmod, t)[0]
 
 
 def depmod_counts(kmod: Kmod, t: FormatTables) -> tuple[int, int] | None:
     """(warnings, false ones) of this kmod's ``depmod -e -E`` on the clean tables; None when depmod drops
     the module's dependencies without a word (PR #270, a table it cannot read)."""
-    return _reading(kmod, t)[2]
+    return _counted(kmod, t)[1]
 
 
-def _reading(kmod: Kmod, t: FormatTables) -> tuple[int, int, tuple[int, int] | None]:
-    """(versions --dump-modversions shows, modprobe's FATAL lines, depmod's counts) on clean tables:
-    get_modversions() and dependency_versions() as they read each format."""
-    key = ("kmod-reading", kmod.reads_extended)
+def _counted(kmod: Kmod, t: FormatTables) -> tuple[Counts, tuple[int, int] | None]:
+    """The view counted, and depmod's part of it. On clean tables (every name terminated) releases differ
+    only where PR #270 reads the extended tables (or fails on the variable-length layout) and in the
+    errno they print: any two that read the tables alike count them once."""
+    extended = kmod.reads_extended and (t.ext_table is not None or isinstance(t.versions, str))
     try:
-        return t.memo[key]
+        return t.memo[extended]
     except KeyError:
-        reading = t.memo[key] = _read_tables(kmod, t)
-        return reading
+        counted = t.memo[extended] = _count(extended, t)
+        return counted
 
 
-def _read_tables(kmod: Kmod, t: FormatTables) -> tuple[int, int, tuple[int, int] | None]:
+def _count(extended: bool, t: FormatTables) -> tuple[Counts, tuple[int, int] | None]:
+    """get_modversions() and dependency_versions() as they read each format; ``extended``: as PR #270
+    reads it (the extended tables first, and EINVAL, not ENODATA, on a table of the wrong size)."""
     m = t.m
-    if kmod.reads_extended and t.ext_table is not None:  # PR #270 prefers the extended tables, for depmod too
-        return len(t.ext_table), 0, m.once(_depmod_counted, t.ext_table, False)
-    if isinstance(t.versions, dict):
-        return len(t.versions) + len(t.shown), 0, m.once(_depmod_counted, t.versions, t.hashed_fmt)
-    # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL line; depmod
-    # matches the imports against nothing, but PR #270, where EINVAL (not ENODATA) drops them.
-    if kmod.reads_extended and t.versions is not None:
-        return 0, 1, None
-    return 0, 1, m.once(_depmod_counted, m.empty, False)
+    misread = t.varlen_entries or len(t.shown)  # kmod rejects the variable-length entries
+    if extended and t.ext_table is not None:  # PR #270 prefers the extended tables, for depmod too
+        table, visible, fatal = t.ext_table, len(t.ext_table), 0
+        depmod = m.once(_depmod_counted, table, False)
+    elif isinstance(t.versions, dict):
+        table, visible, fatal = t.versions, len(t.versions) + len(t.shown), 0
+        depmod = m.once(_depmod_counted, table, t.hashed_fmt)
+    elif extended:  # PR #270 on the variable-length layout: EINVAL drops the dependencies silently
+        return Counts(0, len(m.truth), misread, 0, 1, 0, verdict_of(False, 0, t.own, m.truth)), None
+    else:
+        # No __versions (ENOENT/ENODATA) or one of the wrong size (EINVAL): modprobe's FATAL line, and
+        # depmod matches the imports against nothing.
+        table, visible, fatal = m.empty, 0, 1
+        depmod = m.once(_depmod_counted, table, False)
+    messages, false = depmod
+    lost = m.unseen(table)
+    return Counts(visible, lost, misread, 0, fatal + messages, false, verdict_of(false, visible, t.own, lost)), depmod
 
 
 def _depmod_counted(m: ModuleTally, table: dict[str, int], hashed: bool) -> tuple[int, int]:
