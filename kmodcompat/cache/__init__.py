@@ -1,4 +1,4 @@
-"""The cache of parsed records and finished reports: data, never code; never stale, never trusted when damaged.
+"""The cache of parsed records and finished reports and diffs: data, never code; never stale, never trusted when damaged.
 
 * :mod:`.codec`: records as schema-checked JSON (no pickle);
 * :mod:`.keys`: file identities, content digests, the code's fingerprints, report input keys;

@@ -1,4 +1,4 @@
-"""The cache as commands use it: parse results by content, finished reports by input key.
+"""The cache as commands use it: parse results by content, finished reports and diffs by input key.
 
 :func:`parse_cached` serves each file's parse result from the cache when it
 holds one for the file's bytes, and parses the rest. What it stores comes
@@ -34,8 +34,8 @@ from .store import BUSY_SECONDS, DB_ERRORS, Store, _busy, warn
 
 Parsed = ModuleRecord | ModuleReadError
 
-#: Finished reports kept (most recently used first): a few trees, not every one ever seen.
-REPORTS_KEPT = 8
+#: Finished reports and diffs kept (most recently used first): a few trees, not every one ever seen.
+REPORTS_KEPT = 16
 #: Limits applied after each run that wrote to the cache (``cache prune`` takes others).
 DEFAULT_MAX_BYTES = 512 << 20
 DEFAULT_MAX_AGE_DAYS = 30

@@ -4,7 +4,7 @@ Tables (:data:`SCHEMA`, compared exactly with ``sqlite_master`` on open):
 
 * ``files``: path (bytes, as the OS gives it) → file identity and content digest;
 * ``records``: content digest → an encoded parse result (:mod:`.codec`);
-* ``reports``: input key → a finished report (zlib JSON text);
+* ``reports``: input key → a finished report or diff (zlib JSON text);
 * ``meta``: the schema and records versions.
 
 Every row of ``files``, ``records`` and ``reports`` carries a MAC (keyed

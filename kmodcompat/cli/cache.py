@@ -1,4 +1,4 @@
-"""``kmodcompat cache info|clear|prune``: the cache of parsed records, validate verdicts and finished reports.
+"""``kmodcompat cache info|clear|prune``: the cache of parsed records, validate verdicts and finished reports and diffs.
 
 It lives in ``$XDG_CACHE_HOME/kmodcompat``, else ``~/.cache/kmodcompat``.
 
@@ -27,14 +27,15 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 HELP = CommandHelp(
-    summary="show, prune or clear the cache of parsed records and reports",
+    summary="show, prune or clear the cache of parsed records, reports and diffs",
     description="""
 Every command that reads module files (report, views, simulate, diff, depmod, exports, graph, symvers,
-loadable, modinfo, modversions) keeps what it parsed, validate its verdicts, and report its finished reports, in a cache
-in $XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged tree is read again without
-parsing a module; --no-cache, in each of them, neither reads nor writes it. Records are kept by the content
-of each module file, found by a stat check first and by the file's digest when the stat does not prove it
-unchanged (a copied or moved tree finds them), at most 512 MiB and 30 days unused by default: after a run
+loadable, modinfo, modversions) keeps what it parsed, validate its verdicts, and report and diff their
+finished results, in a cache in $XDG_CACHE_HOME/kmodcompat (else ~/.cache/kmodcompat), so that an unchanged
+tree is read again without parsing a module (and reported or diffed again without reading one); --no-cache,
+in each of them, neither reads nor writes it. Records are kept by the content of each module file, found
+by a stat check first and by the file's digest when the stat does not prove it unchanged (a copied or
+moved tree finds them), at most 512 MiB and 30 days unused by default: after a run
 that wrote to the cache, the least recently used records go first.
 
 info says what the cache holds (sizes in binary units), per module directory. prune applies other limits
@@ -98,7 +99,7 @@ def _act(args, cache: RecordCache, path: str) -> None:
     if store is not None:
         if args.action == "clear":
             records, reports = cache.clear()
-            print(f"{shown(path)}: {records:,} record(s) and {reports:,} report(s) removed"
+            print(f"{shown(path)}: {records:,} record(s) and {reports:,} finished report(s) and diff(s) removed"
                   + "".join(f"; {shown(name)} deleted" for name in cache.removed))
         elif args.action == "prune":
             n, freed = prune(store, cache.version, args.max_size if args.max_size is not None else DEFAULT_MAX_BYTES,
@@ -124,7 +125,8 @@ def _info(cache: RecordCache, path: str) -> None:
                                  (cache.version, *params, *params)).fetchone()
     print(f"{shown(path)}: {human(size)}, {records - verdicts:,} record(s)"
           + (f" ({stale:,} of another kmodcompat version, evicted first)" if stale else "")
-          + f", {verdicts:,} validate verdict(s), {reports:,} report(s); records version {records_version()}")
+          + f", {verdicts:,} validate verdict(s), {reports:,} finished report(s) and diff(s); records version "
+            f"{records_version()}")
     legacy = os.path.join(os.path.dirname(path), "records.sqlite")
     if os.path.exists(legacy):
         print(f"{shown(legacy)}: an older cache (pickles: never read), {human(os.path.getsize(legacy))}; "

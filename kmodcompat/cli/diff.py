@@ -6,6 +6,7 @@ in HELP (its --help and man page).
 
 from __future__ import annotations
 
+import gc
 import glob
 import json
 import os
@@ -26,8 +27,11 @@ from ..report.diff_json import to_json
 from ..files import packages
 from ..files.bounded import InputFileError
 from ..files.symvers import Symvers, read_symvers
-from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, report_failures,
-                     resolve, tree_cache)
+from ..cache import input_key
+from ..depmod.tree import parse_tree
+from ..parse.scan import gc_paused
+from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, open_cache,
+                     report_failures, resolve, tree_cache, tree_inputs)
 from .helptext import CommandHelp, command_parser
 from .output import shown, write_json
 from .terminal import colour_on, columns, note, paint, progress
@@ -240,12 +244,39 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
     check_files(args.old_kernel_image, args.new_kernel_image)  # before the trees are read, as the symvers below
     old_symvers, new_symvers = _symvers(args.old_symvers, stack), _symvers(args.new_symvers, stack)
+    # The surveys first (no module read): the modules are parsed only when no finished diff of exactly
+    # these inputs is in the cache (the report's rule: cli/report.py).
+    surveys = [load(op, parse=False) for op in (old, new)]
+    for op, t in zip((old, new), surveys):
+        check_tree(op, t)
+    # Unpacked packages live in a temporary root: nothing is cached under its paths (inputs.tree_cache).
+    opened = open_cache(args) if old.packages is None or new.packages is None else None
+    side_caches = [opened if op.packages is None else None for op in (old, new)]
+    cache = opened if None not in side_caches else None
+    key = None
+    if cache is not None:
+        sides = [tree_inputs(t, named, None, image) for t, named, image in
+                 zip(surveys, (args.old_symvers, args.new_symvers), (args.old_kernel_image, args.new_kernel_image))]
+        policy_files = [*args.symbol_list, *args.rules] if policy is not None else []
+        key = input_key(("diff", consumers, repr(policy), sides[0][0], sides[1][0]),
+                        sides[0][1] + sides[1][1] + policy_files)
+    held = cache.get_report(key) if key is not None and cache is not None else None
+    if held is not None:
+        stored = json.loads(held)
+        for line in stored["errors"]:
+            print(line, file=sys.stderr)
+        for line in stored["notes"]:
+            note(line)
+        return stored["doc"]
     trees = []
-    for op, tag in ((old, "old"), (new, "new")):
-        trees.append(load(op, jobs=args.jobs, progress=progress(f"reading {tag} tree"), cache=tree_cache(op, args)))
-        check_tree(op, trees[-1])
-    for t, op in zip(trees, (old, new)):
-        report_failures((m.error for m in t.failures), op)
+    errors: list[str] = []
+    with gc_paused():  # the records, frozen once read (cli/report.py)
+        for op, t, tag, side_cache in zip((old, new), surveys, ("old", "new"), side_caches):
+            trees.append(parse_tree(t, jobs=args.jobs, progress=progress(f"reading {tag} tree"), cache=side_cache))
+            errors += (f"kmodcompat: {shown(op.display(str(m.error)))}" for m in trees[-1].failures)
+        gc.freeze()
+    for line in errors:
+        print(line, file=sys.stderr)
     try:
         d = diff_trees(trees[0], trees[1], consumers, old_symvers=old_symvers,
                        new_symvers=new_symvers, old_label=old.label, new_label=new.label,
@@ -253,11 +284,17 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
                        progress=progress, policy=policy)
     except KernelSourceError as e:
         raise _Fail(str(e), EXIT_ERROR) from None
+    notes = []
     for tag, side, op in (("old", d.old, old), ("new", d.new, new)):
         assert side.kernel_exports is not None  # diff_trees() always says where the kernel's exports came from
-        note(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}")
+        notes.append(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}")
+    for line in notes:
+        note(line)
     # Packages: the temporary roots' paths written as the packages' names.
-    return json.loads(old.display(new.display(json.dumps(to_json(d)))))
+    text = old.display(new.display(json.dumps(to_json(d))))
+    if key is not None and cache is not None:
+        cache.put_report(key, f'{{"errors": {json.dumps(errors)}, "notes": {json.dumps(notes)}, "doc": {text}}}')
+    return json.loads(text)
 
 
 def _is_symvers(path: str | None) -> bool:

@@ -346,6 +346,39 @@ def tree_cache(op: TreeOperand | ModuleFiles, args) -> RecordCache | None:
     return open_cache(args) if getattr(op, "packages", None) is None else None
 
 
+def tree_inputs(tree: ModuleTree, symvers: str | None = None, system_map: str | None = None,
+                image: str | None = None, kernel_profile: str | None = None) -> tuple[tuple, list[str]]:
+    """What a finished result computed from ``tree`` (a report, a diff's side) depends on, for
+    :func:`~kmodcompat.cache.input_key`: (the parts, the files whose identity counts).
+
+    The survey carries the module list, the depmod.d configuration as parsed, modules.order and the
+    built-in lists (read afresh on every run); ``symvers``, ``system_map``, ``image``: the files the
+    options name for the kernel's exports, then every file they may be read from instead (the tree's
+    Module.symvers, boot image, System.map) and the boot config telling a Debian kernel's FORCE_LOAD
+    (loadable.tree_loader); ``kernel_profile``: the loader profile asked for. The files (modules
+    included, and the record of a simulated tree) count by identity (path, size, mtime, inode, ctime),
+    as for cached records.
+    """
+    from ..files.kernel import find_kernel_files, tree_base
+    from ..files.kernel_image import find_image
+    from ..simulate_tree import marker_path
+
+    found = find_kernel_files(tree)
+    named = (symvers, system_map, image)
+    boot_image = find_image(tree_base(tree), tree.kver)
+    kernel_files = [p for p in (*named, found.get("symvers"), boot_image, found.get("system_map")) if p is not None]
+    config = os.path.join(tree_base(tree), "boot", f"config-{tree.kver}")
+    if os.path.isfile(config):
+        kernel_files.append(config)
+    simulated = marker_path(tree.dirname, tree.kver)
+    simulated_by = [simulated] if os.path.isfile(simulated) else []
+    survey = (tree.dirname, tree.kver, tree.kmod.id, tree.config, tree.shadowed, tree.modules_order, tree.builtin,
+              tree.builtin_modinfo, tree.diagnostics, tree.skipped,
+              tuple((m.name, m.path, m.relpath) for m in tree.modules), (*named, kernel_profile),
+              tuple(kernel_files), tuple(simulated_by))
+    return survey, [m.path for m in tree.modules] + kernel_files + simulated_by
+
+
 def add_input_options(p) -> None:
     add_tree_operands(p, modules=True)
     p.add_argument("-j", "--jobs", type=int, default=None, help="parallel parsers (default: all cores)")

@@ -19,15 +19,13 @@ from importlib import resources
 
 from ..cache import input_key
 from ..consumers.kernel import PROFILES
-from ..files.kernel import find_kernel_files, tree_base
-from ..files.kernel_image import find_image
 from ..report import html as html_report
 from ..report import markdown as md_report
 from ..parse.scan import gc_paused
 from ..report.policy import evaluate, parse_policy
-from ..depmod.tree import ModuleTree, parse_tree
+from ..depmod.tree import parse_tree
 from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, resolve, tree_cache,
-                     tree_operand)
+                     tree_inputs, tree_operand)
 from .outdir import OutputDirectory, safe_component
 from .output import shown
 from .helptext import CommandHelp, command_parser
@@ -152,7 +150,8 @@ def _run(args, policy, stack: ExitStack) -> int:
     check_tree(op, tree)
     check_files(args.symvers, args.system_map, args.kernel_image)
     # Keyed by every file the kernel's exports may come from (read only when no report is cached).
-    key = report_key(tree, *kernel_inputs(tree, args)) if cache is not None else None
+    key = input_key(*tree_inputs(tree, args.symvers, args.system_map, args.kernel_image, args.kernel_profile)) \
+        if cache is not None else None
     text = cache.get_report(key) if key is not None and cache is not None else None
     if text is not None:
         doc = json.loads(text)
@@ -234,36 +233,6 @@ def _run(args, policy, stack: ExitStack) -> int:
         cases = ci.report_cases(doc, policy, args.fail_on, status)
         sys.stdout.write((junit if args.format == "junit" else sarif).render(cases))
     return status
-
-
-def kernel_inputs(tree: ModuleTree, args) -> tuple[tuple[str | None, ...], tuple[str, ...]]:
-    """(the options naming kernel files, every file the kernel's exports may be read from) for the cache key."""
-    found = find_kernel_files(tree)
-    named = (args.symvers, args.system_map, args.kernel_image)
-    image = find_image(tree_base(tree), tree.kver)
-    files = tuple(p for p in (*named, found.get("symvers"), image, found.get("system_map")) if p is not None)
-    # The loader profile asked for, and the config telling a Debian kernel's FORCE_LOAD (loadable.tree_loader).
-    config = os.path.join(tree_base(tree), "boot", f"config-{tree.kver}")
-    return (*named, getattr(args, "kernel_profile", None)), files + ((config,) if os.path.isfile(config) else ())
-
-
-def report_key(tree: ModuleTree, named: tuple[str | None, ...], kernel_files: tuple[str, ...]) -> str | None:
-    """What a finished report of ``tree`` is cached under: every input it is computed from.
-
-    The survey carries the module list, the depmod.d configuration as parsed,
-    modules.order and the built-in lists (read afresh on every run); the files
-    behind it (modules, Module.symvers, boot image, System.map, the record of a simulated
-    tree) count by identity (path, size, mtime, inode, ctime), as for cached records.
-    """
-    from ..simulate_tree import marker_path
-
-    simulated = marker_path(tree.dirname, tree.kver)
-    simulated_by = (simulated,) if os.path.isfile(simulated) else ()
-    survey = (tree.dirname, tree.kver, tree.kmod.id, tree.config, tree.shadowed, tree.modules_order, tree.builtin,
-              tree.builtin_modinfo, tree.diagnostics, tree.skipped,
-              tuple((m.name, m.path, m.relpath) for m in tree.modules), named, kernel_files, simulated_by)
-    files = [m.path for m in tree.modules] + list(kernel_files) + list(simulated_by)
-    return input_key(survey, files)
 
 
 #: Stands for consumers.per_module while the rest is indented; no module path holds a NUL.
