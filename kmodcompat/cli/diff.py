@@ -33,7 +33,7 @@ from ..parse.scan import gc_paused
 from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, open_cache,
                      report_failures, resolve, tree_cache, tree_inputs)
 from .helptext import CommandHelp, command_parser
-from .output import shown, write_json
+from .output import json_pieces, shown
 from .terminal import colour_on, columns, note, paint, progress
 
 
@@ -146,20 +146,47 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
+#: The diff's long lists, written one element per line by --format json (output.json_pieces).
+DIFF_ROWS = (("modules", "changed"), ("modules", "added"), ("modules", "removed"), ("kabi", "changes"),
+             ("kabi", "groups"), ("kabi", "by_exporter"))
+
+
+class _Result:
+    """A diff as --format json prints it (``text``), its exit status, and the document, read from the text
+    only when a rendering needs it (a finished diff from the cache is printed as it was stored)."""
+
+    def __init__(self, text: str, exit_code: int, doc: dict | None = None):
+        self.text = text
+        self.exit_code = exit_code
+        self._doc = doc
+
+    @classmethod
+    def of(cls, doc: dict) -> _Result:
+        return cls("".join(json_pieces(doc, 1, DIFF_ROWS)), doc["status"]["exit_code"], doc)
+
+    @property
+    def doc(self) -> dict:
+        if self._doc is None:
+            self._doc = json.loads(self.text)
+        return self._doc
+
+
 def run(args) -> int:
     try:
         policy = _policy(args)
         with ExitStack() as stack:
-            doc = _diff(args, stack, policy)
+            result = _diff(args, stack, policy)
     except _Fail as e:
         print(f"kmodcompat: {shown(e)}", file=sys.stderr)
         return e.status
     if args.report_unused_rules:
-        _unused_rules(doc)
+        _unused_rules(result.doc)
     if args.format == "json":
-        write_json(doc, 1)
+        sys.stdout.write(result.text)
         sys.stdout.write("\n")
-    elif args.format in ("junit", "sarif"):
+        return result.exit_code
+    doc = result.doc
+    if args.format in ("junit", "sarif"):
         from ..report import ci, junit, sarif
 
         sys.stdout.write((junit if args.format == "junit" else sarif).render(ci.diff_cases(doc)))
@@ -169,7 +196,7 @@ def run(args) -> int:
         else:
             text = diff_render.RENDERERS[args.format](doc, args.modules)
         sys.stdout.write(_painted(text, doc["status"]["exit_code"]) if args.format == "text" else text)
-    return doc["status"]["exit_code"]
+    return result.exit_code
 
 
 def _painted(text: str, status: int) -> str:
@@ -217,7 +244,7 @@ def _unused_rules(doc: dict) -> None:
                     f"{also})"), file=sys.stderr)
 
 
-def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
+def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> _Result:
     consumers = tuple(args.consumer or DEFAULT_CONSUMERS)
     if not args.basedir and not args.old_set and not args.new_set and (_is_symvers(args.old) or
                                                                        _is_symvers(args.new)):
@@ -240,7 +267,7 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
             except ModuleReadError as e:
                 raise _Fail(str(e), EXIT_ERROR) from None
         # Two files: their paths differ by nature, not compared.
-        return to_json(diff_modules(recs[0], recs[1], consumers, policy=policy), old.label, new.label)
+        return _Result.of(to_json(diff_modules(recs[0], recs[1], consumers, policy=policy), old.label, new.label))
     assert isinstance(old, TreeOperand) and isinstance(new, TreeOperand)
     check_files(args.old_kernel_image, args.new_kernel_image)  # before the trees are read, as the symvers below
     old_symvers, new_symvers = _symvers(args.old_symvers, stack), _symvers(args.new_symvers, stack)
@@ -261,13 +288,14 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
         key = input_key(("diff", consumers, repr(policy), sides[0][0], sides[1][0]),
                         sides[0][1] + sides[1][1] + policy_files)
     held = cache.get_report(key) if key is not None and cache is not None else None
-    if held is not None:
-        stored = json.loads(held)
+    if held is not None:  # a header line (what it printed on stderr, its status), then the document
+        first, _, text = held.partition("\n")
+        stored = json.loads(first)
         for line in stored["errors"]:
             print(line, file=sys.stderr)
         for line in stored["notes"]:
             note(line)
-        return stored["doc"]
+        return _Result(text, stored["exit_code"])
     trees = []
     errors: list[str] = []
     with gc_paused():  # the records, frozen once read (cli/report.py)
@@ -290,11 +318,13 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> dict:
         notes.append(f"kmodcompat: {tag}: {op.display(side.kernel_exports)}")
     for line in notes:
         note(line)
+    doc = to_json(d)
     # Packages: the temporary roots' paths written as the packages' names.
-    text = old.display(new.display(json.dumps(to_json(d))))
+    result = _Result(old.display(new.display("".join(json_pieces(doc, 1, DIFF_ROWS)))), doc["status"]["exit_code"])
     if key is not None and cache is not None:
-        cache.put_report(key, f'{{"errors": {json.dumps(errors)}, "notes": {json.dumps(notes)}, "doc": {text}}}')
-    return json.loads(text)
+        header = {"errors": errors, "notes": notes, "exit_code": result.exit_code}
+        cache.put_report(key, f"{json.dumps(header)}\n{result.text}")
+    return result
 
 
 def _is_symvers(path: str | None) -> bool:
@@ -303,7 +333,7 @@ def _is_symvers(path: str | None) -> bool:
         and not packages.is_package(path)
 
 
-def _diff_symvers(args, consumers, stack: ExitStack, policy: KabiPolicy | None) -> dict:
+def _diff_symvers(args, consumers, stack: ExitStack, policy: KabiPolicy | None) -> _Result:
     """A Module.symvers against a Module.symvers, a tree or packages (either way round): the kABI alone."""
     if args.old_symvers or args.new_symvers:
         raise _Fail("--old-symvers/--new-symvers: the Module.symvers is an operand already", EXIT_USAGE)
@@ -329,7 +359,7 @@ def _diff_symvers(args, consumers, stack: ExitStack, policy: KabiPolicy | None) 
     for named in ops:
         if named is not None:
             doc = named.display(doc)
-    return json.loads(doc)
+    return _Result.of(json.loads(doc))
 
 
 def _operands(args, stack: ExitStack) -> tuple[TreeOperand | ModuleFiles, TreeOperand | ModuleFiles]:

@@ -27,7 +27,7 @@ from ..depmod.tree import parse_tree
 from .inputs import (add_cache_option, add_tree_operands, check_files, check_tree, load, resolve, tree_cache,
                      tree_inputs, tree_operand)
 from .outdir import OutputDirectory, safe_component
-from .output import shown
+from .output import json_pieces, shown
 from .helptext import CommandHelp, command_parser
 from .terminal import note, paint, phase, progress
 
@@ -235,20 +235,14 @@ def _run(args, policy, stack: ExitStack) -> int:
     return status
 
 
-#: Stands for consumers.per_module while the rest is indented; no module path holds a NUL.
-_ROWS = "\0kmodcompat per_module\0"
+#: Written one row per line in report.json (output.json_pieces).
+REPORT_ROWS = (("consumers", "per_module"),)
 
 
 def report_text(doc: dict) -> str:
     """The document as report.json: indented, but one line per module in ``consumers.per_module`` (a module's
     verdicts and counts indented would be 60 lines each: 4 MB of the 4,230 modules of trixie amd64)."""
-    consumers = doc.get("consumers")
-    if not isinstance(consumers, dict) or not consumers.get("per_module"):
-        return json.dumps(doc, indent=1, sort_keys=False) + "\n"
-    rows = consumers["per_module"]
-    text = json.dumps({**doc, "consumers": {**consumers, "per_module": _ROWS}}, indent=1, sort_keys=False)
-    body = ",\n".join("   " + json.dumps(r, separators=(", ", ": ")) for r in rows)
-    return text.replace(json.dumps(_ROWS), "[\n" + body + "\n  ]", 1) + "\n"
+    return "".join(json_pieces(doc, 1, REPORT_ROWS)) + "\n"
 
 
 def write_report(doc: dict, out: str, text: str | None = None) -> None:
