@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from ..consumers import CONSUMERS, DEFAULT_CONSUMERS
 from ..consumers.base import COMPATIBLE, FALSE_MISMATCH, IGNORES, INCOMPATIBLE, LOADS, LOADS_TAINTED, \
-    LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE
+    LOADS_UNCHECKED, OK, PARTIAL, REFUSES, UNREADABLE, Reading
 from ..elf.image import machine_name
 from ..elf.layout import SHT_REL, SHT_RELA
 from ..records import ModuleRecord, Section
@@ -247,9 +247,10 @@ def _module_exports(rec: ModuleRecord, owner: str) -> dict[str, ExportInfo]:
 
 def consumer_views(rec: ModuleRecord, consumers: Sequence[str], expected: Mapping[str, int] | None,
                    path: str | None = None) -> dict[str, ViewSummary]:
-    """Each consumer's reading of ``rec`` (against ``expected`` exporter CRCs; None: its own)."""
-    return {c: ViewSummary.of(CONSUMERS[c](rec, expected=expected, path=path, judge_unknown=False))
-            for c in consumers}
+    """Each consumer's reading of ``rec`` (against ``expected`` exporter CRCs; None: its own). One Reading for
+    all: the models share what they derive from it (consumers/base.py)."""
+    reading = Reading(rec, expected, None, path, False)
+    return {c: ViewSummary.of(CONSUMERS[c].read(reading)) for c in consumers}
 
 
 def view_effect(a: ViewSummary, b: ViewSummary) -> str | None:
