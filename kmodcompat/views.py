@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 from .consumers import CONSUMERS, standard
 from .consumers.base import ConsumerView, Counts, Reading, exporter_crcs
@@ -103,6 +104,18 @@ def compute_views(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
         return result()
 
 
+class Started:
+    """What :func:`views_started` gives the caller: call it for the views; :meth:`aside` for the result of
+    the ``aside`` function it was given."""
+
+    def __init__(self, result: Callable[[], ViewsResult], aside: Callable[[], Any]):
+        self._result = result
+        self.aside = aside
+
+    def __call__(self) -> ViewsResult:
+        return self._result()
+
+
 @contextmanager
 def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequence[str] | None = None,
                   formats: Sequence[str] = (AS_IS,), expected: Mapping[str, int] | None = None,
@@ -110,12 +123,17 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                   summarize: Callable[[str, dict[str, ConsumerView]], object] | None = None,
                   summarize_counts: CountsSummarizer | None = None,
                   progress: Callable[[int, int], None] | None = None,
-                  vermagic: str | None = None) -> Iterator[Callable[[], ViewsResult]]:
-    """:func:`compute_views` begun in worker processes: the caller does other work, then calls the
-    function it is given for the result. With one process the views are computed in that call."""
+                  vermagic: str | None = None, aside: Callable[[], Any] | None = None) -> Iterator[Started]:
+    """:func:`compute_views` begun in worker processes: the caller does other work, then calls what it
+    is given for the result. With one process the views are computed in that call.
+
+    ``aside``: other work of the caller's over the same records (small result), run by the first worker
+    free, before the views, so that the caller's own share of the work does not wait for it; in this
+    process, when it is alone."""
     entries = list(entries)
     args = (consumers, tuple(formats), expected, tuple(keep_formats), summarize, summarize_counts, True, vermagic)
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    in_process = aside if aside is not None else (lambda: None)
     if not (jobs > 1 and len(entries) >= 64 and "fork" in multiprocessing.get_all_start_methods()):
         def alone() -> ViewsResult:
             result = _compute(entries, *args)
@@ -123,17 +141,18 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
                 progress(1, 1)
             return result
 
-        yield alone
+        yield Started(alone, in_process)
         return
     # Forked workers inherit the records copy-on-write: a task is an index
     # range, and only totals and (summarized) per-module views come back. The
     # workers are forked at the first submit, before the caller goes on.
     global _SHARED
-    _SHARED = (entries, args)
+    _SHARED = (entries, args, aside)
     size = -(-len(entries) // (jobs * 4))
     ranges = [(i, min(i + size, len(entries))) for i in range(0, len(entries), size)]
     pool = worker_pool(jobs)
     try:
+        side = pool.submit(_aside) if aside is not None else None
         parts = [pool.submit(_views_range, r) for r in ranges]
         if progress is not None:
             # Called in the pool's thread as each part comes back, while the caller works on.
@@ -146,7 +165,8 @@ def views_started(entries: Iterable[tuple[str, ModuleRecord]], consumers: Sequen
 
             for part in parts:
                 part.add_done_callback(tick)
-        yield lambda: _merge([p.result() for p in parts])
+        yield Started(lambda: _merge([p.result() for p in parts]),
+                      in_process if side is None else side.result)
     finally:
         pool.shutdown(cancel_futures=True)
         _SHARED = None
@@ -157,8 +177,13 @@ _SHARED: tuple | None = None
 
 def _views_range(bounds: tuple[int, int]) -> ViewsResult:
     assert _SHARED is not None  # set by views_started() before the workers fork
-    entries, args = _SHARED
+    entries, args, _ = _SHARED
     return _compute(entries[bounds[0]:bounds[1]], *args)
+
+
+def _aside() -> Any:
+    assert _SHARED is not None and _SHARED[2] is not None  # set by views_started() before the workers fork
+    return _SHARED[2]()
 
 
 def _merge(parts: list[ViewsResult]) -> ViewsResult:

@@ -78,9 +78,11 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
     profile, why, loader_models, vermagic = tree_loader(tree.dirname, tree.kver, kernel_image, kernel_profile)
     consumers = (*standard(), *loader_models)
     # The views (most of the work) run in worker processes while this one does the rest.
+    # The RPM generators' line counts (a second of CPU, of the tree alone) run aside in a worker too.
     with views_started(mods, consumers, formats=formats, expected=expected, keep_formats=(AS_IS,), jobs=jobs,
                        summarize=module_summary, summarize_counts=summary_from_counts,
-                       progress=progress, vermagic=vermagic) as views_result:
+                       progress=progress, vermagic=vermagic,
+                       aside=lambda: _ksym_requires(tree, records, source)) as views_result:
         graph = graph_for_tree(tree, source.symbols)
         try:
             kinds = system_map_kinds(system_map) if system_map else {}
@@ -100,7 +102,7 @@ def build_report(tree: ModuleTree, symvers: str | None = None, system_map: str |
             "crc_usefulness": crc_usefulness(records, kinds).as_dict(),
             "name_lengths": _name_lengths(records),
             "long_names": long_names(mods, tree, source),
-            "ksym_requires": _ksym_requires(tree, records, source, notes),
+            "ksym_requires": _with_notes(views_result.aside(), notes),
             "graph": _graph_facts(graph, source.known),
             "exports": _exports_usage(graph, records),
             "findings": _findings(tree),
@@ -338,7 +340,14 @@ def long_names(mods, tree, source: KernelSource) -> dict:
             "exports": part(exports), "imports": {**part(imports), "modules": len(modules)}}
 
 
-def _ksym_requires(tree, records, source: KernelSource, notes: list[str]) -> dict:
+def _with_notes(counted: tuple[dict, list[str]], notes: list[str]) -> dict:
+    """The result of a part computed aside, its notes added to ``notes`` where it was computed before."""
+    result, more = counted
+    notes += more
+    return result
+
+
+def _ksym_requires(tree, records, source: KernelSource) -> tuple[dict, list[str]]:
     """What the RPM requirement generators (ksyms.py: SUSE's and Red Hat's find-requires.ksyms) print for
     the tree taken as one package, and how many lines they drop: the imports only the extended tables
     carry, which ``--dump-modversions`` does not print. Red Hat's reads the kernel's Module.symvers when
@@ -347,12 +356,13 @@ def _ksym_requires(tree, records, source: KernelSource, notes: list[str]) -> dic
     from ..ksyms import dropped_counts
 
     symvers = None
+    notes = []
     if source.kind == SYMVERS and source.path is not None:
         try:
             symvers = read_input(source.path, MODULE_SYMVERS, gzip=source.path.endswith(".gz"))
         except InputFileError as e:
             notes.append(str(e))
-    return dropped_counts(tree.kmod, records, symvers)
+    return dropped_counts(tree.kmod, records, symvers), notes
 
 
 def _long_name(name: str) -> dict:
