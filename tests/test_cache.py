@@ -189,13 +189,17 @@ def test_unchanged_tree_is_answered_from_the_report_cache(tmp_path, monkeypatch)
     def no_parse(*a, **k):
         raise AssertionError("an unchanged tree was parsed again")
 
+    def no_render(*a, **k):
+        raise AssertionError("an unchanged tree's report was rendered again")
+
     monkeypatch.setattr(cli_report, "parse_tree", no_parse)
+    monkeypatch.setattr(cli_report, "render", no_render)
     assert _report(base, kver, tmp_path / "r2") == first
     monkeypatch.undo()
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert _report(base, kver, tmp_path / "r3", "--no-cache") == first
     with RecordCache() as c:
-        assert c.counts()[1] == 1
+        assert c.counts()[1] == 3  # report.json, and report.md and report.html rendered from it
 
 
 def test_any_changed_input_misses_the_report_cache(tmp_path, monkeypatch):

@@ -167,12 +167,17 @@ def test_an_edited_report_row_never_changes_the_exit_status(tmp_path, monkeypatc
     text = {"clean-report": json.dumps(doc), "clean-report-plain-mac": json.dumps(doc)}.get(forged, forged)
     blob = b"\x00\xffgarbage" if forged == "raw-garbage" else zlib.compress(text.encode())
     with RecordCache() as c:
-        (key,) = [k for (k,) in c.store.db.execute("SELECT key FROM reports")]
-        mac = hashlib.blake2b(key.encode() + blob, digest_size=16).digest()  # a checksum an attacker can redo
-        c.store.db.execute("UPDATE reports SET blob=?, mac=?", (blob, mac))
+        # The report and its renderings (report.md, report.html: KEY:NAME), every row forged.
+        keys = [k for (k,) in c.store.db.execute("SELECT key FROM reports")]
+        assert len(keys) == 3 and len([k for k in keys if ":" not in k]) == 1
+        for key in keys:
+            mac = hashlib.blake2b(key.encode() + blob, digest_size=16).digest()  # a checksum an attacker can redo
+            c.store.db.execute("UPDATE reports SET blob=?, mac=? WHERE key=?", (blob, mac, key))
     capsys.readouterr()
     rc, again = report(base, kver, tmp_path / "r2")
     assert rc == 1 and again == first
+    for name in ("report.md", "report.html"):
+        assert (tmp_path / "r2" / name).read_text() == (tmp_path / "r1" / name).read_text()
     assert "Traceback" not in capsys.readouterr().err
 
 

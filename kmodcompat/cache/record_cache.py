@@ -34,8 +34,9 @@ from .store import BUSY_SECONDS, DB_ERRORS, Store, _busy, warn
 
 Parsed = ModuleRecord | ModuleReadError
 
-#: Finished reports and diffs kept (most recently used first): a few trees, not every one ever seen.
-REPORTS_KEPT = 16
+#: Finished reports (with their two renderings) and diffs kept, most recently used first: a few trees, not
+#: every one ever seen.
+REPORTS_KEPT = 32
 #: Limits applied after each run that wrote to the cache (``cache prune`` takes others).
 DEFAULT_MAX_BYTES = 512 << 20
 DEFAULT_MAX_AGE_DAYS = 30

@@ -19,8 +19,6 @@ from importlib import resources
 
 from ..cache import input_key
 from ..consumers.kernel import PROFILES
-from ..report import html as html_report
-from ..report import markdown as md_report
 from ..parse.scan import gc_paused
 from ..report.policy import evaluate, parse_policy
 from ..depmod.tree import parse_tree
@@ -153,8 +151,15 @@ def _run(args, policy, stack: ExitStack) -> int:
     key = input_key(*tree_inputs(tree, args.symvers, args.system_map, args.kernel_image, args.kernel_profile)) \
         if cache is not None else None
     text = cache.get_report(key) if key is not None and cache is not None else None
+    # The renderings of a finished report are cached beside it (under the key and the file's name).
+    rendered: dict[str, str] = {}
     if text is not None:
         doc = json.loads(text)
+        if args.diff_against is None and cache is not None:
+            for name in RENDERED:
+                held = cache.get_report(f"{key}:{name}")
+                if held is not None:
+                    rendered[name] = held
     else:
         from ..files.kernel import KernelSourceError, kernel_source
         from ..report import build_report  # the analysis proper: imported only when it runs
@@ -184,6 +189,10 @@ def _run(args, policy, stack: ExitStack) -> int:
         doc = json.loads(text)  # render what a cached run renders: the document as JSON gives it back
         if key is not None and cache is not None:
             cache.put_report(key, text)
+            if args.diff_against is None:
+                rendered = render(doc)
+                for name, page in rendered.items():
+                    cache.put_report(f"{key}:{name}", page)
     if args.diff_against is not None:
         old_op = resolve([args.diff_against], None, stack)
         from ..diff import diff_trees
@@ -202,7 +211,7 @@ def _run(args, policy, stack: ExitStack) -> int:
     out = args.out or os.path.join("reports", safe_component(tree.kver))
     try:
         with phase(f"writing {shown(out)}/report.json, report.md, report.html"):
-            write_report(doc, out, text)
+            write_report(doc, out, text, rendered)
     except OSError as e:
         print(f"kmodcompat: {'--out ' if args.out else ''}{shown(out)}: {shown(e.strerror or e)}", file=sys.stderr)
         return 2
@@ -245,14 +254,30 @@ def report_text(doc: dict) -> str:
     return "".join(json_pieces(doc, 1, REPORT_ROWS)) + "\n"
 
 
-def write_report(doc: dict, out: str, text: str | None = None) -> None:
-    """``report.json`` (``text``: the document already serialized), ``report.md`` and ``report.html`` in ``out``.
+#: The renderings of report.json written beside it.
+RENDERED = ("report.md", "report.html")
+
+
+def render(doc: dict) -> dict[str, str]:
+    """File name → the rendering of ``doc`` it holds."""
+    from ..report import html as html_report
+    from ..report import markdown as md_report
+
+    return {"report.md": md_report.render(doc), "report.html": html_report.render(doc)}
+
+
+def write_report(doc: dict, out: str, text: str | None = None, rendered: dict[str, str] | None = None) -> None:
+    """``report.json`` (``text``: the document already serialized), ``report.md`` and ``report.html`` in ``out``
+    (``rendered``: those already rendered from ``doc``, the others are rendered here).
 
     Through :class:`~kmodcompat.cli.outdir.OutputDirectory`: each file replaces
     what was there (a planted link included) instead of being written through it.
     Raises OSError.
     """
+    pages = dict(rendered or {})
+    if any(name not in pages for name in RENDERED):
+        pages = {**render(doc), **pages}
     with OutputDirectory(out) as d:
         d.write("report.json", report_text(doc) if text is None else text)
-        d.write("report.md", md_report.render(doc))
-        d.write("report.html", html_report.render(doc))
+        for name in RENDERED:
+            d.write(name, pages[name])
