@@ -30,8 +30,8 @@ from ..files.symvers import Symvers, read_symvers
 from ..cache import input_key
 from ..depmod.tree import parse_tree
 from ..parse.scan import gc_paused
-from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, load, open_cache,
-                     report_failures, resolve, tree_cache, tree_inputs)
+from .inputs import (ModuleFiles, TreeOperand, add_cache_option, check_files, check_tree, failure_lines, load,
+                     open_cache, report_failures, resolve, tree_cache, tree_inputs)
 from .helptext import CommandHelp, command_parser
 from .output import json_pieces, shown
 from .terminal import colour_on, columns, note, paint, progress
@@ -301,7 +301,7 @@ def _diff(args, stack: ExitStack, policy: KabiPolicy | None = None) -> _Result:
     with gc_paused():  # the records, frozen once read (cli/report.py)
         for op, t, tag, side_cache in zip((old, new), surveys, ("old", "new"), side_caches):
             trees.append(parse_tree(t, jobs=args.jobs, progress=progress(f"reading {tag} tree"), cache=side_cache))
-            errors += (f"kmodcompat: {shown(op.display(str(m.error)))}" for m in trees[-1].failures)
+            errors += failure_lines((m.error for m in trees[-1].failures), op)
         gc.freeze()
     for line in errors:
         print(line, file=sys.stderr)

@@ -420,5 +420,10 @@ def load_expected(symvers: str | None, modules) -> dict[str, int] | None:
 
 
 def report_failures(failures, op: TreeOperand | None = None) -> None:
-    for e in failures:
-        print(f"kmodcompat: {shown(op.display(str(e)) if op is not None else e)}", file=sys.stderr)
+    for line in failure_lines(failures, op):
+        print(line, file=sys.stderr)
+
+
+def failure_lines(failures, op: TreeOperand | None = None) -> list[str]:
+    """The line on stderr for each module that could not be read (packages' paths shown as their names)."""
+    return [f"kmodcompat: {shown(op.display(str(e)) if op is not None else e)}" for e in failures]

@@ -44,10 +44,11 @@ def emit(result: ToolResult) -> None:
 _JSON_CHUNKS = 1 << 16
 
 
-def write_json(doc: object, indent: int, rows: Sequence[tuple[str, ...]] = ()) -> None:
-    """``doc`` on stdout as :func:`json_pieces` gives it, in few writes of bounded size."""
+def write_json(doc: object, indent: int) -> None:
+    """``doc`` on stdout as ``json.dump(doc, sys.stdout, indent=indent)`` writes it, in few writes of
+    bounded size."""
     buf: list[str] = []
-    for chunk in json_pieces(doc, indent, rows):
+    for chunk in json.JSONEncoder(indent=indent).iterencode(doc):
         buf.append(chunk)
         if len(buf) >= _JSON_CHUNKS:
             sys.stdout.write("".join(buf))

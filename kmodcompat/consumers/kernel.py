@@ -284,12 +284,7 @@ class Kernel:
             if table is None:
                 return m.once(_unversioned_counted, None) if self.force_load else _REFUSED
         # Kernels reading the same table alike share the walk (FORCE_LOAD matters only without one).
-        key = (_walk_counted, id(table), misread, closed)
-        try:
-            return m.memo[key]
-        except KeyError:
-            counts = m.memo[key] = _walk_counted(m, table, misread, closed)
-            return counts
+        return m.once(_walk_counted, table, misread, closed)
 
 
 def _modname(r: Reading) -> str:

@@ -176,10 +176,11 @@ def _counted(kmod: Kmod, t: FormatTables) -> tuple[Counts, tuple[int, int] | Non
     only where PR #270 reads the extended tables (or fails on the variable-length layout) and in the
     errno they print: any two that read the tables alike count them once."""
     extended = kmod.reads_extended and (t.ext_table is not None or isinstance(t.versions, str))
+    key = ("kmod", extended)
     try:
-        return t.memo[extended]
+        return t.memo[key]
     except KeyError:
-        counted = t.memo[extended] = _count(extended, t)
+        counted = t.memo[key] = _count(extended, t)
         return counted
 
 
